@@ -1,0 +1,337 @@
+"""The `cbflow` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cbflow.errors import CbflowError, ProspectusError
+from cbflow.settings import get_settings
+
+app = typer.Typer(help="Run competitive public funding rounds from one prospectus file.", no_args_is_help=True)
+prospectus_app = typer.Typer(help="Check prospectus files and print their schemas.", no_args_is_help=True)
+round_app = typer.Typer(help="Launch rounds and see where they stand.", no_args_is_help=True)
+app.add_typer(prospectus_app, name="prospectus")
+app.add_typer(round_app, name="round")
+
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+def _prefect_environment() -> dict[str, str]:
+    """Prefect's settings for cbflow: state under the data directory, nothing sent outside."""
+    settings = get_settings()
+    home = (settings.data_dir / "prefect").resolve()
+    env = {
+        "PREFECT_HOME": str(home),
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(settings.prefect_port),
+        "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
+    }
+    home.mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def _use_prefect(api_url: str | None = None) -> None:
+    """Set Prefect's environment before Prefect is imported. Without PREFECT_API_URL, flows run
+    against a temporary local server that Prefect starts itself."""
+    for key, value in _prefect_environment().items():
+        os.environ.setdefault(key, value)
+    if api_url:
+        os.environ["PREFECT_API_URL"] = api_url
+
+
+@app.command()
+def init() -> None:
+    """Create or upgrade the database and load the council register."""
+    from cbflow.db import migrate, session_scope
+    from cbflow.services.councils import load_register
+
+    settings = get_settings()
+    migrate()
+    with session_scope() as session:
+        count = load_register(session)
+    console.print(f"Database ready at {settings.resolved_database_url}; {count} councils in the register.")
+
+
+@prospectus_app.command("check")
+def prospectus_check(files: Annotated[list[Path], typer.Argument(help="Prospectus files to check.")]) -> None:
+    """Check prospectus files against the format; report every fault with file, line and key."""
+    from cbflow.prospectus import load
+
+    failed = False
+    for path in files:
+        try:
+            prospectus = load(path)
+        except ProspectusError as exc:
+            failed = True
+            for problem in exc.problems:
+                errors.print(problem, highlight=False, markup=False)
+            continue
+        stages = [name for name, stage in prospectus.stages if stage is not None]
+        console.print(f"{path}: ok — {prospectus.id}, stages: {', '.join(stages)}", highlight=False)
+        support = prospectus.support_question()
+        if prospectus.capacity.budget_gbp is not None and not prospectus.capacity.requested_by:
+            console.print(f"  each application's request for the budget is read from {support!r} "
+                          "(set capacity.requested_by to choose another)", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@prospectus_app.command("schema")
+def prospectus_schema(
+    file: Annotated[Path | None, typer.Argument(help="A prospectus: print the schemas of its forms' answers.")] = None,
+    form: Annotated[str | None, typer.Option(help="Only this form: eoi, bid or returns.")] = None,
+) -> None:
+    """Print the JSON Schema of the prospectus format, or of a prospectus's forms' answers."""
+    from cbflow.forms import answers_schema
+    from cbflow.prospectus import format_schema, load
+
+    if file is None:
+        print(json.dumps(format_schema(), indent=2, default=str))
+        return
+    try:
+        prospectus = load(file)
+    except ProspectusError as exc:
+        _fail(str(exc))
+    forms = prospectus.forms()
+    if form is not None and form not in forms:
+        _fail(f"{prospectus.id} has no form {form!r}; it has {', '.join(forms)}")
+    chosen = {form: forms[form]} if form else forms
+    schemas = {name: answers_schema(f, f"{prospectus.title}: {name} answers") for name, f in chosen.items()}
+    print(json.dumps(schemas[form] if form else schemas, indent=2, default=str))
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True)
+
+
+@round_app.command("launch")
+def round_launch(
+    file: Annotated[Path, typer.Argument(help="The prospectus file of the round.")],
+    actor: Annotated[str, typer.Option(help="Who launches the round (for the audit log).")] = "staff:cli",
+) -> None:
+    """Launch a round: validate its prospectus, store it, issue the prospectus document and
+    schedule its deadline runs on the Prefect server (when PREFECT_API_URL names one)."""
+    from cbflow import stages
+    from cbflow.db import migrate, session_scope
+    from cbflow.services.councils import load_register
+
+    migrate()
+    with session_scope() as session:
+        load_register(session)
+    try:
+        source = file.read_text(encoding="utf-8")
+        outcome = stages.launch(source, str(file), now=datetime.now(UTC), actor=actor)
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"{file}: cannot read the file: {exc}")
+    except ProspectusError as exc:
+        for problem in exc.problems:
+            errors.print(problem, highlight=False, markup=False)
+        raise typer.Exit(1) from None
+    except CbflowError as exc:
+        _fail(str(exc))
+    verb = "launched" if outcome.counts.get("created") else "was already launched"
+    console.print(f"Round {outcome.round} {verb}.")
+    for path in outcome.documents:
+        console.print(f"  prospectus document: {path}")
+    if os.environ.get("PREFECT_API_URL"):
+        _use_prefect()
+        from flows.deployments import ensure_deployments, schedule_round
+
+        async def schedule() -> list[tuple[str, datetime]]:
+            await ensure_deployments()
+            return await schedule_round(outcome.round)
+
+        for flow_name, when in asyncio.run(schedule()):
+            console.print(f"  scheduled {flow_name} at {when.isoformat()}")
+    else:
+        console.print("  (set PREFECT_API_URL, or use `cbflow serve`, to schedule its deadline runs)")
+
+
+@round_app.command("status")
+def round_status(slug: Annotated[str | None, typer.Argument(help="A round id; all rounds if left out.")] = None) -> None:
+    """Where each round stands: its state and how many applications are in each state."""
+    from cbflow.db import migrate, session_scope
+    from cbflow.services import rounds
+
+    migrate()
+    with session_scope() as session:
+        chosen = [rounds.get_round(session, slug)] if slug else rounds.all_rounds(session)
+        if not chosen:
+            console.print("No rounds yet. Launch one with `cbflow round launch FILE`.")
+            return
+        for round_ in chosen:
+            table = Table(title=f"{round_.slug}: {round_.title} — {round_.state}")
+            table.add_column("application state")
+            table.add_column("count", justify="right")
+            for state, count in sorted(rounds.state_counts(session, round_).items()):
+                table.add_row(state, str(count))
+            console.print(table)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    table = Table(title=f"{summary['round']}: applications by state")
+    table.add_column("state")
+    table.add_column("count", justify="right")
+    for state, count in sorted(summary["states"].items()):
+        table.add_row(state, str(count))
+    console.print(table)
+    chosen = Table(title="Selected places")
+    for column in ("rank", "council", "score %", "support", "now"):
+        chosen.add_column(column)
+    for place in summary["selected"]:
+        support = f"£{place['support'] / 100:,.2f}" if place["support"] is not None else "-"
+        chosen.add_row(str(place["rank"] or "-"), place["council"], place["score"] or "-", support, place["state"])
+    console.print(chosen)
+    docs = summary["documents"]
+    console.print(f"Documents: {docs.get('total', 0)} in {docs.get('folder')}")
+    for kind, count in sorted(docs.get("by_kind", {}).items()):
+        console.print(f"  {kind}: {count}")
+    if summary.get("late_refused"):
+        console.print(f"Late submissions refused: {summary['late_refused']}")
+    if summary.get("adoption"):
+        adoption = summary["adoption"]
+        console.print(f"Replication: {adoption['adopter']} adopted the model of {adoption['model']} "
+                      f"({adoption['answers carried over']} answers carried over) as {adoption['application']}")
+
+
+DEFAULT_DEMO = "whole-place-2011.yaml"
+
+
+def _demo_file(prospectus: Path | None) -> Path:
+    return prospectus or get_settings().prospectus_dir / DEFAULT_DEMO
+
+
+def _run_demo(prospectus: Path, seed: int, councils: int | None) -> dict[str, Any]:
+    from cbflow.prospectus import load
+
+    try:
+        load(prospectus)
+    except ProspectusError as exc:
+        for problem in exc.problems:
+            errors.print(problem, highlight=False, markup=False)
+        raise typer.Exit(1) from None
+    from flows.demo import demo_round
+
+    result: dict[str, Any] = asyncio.run(demo_round(str(prospectus), seed=seed, councils=councils))
+    return result
+
+
+@app.command()
+def demo(
+    prospectus: Annotated[Path | None, typer.Option(help="The round to simulate.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the simulation (same seed, same round).")] = 2011,
+    councils: Annotated[int | None, typer.Option(help="How many councils apply (default: a realistic field).")] = None,
+) -> None:
+    """Simulate a whole round over real councils, from launch to replication, as Prefect flows.
+
+    Flows report to the Prefect server in PREFECT_API_URL (as `cbflow serve --demo` sets), or
+    to a temporary local one."""
+    _use_prefect(os.environ.get("PREFECT_API_URL"))
+    summary = _run_demo(_demo_file(prospectus), seed, councils)
+    _print_summary(summary)
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            _fail(f"the Prefect server stopped (exit code {process.returncode}); see its log above")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:  # noqa: S310 (local URL)
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    _fail(f"the Prefect server did not answer at {url} within {timeout:.0f} s")
+
+
+def _stop(process: subprocess.Popen[bytes], name: str) -> None:
+    """Stop a child: SIGTERM, then SIGKILL if it has not gone within ten seconds."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        errors.print(f"{name} did not stop in time; killing it")
+        process.kill()
+        process.wait()
+
+
+@app.command()
+def serve(
+    demo_round: Annotated[bool, typer.Option("--demo", help="Also run the demo round, to watch its flows.")] = False,
+    prospectus: Annotated[Path | None, typer.Option(help="With --demo: the round to simulate.")] = None,
+    seed: Annotated[int, typer.Option(help="With --demo: seed of the simulation.")] = 2011,
+    exit_after_demo: Annotated[bool, typer.Option(help="With --demo: stop once the demo is done.")] = False,
+) -> None:
+    """Start a local Prefect server with its UI and the runner of the deadline deployments;
+    its state stays under the data directory. Stop with Ctrl-C."""
+    settings = get_settings()
+    env = {**os.environ, **_prefect_environment()}
+    address = f"http://127.0.0.1:{settings.prefect_port}"
+    api = f"{address}/api"
+    log_dir = settings.data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    server_log = (log_dir / "prefect-server.log").open("ab")
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start"], env=env,
+                              stdout=server_log, stderr=subprocess.STDOUT)
+    runner: subprocess.Popen[bytes] | None = None
+    try:
+        console.print(f"Starting the Prefect server (log: {log_dir / 'prefect-server.log'}) ...")
+        _wait_healthy(api, server)
+        env["PREFECT_API_URL"] = api
+        _use_prefect(api)
+        runner_log = (log_dir / "deadline-runner.log").open("ab")
+        runner = subprocess.Popen([sys.executable, "-m", "flows.deployments"], env=env, stdout=runner_log,
+                                  stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)
+        console.print(f"[bold]Prefect UI: {address}[/]  (deadline runner log: {log_dir / 'deadline-runner.log'})")
+        if demo_round:
+            summary = _run_demo(_demo_file(prospectus), seed, None)
+            _print_summary(summary)
+            console.print(f"[bold]Watch the demo's flow runs at {address}/runs[/]")
+            if exit_after_demo:
+                return
+        console.print("Serving. Press Ctrl-C to stop.")
+        while server.poll() is None:
+            time.sleep(1)
+        _fail(f"the Prefect server stopped (exit code {server.returncode})")
+    except KeyboardInterrupt:
+        console.print("Stopping ...")
+    finally:
+        if runner is not None:
+            _stop(runner, "the deadline runner")
+        _stop(server, "the Prefect server")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

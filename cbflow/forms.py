@@ -1,0 +1,301 @@
+"""Answers to a prospectus form: validation and JSON Schema, shared by the CLI, portal and flows.
+
+Answers are stored as JSON, one value per question id:
+text, textarea, email, choice, council -> string; number -> JSON number; money -> string of pounds
+with two decimals ("1500000.00", exact); date -> "YYYY-MM-DD"; yes_no -> boolean;
+multichoice -> list of strings; file -> {"name", "size", "sha256"}; table -> list of row objects.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from cbflow.errors import ValidationFailed
+from cbflow.prospectus import (
+    ChoiceQuestion,
+    CouncilQuestion,
+    DateQuestion,
+    FileQuestion,
+    Form,
+    MoneyQuestion,
+    MultichoiceQuestion,
+    NumberQuestion,
+    Question,
+    TableQuestion,
+    TextareaQuestion,
+    TextQuestion,
+)
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MONEY_PATTERN = r"^-?[0-9]+\.[0-9]{2}$"
+PENNY = Decimal("0.01")
+
+
+def parse_money(value: Any) -> Decimal:
+    """Pounds as an exact Decimal with two places. Floats are refused: they are not exact."""
+    if isinstance(value, float | bool):
+        raise ValueError("give money as a string or whole number, not a float")
+    try:
+        amount = Decimal(str(value).replace(",", "").replace("£", "").strip())
+    except InvalidOperation:
+        raise ValueError("enter an amount in pounds, like 1500000 or 1500000.50") from None
+    if not amount.is_finite() or amount != amount.quantize(PENNY):
+        raise ValueError("enter an amount in pounds and pence, at most two decimal places")
+    return amount.quantize(PENNY)
+
+
+def money_to_pence(amount: Decimal) -> int:
+    return int((amount * 100).to_integral_value())
+
+
+def pence_to_money(pence: int) -> Decimal:
+    return (Decimal(pence) / 100).quantize(PENNY)
+
+
+def is_shown(question: Question, answers: Mapping[str, Any]) -> bool:
+    """A question with show_if is asked only when that earlier answer holds."""
+    return (
+        question.show_if is None
+        or answers.get(question.show_if.question) == question.show_if.equals
+    )
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def _scalar(question: Question, value: Any, councils: Collection[str] | None) -> Any:
+    """One answer, cleaned, or ValueError with a message for the person filling in the form."""
+    match question:
+        case TextQuestion() | TextareaQuestion():
+            if not isinstance(value, str):
+                raise ValueError("enter text")
+            text = value.strip()
+            if question.max_chars and len(text) > question.max_chars:
+                raise ValueError(f"must be {question.max_chars} characters or fewer")
+            if isinstance(question, TextareaQuestion) and question.max_words:
+                words = len(text.split())
+                if words > question.max_words:
+                    raise ValueError(
+                        f"must be {question.max_words} words or fewer (it has {words})"
+                    )
+            return text
+        case NumberQuestion():
+            try:
+                number = Decimal(str(value))
+            except InvalidOperation:
+                raise ValueError("enter a number") from None
+            if not number.is_finite() or isinstance(value, bool):
+                raise ValueError("enter a number")
+            if question.min is not None and number < question.min:
+                raise ValueError(f"must be {question.min} or more")
+            if question.max is not None and number > question.max:
+                raise ValueError(f"must be {question.max} or less")
+            if question.step and (number - (question.min or 0)) % question.step:
+                raise ValueError(f"must be a multiple of {question.step}")
+            return int(number) if number == number.to_integral_value() else float(number)
+        case MoneyQuestion():
+            amount = parse_money(value)
+            if question.min is not None and amount < question.min:
+                raise ValueError(f"must be £{question.min:,.2f} or more")
+            if question.max is not None and amount > question.max:
+                raise ValueError(f"must be £{question.max:,.2f} or less")
+            return str(amount)
+        case DateQuestion():
+            try:
+                day = value if isinstance(value, date) else date.fromisoformat(str(value))
+            except ValueError:
+                raise ValueError("enter a real date, like 2011-11-10") from None
+            if question.min and day < question.min:
+                raise ValueError(f"must be on or after {question.min.isoformat()}")
+            if question.max and day > question.max:
+                raise ValueError(f"must be on or before {question.max.isoformat()}")
+            return day.isoformat()
+        case ChoiceQuestion():
+            if value not in question.options:
+                raise ValueError("choose one of the options")
+            return value
+        case MultichoiceQuestion():
+            if not isinstance(value, list) or any(v not in question.options for v in value):
+                raise ValueError("choose from the options")
+            chosen = list(dict.fromkeys(value))
+            if question.min_selected and len(chosen) < question.min_selected:
+                raise ValueError(f"choose at least {question.min_selected}")
+            if question.max_selected and len(chosen) > question.max_selected:
+                raise ValueError(f"choose at most {question.max_selected}")
+            return chosen
+        case CouncilQuestion():
+            if not isinstance(value, str) or (councils is not None and value not in councils):
+                raise ValueError("choose a council from the register")
+            return value
+        case FileQuestion():
+            if not isinstance(value, Mapping) or not {"name", "size", "sha256"} <= value.keys():
+                raise ValueError("upload a file")
+            suffix = str(value["name"]).rsplit(".", 1)[-1].lower()
+            if question.accept and suffix not in [a.lower().lstrip(".") for a in question.accept]:
+                raise ValueError(f"the file must be a {', '.join(question.accept)}")
+            if question.max_mb and int(value["size"]) > question.max_mb * 1024 * 1024:
+                raise ValueError(f"the file must be smaller than {question.max_mb} MB")
+            return {
+                "name": str(value["name"]),
+                "size": int(value["size"]),
+                "sha256": value["sha256"],
+            }
+        case _:
+            if question.type == "yes_no":
+                if not isinstance(value, bool):
+                    raise ValueError("answer yes or no")
+                return value
+            if question.type == "email":
+                if not isinstance(value, str) or not EMAIL.match(value.strip()):
+                    raise ValueError("enter an email address, like name@council.gov.uk")
+                return value.strip()
+    raise ValueError(f"unsupported question type {question.type}")
+
+
+def _table(
+    question: TableQuestion, value: Any, councils: Collection[str] | None
+) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(row, Mapping) for row in value):
+        raise ValueError("enter the table's rows")
+    rows = [row for row in value if not all(_is_blank(v) for v in row.values())]
+    if question.min_rows and len(rows) < question.min_rows:
+        raise ValueError(f"add at least {question.min_rows} row(s)")
+    if question.max_rows and len(rows) > question.max_rows:
+        raise ValueError(f"add at most {question.max_rows} rows")
+    cleaned = []
+    for number, row in enumerate(rows, start=1):
+        unknown = set(row) - {c.id for c in question.columns}
+        if unknown:
+            raise ValueError(f"row {number}: unknown column(s) {sorted(unknown)}")
+        clean_row: dict[str, Any] = {}
+        for column in question.columns:
+            cell = row.get(column.id)
+            if _is_blank(cell):
+                if column.required:
+                    raise ValueError(f"row {number}: enter {column.label.lower()}")
+                continue
+            try:
+                clean_row[column.id] = _scalar(column, cell, councils)
+            except ValueError as exc:
+                raise ValueError(f"row {number}, {column.label.lower()}: {exc}") from None
+        cleaned.append(clean_row)
+    return cleaned
+
+
+def validate_answers(
+    form: Form,
+    answers: Mapping[str, Any],
+    *,
+    complete: bool,
+    councils: Collection[str] | None = None,
+) -> dict[str, Any]:
+    """Check answers against a form and return them cleaned.
+
+    complete=False validates a draft (what is there must be valid; nothing is required);
+    complete=True validates a submission (required questions answered). Answers to hidden
+    questions and to unknown question ids are dropped. Raises ValidationFailed with one message
+    per question id.
+    """
+    errors: dict[str, str] = {}
+    cleaned: dict[str, Any] = {}
+    known = {q.id for q in form.questions()}
+    for key in answers:
+        if key not in known:
+            errors[key] = "not a question of this form"
+    for question in form.questions():
+        if not is_shown(question, cleaned):
+            continue
+        value = answers.get(question.id)
+        if _is_blank(value):
+            if complete and question.required:
+                errors[question.id] = f"{question.label}: this question must be answered"
+            continue
+        try:
+            if isinstance(question, TableQuestion):
+                cleaned[question.id] = _table(question, value, councils)
+            else:
+                cleaned[question.id] = _scalar(question, value, councils)
+        except ValueError as exc:
+            errors[question.id] = f"{question.label}: {exc}"
+    if errors:
+        raise ValidationFailed(errors)
+    return cleaned
+
+
+def _question_schema(question: Question) -> dict[str, Any]:
+    description = {"title": question.label} | (
+        {"description": question.hint} if question.hint else {}
+    )
+    schema: dict[str, Any]
+    match question:
+        case TextQuestion() | TextareaQuestion():
+            schema = {"type": "string"}
+            if question.max_chars:
+                schema["maxLength"] = question.max_chars
+        case NumberQuestion():
+            schema = {"type": "number"}
+            if question.min is not None:
+                schema["minimum"] = float(question.min)
+            if question.max is not None:
+                schema["maximum"] = float(question.max)
+        case MoneyQuestion():
+            schema = {"type": "string", "pattern": MONEY_PATTERN, "description": "pounds, exact"}
+        case DateQuestion():
+            schema = {"type": "string", "format": "date"}
+        case ChoiceQuestion():
+            schema = {"type": "string", "enum": list(question.options)}
+        case MultichoiceQuestion():
+            schema = {
+                "type": "array",
+                "items": {"enum": list(question.options)},
+                "uniqueItems": True,
+            }
+        case FileQuestion():
+            schema = {
+                "type": "object",
+                "required": ["name", "size", "sha256"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "size": {"type": "integer", "minimum": 0},
+                    "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                },
+            }
+        case TableQuestion():
+            schema = {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {c.id: _question_schema(c) for c in question.columns},
+                    "required": [c.id for c in question.columns if c.required],
+                },
+            }
+            if question.min_rows:
+                schema["minItems"] = question.min_rows
+            if question.max_rows:
+                schema["maxItems"] = question.max_rows
+        case _:
+            schema = {
+                "yes_no": {"type": "boolean"},
+                "email": {"type": "string", "format": "email"},
+                "council": {"type": "string", "description": "a council code from the register"},
+            }[question.type]
+    return description | schema
+
+
+def answers_schema(form: Form, title: str) -> dict[str, Any]:
+    """JSON Schema of a submitted form's answers, for tools that read submissions."""
+    questions = form.questions()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": title,
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {q.id: _question_schema(q) for q in questions},
+        "required": [q.id for q in questions if q.required and q.show_if is None],
+    }

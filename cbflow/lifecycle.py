@@ -1,0 +1,106 @@
+"""States of a round and of an application, and the only moves between them. Pure: no I/O.
+
+Every state change in cbflow goes through `services.audit.transition`, which consults these
+tables; nothing sets a state directly. An administrator's override is not a bypass: it is one of
+the listed moves (for example a referred EOI passed or failed by staff), recorded with its reason.
+"""
+
+from enum import StrEnum
+
+
+class RoundState(StrEnum):
+    LAUNCHED = "launched"  # EOI window open (or about to open)
+    EOI_CLOSED = "eoi_closed"  # sifted; shortlist awaits staff confirmation
+    BIDS_INVITED = "bids_invited"
+    BIDS_CLOSED = "bids_closed"
+    ASSESSED = "assessed"  # scores final, moderation done, ranking known
+    DECIDED = "decided"  # decisions made and letters issued
+    IMPLEMENTING = "implementing"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class AppState(StrEnum):
+    EOI_DRAFT = "eoi_draft"
+    EOI_SUBMITTED = "eoi_submitted"
+    SIFT_PASS = "sift_pass"
+    SIFT_REFER = "sift_refer"
+    SIFT_FAIL = "sift_fail"
+    INVITED = "invited"
+    BID_DRAFT = "bid_draft"
+    BID_SUBMITTED = "bid_submitted"
+    UNDER_ASSESSMENT = "under_assessment"
+    MODERATED = "moderated"  # assessment complete: scores final, disagreements moderated
+    SELECTED = "selected"
+    RESERVE = "reserve"
+    UNSUCCESSFUL = "unsuccessful"
+    IMPLEMENTING = "implementing"
+    COMPLETED = "completed"
+    PUBLISHED = "published"  # published as a model others can adopt
+    WITHDRAWN = "withdrawn"
+
+
+R, A = RoundState, AppState
+
+ROUND_TRANSITIONS: dict[RoundState, frozenset[RoundState]] = {
+    R.LAUNCHED: frozenset({R.EOI_CLOSED, R.CANCELLED}),
+    # a round without a bid stage goes from the sift straight to assessment or decision
+    R.EOI_CLOSED: frozenset({R.BIDS_INVITED, R.ASSESSED, R.DECIDED, R.CANCELLED}),
+    R.BIDS_INVITED: frozenset({R.BIDS_CLOSED, R.CANCELLED}),
+    R.BIDS_CLOSED: frozenset({R.ASSESSED, R.DECIDED, R.CANCELLED}),
+    R.ASSESSED: frozenset({R.DECIDED, R.CANCELLED}),
+    R.DECIDED: frozenset({R.IMPLEMENTING, R.COMPLETED}),
+    R.IMPLEMENTING: frozenset({R.COMPLETED}),
+    R.COMPLETED: frozenset(),
+    R.CANCELLED: frozenset(),
+}
+
+_ACTIVE_BEFORE_DECISION = {
+    A.EOI_DRAFT,
+    A.EOI_SUBMITTED,
+    A.SIFT_PASS,
+    A.SIFT_REFER,
+    A.INVITED,
+    A.BID_DRAFT,
+    A.BID_SUBMITTED,
+    A.UNDER_ASSESSMENT,
+    A.MODERATED,
+    A.RESERVE,
+    A.SELECTED,
+    A.IMPLEMENTING,
+}
+_DECIDE = {A.SELECTED, A.RESERVE, A.UNSUCCESSFUL}
+
+APP_TRANSITIONS: dict[AppState, frozenset[AppState]] = {
+    A.EOI_DRAFT: frozenset({A.EOI_SUBMITTED}),
+    A.EOI_SUBMITTED: frozenset({A.SIFT_PASS, A.SIFT_REFER, A.SIFT_FAIL}),
+    A.SIFT_REFER: frozenset({A.SIFT_PASS, A.SIFT_FAIL}),  # staff review
+    # shortlisted (bid stage), assessed on the EOI (no bid stage), or decided (opt-in round)
+    A.SIFT_PASS: frozenset({A.INVITED, A.UNDER_ASSESSMENT} | _DECIDE),
+    A.SIFT_FAIL: frozenset(),
+    A.INVITED: frozenset({A.BID_DRAFT, A.UNSUCCESSFUL}),  # unsuccessful: no bid by the deadline
+    A.BID_DRAFT: frozenset({A.BID_SUBMITTED, A.UNSUCCESSFUL}),
+    A.BID_SUBMITTED: frozenset({A.UNDER_ASSESSMENT} | _DECIDE),
+    A.UNDER_ASSESSMENT: frozenset({A.MODERATED}),
+    A.MODERATED: frozenset(_DECIDE),
+    A.RESERVE: frozenset({A.SELECTED, A.UNSUCCESSFUL}),  # a selected place dropped out, or not
+    A.SELECTED: frozenset({A.IMPLEMENTING}),
+    A.UNSUCCESSFUL: frozenset(),
+    A.IMPLEMENTING: frozenset({A.COMPLETED}),
+    A.COMPLETED: frozenset({A.PUBLISHED}),
+    A.PUBLISHED: frozenset(),
+    A.WITHDRAWN: frozenset(),
+}
+# an applicant may withdraw at any point until the work is complete
+APP_TRANSITIONS = {
+    state: targets | ({A.WITHDRAWN} if state in _ACTIVE_BEFORE_DECISION else frozenset())
+    for state, targets in APP_TRANSITIONS.items()
+}
+
+
+def round_move_allowed(current: RoundState, target: RoundState) -> bool:
+    return target in ROUND_TRANSITIONS[current]
+
+
+def app_move_allowed(current: AppState, target: AppState) -> bool:
+    return target in APP_TRANSITIONS[current]

@@ -1,0 +1,197 @@
+"""Storage: SQLModel tables. Money is integer pence; times are UTC in storage, aware in Python."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import JSON, Column, Field, SQLModel, UniqueConstraint
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware datetimes only: stored as UTC (timestamptz on PostgreSQL), read back aware.
+
+    SQLite keeps no offset, so a naive datetime read back is UTC by construction; a naive
+    datetime written is a bug and is refused rather than guessed at.
+    """
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: cbflow stores time-zone-aware times only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _when(nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(timezone=True), nullable=nullable))
+
+
+def _json() -> Any:
+    return Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Council(SQLModel, table=True):
+    code: str = Field(primary_key=True, max_length=8)
+    name: str
+    official_name: str
+    type: str = Field(index=True, max_length=8)
+    type_name: str
+    parent_county: str | None = None
+    region: str = Field(index=True)
+    gss_code: str
+    ecode: str | None = None
+
+
+class User(SQLModel, table=True):
+    """A person: council applicant, assessor, programme staff or administrator."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, index=True)
+    name: str
+    role: str = Field(index=True)
+    council_code: str | None = Field(default=None, foreign_key="council.code")
+    region: str | None = None
+
+
+class Round(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(unique=True, index=True)
+    title: str
+    state: str = Field(index=True)
+    prospectus_source: str  # the YAML as launched: a round is self-contained
+    source_sha256: str
+    launched_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+    launched_by: str
+
+
+class Application(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("reference"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    reference: str  # "<round>/<council>", or ".../adopts-<model>" for an adoption
+    round_id: int = Field(foreign_key="round.id", index=True)
+    council_code: str = Field(foreign_key="council.code", index=True)
+    state: str = Field(index=True)
+    eoi_answers: dict[str, Any] = _json()
+    bid_answers: dict[str, Any] = _json()
+    sift_results: dict[str, Any] = _json()  # rule id -> {"passed": bool, "on_fail": ...}
+    eoi_submitted_at: datetime | None = _when()
+    bid_submitted_at: datetime | None = _when()
+    support_requested_pence: int | None = Field(default=None, sa_type=sa.BigInteger)
+    total_score: str | None = None  # exact decimal as text, percentage of the maximum
+    rank: int | None = None
+    reserve_position: int | None = None
+    decision_reason: str | None = None
+    decided_at: datetime | None = _when()  # set by the selection, not by the shortlist
+    # no foreign key: a model points back at its application, and a cycle of keys would make
+    # table creation order ambiguous
+    adopted_from_model_id: int | None = Field(default=None, index=True)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+
+
+class Assignment(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("application_id", "assessor_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int = Field(foreign_key="application.id", index=True)
+    assessor_id: int = Field(foreign_key="user.id", index=True)
+    submitted_at: datetime | None = _when()
+
+
+class Score(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("assignment_id", "criterion_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    assignment_id: int = Field(foreign_key="assignment.id", index=True)
+    criterion_id: str
+    score: int
+    justification: str = ""
+
+
+class ModerationTask(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("application_id", "criterion_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int = Field(foreign_key="application.id", index=True)
+    criterion_id: str
+    spread: int
+    moderated_score: int | None = None
+    reason: str | None = None
+    moderated_by: str | None = None
+    resolved_at: datetime | None = _when()
+
+
+class MilestoneRecord(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("application_id", "milestone_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int = Field(foreign_key="application.id", index=True)
+    milestone_id: str
+    title: str
+    due: date
+    met_on: date | None = None
+
+
+class ReturnRecord(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("application_id", "period"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int = Field(foreign_key="application.id", index=True)
+    period: int  # 1, 2, ... in order
+    period_start: date
+    period_end: date
+    due: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+    answers: dict[str, Any] = _json()
+    submitted_at: datetime | None = _when()
+    chased_at: datetime | None = _when()
+    payment_pence: int | None = Field(default=None, sa_type=sa.BigInteger)
+
+
+class PublishedModel(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("application_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int = Field(foreign_key="application.id", index=True)
+    round_id: int = Field(foreign_key="round.id", index=True)
+    version: int
+    bundle: dict[str, Any] = _json()  # carried-over answers, milestones, documents
+    published_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+    published_by: str
+
+
+class Document(SQLModel, table=True):
+    """A rendered document. The key makes re-runs idempotent: one letter per key, ever."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, index=True)  # "<round>/<kind>/<council or round>"
+    round_id: int = Field(foreign_key="round.id", index=True)
+    application_id: int | None = Field(default=None, foreign_key="application.id", index=True)
+    kind: str = Field(index=True)
+    title: str
+    path: str  # relative to the documents folder
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who changed what, when, from which state to which, and why. Written with the change."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    entity: str = Field(index=True)  # "round" | "application" | ...
+    entity_id: int = Field(index=True)
+    action: str
+    from_state: str | None = None
+    to_state: str | None = None
+    actor: str
+    reason: str = ""
+    at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))

@@ -1,0 +1,682 @@
+"""The prospectus file format, version 1: pydantic models, the loader and its error reports.
+
+A prospectus is data written by programme staff. Every fault is reported with the file, the line
+and the key path, so that the person who wrote the file can mend it without reading code.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import RoundTripConstructor
+from ruamel.yaml.error import MarkedYAMLError
+
+from cbflow.errors import ProspectusError
+
+SLUG = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+IDENT = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+
+Money = Annotated[Decimal, Field(max_digits=14, decimal_places=2)]
+
+
+class LocatedError(ValueError):
+    """A fault found by a cross-check, with the key path (relative to the model checked)."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        self.loc = loc
+        super().__init__(message)
+
+
+class Strict(BaseModel):
+    """Unknown keys are an error: a typo in a prospectus must not pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Questions
+
+
+class ShowIf(Strict):
+    question: str
+    equals: Any
+
+
+class QuestionBase(Strict):
+    id: Annotated[str, Field(pattern=IDENT)]
+    label: str
+    hint: str | None = None
+    required: bool = False
+    show_if: ShowIf | None = None
+
+
+class TextQuestion(QuestionBase):
+    type: Literal["text"]
+    max_chars: Annotated[int, Field(gt=0)] | None = None
+
+
+class TextareaQuestion(QuestionBase):
+    type: Literal["textarea"]
+    max_words: Annotated[int, Field(gt=0)] | None = None
+    max_chars: Annotated[int, Field(gt=0)] | None = None
+
+
+class NumberQuestion(QuestionBase):
+    type: Literal["number"]
+    min: Decimal | None = None
+    max: Decimal | None = None
+    step: Annotated[Decimal, Field(gt=0)] | None = None
+
+
+class MoneyQuestion(QuestionBase):
+    type: Literal["money"]
+    min: Money | None = None
+    max: Money | None = None
+
+
+class DateQuestion(QuestionBase):
+    type: Literal["date"]
+    min: date | None = None
+    max: date | None = None
+
+
+class YesNoQuestion(QuestionBase):
+    type: Literal["yes_no"]
+
+
+class ChoiceQuestion(QuestionBase):
+    type: Literal["choice"]
+    options: Annotated[list[str], Field(min_length=1)]
+
+
+class MultichoiceQuestion(QuestionBase):
+    type: Literal["multichoice"]
+    options: Annotated[list[str], Field(min_length=1)]
+    min_selected: Annotated[int, Field(ge=0)] | None = None
+    max_selected: Annotated[int, Field(gt=0)] | None = None
+
+
+class EmailQuestion(QuestionBase):
+    type: Literal["email"]
+
+
+class CouncilQuestion(QuestionBase):
+    type: Literal["council"]
+    council_types: list[str] | None = None
+
+
+class FileQuestion(QuestionBase):
+    type: Literal["file"]
+    accept: list[str] | None = None
+    max_mb: Annotated[Decimal, Field(gt=0)] | None = None
+
+
+ScalarQuestion = Annotated[
+    TextQuestion
+    | TextareaQuestion
+    | NumberQuestion
+    | MoneyQuestion
+    | DateQuestion
+    | YesNoQuestion
+    | ChoiceQuestion
+    | MultichoiceQuestion
+    | EmailQuestion
+    | CouncilQuestion
+    | FileQuestion,
+    Field(discriminator="type"),
+]
+
+
+class TableQuestion(QuestionBase):
+    type: Literal["table"]
+    columns: Annotated[list[ScalarQuestion], Field(min_length=1)]
+    min_rows: Annotated[int, Field(ge=0)] | None = None
+    max_rows: Annotated[int, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _columns_unique(self) -> TableQuestion:
+        seen: set[str] = set()
+        for i, column in enumerate(self.columns):
+            if column.id in seen:
+                raise LocatedError(("columns", i, "id"), f"column id {column.id!r} is used twice")
+            if column.show_if and column.show_if.question not in seen:
+                raise LocatedError(
+                    ("columns", i, "show_if", "question"),
+                    f"{column.show_if.question!r} is not a column before this one",
+                )
+            seen.add(column.id)
+        return self
+
+
+Question = Annotated[
+    TextQuestion
+    | TextareaQuestion
+    | NumberQuestion
+    | MoneyQuestion
+    | DateQuestion
+    | YesNoQuestion
+    | ChoiceQuestion
+    | MultichoiceQuestion
+    | EmailQuestion
+    | CouncilQuestion
+    | FileQuestion
+    | TableQuestion,
+    Field(discriminator="type"),
+]
+
+
+class Section(Strict):
+    id: Annotated[str, Field(pattern=IDENT)]
+    title: str
+    hint: str | None = None
+    questions: Annotated[list[Question], Field(min_length=1)]
+
+
+class Form(Strict):
+    sections: Annotated[list[Section], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _ids_unique_and_conditions_known(self) -> Form:
+        _unique([s.id for s in self.sections], "section id")
+        seen: set[str] = set()
+        for i, section in enumerate(self.sections):
+            for j, question in enumerate(section.questions):
+                here: tuple[str | int, ...] = ("sections", i, "questions", j)
+                if question.id in seen:
+                    raise LocatedError(
+                        (*here, "id"), f"question id {question.id!r} is used twice in this form"
+                    )
+                if question.show_if and question.show_if.question not in seen:
+                    raise LocatedError(
+                        (*here, "show_if", "question"),
+                        f"{question.show_if.question!r} is not a question asked before this one",
+                    )
+                seen.add(question.id)
+        return self
+
+    def questions(self) -> list[Question]:
+        return [q for section in self.sections for q in section.questions]
+
+    def question(self, question_id: str) -> Question | None:
+        return next((q for q in self.questions() if q.id == question_id), None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Timetable
+
+
+LocalMoment = date | datetime | str
+
+
+def _parse_moment(value: LocalMoment) -> date | datetime:
+    if isinstance(value, datetime | date):
+        return value
+    try:
+        return (
+            datetime.fromisoformat(value)
+            if "T" in value or " " in value
+            else date.fromisoformat(value)
+        )
+    except ValueError as exc:
+        raise ValueError(
+            f"{value!r} is not a date (YYYY-MM-DD) or date and time (YYYY-MM-DDTHH:MM)"
+        ) from exc
+
+
+def _at(value: date | datetime, zone: ZoneInfo, *, end_of_day: bool) -> datetime:
+    """The instant a timetable entry names. A date alone opens at the start of that day and
+    closes at the end of it (the next midnight, local time)."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=zone)
+    day = value + timedelta(days=1) if end_of_day else value
+    return datetime.combine(day, time(0, 0), tzinfo=zone)
+
+
+class Window(Strict):
+    opens: LocalMoment
+    closes: LocalMoment
+
+    @field_validator("opens", "closes")
+    @classmethod
+    def _moment(cls, value: LocalMoment) -> date | datetime:
+        return _parse_moment(value)
+
+    def opens_at(self, zone: ZoneInfo) -> datetime:
+        return _at(_parse_moment(self.opens), zone, end_of_day=False)
+
+    def closes_at(self, zone: ZoneInfo) -> datetime:
+        """The first instant at which the window is closed: a window is open for
+        opens_at <= now < closes_at."""
+        return _at(_parse_moment(self.closes), zone, end_of_day=True)
+
+
+class Deadline(Strict):
+    by: LocalMoment
+
+    @field_validator("by")
+    @classmethod
+    def _moment(cls, value: LocalMoment) -> date | datetime:
+        return _parse_moment(value)
+
+    def by_at(self, zone: ZoneInfo) -> datetime:
+        return _at(_parse_moment(self.by), zone, end_of_day=True)
+
+
+class Period(Strict):
+    starts: date
+    ends: date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Period:
+        if self.ends <= self.starts:
+            raise ValueError("ends must be after starts")
+        return self
+
+
+class Timetable(Strict):
+    eoi: Window
+    bid: Window | None = None
+    assessment: Window | None = None
+    decision: Deadline | None = None
+    implementation: Period | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages
+
+
+class SiftCheck(Strict):
+    """One automatic check on an expression of interest. Give the question and one condition."""
+
+    question: str
+    min_rows: Annotated[int, Field(ge=0)] | None = None
+    max_rows: Annotated[int, Field(ge=0)] | None = None
+    answered: bool | None = None
+    equals: Any = None
+    min: Decimal | None = None
+    max: Decimal | None = None
+    min_words: Annotated[int, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> SiftCheck:
+        conditions = [k for k in self.model_fields_set if k != "question"]
+        if not conditions:
+            raise ValueError(
+                "a check needs a condition besides question: one of min_rows, max_rows, "
+                "answered, equals, min, max, min_words"
+            )
+        return self
+
+
+class SiftRule(Strict):
+    id: Annotated[str, Field(pattern=IDENT)]
+    description: str
+    check: SiftCheck
+    on_fail: Literal["fail", "refer"] = "fail"
+
+
+class EoiStage(Strict):
+    form: Form
+    sift: list[SiftRule] = []
+    shortlist: Annotated[int, Field(gt=0)] | None = None
+
+
+class BidStage(Strict):
+    form: Form
+
+
+class Scale(Strict):
+    min: int
+    max: int
+    labels: dict[int, str] = {}
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Scale:
+        if self.max <= self.min:
+            raise ValueError("scale max must be above min")
+        outside = [k for k in self.labels if not self.min <= k <= self.max]
+        if outside:
+            raise ValueError(f"labels {outside} lie outside the scale {self.min}..{self.max}")
+        return self
+
+
+class Moderation(Strict):
+    spread_at_least: Annotated[int, Field(gt=0)]
+
+
+class Criterion(Strict):
+    id: Annotated[str, Field(pattern=IDENT)]
+    title: str
+    weight: Annotated[Decimal, Field(gt=0)]
+    guidance: str | None = None
+    minimum: int | None = None
+    evidence: list[str] = []
+
+
+class AssessmentStage(Strict):
+    assessors_per_application: Annotated[int, Field(gt=0)] = 2
+    scale: Scale
+    justification_required: bool = True
+    moderation: Moderation | None = None
+    criteria: Annotated[list[Criterion], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _criteria(self) -> AssessmentStage:
+        _unique([c.id for c in self.criteria], "criterion id")
+        for criterion in self.criteria:
+            if criterion.minimum is not None and not (
+                self.scale.min <= criterion.minimum <= self.scale.max
+            ):
+                raise ValueError(
+                    f"criterion {criterion.id!r}: minimum {criterion.minimum} lies outside the "
+                    f"scale {self.scale.min}..{self.scale.max}"
+                )
+        return self
+
+
+class Milestone(Strict):
+    id: Annotated[str, Field(pattern=IDENT)]
+    title: str
+    due: date
+
+
+class Payment(Strict):
+    id: Annotated[str, Field(pattern=IDENT)]
+    description: str
+    per: str
+    amount_gbp: Money
+
+
+class Returns(Strict):
+    every: Literal["month", "quarter", "half-year"]
+    due_within_days: Annotated[int, Field(ge=0)] = 14  # after each period ends
+    form: Form
+
+
+class ImplementationStage(Strict):
+    returns: Returns | None = None
+    milestones: list[Milestone] = []
+    payments: list[Payment] = []
+
+    @model_validator(mode="after")
+    def _payments_per_number(self) -> ImplementationStage:
+        _unique([m.id for m in self.milestones], "milestone id")
+        for i, payment in enumerate(self.payments):
+            question = self.returns.form.question(payment.per) if self.returns else None
+            if question is None or question.type != "number":
+                raise LocatedError(
+                    ("payments", i, "per"),
+                    f"{payment.per!r} is not a number question of the returns form",
+                )
+        return self
+
+
+class ReplicationStage(Strict):
+    open_to: Literal["all", "eligible"] = "all"
+    carry_over: list[str] = []
+
+
+class Stages(Strict):
+    eoi: EoiStage
+    bid: BidStage | None = None
+    assessment: AssessmentStage | None = None
+    implementation: ImplementationStage | None = None
+    replication: ReplicationStage | None = None
+
+
+class Eligibility(Strict):
+    council_types: list[str] | None = None
+
+
+class Capacity(Strict):
+    places: Annotated[int, Field(gt=0)] | None = None
+    budget_gbp: Annotated[Money, Field(gt=0)] | None = None
+    # the money question whose answer is the support an application asks for; may be left out
+    # when the EOI and bid forms have exactly one money question outside tables
+    requested_by: str | None = None
+
+
+class Prospectus(Strict):
+    format: Literal[1]
+    id: Annotated[str, Field(pattern=SLUG, max_length=80)]
+    title: str
+    issued_by: str
+    summary: str = ""
+    timezone: str = "Europe/London"
+    eligibility: Eligibility = Eligibility()
+    capacity: Capacity = Capacity()
+    timetable: Timetable
+    stages: Stages
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not a time zone name such as Europe/London") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Prospectus:
+        stages, timetable = self.stages, self.timetable
+        for name in ("eoi", "bid", "assessment"):
+            window = getattr(timetable, name)
+            if window is not None and window.opens_at(self.zone) >= window.closes_at(self.zone):
+                raise LocatedError(("timetable", name, "closes"), "closes must be after opens")
+        if stages.bid and not timetable.bid:
+            raise LocatedError(("timetable",), "stages.bid needs timetable.bid (its window)")
+        if timetable.bid and timetable.bid.opens_at(self.zone) < timetable.eoi.closes_at(self.zone):
+            raise LocatedError(("timetable", "bid", "opens"), "bids must open after the EOI closes")
+        for i, rule in enumerate(stages.eoi.sift):
+            here = ("stages", "eoi", "sift", i, "check")
+            question = stages.eoi.form.question(rule.check.question)
+            if question is None:
+                raise LocatedError(
+                    (*here, "question"),
+                    f"{rule.check.question!r} is not a question of the EOI form",
+                )
+            if (rule.check.min_rows is not None or rule.check.max_rows is not None) and (
+                question.type != "table"
+            ):
+                raise LocatedError(here, "min_rows and max_rows need a table question")
+        known = {q.id for form in self.applicant_forms() for q in form.questions()}
+        if stages.assessment:
+            for i, criterion in enumerate(stages.assessment.criteria):
+                unknown = [e for e in criterion.evidence if e not in known]
+                if unknown:
+                    raise LocatedError(
+                        ("stages", "assessment", "criteria", i, "evidence"),
+                        f"{unknown} are not questions of the EOI or bid forms",
+                    )
+        if self.capacity.budget_gbp is not None and self.support_question() is None:
+            raise LocatedError(
+                ("capacity", "budget_gbp"),
+                "a budget needs a money question in the EOI or bid form for each application's "
+                "request (name it with requested_by)",
+            )
+        if self.capacity.requested_by is not None:
+            found = self.applicant_question(self.capacity.requested_by)
+            if found is None or found[1].type != "money":
+                raise LocatedError(
+                    ("capacity", "requested_by"),
+                    f"{self.capacity.requested_by!r} is not a money question of the EOI or bid forms",
+                )
+        if stages.replication:
+            unknown = [q for q in stages.replication.carry_over if q not in known]
+            if unknown:
+                raise LocatedError(
+                    ("stages", "replication", "carry_over"),
+                    f"{unknown} are not questions of the EOI or bid forms",
+                )
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def forms(self) -> dict[str, Form]:
+        """Each stage's form by stage name, in the order an applicant meets them."""
+        forms = {"eoi": self.stages.eoi.form}
+        if self.stages.bid:
+            forms["bid"] = self.stages.bid.form
+        if self.stages.implementation and self.stages.implementation.returns:
+            forms["returns"] = self.stages.implementation.returns.form
+        return forms
+
+    def applicant_forms(self) -> list[Form]:
+        """The forms a council fills in to apply: the EOI, then the bid if there is one."""
+        return [self.stages.eoi.form] + ([self.stages.bid.form] if self.stages.bid else [])
+
+    def support_question(self) -> str | None:
+        """The id of the money question holding the support an application requests:
+        `capacity.requested_by`, or else the first money question (outside tables) of the last
+        applicant form that has one, since a request is made in the fullest form."""
+        if self.capacity.requested_by:
+            return self.capacity.requested_by
+        for form in reversed(self.applicant_forms()):
+            money = [q.id for q in form.questions() if q.type == "money"]
+            if money:
+                return money[0]
+        return None
+
+    def applicant_question(self, question_id: str) -> tuple[str, Question] | None:
+        """Find a question of the EOI or bid form: (stage, question)."""
+        for stage, form in zip(("eoi", "bid"), self.applicant_forms(), strict=False):
+            question = form.question(question_id)
+            if question is not None:
+                return stage, question
+        return None
+
+
+def _unique(ids: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for ident in ids:
+        if ident in seen:
+            raise ValueError(f"{what} {ident!r} is used twice")
+        seen.add(ident)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's round-trip containers as plain dicts and lists (anchors already resolved)."""
+    if isinstance(node, dict):
+        return {key: _plain(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_plain(value) for value in node]
+    return node
+
+
+def _line_of(tree: Any, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the deepest key of `loc` that exists in the YAML tree."""
+    line: int | None = None
+    node = tree
+    for part in loc:
+        if isinstance(node, CommentedMap) and part in node:
+            line = node.lc.key(part)[0] + 1
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+            line = node.lc.item(part)[0] + 1
+            node = node[part]
+    return line
+
+
+def _is_union_tag(node: Any, part: Any) -> bool:
+    """pydantic names the chosen question type in an error's path; the file has no such key."""
+    return isinstance(node, CommentedMap) and part not in node and node.get("type") == part
+
+
+def _key_path(loc: tuple[Any, ...], tree: Any) -> str:
+    parts: list[str] = []
+    node = tree
+    for part in loc:
+        if _is_union_tag(node, part):
+            continue
+        if isinstance(node, CommentedSeq) and isinstance(part, int):
+            parts.append(f"[{part}]")
+            node = node[part] if part < len(node) else None
+        elif isinstance(node, CommentedMap) and part in node:
+            parts.append(("." if parts else "") + str(part))
+            node = node[part]
+        elif isinstance(node, CommentedMap) or node is None:
+            parts.append(("." if parts else "") + str(part))
+            node = None
+    return "".join(parts) or "(top level)"
+
+
+class _Constructor(RoundTripConstructor):
+    """Dates stay text until pydantic reads them, so that an impossible date such as
+    2011-11-31 is reported at its key and line like any other fault."""
+
+
+_Constructor.add_constructor("tag:yaml.org,2002:timestamp", _Constructor.construct_yaml_str)
+
+
+def parse(text: str, path: str = "<prospectus>") -> Prospectus:
+    """Parse and validate prospectus text. Raises ProspectusError naming file, line and key."""
+    yaml = YAML(typ="rt")
+    yaml.Constructor = _Constructor
+    try:
+        tree = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else "?"
+        raise ProspectusError(path, [f"{path}:{line}: not valid YAML: {exc.problem}"]) from None
+    if not isinstance(tree, CommentedMap):
+        raise ProspectusError(
+            path, [f"{path}:1: a prospectus is a mapping of keys (format, id, ...)"]
+        )
+    try:
+        return Prospectus.model_validate(_plain(tree))
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            cause = (error.get("ctx") or {}).get("error")
+            if isinstance(cause, LocatedError):
+                loc = (*loc, *cause.loc)
+            if error["type"] == "union_tag_invalid":
+                loc = (*loc, "type")
+            line = _line_of(tree, loc) or 1
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown key (is it misspelt?)"
+            elif error["type"] == "missing":
+                message = "required key is missing"
+            problems.append(f"{path}:{line}: {_key_path(loc, tree)}: {message}")
+        raise ProspectusError(path, problems) from None
+
+
+def load(path: Path | str) -> Prospectus:
+    """Read and validate a prospectus file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProspectusError(str(path), [f"{path}: cannot read the file: {exc}"]) from None
+    return parse(text, str(path))
+
+
+def format_schema() -> dict[str, Any]:
+    """JSON Schema of the prospectus file format."""
+    schema = Prospectus.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "cbflow prospectus, format 1"
+    return schema

@@ -1,0 +1,251 @@
+"""A council's application: drafts, submissions against the deadline, withdrawal."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlmodel import Session, select
+
+from cbflow.errors import CbflowError, DeadlinePassed, NotFound
+from cbflow.forms import money_to_pence, parse_money, validate_answers
+from cbflow.lifecycle import AppState
+from cbflow.models import Application, Council, Round
+from cbflow.prospectus import Prospectus, Window
+from cbflow.services.audit import record, transition
+from cbflow.services.rounds import prospectus_of
+
+Stage = Literal["eoi", "bid"]
+
+
+def local_time(moment: datetime, prospectus: Prospectus) -> str:
+    """A moment as the round's staff and councils read it: '12:00 on 10 November 2011 (GMT)'."""
+    local = moment.astimezone(prospectus.zone)
+    return f"{local:%H:%M} on {local.day} {local:%B %Y} ({local:%Z})"
+
+
+def window_of(prospectus: Prospectus, stage: Stage) -> Window:
+    window = prospectus.timetable.eoi if stage == "eoi" else prospectus.timetable.bid
+    if window is None:
+        raise CbflowError(f"round {prospectus.id} has no {stage} stage")
+    return window
+
+
+def check_window(prospectus: Prospectus, stage: Stage, now: datetime) -> None:
+    """Refuse an action outside the stage's window (opens <= now < closes, local time)."""
+    window = window_of(prospectus, stage)
+    opens, closes = window.opens_at(prospectus.zone), window.closes_at(prospectus.zone)
+    if now < opens:
+        raise DeadlinePassed(
+            f"the {stage} window of {prospectus.id} opens at {local_time(opens, prospectus)}"
+        )
+    if now >= closes:
+        raise DeadlinePassed(
+            f"the {stage} window of {prospectus.id} closed at {local_time(closes, prospectus)}; "
+            "drafts can still be read but no longer submitted"
+        )
+
+
+def reference_for(round_: Round, council_code: str, adopted_from_model_id: int | None) -> str:
+    base = f"{round_.slug}/{council_code}"
+    return base if adopted_from_model_id is None else f"{base}/adopts-{adopted_from_model_id}"
+
+
+def start_application(
+    session: Session,
+    *,
+    round_: Round,
+    council_code: str,
+    actor: str,
+    now: datetime,
+    answers: dict[str, Any] | None = None,
+    bid_answers: dict[str, Any] | None = None,
+    adopted_from_model_id: int | None = None,
+) -> tuple[Application, bool]:
+    """Open a draft EOI for a council; returns (application, created).
+
+    Persists the application in EOI_DRAFT with any starting answers (validated as a draft),
+    then its audit event. Starting again returns the existing application unchanged.
+    """
+    prospectus = prospectus_of(round_)
+    council = session.get(Council, council_code)
+    if council is None:
+        raise NotFound(f"no council with code {council_code!r} in the register")
+    types = prospectus.eligibility.council_types
+    if adopted_from_model_id is None and types is not None and council.type not in types:
+        raise CbflowError(
+            f"{council.name} ({council.type_name}) is not eligible for {prospectus.id}: "
+            f"the round is open to {', '.join(types)}"
+        )
+    reference = reference_for(round_, council_code, adopted_from_model_id)
+    existing = session.exec(select(Application).where(Application.reference == reference)).first()
+    if existing is not None:
+        return existing, False
+    councils = _council_codes(session)
+    eoi = validate_answers(
+        prospectus.stages.eoi.form, answers or {}, complete=False, councils=councils
+    )
+    bid = (
+        validate_answers(
+            prospectus.stages.bid.form, bid_answers or {}, complete=False, councils=councils
+        )
+        if prospectus.stages.bid
+        else {}
+    )
+    application = Application(
+        reference=reference,
+        round_id=round_.id,  # type: ignore[arg-type]
+        council_code=council_code,
+        state=AppState.EOI_DRAFT.value,
+        eoi_answers=eoi,
+        bid_answers=bid,
+        adopted_from_model_id=adopted_from_model_id,
+        created_at=now,
+    )
+    session.add(application)
+    session.flush()
+    assert application.id is not None
+    record(
+        session,
+        entity="application",
+        entity_id=application.id,
+        action="start",
+        actor=actor,
+        now=now,
+        to_state=AppState.EOI_DRAFT.value,
+        reason=f"adopting model {adopted_from_model_id}" if adopted_from_model_id else "",
+    )
+    return application, True
+
+
+def _council_codes(session: Session) -> set[str]:
+    return set(session.exec(select(Council.code)))
+
+
+def save_draft(
+    session: Session,
+    *,
+    application: Application,
+    stage: Stage,
+    answers: dict[str, Any],
+    actor: str,
+    now: datetime,
+) -> Application:
+    """Replace a draft's answers (validated as a draft). The first save of a bid moves an
+    invited application to BID_DRAFT. Persists the answers, then the audit event."""
+    round_ = session.get(Round, application.round_id)
+    assert round_ is not None
+    prospectus = prospectus_of(round_)
+    if stage == "eoi":
+        if application.state != AppState.EOI_DRAFT:
+            raise CbflowError(f"{application.reference}: the EOI can no longer be changed")
+        form = prospectus.stages.eoi.form
+    else:
+        if prospectus.stages.bid is None:
+            raise CbflowError(f"round {prospectus.id} has no bid stage")
+        if application.state not in (AppState.INVITED, AppState.BID_DRAFT):
+            raise CbflowError(
+                f"{application.reference}: no bid can be drafted in state {application.state}"
+            )
+        form = prospectus.stages.bid.form
+    check_window(prospectus, stage, now)
+    cleaned = validate_answers(form, answers, complete=False, councils=_council_codes(session))
+    if stage == "bid" and application.state == AppState.INVITED:
+        transition(
+            session, application, AppState.BID_DRAFT, actor=actor, now=now, reason="bid started"
+        )
+    if stage == "eoi":
+        application.eoi_answers = cleaned
+    else:
+        application.bid_answers = cleaned
+    session.add(application)
+    assert application.id is not None
+    record(
+        session,
+        entity="application",
+        entity_id=application.id,
+        action=f"save_{stage}",
+        actor=actor,
+        now=now,
+    )
+    session.flush()
+    return application
+
+
+def submit(
+    session: Session,
+    *,
+    application: Application,
+    stage: Stage,
+    actor: str,
+    now: datetime,
+    answers: dict[str, Any] | None = None,
+) -> tuple[Application, bool]:
+    """Submit the EOI or the bid; returns (application, newly_submitted).
+
+    Checks, in order: the window is open in the round's time zone, the answers are complete
+    and valid. Persists the answers, the submission time, the requested support (pence) and the
+    state change with its audit event. Submitting again after success changes nothing: a retried
+    or double-clicked submission is one submission.
+    """
+    submitted_state = AppState.EOI_SUBMITTED if stage == "eoi" else AppState.BID_SUBMITTED
+    already = application.eoi_submitted_at if stage == "eoi" else application.bid_submitted_at
+    if already is not None:
+        return application, False
+    round_ = session.get(Round, application.round_id)
+    assert round_ is not None
+    prospectus = prospectus_of(round_)
+    check_window(prospectus, stage, now)
+    if stage == "bid" and application.state == AppState.INVITED:
+        transition(
+            session, application, AppState.BID_DRAFT, actor=actor, now=now, reason="bid started"
+        )
+    form = prospectus.stages.eoi.form if stage == "eoi" else prospectus.stages.bid.form  # type: ignore[union-attr]
+    given = (
+        answers
+        if answers is not None
+        else (application.eoi_answers if stage == "eoi" else application.bid_answers)
+    )
+    cleaned = validate_answers(form, given, complete=True, councils=_council_codes(session))
+    transition(
+        session, application, submitted_state, actor=actor, now=now, reason=f"{stage} submitted"
+    )
+    if stage == "eoi":
+        application.eoi_answers, application.eoi_submitted_at = cleaned, now
+    else:
+        application.bid_answers, application.bid_submitted_at = cleaned, now
+    support = prospectus.support_question()
+    if support is not None and support in cleaned:
+        application.support_requested_pence = money_to_pence(parse_money(cleaned[support]))
+    session.add(application)
+    session.flush()
+    return application, True
+
+
+def withdraw(
+    session: Session, *, application: Application, actor: str, now: datetime, reason: str
+) -> Application:
+    """Withdraw an application at the council's request. Persists the state change and audit."""
+    transition(
+        session,
+        application,
+        AppState.WITHDRAWN,
+        actor=actor,
+        now=now,
+        reason=reason or "withdrawn by the council",
+    )
+    return application
+
+
+def get_application(session: Session, reference: str) -> Application:
+    application = session.exec(
+        select(Application).where(Application.reference == reference)
+    ).first()
+    if application is None:
+        raise NotFound(f"no application {reference!r}")
+    return application
+
+
+def all_answers(application: Application) -> dict[str, Any]:
+    """EOI and bid answers together (question ids are unique across a round's applicant forms)."""
+    return {**application.eoi_answers, **application.bid_answers}

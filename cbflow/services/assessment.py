@@ -1,0 +1,376 @@
+"""Assessment: assigning assessors, scores with justifications, moderation, weighted totals.
+
+Scoring rule (documented for staff): a criterion's final score is the moderated score where
+moderation took place, otherwise the mean of the assessors' scores. An application's total is
+the weighted mean of its criteria's final scores, each scaled to 0..1 across the prospectus's
+scale, as a percentage with two decimals. A criterion with a `minimum` is a gateway: a final score
+below it bars selection, whatever the total.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from sqlmodel import Session, select
+
+from cbflow.errors import CbflowError, ValidationFailed
+from cbflow.lifecycle import AppState, RoundState
+from cbflow.models import Application, Assignment, ModerationTask, Round, Score, User
+from cbflow.prospectus import AssessmentStage
+from cbflow.services.audit import record, transition
+from cbflow.services.rounds import applications_of, prospectus_of
+
+HUNDREDTH = Decimal("0.01")
+
+
+def _stage(round_: Round) -> AssessmentStage:
+    stage = prospectus_of(round_).stages.assessment
+    if stage is None:
+        raise CbflowError(f"round {round_.slug} has no assessment stage")
+    return stage
+
+
+def candidates(session: Session, round_: Round) -> list[Application]:
+    """Applications waiting for assessment: submitted bids, or sift passes without a bid stage."""
+    waiting = AppState.BID_SUBMITTED if prospectus_of(round_).stages.bid else AppState.SIFT_PASS
+    return applications_of(session, round_, waiting)
+
+
+def assign_assessors(
+    session: Session, *, round_: Round, assessors: list[User], actor: str, now: datetime
+) -> dict[int, list[int]]:
+    """Give each waiting application its assessors and move it to under_assessment.
+
+    Balanced load: each application takes the least-loaded assessors, never one from the
+    applying council. Persists the assignments, then each application's state change. Returns
+    application id -> assessor ids. Applications already under assessment are left as they are.
+    """
+    stage = _stage(round_)
+    if len(assessors) < stage.assessors_per_application:
+        raise CbflowError(
+            f"{stage.assessors_per_application} assessors are needed per application; "
+            f"{len(assessors)} are available"
+        )
+    load: dict[int, int] = defaultdict(int)
+    for assignment in all_assignments(session, round_):
+        load[assignment.assessor_id] += 1
+    result: dict[int, list[int]] = {}
+    for application in candidates(session, round_):
+        eligible = [a for a in assessors if a.council_code != application.council_code]
+        if len(eligible) < stage.assessors_per_application:
+            raise CbflowError(
+                f"not enough assessors without a conflict for {application.reference}"
+            )
+        eligible.sort(key=lambda a: (load[a.id or 0], a.id))
+        chosen = eligible[: stage.assessors_per_application]
+        for assessor in chosen:
+            assert assessor.id is not None and application.id is not None
+            session.add(Assignment(application_id=application.id, assessor_id=assessor.id))
+            load[assessor.id] += 1
+        transition(
+            session,
+            application,
+            AppState.UNDER_ASSESSMENT,
+            actor=actor,
+            now=now,
+            reason=f"assigned to {len(chosen)} assessors",
+        )
+        result[application.id] = [a.id for a in chosen if a.id is not None]  # type: ignore[index]
+    session.flush()
+    return result
+
+
+def all_assignments(session: Session, round_: Round) -> list[Assignment]:
+    statement = (
+        select(Assignment)
+        .join(Application, Application.id == Assignment.application_id)  # type: ignore[arg-type]
+        .where(Application.round_id == round_.id)
+        .order_by(Assignment.id)  # type: ignore[arg-type]
+    )
+    return list(session.exec(statement))
+
+
+def submit_scores(
+    session: Session,
+    *,
+    assignment: Assignment,
+    scores: dict[str, tuple[int, str]],
+    actor: str,
+    now: datetime,
+) -> Assignment:
+    """An assessor's scores for one application: criterion id -> (score, justification).
+
+    Every criterion must be scored on the prospectus's scale, with a justification when the
+    prospectus requires one. Persists the scores and the submission time, then an audit event.
+    Submitting the same scores again changes nothing; changing submitted scores is refused.
+    """
+    application = session.get(Application, assignment.application_id)
+    assert application is not None
+    round_ = session.get(Round, application.round_id)
+    assert round_ is not None
+    stage = _stage(round_)
+    if application.state != AppState.UNDER_ASSESSMENT:
+        raise CbflowError(f"{application.reference} is not under assessment")
+    errors: dict[str, str] = {}
+    for criterion in stage.criteria:
+        if criterion.id not in scores:
+            errors[criterion.id] = f"{criterion.title}: give a score"
+            continue
+        score, justification = scores[criterion.id]
+        if not stage.scale.min <= score <= stage.scale.max:
+            errors[criterion.id] = (
+                f"{criterion.title}: the score must be from {stage.scale.min} to {stage.scale.max}"
+            )
+        elif stage.justification_required and not justification.strip():
+            errors[criterion.id] = f"{criterion.title}: justify the score"
+    for unknown in set(scores) - {c.id for c in stage.criteria}:
+        errors[unknown] = "not a criterion of this round"
+    if errors:
+        raise ValidationFailed(errors)
+    existing = {s.criterion_id: s for s in _scores_of(session, assignment)}
+    if assignment.submitted_at is not None:
+        if {k: (s.score, s.justification) for k, s in existing.items()} == scores:
+            return assignment
+        raise CbflowError("these scores were already submitted; ask staff to reopen them")
+    for criterion_id, (score, justification) in scores.items():
+        row = existing.get(criterion_id) or Score(
+            assignment_id=assignment.id, criterion_id=criterion_id
+        )  # type: ignore[arg-type]
+        row.score, row.justification = score, justification.strip()
+        session.add(row)
+    assignment.submitted_at = now
+    session.add(assignment)
+    assert application.id is not None
+    record(
+        session,
+        entity="application",
+        entity_id=application.id,
+        action="scores_submitted",
+        actor=actor,
+        now=now,
+        reason=f"assignment {assignment.id}",
+    )
+    session.flush()
+    return assignment
+
+
+def _scores_of(session: Session, assignment: Assignment) -> list[Score]:
+    return list(session.exec(select(Score).where(Score.assignment_id == assignment.id)))
+
+
+@dataclass
+class CriterionResult:
+    criterion_id: str
+    title: str
+    weight: Decimal
+    scores: list[int]
+    mean: Decimal
+    moderated: int | None
+    final: Decimal
+    below_minimum: bool
+
+
+@dataclass
+class ApplicationResult:
+    application: Application
+    criteria: list[CriterionResult] = field(default_factory=list)
+    total: Decimal = Decimal(0)
+
+    @property
+    def gateway_failed(self) -> list[str]:
+        return [c.title for c in self.criteria if c.below_minimum]
+
+
+def scores_by_application(session: Session, round_: Round) -> dict[int, dict[str, list[int]]]:
+    """Application id -> criterion id -> the submitted scores."""
+    result: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    statement = (
+        select(Assignment.application_id, Score.criterion_id, Score.score)
+        .join(Score, Score.assignment_id == Assignment.id)  # type: ignore[arg-type]
+        .join(Application, Application.id == Assignment.application_id)  # type: ignore[arg-type]
+        .where(Application.round_id == round_.id, Assignment.submitted_at.is_not(None))  # type: ignore[union-attr]
+        .order_by(Score.id)  # type: ignore[arg-type]
+    )
+    for application_id, criterion_id, score in session.exec(statement):
+        result[application_id][criterion_id].append(score)
+    return result
+
+
+def moderation_tasks(session: Session, round_: Round) -> list[ModerationTask]:
+    statement = (
+        select(ModerationTask)
+        .join(Application, Application.id == ModerationTask.application_id)  # type: ignore[arg-type]
+        .where(Application.round_id == round_.id)
+        .order_by(ModerationTask.id)  # type: ignore[arg-type]
+    )
+    return list(session.exec(statement))
+
+
+def open_moderation(
+    session: Session, *, round_: Round, actor: str, now: datetime
+) -> list[ModerationTask]:
+    """Once every assignment is submitted, open a moderation task for each criterion on which
+    the assessors are at least the prospectus's spread apart. Persists the tasks (one per
+    application and criterion, never twice) and an audit event for each. Returns the open ones."""
+    stage = _stage(round_)
+    missing = [a for a in all_assignments(session, round_) if a.submitted_at is None]
+    if missing:
+        raise CbflowError(f"{len(missing)} assessments are not yet submitted")
+    known = {(t.application_id, t.criterion_id) for t in moderation_tasks(session, round_)}
+    if stage.moderation is not None:
+        for application_id, by_criterion in scores_by_application(session, round_).items():
+            for criterion_id, scores in by_criterion.items():
+                spread = max(scores) - min(scores)
+                if (
+                    spread >= stage.moderation.spread_at_least
+                    and (application_id, criterion_id) not in known
+                ):
+                    task = ModerationTask(
+                        application_id=application_id, criterion_id=criterion_id, spread=spread
+                    )
+                    session.add(task)
+                    record(
+                        session,
+                        entity="application",
+                        entity_id=application_id,
+                        action="moderation_opened",
+                        actor=actor,
+                        now=now,
+                        reason=f"{criterion_id}: scores {sorted(scores)} differ by {spread}",
+                    )
+        session.flush()
+    return [t for t in moderation_tasks(session, round_) if t.resolved_at is None]
+
+
+def moderate(
+    session: Session, *, task: ModerationTask, score: int, reason: str, actor: str, now: datetime
+) -> ModerationTask:
+    """Record the moderated score and its reason beside the original scores (kept unchanged)."""
+    application = session.get(Application, task.application_id)
+    assert application is not None
+    round_ = session.get(Round, application.round_id)
+    assert round_ is not None
+    stage = _stage(round_)
+    if not stage.scale.min <= score <= stage.scale.max:
+        raise ValidationFailed({"score": f"from {stage.scale.min} to {stage.scale.max}"})
+    if not reason.strip():
+        raise ValidationFailed({"reason": "give the reason for the moderated score"})
+    if task.resolved_at is not None:
+        if (task.moderated_score, task.reason) == (score, reason.strip()):
+            return task
+        raise CbflowError("this moderation is already recorded")
+    task.moderated_score, task.reason = score, reason.strip()
+    task.moderated_by, task.resolved_at = actor, now
+    session.add(task)
+    record(
+        session,
+        entity="application",
+        entity_id=task.application_id,
+        action="moderated",
+        actor=actor,
+        now=now,
+        reason=f"{task.criterion_id}: {score} ({reason.strip()})",
+    )
+    session.flush()
+    return task
+
+
+def results(session: Session, round_: Round) -> list[ApplicationResult]:
+    """Each assessed application's criteria and total, best first (see `ranking_key`)."""
+    stage = _stage(round_)
+    scores = scores_by_application(session, round_)
+    moderated = {
+        (t.application_id, t.criterion_id): t.moderated_score
+        for t in moderation_tasks(session, round_)
+        if t.resolved_at is not None
+    }
+    total_weight = sum((c.weight for c in stage.criteria), Decimal(0))
+    span = Decimal(stage.scale.max - stage.scale.min)
+    out = []
+    for application in applications_of(session, round_):
+        if application.id not in scores:
+            continue
+        result = ApplicationResult(application=application)
+        weighted = Decimal(0)
+        for criterion in stage.criteria:
+            given = scores[application.id].get(criterion.id, [])
+            if not given:
+                continue
+            mean = Decimal(sum(given)) / len(given)
+            override = moderated.get((application.id, criterion.id))
+            final = Decimal(override) if override is not None else mean
+            weighted += criterion.weight * (final - stage.scale.min) / span
+            result.criteria.append(
+                CriterionResult(
+                    criterion_id=criterion.id,
+                    title=criterion.title,
+                    weight=criterion.weight,
+                    scores=given,
+                    mean=mean.quantize(HUNDREDTH, ROUND_HALF_UP),
+                    moderated=override,
+                    final=final.quantize(HUNDREDTH, ROUND_HALF_UP),
+                    below_minimum=criterion.minimum is not None and final < criterion.minimum,
+                )
+            )
+        result.total = (weighted * 100 / total_weight).quantize(HUNDREDTH, ROUND_HALF_UP)
+        out.append(result)
+    heaviest = max(stage.criteria, key=lambda c: c.weight).id  # first listed among equals
+    out.sort(key=lambda r: ranking_key(r, heaviest))
+    return out
+
+
+def ranking_key(result: ApplicationResult, heaviest: str) -> tuple[object, ...]:
+    """Ties are broken, in order, by: the higher final score on the most heavily weighted
+    criterion (the first listed among equals); the smaller support requested; the earlier bid
+    (or EOI) submission; the council code, alphabetically."""
+    application = result.application
+    on_heaviest = next((c.final for c in result.criteria if c.criterion_id == heaviest), Decimal(0))
+    submitted = application.bid_submitted_at or application.eoi_submitted_at
+    return (
+        -result.total,
+        -on_heaviest,
+        application.support_requested_pence or 0,
+        submitted.timestamp() if submitted else 0.0,
+        application.council_code,
+    )
+
+
+def finalise(
+    session: Session, *, round_: Round, actor: str, now: datetime
+) -> list[ApplicationResult]:
+    """Close the assessment: every score in, every moderation resolved. Persists each
+    application's total and rank and its move to moderated, then the round's move to assessed.
+    Run again, it changes nothing."""
+    if round_.state == RoundState.ASSESSED:
+        return results(session, round_)
+    still_open = open_moderation(session, round_=round_, actor=actor, now=now)
+    if still_open:
+        raise CbflowError(f"{len(still_open)} moderation tasks are still open")
+    ranked = results(session, round_)
+    for rank, result in enumerate(ranked, start=1):
+        application = result.application
+        application.total_score, application.rank = str(result.total), rank
+        transition(
+            session,
+            application,
+            AppState.MODERATED,
+            actor=actor,
+            now=now,
+            reason=f"total {result.total}%, rank {rank}",
+        )
+    transition(
+        session,
+        round_,
+        RoundState.ASSESSED,
+        actor=actor,
+        now=now,
+        reason=f"{len(ranked)} applications assessed",
+    )
+    return ranked
+
+
+def assignments_for(session: Session, round_: Round, assessor: User) -> list[Assignment]:
+    return [a for a in all_assignments(session, round_) if a.assessor_id == assessor.id]

@@ -1,0 +1,719 @@
+"""Which documents each stage issues, their contexts (plain data) and their records.
+
+A document is identified by its key; a key is issued once. A stage asks for its pending
+documents (those whose key has no record yet), renders them, then records them: a run that
+crashed between rendering and recording renders the same files again and records each once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, select
+
+from cbflow.charts import bar_chart, line_chart
+from cbflow.forms import is_shown, pence_to_money
+from cbflow.lifecycle import AppState
+from cbflow.models import (
+    Application,
+    Council,
+    Document,
+    ModerationTask,
+    PublishedModel,
+    ReturnRecord,
+    Round,
+    User,
+)
+from cbflow.prospectus import Form, Prospectus, Question, TableQuestion
+from cbflow.render import RenderJob
+from cbflow.services.applications import all_answers, local_time
+from cbflow.services.assessment import ApplicationResult, moderation_tasks
+from cbflow.services.implementation import milestones_of, returns_of
+from cbflow.services.rounds import prospectus_of
+from cbflow.settings import get_settings
+
+DOCUMENT_TITLES = {
+    "prospectus": "Prospectus",
+    "eoi_receipt": "Expression of interest: receipt",
+    "invitation": "Invitation to submit a full bid",
+    "regret": "Outcome of your expression of interest",
+    "bid_receipt": "Full bid: receipt",
+    "assessment_summary": "Assessment summary",
+    "moderation_pack": "Moderation pack",
+    "decision": "Decision on your application",
+    "grant_offer": "Grant offer",
+    "chaser": "Reminder: return overdue",
+    "progress_report": "Implementation progress report",
+    "replication_pack": "Replication pack",
+}
+
+
+@dataclass(frozen=True)
+class Pending:
+    key: str
+    kind: str
+    title: str
+    round_id: int
+    application_id: int | None
+    job: RenderJob
+
+
+def money(pence: int | None) -> str:
+    return f"£{pence_to_money(pence or 0):,.2f}"
+
+
+def _doc(prospectus: Prospectus, kind: str, reference: str, now: datetime) -> dict[str, Any]:
+    return {
+        "title": DOCUMENT_TITLES[kind],
+        "reference": reference,
+        "issued_by": prospectus.issued_by,
+        "round_title": prospectus.title,
+        "round_id": prospectus.id,
+        "generated_at": local_time(now, prospectus),
+        "lang": "en-GB",
+    }
+
+
+def _council(council: Council) -> dict[str, str]:
+    return {
+        "code": council.code,
+        "name": council.name,
+        "type_name": council.type_name,
+        "region": council.region,
+    }
+
+
+def _display(question: Question, value: Any, councils: dict[str, str]) -> str:
+    if value is None or value == "":
+        return "Not answered"
+    if question.type == "money":
+        return f"£{Decimal(value):,.2f}"
+    if question.type == "yes_no":
+        return "Yes" if value else "No"
+    if question.type == "multichoice":
+        return ", ".join(value)
+    if question.type == "council":
+        return councils.get(value, value)
+    if question.type == "file":
+        return f"{value['name']} ({value['size']:,} bytes)"
+    return str(value)
+
+
+def answer_sections(
+    form: Form, answers: dict[str, Any], councils: dict[str, str]
+) -> list[dict[str, Any]]:
+    """A form's answers as the sections and items documents print."""
+    sections = []
+    for section in form.sections:
+        items: list[dict[str, Any]] = []
+        for question in section.questions:
+            if not is_shown(question, answers):
+                continue
+            value = answers.get(question.id)
+            if isinstance(question, TableQuestion):
+                rows = value or []
+                items.append(
+                    {
+                        "label": question.label,
+                        "table": {
+                            "columns": [c.label for c in question.columns],
+                            "rows": [
+                                [_display(c, row.get(c.id), councils) for c in question.columns]
+                                for row in rows
+                            ],
+                        },
+                    }
+                )
+            else:
+                items.append(
+                    {"label": question.label, "value": _display(question, value, councils)}
+                )
+        sections.append({"title": section.title, "items": items})
+    return sections
+
+
+class Issuer:
+    """Builds one round's pending documents, skipping keys already issued."""
+
+    def __init__(self, session: Session, round_: Round, now: datetime) -> None:
+        self.session, self.round, self.now = session, round_, now
+        self.prospectus = prospectus_of(round_)
+        self.issued = set(session.exec(select(Document.key).where(Document.round_id == round_.id)))
+        self.councils = {c.code: c for c in session.exec(select(Council))}
+        self.council_names = {code: c.name for code, c in self.councils.items()}
+        self.folder = get_settings().documents_dir / round_.slug
+
+    def _pending(
+        self,
+        kind: str,
+        key: str,
+        context: dict[str, Any],
+        application: Application | None,
+        filename: str,
+    ) -> Pending | None:
+        if key in self.issued:
+            return None
+        assert self.round.id is not None
+        reference = application.reference if application else self.round.slug
+        out = self.folder / kind / f"{filename}.pdf"
+        return Pending(
+            key=key,
+            kind=kind,
+            title=DOCUMENT_TITLES[kind],
+            round_id=self.round.id,
+            application_id=application.id if application else None,
+            job=RenderJob(
+                f"documents/{kind}.html",
+                {"doc": _doc(self.prospectus, kind, reference, self.now), **context},
+                out,
+            ),
+        )
+
+    def _for_each(
+        self, kind: str, applications: Iterable[Application], build: Any
+    ) -> list[Pending]:
+        out = []
+        for application in applications:
+            key = f"{application.reference}/{kind}"
+            if key in self.issued:
+                continue
+            council = self.councils[application.council_code]
+            context = {"council": _council(council), **build(application)}
+            filename = application.reference.split("/", 1)[1].replace("/", "-")
+            pending = self._pending(kind, key, context, application, filename)
+            if pending:
+                out.append(pending)
+        return out
+
+    # -- the documents of each stage --------------------------------------------------------
+
+    def prospectus_document(self) -> list[Pending]:
+        p = self.prospectus
+        timetable = []
+        for stage in ("eoi", "bid", "assessment"):
+            window = getattr(p.timetable, stage)
+            if window is not None:
+                timetable.append(
+                    {
+                        "stage": stage.upper() if stage == "eoi" else stage.capitalize(),
+                        "opens": local_time(window.opens_at(p.zone), p),
+                        "closes": local_time(window.closes_at(p.zone), p),
+                    }
+                )
+        if p.timetable.decision:
+            timetable.append(
+                {
+                    "stage": "Decisions",
+                    "opens": "",
+                    "closes": local_time(p.timetable.decision.by_at(p.zone), p),
+                }
+            )
+        if p.timetable.implementation:
+            timetable.append(
+                {
+                    "stage": "Implementation",
+                    "opens": p.timetable.implementation.starts.isoformat(),
+                    "closes": p.timetable.implementation.ends.isoformat(),
+                }
+            )
+        forms = []
+        for stage, form in p.forms().items():
+            forms.append(
+                {
+                    "stage": stage,
+                    "title": {
+                        "eoi": "Expression of interest",
+                        "bid": "Full bid",
+                        "returns": "Implementation returns",
+                    }[stage],
+                    "sections": [
+                        {
+                            "title": s.title,
+                            "questions": [
+                                {
+                                    "label": q.label,
+                                    "hint": q.hint or "",
+                                    "type": q.type,
+                                    "required": q.required,
+                                    "detail": _question_detail(q),
+                                }
+                                for q in s.questions
+                            ],
+                        }
+                        for s in form.sections
+                    ],
+                }
+            )
+        assessment = p.stages.assessment
+        context = {
+            "prospectus": p.model_dump(mode="json"),
+            "timetable": timetable,
+            "forms": forms,
+            "criteria": [
+                {
+                    "title": c.title,
+                    "weight": str(c.weight),
+                    "minimum": c.minimum,
+                    "guidance": c.guidance or "",
+                }
+                for c in assessment.criteria
+            ]
+            if assessment
+            else [],
+            "scale": [
+                {"value": v, "label": assessment.scale.labels.get(v, "")}
+                for v in range(assessment.scale.min, assessment.scale.max + 1)
+            ]
+            if assessment
+            else [],
+        }
+        pending = self._pending(
+            "prospectus", f"{self.round.slug}/prospectus", context, None, self.round.slug
+        )
+        return [pending] if pending else []
+
+    def eoi_receipts(self, applications: Iterable[Application]) -> list[Pending]:
+        form = self.prospectus.stages.eoi.form
+        return self._for_each(
+            "eoi_receipt",
+            applications,
+            lambda a: {
+                "submitted_at": local_time(a.eoi_submitted_at, self.prospectus),
+                "sections": answer_sections(form, a.eoi_answers, self.council_names),
+            },
+        )
+
+    def bid_receipts(self, applications: Iterable[Application]) -> list[Pending]:
+        assert self.prospectus.stages.bid is not None
+        form = self.prospectus.stages.bid.form
+        return self._for_each(
+            "bid_receipt",
+            applications,
+            lambda a: {
+                "submitted_at": local_time(a.bid_submitted_at, self.prospectus),
+                "sections": answer_sections(form, a.bid_answers, self.council_names),
+            },
+        )
+
+    def invitations(self, applications: Iterable[Application]) -> list[Pending]:
+        p = self.prospectus
+        assert p.timetable.bid is not None and p.stages.bid is not None
+        deadline = local_time(p.timetable.bid.closes_at(p.zone), p)
+        sections = [s.title for s in p.stages.bid.form.sections]
+        return self._for_each(
+            "invitation", applications, lambda a: {"deadline": deadline, "bid_sections": sections}
+        )
+
+    def regrets(self, applications: Iterable[Application]) -> list[Pending]:
+        return self._for_each(
+            "regret", applications, lambda a: {"reason": a.decision_reason or "not shortlisted"}
+        )
+
+    def assessment_documents(
+        self, ranked: Sequence[ApplicationResult], assessors: Sequence[User]
+    ) -> list[Pending]:
+        applications = [
+            {
+                "rank": r.application.rank,
+                "council": _council(self.councils[r.application.council_code]),
+                "total": str(r.total),
+                "criteria": [
+                    {
+                        "title": c.title,
+                        "weight": str(c.weight),
+                        "scores": c.scores,
+                        "mean": str(c.mean),
+                        "moderated": None if c.moderated is None else str(c.moderated),
+                        "final": str(c.final),
+                    }
+                    for c in r.criteria
+                ],
+                "gateway_failed": r.gateway_failed,
+            }
+            for r in ranked
+        ]
+        chart = bar_chart(
+            "Total weighted score by application",
+            [(self.council_names[r.application.council_code], r.total) for r in ranked],
+            unit="%",
+        )
+        out = [
+            self._pending(
+                "assessment_summary",
+                f"{self.round.slug}/assessment_summary",
+                {
+                    "applications": applications,
+                    "assessors": [a.name for a in assessors],
+                    "chart": chart,
+                },
+                None,
+                "assessment-summary",
+            )
+        ]
+        tasks = moderation_tasks(self.session, self.round)
+        if tasks:
+            out.append(
+                self._pending(
+                    "moderation_pack",
+                    f"{self.round.slug}/moderation_pack",
+                    {"items": self._moderation_items(tasks)},
+                    None,
+                    "moderation-pack",
+                )
+            )
+        return [p for p in out if p]
+
+    def _moderation_items(self, tasks: Sequence[ModerationTask]) -> list[dict[str, Any]]:
+        from cbflow.models import Assignment, Score  # local: only this document reads raw scores
+
+        assessment = self.prospectus.stages.assessment
+        assert assessment is not None
+        titles = {c.id: c.title for c in assessment.criteria}
+        names = {u.id: u.name for u in self.session.exec(select(User))}
+        items = []
+        for task in tasks:
+            application = self.session.get(Application, task.application_id)
+            assert application is not None
+            rows = self.session.exec(
+                select(Assignment.assessor_id, Score.score, Score.justification)
+                .join(Score, Score.assignment_id == Assignment.id)  # type: ignore[arg-type]
+                .where(
+                    Assignment.application_id == task.application_id,
+                    Score.criterion_id == task.criterion_id,
+                )
+            )
+            items.append(
+                {
+                    "council": self.council_names[application.council_code],
+                    "criterion": titles.get(task.criterion_id, task.criterion_id),
+                    "spread": task.spread,
+                    "scores": [
+                        {"assessor": names.get(a, str(a)), "score": s, "justification": j}
+                        for a, s, j in rows
+                    ],
+                }
+            )
+        return items
+
+    def decisions(self, applications: Iterable[Application]) -> list[Pending]:
+        return self._for_each(
+            "decision",
+            applications,
+            lambda a: {
+                "outcome": a.state if a.state in ("reserve", "unsuccessful") else "selected",
+                "rank": a.rank,
+                "total": a.total_score,
+                "reason": a.decision_reason or "",
+                "reserve_position": a.reserve_position,
+            },
+        )
+
+    def grant_offers(self, applications: Iterable[Application]) -> list[Pending]:
+        p = self.prospectus
+        stage = p.stages.implementation
+        milestones = [
+            {"title": m.title, "due": m.due.isoformat()}
+            for m in (stage.milestones if stage else [])
+        ]
+        payments = [
+            {
+                "description": pay.description,
+                "amount": f"£{pay.amount_gbp:,.2f} per {pay.per.replace('_', ' ')}",
+            }
+            for pay in (stage.payments if stage else [])
+        ]
+        every = stage.returns.every if stage and stage.returns else "none"
+        conditions = [
+            f"Spend the grant on the plan set out in your application to {p.title}.",
+            f"Make a return every {every} through cbflow, on time."
+            if stage and stage.returns
+            else "Report progress when asked.",
+            "Tell the programme team at once of any change that puts the plan at risk.",
+        ]
+        return self._for_each(
+            "grant_offer",
+            applications,
+            lambda a: {
+                "amount": money(a.support_requested_pence),
+                "milestones": milestones,
+                "returns_every": every,
+                "payments": payments,
+                "conditions": conditions,
+            },
+        )
+
+    def chasers(self, records: Iterable[ReturnRecord]) -> list[Pending]:
+        out = []
+        for record_ in records:
+            application = self.session.get(Application, record_.application_id)
+            assert application is not None
+            key = f"{application.reference}/chaser/{record_.period}"
+            context = {
+                "council": _council(self.councils[application.council_code]),
+                "period": f"{record_.period_start.isoformat()} to {record_.period_end.isoformat()}",
+                "due": local_time(record_.due, self.prospectus),
+            }
+            name = f"{application.reference.split('/', 1)[1].replace('/', '-')}-period-{record_.period}"
+            pending = self._pending("chaser", key, context, application, name)
+            if pending:
+                out.append(pending)
+        return out
+
+    def progress_reports(self, applications: Iterable[Application]) -> list[Pending]:
+        """One report per place per number of returns made: a later cycle issues a new one."""
+        out = []
+        p = self.prospectus
+        returns_form = p.forms().get("returns")
+        support = p.support_question()
+        for application in applications:
+            records = returns_of(self.session, application)
+            made = [r for r in records if r.submitted_at is not None]
+            key = f"{application.reference}/progress_report/{len(made)}"
+            if key in self.issued:
+                continue
+            answers = all_answers(application)
+            pooled = _pooled_budget_rows(p, answers)
+            charts = []
+            if pooled:
+                by_org: dict[str, Decimal] = {}
+                for row in pooled:
+                    by_org[row["organisation"]] = (
+                        by_org.get(row["organisation"], Decimal(0)) + row["value"]
+                    )
+                charts.append(
+                    bar_chart("Pooled budget by organisation", list(by_org.items()), unit="£")
+                )
+            number_questions = (
+                [q for q in returns_form.questions() if q.type in ("number", "money")]
+                if returns_form
+                else []
+            )
+            if made and number_questions:
+                series = {
+                    q.label: [
+                        (f"P{r.period}", Decimal(str(r.answers.get(q.id) or 0))) for r in made
+                    ]
+                    for q in number_questions[:3]
+                }
+                charts.append(line_chart("Returns over time", series))
+            context = {
+                "council": _council(self.councils[application.council_code]),
+                "milestones": [
+                    {
+                        "title": m.title,
+                        "due": m.due.isoformat(),
+                        "status": f"met on {m.met_on.isoformat()}"
+                        if m.met_on
+                        else ("overdue" if m.due < self.now.astimezone(p.zone).date() else "due"),
+                    }
+                    for m in milestones_of(self.session, application)
+                ],
+                "returns": [
+                    {
+                        "period": f"{r.period_start.isoformat()} to {r.period_end.isoformat()}",
+                        "due": local_time(r.due, p),
+                        "submitted_at": local_time(r.submitted_at, p) if r.submitted_at else None,
+                        "status": _return_status(r, self.now),
+                        "values": _return_values(returns_form, r.answers, self.council_names),
+                    }
+                    for r in records
+                ],
+                "pooled_budget": [
+                    {
+                        "organisation": row["organisation"],
+                        "year": row["year"],
+                        "amount": f"£{row['value']:,.2f}",
+                    }
+                    for row in pooled
+                ],
+                "charts": charts,
+                "payments_total": money(sum(r.payment_pence or 0 for r in made))
+                if p.stages.implementation and p.stages.implementation.payments
+                else None,
+            }
+            if support:
+                context["support"] = money(application.support_requested_pence)
+            name = f"{application.reference.split('/', 1)[1].replace('/', '-')}-{len(made)}-returns"
+            pending = self._pending("progress_report", key, context, application, name)
+            if pending:
+                out.append(pending)
+        return out
+
+    def replication_packs(self, models: Iterable[PublishedModel]) -> list[Pending]:
+        out = []
+        p = self.prospectus
+        forms = p.applicant_forms()
+        for model in models:
+            application = self.session.get(Application, model.application_id)
+            assert application is not None
+            key = f"{application.reference}/replication_pack/v{model.version}"
+            bundle = model.bundle
+            sections = [
+                s
+                for form in forms
+                for s in answer_sections(
+                    _only(form, bundle["answers"]), bundle["answers"], self.council_names
+                )
+                if s["items"]
+            ]
+            adopters = self.session.exec(
+                select(Application).where(Application.adopted_from_model_id == model.id)
+            )
+            context = {
+                "council": _council(self.councils[application.council_code]),
+                "model": {
+                    "council": bundle["council"]["name"],
+                    "version": model.version,
+                    "published_at": local_time(model.published_at, p),
+                    "round_title": p.title,
+                    "summary": p.summary,
+                },
+                "sections": sections,
+                "milestones": [
+                    {
+                        "title": m["title"],
+                        "due": m["due"],
+                        "status": f"met on {m['met_on']}" if m["met_on"] else "not met",
+                    }
+                    for m in bundle["milestones"]
+                ],
+                "documents": [
+                    {"title": d["title"], "kind": d["kind"]} for d in bundle["documents"]
+                ],
+                "adopters": [
+                    {
+                        "council": self.council_names[a.council_code],
+                        "started_at": local_time(a.created_at, p),
+                    }
+                    for a in adopters
+                ],
+            }
+            name = f"{application.council_code}-v{model.version}"
+            pending = self._pending("replication_pack", key, context, application, name)
+            if pending:
+                out.append(pending)
+        return out
+
+
+def _only(form: Form, answers: dict[str, Any]) -> Form:
+    """The form cut down to the questions that have answers (a model carries some over)."""
+    sections = []
+    for section in form.sections:
+        questions = [q for q in section.questions if q.id in answers]
+        if questions:
+            sections.append(section.model_copy(update={"questions": questions}))
+    return (
+        form.model_copy(update={"sections": sections})
+        if sections
+        else Form.model_construct(sections=[])
+    )
+
+
+def _question_detail(question: Question) -> str:
+    parts = []
+    for key in ("max_words", "max_chars", "min", "max", "min_rows", "max_rows", "max_mb"):
+        value = getattr(question, key, None)
+        if value is not None:
+            parts.append(f"{key.replace('_', ' ')}: {value}")
+    options = getattr(question, "options", None)
+    if options:
+        parts.append("options: " + ", ".join(options))
+    if isinstance(question, TableQuestion):
+        parts.append("columns: " + ", ".join(c.label for c in question.columns))
+    return "; ".join(parts)
+
+
+def _pooled_budget_rows(prospectus: Prospectus, answers: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the first applicant table with a money column: organisation, year, amount.
+
+    The table is found by its shape (a text column, an optional choice column, a money
+    column), not by its id, so any prospectus's pooled-budget table is charted.
+    """
+    for form in prospectus.applicant_forms():
+        for question in form.questions():
+            if not isinstance(question, TableQuestion):
+                continue
+            money_cols = [c for c in question.columns if c.type == "money"]
+            text_cols = [c for c in question.columns if c.type in ("text", "council")]
+            if not money_cols or not text_cols:
+                continue
+            year_cols = [c for c in question.columns if c.type == "choice"]
+            rows = []
+            for row in answers.get(question.id) or []:
+                if money_cols[0].id in row:
+                    rows.append(
+                        {
+                            "organisation": str(row.get(text_cols[0].id, "")),
+                            "year": str(row.get(year_cols[0].id, "")) if year_cols else "",
+                            "value": Decimal(row[money_cols[0].id]),
+                        }
+                    )
+            return rows
+    return []
+
+
+def _return_status(record_: ReturnRecord, now: datetime) -> str:
+    if record_.submitted_at is not None:
+        return "late" if record_.submitted_at > record_.due else "on time"
+    return "overdue" if now >= record_.due else "not yet due"
+
+
+def _return_values(
+    form: Form | None, answers: dict[str, Any], councils: dict[str, str]
+) -> list[dict[str, str]]:
+    if form is None or not answers:
+        return []
+    return [
+        {"label": q.label, "value": _display(q, answers.get(q.id), councils)}
+        for q in form.questions()
+        if q.id in answers and not isinstance(q, TableQuestion)
+    ]
+
+
+def record_rendered(session: Session, pendings: Sequence[Pending], now: datetime) -> int:
+    """Record documents whose files now exist; a key already recorded is skipped. Returns how
+    many were recorded."""
+    root = get_settings().documents_dir
+    known = set(
+        session.exec(select(Document.key).where(Document.key.in_([p.key for p in pendings])))
+    )  # type: ignore[attr-defined]
+    added = 0
+    for pending in pendings:
+        if pending.key in known or not pending.job.out_path.exists():
+            continue
+        session.add(
+            Document(
+                key=pending.key,
+                round_id=pending.round_id,
+                application_id=pending.application_id,
+                kind=pending.kind,
+                title=pending.title,
+                path=str(_relative(pending.job.out_path, root)),
+                created_at=now,
+            )
+        )
+        known.add(pending.key)
+        added += 1
+    session.flush()
+    return added
+
+
+def _relative(path: Path, root: Path) -> Path:
+    try:
+        return path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return path
+
+
+def documents_of(session: Session, round_: Round) -> list[Document]:
+    return list(
+        session.exec(select(Document).where(Document.round_id == round_.id).order_by(Document.id))
+    )  # type: ignore[arg-type]
+
+
+SELECTED_STATES = (AppState.SELECTED, AppState.IMPLEMENTING, AppState.COMPLETED, AppState.PUBLISHED)

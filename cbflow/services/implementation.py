@@ -1,0 +1,232 @@
+"""Implementation: milestones, the returns cycle (due, submitted, chased) and payment by results."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlmodel import Session, select
+
+from cbflow.errors import CbflowError, DeadlinePassed
+from cbflow.forms import money_to_pence, validate_answers
+from cbflow.lifecycle import AppState, RoundState
+from cbflow.models import Application, MilestoneRecord, ReturnRecord, Round
+from cbflow.prospectus import Prospectus
+from cbflow.services.audit import record, transition
+from cbflow.services.rounds import applications_of, prospectus_of
+
+MONTHS = {"month": 1, "quarter": 3, "half-year": 6}
+
+
+def _add_months(day: date, months: int) -> date:
+    """The same day of the month, `months` later (clamped to the 28th: every month has one)."""
+    month = day.month - 1 + months
+    return date(day.year + month // 12, month % 12 + 1, min(day.day, 28))
+
+
+def return_periods(prospectus: Prospectus) -> list[tuple[date, date, datetime]]:
+    """(first day, last day, due) of each return: periods from the start of implementation to
+    its end, each due at the end of the day `due_within_days` after the period ends (local)."""
+    period = prospectus.timetable.implementation
+    stage = prospectus.stages.implementation
+    if period is None or stage is None or stage.returns is None:
+        return []
+    step = MONTHS[stage.returns.every]
+    periods = []
+    start = period.starts
+    while start <= period.ends:
+        end = min(_add_months(start, step) - timedelta(days=1), period.ends)
+        due_day = end + timedelta(days=stage.returns.due_within_days + 1)
+        periods.append((start, end, datetime.combine(due_day, time(0, 0), tzinfo=prospectus.zone)))
+        start = end + timedelta(days=1)
+    return periods
+
+
+def start_implementation(session: Session, *, round_: Round, actor: str, now: datetime) -> int:
+    """Selected places begin: persists each one's milestones and return schedule, then its move
+    to implementing, then the round's. Returns how many places began; run again, it changes
+    nothing."""
+    if round_.state != RoundState.DECIDED:
+        if round_.state in (RoundState.IMPLEMENTING, RoundState.COMPLETED):
+            return 0
+        raise CbflowError(
+            f"round {round_.slug} is {round_.state}; implementation follows decisions"
+        )
+    prospectus = prospectus_of(round_)
+    stage = prospectus.stages.implementation
+    periods = return_periods(prospectus)
+    started = 0
+    for application in applications_of(session, round_, AppState.SELECTED):
+        assert application.id is not None
+        for milestone in stage.milestones if stage else []:
+            session.add(
+                MilestoneRecord(
+                    application_id=application.id,
+                    milestone_id=milestone.id,
+                    title=milestone.title,
+                    due=milestone.due,
+                )
+            )
+        for number, (first, last, due) in enumerate(periods, start=1):
+            session.add(
+                ReturnRecord(
+                    application_id=application.id,
+                    period=number,
+                    period_start=first,
+                    period_end=last,
+                    due=due,
+                )
+            )
+        transition(
+            session,
+            application,
+            AppState.IMPLEMENTING,
+            actor=actor,
+            now=now,
+            reason="implementation began",
+        )
+        started += 1
+    transition(
+        session,
+        round_,
+        RoundState.IMPLEMENTING,
+        actor=actor,
+        now=now,
+        reason=f"{started} places implementing",
+    )
+    return started
+
+
+def returns_of(session: Session, application: Application) -> list[ReturnRecord]:
+    statement = select(ReturnRecord).where(ReturnRecord.application_id == application.id)
+    return list(session.exec(statement.order_by(ReturnRecord.period)))  # type: ignore[arg-type]
+
+
+def milestones_of(session: Session, application: Application) -> list[MilestoneRecord]:
+    statement = select(MilestoneRecord).where(MilestoneRecord.application_id == application.id)
+    return list(session.exec(statement.order_by(MilestoneRecord.due, MilestoneRecord.id)))  # type: ignore[arg-type]
+
+
+def payment_for(prospectus: Prospectus, answers: dict[str, Any]) -> int:
+    """Payment by results for one return, in pence: each payment's amount times its answer."""
+    stage = prospectus.stages.implementation
+    total = Decimal(0)
+    for payment in stage.payments if stage else []:
+        total += payment.amount_gbp * Decimal(str(answers.get(payment.per) or 0))
+    return money_to_pence(total)
+
+
+def submit_return(
+    session: Session, *, record_: ReturnRecord, answers: dict[str, Any], actor: str, now: datetime
+) -> ReturnRecord:
+    """A place's return for one period. Accepted from the day after the period ends (late returns
+    are accepted and marked by their time). Persists the validated answers, the submission time
+    and the payment by results, then an audit event. Submitting again changes nothing."""
+    if record_.submitted_at is not None:
+        return record_
+    application = session.get(Application, record_.application_id)
+    assert application is not None and application.id is not None
+    if application.state != AppState.IMPLEMENTING:
+        raise CbflowError(f"{application.reference} is not implementing")
+    round_ = session.get(Round, application.round_id)
+    assert round_ is not None
+    prospectus = prospectus_of(round_)
+    stage = prospectus.stages.implementation
+    assert stage is not None and stage.returns is not None
+    opens = datetime.combine(
+        record_.period_end + timedelta(days=1), time(0, 0), tzinfo=prospectus.zone
+    )
+    if now < opens:
+        raise DeadlinePassed(
+            f"the return for period {record_.period} can be made from {opens.date()}"
+        )
+    record_.answers = validate_answers(stage.returns.form, answers, complete=True)
+    record_.submitted_at = now
+    record_.payment_pence = payment_for(prospectus, record_.answers)
+    session.add(record_)
+    late = " (late)" if now > record_.due else ""
+    record(
+        session,
+        entity="application",
+        entity_id=application.id,
+        action="return_submitted",
+        actor=actor,
+        now=now,
+        reason=f"period {record_.period}{late}",
+    )
+    session.flush()
+    return record_
+
+
+def chase_overdue(
+    session: Session, *, round_: Round, actor: str, now: datetime
+) -> list[ReturnRecord]:
+    """Returns past due and not submitted, not yet chased: persists the chase time on each and an
+    audit event. Returns the newly chased ones (each gets one reminder, ever)."""
+    chased = []
+    for application in applications_of(session, round_, AppState.IMPLEMENTING):
+        assert application.id is not None
+        for record_ in returns_of(session, application):
+            if record_.submitted_at is None and record_.chased_at is None and now >= record_.due:
+                record_.chased_at = now
+                session.add(record_)
+                record(
+                    session,
+                    entity="application",
+                    entity_id=application.id,
+                    action="return_chased",
+                    actor=actor,
+                    now=now,
+                    reason=f"period {record_.period} overdue",
+                )
+                chased.append(record_)
+    session.flush()
+    return chased
+
+
+def meet_milestone(
+    session: Session, *, milestone: MilestoneRecord, met_on: date, actor: str, now: datetime
+) -> MilestoneRecord:
+    if milestone.met_on is None:
+        milestone.met_on = met_on
+        session.add(milestone)
+        record(
+            session,
+            entity="application",
+            entity_id=milestone.application_id,
+            action="milestone_met",
+            actor=actor,
+            now=now,
+            reason=f"{milestone.milestone_id} on {met_on}",
+        )
+        session.flush()
+    return milestone
+
+
+def complete(session: Session, *, round_: Round, actor: str, now: datetime) -> int:
+    """Close implementation once its period has ended: persists each implementing place's move to
+    completed, then the round's. Returns how many completed; run again, it changes nothing."""
+    prospectus = prospectus_of(round_)
+    period = prospectus.timetable.implementation
+    if period is not None:
+        ends = datetime.combine(period.ends + timedelta(days=1), time(0, 0), tzinfo=prospectus.zone)
+        if now < ends:
+            raise DeadlinePassed(f"implementation of {round_.slug} runs until {period.ends}")
+    if round_.state == RoundState.COMPLETED:
+        return 0
+    done = 0
+    for application in applications_of(session, round_, AppState.IMPLEMENTING):
+        transition(
+            session,
+            application,
+            AppState.COMPLETED,
+            actor=actor,
+            now=now,
+            reason="implementation period ended",
+        )
+        done += 1
+    transition(
+        session, round_, RoundState.COMPLETED, actor=actor, now=now, reason="round completed"
+    )
+    return done

@@ -1,0 +1,169 @@
+"""Replication: a place publishes its model; other councils adopt it and start from its answers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, select
+
+from cbflow.errors import CbflowError, NotFound
+from cbflow.lifecycle import AppState
+from cbflow.models import Application, Council, Document, PublishedModel, Round
+from cbflow.services.applications import all_answers, start_application
+from cbflow.services.audit import record, transition
+from cbflow.services.implementation import milestones_of, returns_of
+from cbflow.services.rounds import prospectus_of
+
+
+def publish_model(
+    session: Session, *, application: Application, actor: str, now: datetime
+) -> tuple[PublishedModel, bool]:
+    """Publish a completed place's model as a versioned bundle; returns (model, created).
+
+    The bundle holds the answers the prospectus marks to carry over, the milestones as met,
+    the returns made and the place's documents. Persists the bundle, then the application's move
+    to published (first version only) with its audit event. Publishing again with nothing changed
+    returns the latest version; a changed bundle becomes the next version.
+    """
+    if application.state not in (AppState.COMPLETED, AppState.PUBLISHED):
+        raise CbflowError(
+            f"{application.reference} is {application.state}: only a place that has "
+            "completed its implementation can publish its model"
+        )
+    round_ = session.get(Round, application.round_id)
+    assert round_ is not None and application.id is not None
+    prospectus = prospectus_of(round_)
+    carry = prospectus.stages.replication.carry_over if prospectus.stages.replication else []
+    answers = all_answers(application)
+    council = session.get(Council, application.council_code)
+    assert council is not None
+    bundle: dict[str, Any] = {
+        "council": {"code": council.code, "name": council.name},
+        "round": {"id": round_.slug, "title": round_.title},
+        "answers": {q: answers[q] for q in carry if q in answers},
+        "milestones": [
+            {
+                "id": m.milestone_id,
+                "title": m.title,
+                "due": m.due.isoformat(),
+                "met_on": m.met_on.isoformat() if m.met_on else None,
+            }
+            for m in milestones_of(session, application)
+        ],
+        "returns": [
+            {
+                "period": r.period,
+                "start": r.period_start.isoformat(),
+                "end": r.period_end.isoformat(),
+                "answers": r.answers,
+                "submitted_at": r.submitted_at.isoformat() if r.submitted_at else None,
+            }
+            for r in returns_of(session, application)
+        ],
+        "documents": [
+            {"kind": d.kind, "title": d.title, "path": d.path}
+            for d in session.exec(
+                select(Document)
+                .where(Document.application_id == application.id)
+                .order_by(Document.id)
+            )  # type: ignore[arg-type]
+        ],
+    }
+    latest = latest_model(session, application)
+    if latest is not None and latest.bundle == bundle:
+        return latest, False
+    model = PublishedModel(
+        application_id=application.id,
+        round_id=round_.id,  # type: ignore[arg-type]
+        version=(latest.version + 1) if latest else 1,
+        bundle=bundle,
+        published_at=now,
+        published_by=actor,
+    )
+    session.add(model)
+    session.flush()
+    if application.state == AppState.COMPLETED:
+        transition(
+            session,
+            application,
+            AppState.PUBLISHED,
+            actor=actor,
+            now=now,
+            reason=f"model version {model.version} published",
+        )
+    else:
+        record(
+            session,
+            entity="application",
+            entity_id=application.id,
+            action="model_republished",
+            actor=actor,
+            now=now,
+            reason=f"version {model.version}",
+        )
+    return model, True
+
+
+def latest_model(session: Session, application: Application) -> PublishedModel | None:
+    statement = (
+        select(PublishedModel)
+        .where(PublishedModel.application_id == application.id)
+        .order_by(PublishedModel.version.desc())
+    )  # type: ignore[attr-defined]
+    return session.exec(statement).first()
+
+
+def published_models(session: Session, round_: Round | None = None) -> list[PublishedModel]:
+    statement = select(PublishedModel)
+    if round_ is not None:
+        statement = statement.where(PublishedModel.round_id == round_.id)
+    return list(session.exec(statement.order_by(PublishedModel.id)))  # type: ignore[arg-type]
+
+
+def adopt_model(
+    session: Session,
+    *,
+    model_id: int,
+    council_code: str,
+    actor: str,
+    now: datetime,
+    into: Round | None = None,
+) -> tuple[Application, bool]:
+    """A council adopts a published model: a new draft application, in the model's round or in
+    `into` (a later wave), pre-filled with the carried-over answers that the target round's forms
+    ask, with the model it came from recorded. Returns (application, created); adopting the same
+    model again returns the same application."""
+    model = session.get(PublishedModel, model_id)
+    if model is None:
+        raise NotFound(f"no published model {model_id}")
+    source_round = session.get(Round, model.round_id)
+    target = into or source_round
+    assert source_round is not None and target is not None
+    replication = prospectus_of(source_round).stages.replication
+    if replication is None:
+        raise CbflowError(f"round {source_round.slug} publishes no models for adoption")
+    council = session.get(Council, council_code)
+    if council is None:
+        raise NotFound(f"no council with code {council_code!r} in the register")
+    types = prospectus_of(target).eligibility.council_types
+    if replication.open_to == "eligible" and types is not None and council.type not in types:
+        raise CbflowError(f"{council.name} is not eligible to adopt models of {source_round.slug}")
+    if council.code == model.bundle["council"]["code"]:
+        raise CbflowError("a place cannot adopt its own model")
+    prospectus = prospectus_of(target)
+    carried: dict[str, Any] = model.bundle["answers"]
+    eoi_ids = {q.id for q in prospectus.stages.eoi.form.questions()}
+    bid_ids = (
+        {q.id for q in prospectus.stages.bid.form.questions()} if prospectus.stages.bid else set()
+    )
+    return start_application(
+        session,
+        round_=target,
+        council_code=council_code,
+        actor=actor,
+        now=now,
+        answers={k: v for k, v in carried.items() if k in eoi_ids},
+        bid_answers={k: v for k, v in carried.items() if k in bid_ids},
+        adopted_from_model_id=model.id,
+    )

@@ -1,0 +1,110 @@
+"""Launching a round and reading its prospectus back."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from datetime import datetime, time, timedelta
+from functools import lru_cache
+
+from sqlmodel import Session, select
+
+from cbflow.errors import CbflowError, NotFound
+from cbflow.lifecycle import RoundState
+from cbflow.models import Application, Round
+from cbflow.prospectus import Prospectus, parse
+from cbflow.services.audit import record
+
+
+@lru_cache(maxsize=64)
+def _parsed(source: str, sha256: str) -> Prospectus:
+    return parse(source, f"round prospectus {sha256[:12]}")
+
+
+def prospectus_of(round_: Round) -> Prospectus:
+    """The prospectus the round was launched with (parsed once per process)."""
+    return _parsed(round_.prospectus_source, round_.source_sha256)
+
+
+def launch_round(
+    session: Session, *, source: str, path: str, actor: str, now: datetime
+) -> tuple[Round, bool]:
+    """Validate a prospectus and create its round. Returns (round, created).
+
+    Persists the round with the prospectus text as launched, then its audit event. Launching
+    the same file again returns the existing round unchanged; launching a different file under
+    an id that is taken is refused.
+    """
+    prospectus = parse(source, path)
+    sha256 = hashlib.sha256(source.encode()).hexdigest()
+    existing = session.exec(select(Round).where(Round.slug == prospectus.id)).first()
+    if existing is not None:
+        if existing.source_sha256 != sha256:
+            raise CbflowError(
+                f"a round with id {prospectus.id!r} was already launched from a different file; "
+                "give the new round its own id"
+            )
+        return existing, False
+    round_ = Round(
+        slug=prospectus.id,
+        title=prospectus.title,
+        state=RoundState.LAUNCHED.value,
+        prospectus_source=source,
+        source_sha256=sha256,
+        launched_at=now,
+        launched_by=actor,
+    )
+    session.add(round_)
+    session.flush()
+    assert round_.id is not None
+    record(
+        session,
+        entity="round",
+        entity_id=round_.id,
+        action="launch",
+        actor=actor,
+        now=now,
+        to_state=RoundState.LAUNCHED.value,
+        reason=f"launched from {path}",
+    )
+    return round_, True
+
+
+def get_round(session: Session, slug: str) -> Round:
+    round_ = session.exec(select(Round).where(Round.slug == slug)).first()
+    if round_ is None:
+        raise NotFound(f"no round with id {slug!r}; `cbflow round status` lists the rounds")
+    return round_
+
+
+def all_rounds(session: Session) -> list[Round]:
+    return list(session.exec(select(Round).order_by(Round.id)))  # type: ignore[arg-type]
+
+
+def applications_of(session: Session, round_: Round, *states: str) -> list[Application]:
+    statement = select(Application).where(Application.round_id == round_.id)
+    if states:
+        statement = statement.where(Application.state.in_(states))  # type: ignore[attr-defined]
+    return list(session.exec(statement.order_by(Application.id)))  # type: ignore[arg-type]
+
+
+def state_counts(session: Session, round_: Round) -> Counter[str]:
+    return Counter(a.state for a in applications_of(session, round_))
+
+
+def deadline_events(prospectus: Prospectus) -> list[tuple[str, datetime]]:
+    """The events a round's dates trigger, as (flow name, when): closing the EOI window and the
+    bid window, the decisions, each returns cycle, and the end of implementation."""
+    from cbflow.services.implementation import return_periods
+
+    zone = prospectus.zone
+    events = [("close-eoi", prospectus.timetable.eoi.closes_at(zone))]
+    if prospectus.stages.bid and prospectus.timetable.bid:
+        events.append(("close-bids", prospectus.timetable.bid.closes_at(zone)))
+    if prospectus.timetable.decision:
+        events.append(("decide", prospectus.timetable.decision.by_at(zone) - timedelta(hours=12)))
+    events += [("returns-cycle", due) for _, _, due in return_periods(prospectus)]
+    period = prospectus.timetable.implementation
+    if period:
+        events.append(("complete-round", datetime.combine(period.ends + timedelta(days=1), time(0), tzinfo=zone)))
+    return events

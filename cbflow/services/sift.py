@@ -1,0 +1,207 @@
+"""Closing the EOI window: the automatic sift, staff review of referrals, the shortlist."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlmodel import Session
+
+from cbflow.errors import CbflowError, DeadlinePassed
+from cbflow.lifecycle import AppState, RoundState
+from cbflow.models import Application, Round
+from cbflow.prospectus import SiftCheck
+from cbflow.services.applications import local_time
+from cbflow.services.audit import transition
+from cbflow.services.rounds import applications_of, prospectus_of
+
+
+def check_passes(check: SiftCheck, answers: dict[str, Any]) -> bool:
+    """Whether every condition the check states holds for the answers."""
+    value = answers.get(check.question)
+    stated = check.model_fields_set - {"question"}
+    results: list[bool] = []
+    if "answered" in stated:
+        results.append((value not in (None, "", [], {})) == check.answered)
+    if "equals" in stated:
+        results.append(value == check.equals)
+    if "min_rows" in stated or "max_rows" in stated:
+        rows = len(value) if isinstance(value, list) else 0
+        if check.min_rows is not None:
+            results.append(rows >= check.min_rows)
+        if check.max_rows is not None:
+            results.append(rows <= check.max_rows)
+    if "min" in stated or "max" in stated:
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation:
+            results.append(False)
+        else:
+            if check.min is not None:
+                results.append(number >= check.min)
+            if check.max is not None:
+                results.append(number <= check.max)
+    if "min_words" in stated:
+        assert check.min_words is not None
+        results.append(isinstance(value, str) and len(value.split()) >= check.min_words)
+    return all(results)
+
+
+def close_eoi(session: Session, *, round_: Round, actor: str, now: datetime) -> Counter[str]:
+    """Close the EOI window and sift every submitted EOI; returns counts of the outcomes.
+
+    Refused before the window closes. Persists, per submitted application: each rule's result,
+    then its move to sift_pass, sift_refer (a failed `refer` rule) or sift_fail (a failed `fail`
+    rule); then the round's move to eoi_closed. Run again, it changes nothing.
+    """
+    prospectus = prospectus_of(round_)
+    closes = prospectus.timetable.eoi.closes_at(prospectus.zone)
+    if now < closes:
+        raise DeadlinePassed(
+            f"the EOI window of {round_.slug} is open until {local_time(closes, prospectus)}"
+        )
+    if round_.state != RoundState.LAUNCHED:
+        return Counter(a.state for a in applications_of(session, round_))
+    outcomes: Counter[str] = Counter()
+    for application in applications_of(session, round_, AppState.EOI_SUBMITTED):
+        results = {}
+        for rule in prospectus.stages.eoi.sift:
+            passed = check_passes(rule.check, application.eoi_answers)
+            results[rule.id] = {"passed": passed, "on_fail": rule.on_fail}
+        failed = [rid for rid, r in results.items() if not r["passed"]]
+        if any(results[rid]["on_fail"] == "fail" for rid in failed):
+            target = AppState.SIFT_FAIL
+        elif failed:
+            target = AppState.SIFT_REFER
+        else:
+            target = AppState.SIFT_PASS
+        application.sift_results = results
+        reason = "failed: " + ", ".join(failed) if failed else "passed every check"
+        transition(session, application, target, actor=actor, now=now, reason=reason)
+        outcomes[target.value] += 1
+    transition(
+        session, round_, RoundState.EOI_CLOSED, actor=actor, now=now, reason="EOI window closed"
+    )
+    return outcomes
+
+
+def review_referral(
+    session: Session,
+    *,
+    application: Application,
+    passed: bool,
+    actor: str,
+    now: datetime,
+    reason: str,
+) -> Application:
+    """Staff decide a referred EOI. A reason is required; it is audited with the decision."""
+    if not reason.strip():
+        raise CbflowError("give the reason for the decision on a referred EOI")
+    target = AppState.SIFT_PASS if passed else AppState.SIFT_FAIL
+    transition(session, application, target, actor=actor, now=now, reason=reason)
+    return application
+
+
+def propose_shortlist(session: Session, *, round_: Round) -> list[Application]:
+    """The applications staff are asked to confirm as the shortlist.
+
+    Every EOI that passed the sift, in order of submission (earliest first, then council code),
+    cut at the prospectus's shortlist size. Staff may confirm a different choice.
+    """
+    prospectus = prospectus_of(round_)
+    passed = applications_of(session, round_, AppState.SIFT_PASS)
+    passed.sort(key=lambda a: (a.eoi_submitted_at, a.council_code))
+    size = prospectus.stages.eoi.shortlist
+    return passed if size is None else passed[:size]
+
+
+def confirm_shortlist(
+    session: Session, *, round_: Round, chosen: list[Application], actor: str, now: datetime
+) -> tuple[list[Application], list[Application]]:
+    """Invite the chosen applications to bid; the other sift passes are told they were not
+    shortlisted. Returns (invited, regretted).
+
+    Refused while referrals await review, if the choice exceeds the shortlist size or includes an
+    application that did not pass the sift. Persists each application's move (invited or
+    unsuccessful), then the round's move to bids_invited. Run again, it changes nothing.
+    """
+    prospectus = prospectus_of(round_)
+    if prospectus.stages.bid is None:
+        raise CbflowError(f"round {round_.slug} has no bid stage: there is no shortlist to invite")
+    if round_.state == RoundState.BIDS_INVITED:
+        return (applications_of(session, round_, AppState.INVITED), [])
+    referred = applications_of(session, round_, AppState.SIFT_REFER)
+    if referred:
+        names = ", ".join(a.reference for a in referred)
+        raise CbflowError(f"review the referred EOIs before confirming the shortlist: {names}")
+    passed = applications_of(session, round_, AppState.SIFT_PASS)
+    passed_ids = {a.id for a in passed}
+    strangers = [a.reference for a in chosen if a.id not in passed_ids]
+    if strangers:
+        raise CbflowError(f"only EOIs that passed the sift can be shortlisted: {strangers}")
+    size = prospectus.stages.eoi.shortlist
+    if size is not None and len(chosen) > size:
+        raise CbflowError(f"the shortlist holds at most {size}; {len(chosen)} were chosen")
+    chosen_ids = {a.id for a in chosen}
+    invited, regretted = [], []
+    for application in passed:
+        if application.id in chosen_ids:
+            transition(
+                session, application, AppState.INVITED, actor=actor, now=now, reason="shortlisted"
+            )
+            invited.append(application)
+        else:
+            transition(
+                session,
+                application,
+                AppState.UNSUCCESSFUL,
+                actor=actor,
+                now=now,
+                reason="not shortlisted",
+            )
+            application.decision_reason = "not shortlisted"
+            regretted.append(application)
+    transition(
+        session,
+        round_,
+        RoundState.BIDS_INVITED,
+        actor=actor,
+        now=now,
+        reason=f"{len(invited)} invited to bid",
+    )
+    return invited, regretted
+
+
+def close_bids(session: Session, *, round_: Round, actor: str, now: datetime) -> int:
+    """Close the bid window. Invited applications with no submitted bid become unsuccessful.
+    Returns how many bids were submitted. Refused before the window closes; run again, it
+    changes nothing."""
+    prospectus = prospectus_of(round_)
+    assert prospectus.timetable.bid is not None
+    closes = prospectus.timetable.bid.closes_at(prospectus.zone)
+    if now < closes:
+        raise DeadlinePassed(
+            f"the bid window of {round_.slug} is open until {local_time(closes, prospectus)}"
+        )
+    if round_.state == RoundState.BIDS_INVITED:
+        for application in applications_of(session, round_, AppState.INVITED, AppState.BID_DRAFT):
+            application.decision_reason = "no bid was submitted by the deadline"
+            transition(
+                session,
+                application,
+                AppState.UNSUCCESSFUL,
+                actor=actor,
+                now=now,
+                reason=application.decision_reason,
+            )
+        transition(
+            session,
+            round_,
+            RoundState.BIDS_CLOSED,
+            actor=actor,
+            now=now,
+            reason="bid window closed",
+        )
+    return len(applications_of(session, round_, AppState.BID_SUBMITTED))

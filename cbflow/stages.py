@@ -1,0 +1,270 @@
+"""Stage events: each one a business step with the documents it issues.
+
+These are what the Prefect flows in `flows/` run, what the demo and the benchmark drive, and
+what the portal will start. Each event commits its state changes in one transaction, then
+renders its pending documents (outside any transaction: rendering is slow), then records them.
+Every event is safe to run again: nothing is done or issued twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import select
+
+from cbflow.db import session_scope
+from cbflow.lifecycle import AppState
+from cbflow.models import Application, Document, PublishedModel, User
+from cbflow.render import render_many
+from cbflow.services import assessment, implementation, replication, rounds, selection, sift
+from cbflow.services.documents import Issuer, Pending, record_rendered
+from cbflow.settings import get_settings
+
+Progress = Callable[[int], None] | None
+SYSTEM = "system:cbflow"
+
+
+@dataclass
+class Outcome:
+    """What a stage event did: counts for the log and the documents it issued."""
+
+    round: str
+    stage: str
+    counts: dict[str, int] = field(default_factory=dict)
+    documents: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def issue(pendings: Sequence[Pending], now: datetime, progress: Progress = None) -> list[Path]:
+    """Render pending documents in parallel, then record them (each key once)."""
+    if not pendings:
+        return []
+    paths = render_many(
+        [p.job for p in pendings], workers=get_settings().render_workers or None, progress=progress
+    )
+    with session_scope() as session:
+        record_rendered(session, pendings, now)
+    return paths
+
+
+def launch(
+    source: str, path: str, *, now: datetime, actor: str = SYSTEM, progress: Progress = None
+) -> Outcome:
+    with session_scope() as session:
+        round_, created = rounds.launch_round(
+            session, source=source, path=path, actor=actor, now=now
+        )
+        pendings = Issuer(session, round_, now).prospectus_document()
+        slug = round_.slug
+    outcome = Outcome(slug, "launch", {"created": int(created)})
+    outcome.documents = issue(pendings, now, progress)
+    return outcome
+
+
+def issue_receipts(slug: str, *, now: datetime, progress: Progress = None) -> Outcome:
+    """Receipts for every EOI and bid submitted and not yet acknowledged, in one batch."""
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        issuer = Issuer(session, round_, now)
+        apps = rounds.applications_of(session, round_)
+        pendings = issuer.eoi_receipts(a for a in apps if a.eoi_submitted_at is not None)
+        if issuer.prospectus.stages.bid:
+            pendings += issuer.bid_receipts(a for a in apps if a.bid_submitted_at is not None)
+    outcome = Outcome(slug, "receipts", {"receipts": len(pendings)})
+    outcome.documents = issue(pendings, now, progress)
+    return outcome
+
+
+def close_eoi(
+    slug: str, *, now: datetime, actor: str = SYSTEM, progress: Progress = None
+) -> Outcome:
+    receipts = issue_receipts(slug, now=now, progress=progress)
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        counts = sift.close_eoi(session, round_=round_, actor=actor, now=now)
+    outcome = Outcome(slug, "eoi-close", dict(counts), receipts.documents)
+    return outcome
+
+
+def invite_to_bid(
+    slug: str,
+    *,
+    now: datetime,
+    chosen: Sequence[str] | None = None,
+    actor: str = SYSTEM,
+    progress: Progress = None,
+) -> Outcome:
+    """Confirm the shortlist (the references staff chose, or the proposed shortlist) and issue
+    invitations and regret letters."""
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        if chosen is None:
+            picked = sift.propose_shortlist(session, round_=round_)
+        else:
+            picked = [
+                a for a in rounds.applications_of(session, round_) if a.reference in set(chosen)
+            ]
+        invited, regretted = sift.confirm_shortlist(
+            session, round_=round_, chosen=picked, actor=actor, now=now
+        )
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        issuer = Issuer(session, round_, now)
+        pendings = issuer.invitations(
+            rounds.applications_of(
+                session, round_, AppState.INVITED, AppState.BID_DRAFT, AppState.BID_SUBMITTED
+            )
+        )
+        not_shortlisted = [
+            a
+            for a in rounds.applications_of(session, round_, AppState.UNSUCCESSFUL)
+            if a.decision_reason == "not shortlisted"
+        ]
+        pendings += issuer.regrets(not_shortlisted)
+    outcome = Outcome(slug, "invite", {"invited": len(invited), "not shortlisted": len(regretted)})
+    outcome.documents = issue(pendings, now, progress)
+    return outcome
+
+
+def close_bids(
+    slug: str, *, now: datetime, actor: str = SYSTEM, progress: Progress = None
+) -> Outcome:
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        submitted = sift.close_bids(session, round_=round_, actor=actor, now=now)
+    receipts = issue_receipts(slug, now=now, progress=progress)
+    return Outcome(slug, "bids-close", {"bids": submitted}, receipts.documents)
+
+
+def assign_assessors(slug: str, *, now: datetime, actor: str = SYSTEM) -> Outcome:
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        assessors = list(
+            session.exec(select(User).where(User.role == "assessor").order_by(User.id))
+        )  # type: ignore[arg-type]
+        assigned = assessment.assign_assessors(
+            session, round_=round_, assessors=assessors, actor=actor, now=now
+        )
+    return Outcome(
+        slug, "assessment-assign", {"applications": len(assigned), "assessors": len(assessors)}
+    )
+
+
+def open_moderation(slug: str, *, now: datetime, actor: str = SYSTEM) -> Outcome:
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        tasks = assessment.open_moderation(session, round_=round_, actor=actor, now=now)
+    return Outcome(slug, "moderation", {"open moderation tasks": len(tasks)})
+
+
+def finalise_assessment(
+    slug: str, *, now: datetime, actor: str = SYSTEM, progress: Progress = None
+) -> Outcome:
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        ranked = assessment.finalise(session, round_=round_, actor=actor, now=now)
+        assessors = list(
+            session.exec(select(User).where(User.role == "assessor").order_by(User.id))
+        )  # type: ignore[arg-type]
+        pendings = Issuer(session, round_, now).assessment_documents(ranked, assessors)
+    outcome = Outcome(slug, "assessment-finalise", {"ranked": len(ranked)})
+    outcome.documents = issue(pendings, now, progress)
+    return outcome
+
+
+def decide(slug: str, *, now: datetime, actor: str = SYSTEM, progress: Progress = None) -> Outcome:
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        decisions = selection.decide(session, round_=round_, actor=actor, now=now)
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        decided = [a for a in rounds.applications_of(session, round_) if a.decided_at is not None]
+        issuer = Issuer(session, round_, now)
+        pendings = issuer.decisions(decided) + issuer.grant_offers(
+            a for a in decided if a.state == AppState.SELECTED
+        )
+    counts: dict[str, int] = {}
+    for d in decisions:
+        counts[d.outcome.value] = counts.get(d.outcome.value, 0) + 1
+    outcome = Outcome(slug, "decisions", counts)
+    outcome.documents = issue(pendings, now, progress)
+    return outcome
+
+
+def start_implementation(slug: str, *, now: datetime, actor: str = SYSTEM) -> Outcome:
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        started = implementation.start_implementation(session, round_=round_, actor=actor, now=now)
+    return Outcome(slug, "implementation-start", {"places": started})
+
+
+def returns_cycle(
+    slug: str, *, now: datetime, actor: str = SYSTEM, progress: Progress = None
+) -> Outcome:
+    """Chase overdue returns (one reminder each) and issue each place's progress report."""
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        chased = implementation.chase_overdue(session, round_=round_, actor=actor, now=now)
+        issuer = Issuer(session, round_, now)
+        pendings = issuer.chasers(chased) + issuer.progress_reports(
+            rounds.applications_of(session, round_, AppState.IMPLEMENTING)
+        )
+    outcome = Outcome(slug, "returns-cycle", {"chased": len(chased)})
+    outcome.documents = issue(pendings, now, progress)
+    return outcome
+
+
+def complete(slug: str, *, now: datetime, actor: str = SYSTEM) -> Outcome:
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        done = implementation.complete(session, round_=round_, actor=actor, now=now)
+    return Outcome(slug, "complete", {"completed": done})
+
+
+def publish(
+    reference: str, *, now: datetime, actor: str = SYSTEM, progress: Progress = None
+) -> Outcome:
+    with session_scope() as session:
+        application = session.exec(
+            select(Application).where(Application.reference == reference)
+        ).one()
+        model, _ = replication.publish_model(session, application=application, actor=actor, now=now)
+        round_ = session.get(rounds.Round, application.round_id)
+        assert round_ is not None
+        pendings = Issuer(session, round_, now).replication_packs([model])
+        slug = round_.slug
+    outcome = Outcome(slug, "publish", {"version": model.version})
+    outcome.documents = issue(pendings, now, progress)
+    return outcome
+
+
+def adopt(model_id: int, council_code: str, *, now: datetime, actor: str = SYSTEM) -> Outcome:
+    """A council adopts a published model: a new draft with the carried-over answers."""
+    with session_scope() as session:
+        application, created = replication.adopt_model(
+            session, model_id=model_id, council_code=council_code, actor=actor, now=now
+        )
+        round_ = session.get(rounds.Round, application.round_id)
+        assert round_ is not None
+        carried = len(application.eoi_answers) + len(application.bid_answers)
+        outcome = Outcome(round_.slug, "adopt", {"created": int(created), "answers carried over": carried})
+        outcome.notes.append(application.reference)
+    return outcome
+
+
+def documents_summary(slug: str) -> dict[str, Any]:
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        docs = list(session.exec(select(Document).where(Document.round_id == round_.id)))
+    by_kind: dict[str, int] = {}
+    for doc in docs:
+        by_kind[doc.kind] = by_kind.get(doc.kind, 0) + 1
+    return {
+        "folder": str(get_settings().documents_dir / slug),
+        "by_kind": by_kind,
+        "total": len(docs),
+    }

@@ -1,0 +1,61 @@
+"""Deployments of the deadline flows, and the scheduling of a round's deadline runs.
+
+`serve()` runs in the process `cbflow serve` starts beside the Prefect server: it registers one
+deployment per deadline flow and executes their runs. `schedule_round` creates, for a launched
+round, one scheduled run per date of its prospectus, so the Prefect UI shows what happens when.
+Each scheduled run has an idempotency key: scheduling a round twice creates nothing new.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import serve as prefect_serve
+from prefect.client.orchestration import get_client
+from prefect.states import Scheduled
+
+from cbflow.db import session_scope
+from cbflow.services.rounds import deadline_events, get_round, prospectus_of
+from flows.stages import DEADLINE_FLOWS
+
+DEPLOYMENT = "deadline"
+
+
+def serve() -> None:
+    """Register the deadline deployments and run their flow runs until stopped."""
+    deployments = [flow.to_deployment(name=DEPLOYMENT, tags=["cbflow", "deadline"]) for flow in DEADLINE_FLOWS.values()]
+    prefect_serve(*deployments, print_starting_message=True)
+
+
+async def schedule_round(slug: str, now: datetime | None = None) -> list[tuple[str, datetime]]:
+    """Create a scheduled flow run for each of the round's future deadlines. Returns them."""
+    now = now or datetime.now(UTC)
+    with session_scope() as session:
+        prospectus = prospectus_of(get_round(session, slug))
+    scheduled = []
+    async with get_client() as client:
+        for flow_name, when in deadline_events(prospectus):
+            if when <= now:
+                continue
+            deployment = await client.read_deployment_by_name(f"{flow_name}/{DEPLOYMENT}")
+            await client.create_flow_run_from_deployment(
+                deployment.id,
+                parameters={"slug": slug},
+                state=Scheduled(scheduled_time=when),
+                name=f"{slug} · {flow_name} at {when.astimezone(prospectus.zone):%Y-%m-%d %H:%M %Z}",
+                idempotency_key=f"{slug}:{flow_name}:{when.isoformat()}",
+                tags=["cbflow", slug],
+            )
+            scheduled.append((flow_name, when))
+    return scheduled
+
+
+async def ensure_deployments() -> None:
+    """Register the deadline deployments without serving them (so runs can be scheduled before
+    the runner starts; the runner picks them up when it does)."""
+    for flow in DEADLINE_FLOWS.values():
+        await flow.to_deployment(name=DEPLOYMENT, tags=["cbflow", "deadline"]).apply()
+
+
+if __name__ == "__main__":
+    serve()

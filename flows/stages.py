@@ -1,0 +1,146 @@
+"""The stage events as Prefect flows, so administrators watch every step in the Prefect UI.
+
+Each flow runs the domain event from `cbflow.stages` in a worker thread (the work is blocking:
+database and rendering), then attaches one artifact listing what it did and linking every
+document it issued. Flows are async because a Prefect sync flow costs about a second of
+bookkeeping, an async one about a tenth. `now` is the injectable clock: left out, it is the
+system's time; the demo and tests pass the round's own dates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact
+
+from cbflow import stages
+from cbflow.settings import get_settings
+from cbflow.stages import Outcome, documents_summary
+
+__all__ = ["documents_summary"]
+
+
+def _now(now: datetime | None) -> datetime:
+    return now if now is not None else datetime.now(UTC)
+
+
+def _link(path: Any) -> str:
+    settings = get_settings()
+    root = settings.documents_dir.resolve()
+    absolute = path.resolve()
+    if settings.documents_base_url:
+        return f"{settings.documents_base_url.rstrip('/')}/{absolute.relative_to(root).as_posix()}"
+    return absolute.as_uri()
+
+
+async def _report(outcome: Outcome) -> Outcome:
+    logger = get_run_logger()
+    counts = ", ".join(f"{k}: {v}" for k, v in outcome.counts.items()) or "nothing to do"
+    logger.info("%s %s: %s; %d documents issued", outcome.round, outcome.stage, counts, len(outcome.documents))
+    lines = [f"# {outcome.round}: {outcome.stage}", "", "| what | count |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in outcome.counts.items()]
+    if outcome.documents:
+        lines += ["", f"## Documents issued ({len(outcome.documents)})", ""]
+        lines += [f"- [{p.parent.name}/{p.name}]({_link(p)})" for p in outcome.documents]
+    await acreate_markdown_artifact(
+        markdown="\n".join(lines),
+        key=f"{outcome.round}-{outcome.stage}".lower(),
+        description=f"{outcome.round}: {outcome.stage}",
+    )
+    return outcome
+
+
+async def _run(event: Callable[..., Outcome], *args: Any, **kwargs: Any) -> Outcome:
+    outcome = await asyncio.to_thread(event, *args, **kwargs)
+    return await _report(outcome)
+
+
+def _launch_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return f"{Path(flow_run.parameters['path']).stem} · launch"
+
+
+@flow(name="launch-round", flow_run_name=_launch_run_name)
+async def launch(source: str, path: str, now: datetime | None = None) -> Outcome:
+    return await _run(stages.launch, source, path, now=_now(now))
+
+
+@flow(name="issue-receipts", flow_run_name="{slug} · receipts")
+async def issue_receipts(slug: str, now: datetime | None = None) -> Outcome:
+    return await _run(stages.issue_receipts, slug, now=_now(now))
+
+
+@flow(name="close-eoi", flow_run_name="{slug} · EOI close and sift")
+async def close_eoi(slug: str, now: datetime | None = None) -> Outcome:
+    return await _run(stages.close_eoi, slug, now=_now(now))
+
+
+@flow(name="invite-to-bid", flow_run_name="{slug} · invite to bid")
+async def invite_to_bid(slug: str, now: datetime | None = None, chosen: list[str] | None = None) -> Outcome:
+    return await _run(stages.invite_to_bid, slug, now=_now(now), chosen=chosen)
+
+
+@flow(name="close-bids", flow_run_name="{slug} · bids close")
+async def close_bids(slug: str, now: datetime | None = None) -> Outcome:
+    return await _run(stages.close_bids, slug, now=_now(now))
+
+
+@flow(name="assign-assessors", flow_run_name="{slug} · assessment: assign")
+async def assign_assessors(slug: str, now: datetime | None = None) -> Outcome:
+    return await _run(stages.assign_assessors, slug, now=_now(now))
+
+
+@flow(name="open-moderation", flow_run_name="{slug} · assessment: moderation")
+async def open_moderation(slug: str, now: datetime | None = None) -> Outcome:
+    return await _run(stages.open_moderation, slug, now=_now(now))
+
+
+@flow(name="finalise-assessment", flow_run_name="{slug} · assessment: totals and ranking")
+async def finalise_assessment(slug: str, now: datetime | None = None) -> Outcome:
+    return await _run(stages.finalise_assessment, slug, now=_now(now))
+
+
+@flow(name="decide", flow_run_name="{slug} · selection and decisions")
+async def decide(slug: str, now: datetime | None = None) -> Outcome:
+    return await _run(stages.decide, slug, now=_now(now))
+
+
+@flow(name="start-implementation", flow_run_name="{slug} · implementation starts")
+async def start_implementation(slug: str, now: datetime | None = None) -> Outcome:
+    return await _run(stages.start_implementation, slug, now=_now(now))
+
+
+@flow(name="returns-cycle", flow_run_name="{slug} · returns cycle")
+async def returns_cycle(slug: str, now: datetime | None = None) -> Outcome:
+    return await _run(stages.returns_cycle, slug, now=_now(now))
+
+
+@flow(name="complete-round", flow_run_name="{slug} · complete")
+async def complete(slug: str, now: datetime | None = None) -> Outcome:
+    return await _run(stages.complete, slug, now=_now(now))
+
+
+@flow(name="publish-model", flow_run_name="{reference} · publish model")
+async def publish(reference: str, now: datetime | None = None) -> Outcome:
+    return await _run(stages.publish, reference, now=_now(now))
+
+
+@flow(name="adopt-model", flow_run_name="model {model_id} · adopted by {council_code}")
+async def adopt(model_id: int, council_code: str, now: datetime | None = None) -> Outcome:
+    return await _run(stages.adopt, model_id, council_code, now=_now(now))
+
+
+# the deadline events a round schedules at its prospectus's dates (see flows.deployments)
+DEADLINE_FLOWS = {
+    "close-eoi": close_eoi,
+    "close-bids": close_bids,
+    "decide": decide,
+    "returns-cycle": returns_cycle,
+    "complete-round": complete,
+}

@@ -1,0 +1,521 @@
+"""Documents: real PDFs from the real templates, read back with pypdf."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pytest
+import weasyprint
+from pypdf import PdfReader
+from pypdf.generic import StreamObject
+
+from cbflow.charts import bar_chart, line_chart
+from cbflow.render import (
+    RenderJob,
+    SafeURLFetcher,
+    URLRefused,
+    date_filter,
+    datetime_filter,
+    markdown_filter,
+    money_filter,
+    render_html,
+    render_many,
+    render_pdf,
+    render_serial,
+)
+from cbflow.settings import get_settings
+
+COUNCIL = {
+    "code": "E06000050",
+    "name": "Cheshire West and Chester",
+    "type_name": "Unitary authority",
+    "region": "North West",
+}
+PASSWD_MARKER = b"root:x:0:0"
+FILE_IMAGE = '<img src="file:///etc/passwd">'
+FILE_ATTACHMENT = '<link rel="attachment" href="file:///etc/passwd">'
+
+
+def doc(title: str) -> dict[str, str]:
+    return {
+        "title": title,
+        "reference": "CB-2011-0042",
+        "issued_by": "Department for Communities and Local Government",
+        "round_title": "Community Budgets: whole-place pilots",
+        "round_id": "whole-place-2011",
+        "generated_at": "10 November 2011",
+        "lang": "en-GB",
+    }
+
+
+def receipt_sections(answer: str = "We will pool £2m across health and police.") -> list[Any]:
+    return [
+        {
+            "title": "About the area",
+            "items": [
+                {"label": "Lead contact", "value": "Jane Smith"},
+                {"label": "Proposal", "value": answer},
+                {
+                    "label": "Partners",
+                    "table": {
+                        "columns": ["Partner", "Contribution"],
+                        "rows": [["NHS Western Cheshire", "£1,000,000.00"], ["Police", "£250.00"]],
+                    },
+                },
+            ],
+        }
+    ]
+
+
+def progress_chart() -> Any:
+    return line_chart(
+        "Families supported each quarter",
+        {
+            "Families supported": [("Q1", 12), ("Q2", 30), ("Q3", 41), ("Q4", 55)],
+            "Target": [("Q1", 20), ("Q2", 30), ("Q3", 40), ("Q4", 50)],
+        },
+    )
+
+
+def contexts() -> dict[str, dict[str, Any]]:
+    """A plausible context for every document template, keyed by template name."""
+    return {
+        "prospectus": {
+            "doc": doc("Prospectus"),
+            "prospectus": {
+                "id": "whole-place-2011",
+                "title": "Community Budgets: whole-place pilots",
+                "issued_by": "Department for Communities and Local Government",
+                "summary": "Pool **public money** in a place.\n\n# Who may apply\n\nAny council.",
+                "timezone": "Europe/London",
+                "eligibility": {"council_types": ["County council", "Unitary authority"]},
+                "capacity": {"places": 4, "budget_gbp": Decimal("12000000")},
+                "stages": {},
+            },
+            "timetable": [
+                {"stage": "Expression of interest", "opens": "17 October 2011", "closes": "10 November 2011"},
+            ],
+            "forms": [
+                {
+                    "stage": "eoi",
+                    "title": "Expression of interest",
+                    "sections": [
+                        {
+                            "title": "Your proposal",
+                            "questions": [
+                                {
+                                    "label": "Describe the proposal",
+                                    "hint": "No more than 500 words",
+                                    "type": "textarea",
+                                    "required": True,
+                                    "detail": "at most 500 words",
+                                },
+                                {
+                                    "label": "Partners",
+                                    "hint": None,
+                                    "type": "table",
+                                    "required": False,
+                                    "detail": "",
+                                },
+                            ],
+                        }
+                    ],
+                }
+            ],
+            "criteria": [
+                {"title": "Drive and ambition", "weight": "10", "minimum": 2, "guidance": "Be *bold*."},
+                {"title": "Capacity", "weight": "45", "minimum": None, "guidance": None},
+            ],
+            "scale": [{"value": 5, "label": "Strong"}, {"value": 1, "label": "Poor"}],
+            "_expect": "Community Budgets: whole-place pilots",
+        },
+        "eoi_receipt": {
+            "doc": doc("Expression of interest receipt"),
+            "council": COUNCIL,
+            "submitted_at": "12:00 on 10 November 2011",
+            "sections": receipt_sections(),
+        },
+        "bid_receipt": {
+            "doc": doc("Bid receipt"),
+            "council": COUNCIL,
+            "submitted_at": "09:30 on 2 December 2011",
+            "sections": receipt_sections(),
+        },
+        "invitation": {
+            "doc": doc("Invitation to bid"),
+            "council": COUNCIL,
+            "deadline": "12:00 on 15 December 2011",
+            "bid_sections": ["Operational plan", "Governance"],
+        },
+        "regret": {
+            "doc": doc("Expression of interest outcome"),
+            "council": COUNCIL,
+            "reason": "The partnership did not include the local NHS.",
+        },
+        "assessment_summary": {
+            "doc": doc("Assessment summary"),
+            "applications": [
+                {
+                    "rank": 1,
+                    "council": COUNCIL["name"],
+                    "total": "4.20",
+                    "criteria": [
+                        {
+                            "title": "Drive and ambition",
+                            "weight": "10",
+                            "scores": [4, 5],
+                            "mean": "4.50",
+                            "moderated": None,
+                            "final": "4.50",
+                        }
+                    ],
+                    "gateway_failed": [],
+                },
+                {
+                    "rank": 2,
+                    "council": "Essex",
+                    "total": "3.10",
+                    "criteria": [
+                        {
+                            "title": "Drive and ambition",
+                            "weight": "10",
+                            "scores": [1, 4],
+                            "mean": "2.50",
+                            "moderated": "3",
+                            "final": "3.00",
+                        }
+                    ],
+                    "gateway_failed": ["Capacity"],
+                },
+            ],
+            "assessors": ["A. Assessor", "B. Assessor"],
+            "chart": bar_chart("Weighted totals", [(COUNCIL["name"], 4.2), ("Essex", 3.1)]),
+        },
+        "moderation_pack": {
+            "doc": doc("Moderation pack"),
+            "items": [
+                {
+                    "council": COUNCIL["name"],
+                    "criterion": "Capacity",
+                    "spread": 3,
+                    "scores": [
+                        {"assessor": "A. Assessor", "score": 1, "justification": "Thin."},
+                        {"assessor": "B. Assessor", "score": 4, "justification": "Solid plan."},
+                    ],
+                }
+            ],
+        },
+        "decision": {
+            "doc": doc("Decision"),
+            "council": COUNCIL,
+            "outcome": "selected",
+            "rank": 1,
+            "total": "4.20",
+            "reason": "Strong partnership.",
+            "reserve_position": None,
+        },
+        "grant_offer": {
+            "doc": doc("Grant offer"),
+            "council": COUNCIL,
+            "amount": "£1,500,000.00",
+            "milestones": [{"title": "Operational plan", "due": "31 October 2012"}],
+            "returns_every": "quarter",
+            "payments": [{"description": "Attachment fee per family", "amount": "£3,200.00"}],
+            "conditions": ["Publish what you learn."],
+        },
+        "progress_report": {
+            "doc": doc("Progress report"),
+            "council": COUNCIL,
+            "milestones": [{"title": "Operational plan", "due": "31 October 2012", "status": "met"}],
+            "returns": [
+                {
+                    "period": "April to June 2013",
+                    "due": "14 July 2013",
+                    "submitted_at": "10 July 2013",
+                    "status": "accepted",
+                    "values": [{"label": "Families supported", "value": "12"}],
+                },
+                {
+                    "period": "July to September 2013",
+                    "due": "14 October 2013",
+                    "submitted_at": None,
+                    "status": "overdue",
+                    "values": [],
+                },
+            ],
+            "pooled_budget": [
+                {"organisation": "NHS Western Cheshire", "year": "2013/14", "amount": "£1,000,000.00"}
+            ],
+            "charts": [progress_chart()],
+            "payments_total": "£38,400.00",
+        },
+        "replication_pack": {
+            "doc": doc("Replication pack"),
+            "model": {
+                "council": COUNCIL["name"],
+                "version": "1",
+                "published_at": "1 April 2014",
+                "round_title": "Community Budgets: whole-place pilots",
+                "summary": "One budget for *troubled families*.",
+            },
+            "sections": receipt_sections(),
+            "milestones": [{"title": "Operational plan", "due": "31 October 2012"}],
+            "documents": [{"title": "Business case", "kind": "pdf"}],
+            "adopters": [{"council": "Essex", "started_at": "1 April 2015"}],
+        },
+        "chaser": {
+            "doc": doc("Return overdue"),
+            "council": COUNCIL,
+            "period": "July to September 2013",
+            "due": "14 October 2013",
+        },
+    }
+
+
+def pdf_text(path: Path) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(path).pages)
+
+
+def pdf_contents(path: Path) -> bytes:
+    """The file's bytes plus every stream decompressed: an embedded file cannot hide in zlib."""
+    reader = PdfReader(path)
+    numbers = [n for objects in reader.xref.values() for n in objects] + list(reader.xref_objStm)
+    chunks = [path.read_bytes()]
+    for number in numbers:
+        obj = reader.get_object(number)
+        if isinstance(obj, StreamObject):
+            chunks.append(obj.get_data())
+    return b"\n".join(chunks)
+
+
+def assert_nothing_embedded(contents: bytes) -> None:
+    assert b"/EmbeddedFiles" not in contents
+    assert b"/FileAttachment" not in contents
+    assert b"/EmbeddedFile" not in contents
+    assert PASSWD_MARKER not in contents
+
+
+# ---------------------------------------------------------------------------------------------
+# Every template
+
+
+@pytest.mark.parametrize("name", sorted(contexts()))
+def test_render_pdf_template_has_metadata_and_footer(name: str, tmp_path: Path) -> None:
+    context = contexts()[name]
+    expected = context.pop("_expect", COUNCIL["name"])
+
+    path = render_pdf(f"documents/{name}.html", context, tmp_path / f"{name}.pdf")
+
+    reader = PdfReader(path)
+    assert reader.metadata is not None
+    assert reader.metadata.title == context["doc"]["title"]
+    assert reader.trailer["/Root"]["/Lang"] == "en-GB"
+    assert "/StructTreeRoot" in reader.trailer["/Root"]  # tagged for screen readers
+    assert len(reader.pages) >= 1
+    text = pdf_text(path)
+    assert expected in text
+    assert "Page 1 of" in text
+    assert context["doc"]["round_title"] in text  # the running header
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_render_html_missing_key_fails() -> None:
+    context = contexts()["chaser"]
+    del context["due"]
+
+    with pytest.raises(jinja2.UndefinedError):
+        render_html("documents/chaser.html", context)
+
+
+def test_render_pdf_decision_outcomes_each_render(tmp_path: Path) -> None:
+    for outcome, position in (("reserve", 2), ("unsuccessful", None)):
+        context = contexts()["decision"] | {"outcome": outcome, "reserve_position": position}
+
+        text = pdf_text(render_pdf("documents/decision.html", context, tmp_path / "d.pdf"))
+
+        assert "Reserve position 2" in text if position else "not been selected" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile text
+
+
+def test_render_pdf_hostile_answers_print_as_text_and_fetch_nothing(tmp_path: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        remote_image = f'<img src="http://127.0.0.1:{listener.getsockname()[1]}/x.png">'
+        hostile = f"{FILE_IMAGE} {FILE_ATTACHMENT} {remote_image}"
+        receipt = contexts()["eoi_receipt"] | {"sections": receipt_sections(hostile)}
+        prospectus = contexts()["prospectus"]
+        prospectus["prospectus"]["summary"] = f"Intro\n\n{hostile}\n\n![x](http://127.0.0.1:9/y.png)"
+
+        paths = [
+            render_pdf("documents/eoi_receipt.html", receipt, tmp_path / "receipt.pdf"),
+            render_pdf("documents/prospectus.html", prospectus, tmp_path / "prospectus.pdf"),
+        ]
+
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody called
+    for path in paths:
+        text = pdf_text(path).replace("\n", " ")
+        assert 'src="file:///etc/passwd"' in text
+        assert 'rel="attachment"' in text
+        assert_nothing_embedded(pdf_contents(path))
+
+
+@pytest.mark.skipif(not Path("/etc/passwd").is_file(), reason="needs a file to try to leak")
+def test_safe_fetcher_refuses_raw_tags_that_default_fetcher_embeds(tmp_path: Path) -> None:
+    # The case where escaping were bypassed: the tags reach WeasyPrint as markup.
+    raw = (
+        '<html lang="en-GB"><head><title>Raw</title>'
+        f"{FILE_ATTACHMENT}</head><body><p>Raw</p>{FILE_IMAGE}"
+        '<a rel="attachment" href="file:///etc/passwd">link</a>'
+        '<img src="http://127.0.0.1:9/x.png"><img src="ftp://127.0.0.1:9/x.png"></body></html>'
+    )
+    control = tmp_path / "control.pdf"
+    weasyprint.HTML(string=raw).write_pdf(control)
+    # The default fetcher does embed the file, so the assertions below can see a leak.
+    assert b"/EmbeddedFiles" in pdf_contents(control)
+
+    safe = tmp_path / "safe.pdf"
+    templates = get_settings().templates_dir
+    weasyprint.HTML(string=raw, url_fetcher=SafeURLFetcher(templates)).write_pdf(safe)
+
+    assert_nothing_embedded(pdf_contents(safe))
+
+
+def test_safe_fetcher_allows_only_data_and_template_files(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    (templates / "documents").mkdir(parents=True)
+    (templates / "documents" / "a.css").write_text("p { color: red }")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("TOP SECRET")
+    (templates / "documents" / "leak.txt").symlink_to(outside)
+    fetcher = SafeURLFetcher(templates)
+
+    assert fetcher.fetch((templates / "documents" / "a.css").as_uri()).read() == b"p { color: red }"
+    assert fetcher.fetch("data:text/plain,hello").read() == b"hello"
+    for url in (
+        (templates / "documents" / "leak.txt").as_uri(),  # symlink out
+        (templates / "documents").as_uri() + "/../../outside.txt",  # dot-dot out
+        (templates / "documents").as_uri() + "/%2e%2e/%2e%2e/outside.txt",  # encoded dot-dot
+        outside.as_uri(),
+        f"file://otherhost{outside}",
+        "file:///etc/passwd",
+        "http://127.0.0.1:9/x.png",
+        "https://127.0.0.1:9/x.png",
+        "ftp://127.0.0.1:9/x.png",
+    ):
+        with pytest.raises(URLRefused):
+            fetcher.fetch(url)
+
+
+def test_safe_fetcher_symlinked_attachment_is_not_embedded(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    (templates / "documents").mkdir(parents=True)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("TOP SECRET")
+    (templates / "documents" / "leak.txt").symlink_to(outside)
+    (templates / "documents" / "leaky.html").write_text(
+        '<html lang="{{ doc.lang }}"><head><title>{{ doc.title }}</title>'
+        '<link rel="attachment" href="leak.txt"></head><body>{{ doc.title }}</body></html>'
+    )
+
+    path = render_pdf("documents/leaky.html", {"doc": doc("Leaky")}, tmp_path / "l.pdf", templates)
+
+    contents = pdf_contents(path)
+    assert b"TOP SECRET" not in contents
+    assert b"/EmbeddedFiles" not in contents
+
+
+# ---------------------------------------------------------------------------------------------
+# Filters and charts
+
+
+def test_filters_format_money_dates_and_markdown() -> None:
+    noon = datetime(2011, 11, 10, 12, 0, tzinfo=UTC)
+    summer = datetime(2012, 7, 1, 11, 0, tzinfo=UTC)
+
+    assert money_filter(Decimal("1234567")) == "£1,234,567.00"
+    assert money_filter(4000) == "£4,000.00"
+    assert money_filter("2500.5") == "£2,500.50"
+    assert date_filter(noon) == "10 November 2011"
+    assert datetime_filter(noon) == "12:00 on 10 November 2011"
+    assert datetime_filter(summer) == "12:00 on 1 July 2012"  # British Summer Time
+    assert datetime_filter("already text") == "already text"
+    assert "&lt;script&gt;" in markdown_filter("<script>x</script> **b**")
+    assert "<h3>" in markdown_filter("# Heading")
+    with pytest.raises(ValueError):
+        datetime_filter(datetime(2011, 11, 10, 12, 0))
+    with pytest.raises(ValueError):
+        money_filter("lots")
+
+
+def test_charts_escape_labels() -> None:
+    hostile = "<script>alert(1)</script>"
+
+    bars = bar_chart(hostile, [(hostile, 3), ("Essex", Decimal("2.5"))], unit="£")
+    lines = line_chart(hostile, {hostile: [(hostile, 1.0), ("Q2", 2.0)]}, unit="%")
+
+    for svg in (bars, lines):
+        assert "<script>" not in svg
+        assert "&lt;script&gt;" in svg
+        assert 'role="img"' in svg
+        assert "<title>" in svg
+    assert "£2.5" in bars
+    assert "2%" in lines
+
+
+def test_progress_report_with_chart_rasterises(tmp_path: Path) -> None:
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("pdftoppm (poppler-utils) is not installed")
+    pdf = render_pdf(
+        "documents/progress_report.html", contexts()["progress_report"], tmp_path / "report.pdf"
+    )
+
+    subprocess.run(
+        ["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", str(pdf), str(tmp_path / "page")],
+        check=True,
+    )
+
+    pages = list(tmp_path.glob("page*.png"))
+    assert pages and pages[0].stat().st_size > 5_000
+    assert "Families supported" in pdf_text(pdf)  # chart text is real text
+
+
+# ---------------------------------------------------------------------------------------------
+# Many documents
+
+
+def test_render_many_pool_matches_serial_in_job_order(tmp_path: Path) -> None:
+    names = ["eoi_receipt", "invitation", "regret", "chaser", "grant_offer"]
+    base = contexts()
+
+    def jobs(folder: str) -> list[RenderJob]:
+        return [
+            RenderJob(
+                f"documents/{name}.html",
+                base[name] | {"doc": doc(f"Document {i}")},
+                tmp_path / folder / f"{i:02}.pdf",
+            )
+            for i, name in enumerate(names * 4)
+        ]
+
+    done: list[int] = []
+    pooled = render_many(jobs("pool"), workers=2, chunk_size=3, progress=done.append)
+    serial = render_serial(jobs("serial"))
+
+    assert [p.name for p in pooled] == [p.name for p in serial] == [f"{i:02}.pdf" for i in range(20)]
+    assert sum(done) == 20
+    for mine, theirs in zip(pooled, serial, strict=True):
+        assert len(PdfReader(mine).pages) == len(PdfReader(theirs).pages)
+        assert pdf_text(mine) == pdf_text(theirs)
