@@ -8,7 +8,7 @@ nothing is told by colour alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 
 from markupsafe import Markup, escape
@@ -24,7 +24,7 @@ MUTED = "#505a5f"
 GRID = "#b1b4b6"
 # GOV.UK colours, each series also told apart by its marker shape and line pattern
 SERIES_STYLES = (
-    ("#1d70b8", "circle", ""),
+    ("#1d70b8", "circle", "none"),
     ("#d4351c", "square", "6 3"),
     ("#00703c", "triangle", "2 3"),
     ("#4c2c92", "diamond", "8 3 2 3"),
@@ -35,24 +35,29 @@ CURRENCIES = ("£", "$", "€")
 
 def bar_chart(title: str, bars: Sequence[tuple[str, Number]], *, unit: str = "") -> Markup:
     """Horizontal bars, one per (label, value), each labelled with its value."""
+    if not bars:
+        return _no_data(title)
     row_height, bar_height = 24, 15
     label_width = _label_column(label for label, _ in bars)
-    value_width = 90
-    plot_left, plot_right = label_width + 8, WIDTH - value_width
+    plot_left, plot_right = label_width + 8, WIDTH - 90  # room on the right for the values
     top = TITLE_HEIGHT + 6
-    height = top + max(len(bars), 1) * row_height + 30
+    bottom = top + len(bars) * row_height
     ticks = _ticks([float(value) for _, value in bars])
 
     def x(value: float) -> float:
         return _scale(value, ticks, plot_left, plot_right)
 
-    parts = _frame(title, height, _describe(bars, unit))
-    bottom = top + len(bars) * row_height
-    parts += _vertical_grid(ticks, x, top, bottom, unit)
+    parts = _frame(title, bottom + 30, _describe(bars, unit))
+    for tick in ticks:
+        parts.append(
+            f'<line x1="{x(tick):.1f}" y1="{top}" x2="{x(tick):.1f}" y2="{bottom}" '
+            f'stroke="{GRID}" stroke-width="0.6"/>'
+            f'<text x="{x(tick):.1f}" y="{bottom + 16}" text-anchor="middle" fill="{MUTED}">'
+            f"{escape(_with_unit(tick, unit))}</text>"
+        )
     for i, (label, value) in enumerate(bars):
-        y = top + i * row_height
+        middle = top + (i + 0.5) * row_height
         start, end = sorted((x(0), x(float(value))))
-        middle = y + row_height / 2
         parts.append(
             f'<text x="{plot_left - 8}" y="{middle:.1f}" text-anchor="end" '
             f'dominant-baseline="central">{_fit(label, label_width)}</text>'
@@ -61,8 +66,6 @@ def bar_chart(title: str, bars: Sequence[tuple[str, Number]], *, unit: str = "")
             f'<text x="{max(end, x(0)) + 5:.1f}" y="{middle:.1f}" dominant-baseline="central">'
             f"{escape(_with_unit(value, unit))}</text>"
         )
-    if not bars:
-        parts.append(_no_data(top + row_height / 2))
     parts.append(f'<line x1="{x(0):.1f}" y1="{top}" x2="{x(0):.1f}" y2="{bottom}" stroke="{INK}"/>')
     return _close(parts)
 
@@ -70,20 +73,21 @@ def bar_chart(title: str, bars: Sequence[tuple[str, Number]], *, unit: str = "")
 def line_chart(
     title: str, series: Mapping[str, Sequence[tuple[str, Number]]], *, unit: str = ""
 ) -> Markup:
-    """One line per series over shared categories (the periods), with a table of the values."""
+    """One line per series over shared categories (periods), above a table of every value."""
     categories = list(dict.fromkeys(label for points in series.values() for label, _ in points))
+    if not categories:
+        return _no_data(title)
     values = {name: dict(points) for name, points in series.items()}
-    name_width = _label_column(series)
     ticks = _ticks([float(value) for points in series.values() for _, value in points])
-    axis_width = max(len(_with_unit(tick, unit)) for tick in ticks) * CHAR_WIDTH + 12
-    plot_left, plot_right = axis_width, WIDTH - 10
-    legend_top = TITLE_HEIGHT
-    top = legend_top + 24 * math.ceil(len(series) / 3) + 8
+    plot_left = max(len(_with_unit(tick, unit)) for tick in ticks) * CHAR_WIDTH + 12
+    plot_right = WIDTH - 10
+    legend_row = 18
+    top = TITLE_HEIGHT + legend_row * len(series) + 14
     bottom = top + 180
-    step = (plot_right - plot_left) / max(len(categories), 1)
-    table_top = bottom + 40
-    row_height = 18
-    height = table_top + row_height * (len(series) + 1) + 6
+    step = (plot_right - plot_left) / len(categories)
+    # Label every k-th period so axis labels never overlap; the table below names them all.
+    every = math.ceil((max(len(c) for c in categories) * CHAR_WIDTH + 8) / step)
+    table_top = bottom + 44
 
     def x(index: int) -> float:
         return plot_left + (index + 0.5) * step
@@ -92,7 +96,7 @@ def line_chart(
         return _scale(value, ticks, bottom, top)
 
     description = "; ".join(f"{name}: {_describe(points, unit)}" for name, points in series.items())
-    parts = _frame(title, height, description)
+    parts = _frame(title, table_top + 18 * len(categories) + 8, description)
     for tick in ticks:
         parts.append(
             f'<line x1="{plot_left}" y1="{y(tick):.1f}" x2="{plot_right}" y2="{y(tick):.1f}" '
@@ -103,13 +107,13 @@ def line_chart(
     parts.append(
         f'<line x1="{plot_left}" y1="{bottom}" x2="{plot_right}" y2="{bottom}" stroke="{INK}"/>'
     )
-    for i, category in enumerate(categories):
-        parts.append(
-            f'<text x="{x(i):.1f}" y="{bottom + 16}" text-anchor="middle">'
-            f"{_fit(category, step - 4)}</text>"
-        )
+    parts += [
+        f'<text x="{x(i):.1f}" y="{bottom + 16}" text-anchor="middle">{escape(category)}</text>'
+        for i, category in enumerate(categories)
+        if i % every == 0
+    ]
     for n, (name, points) in enumerate(values.items()):
-        colour, marker, dashes = SERIES_STYLES[n % len(SERIES_STYLES)]
+        colour, marker, dashes = _style(n)
         coordinates = [
             (x(i), y(float(points[category])))
             for i, category in enumerate(categories)
@@ -118,21 +122,18 @@ def line_chart(
         path = " ".join(f"{px:.1f},{py:.1f}" for px, py in coordinates)
         parts.append(
             f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2" '
-            f'stroke-dasharray="{dashes or "none"}"/>'
+            f'stroke-dasharray="{dashes}"/>'
         )
         parts += [_marker(marker, px, py, colour) for px, py in coordinates]
-        legend_x = 10 + (n % 3) * (WIDTH - 20) / 3
-        legend_y = legend_top + 12 + 24 * (n // 3)
+        legend_y = TITLE_HEIGHT + 6 + legend_row * n
         parts.append(
-            f'<line x1="{legend_x:.1f}" y1="{legend_y}" x2="{legend_x + 28:.1f}" y2="{legend_y}" '
-            f'stroke="{colour}" stroke-width="2" stroke-dasharray="{dashes or "none"}"/>'
-            + _marker(marker, legend_x + 14, legend_y, colour)
-            + f'<text x="{legend_x + 36:.1f}" y="{legend_y}" dominant-baseline="central">'
-            f"{_fit(name, (WIDTH - 20) / 3 - 40)}</text>"
+            f'<line x1="0" y1="{legend_y}" x2="28" y2="{legend_y}" stroke="{colour}" '
+            f'stroke-width="2" stroke-dasharray="{dashes}"/>'
+            + _marker(marker, 14, legend_y, colour)
+            + f'<text x="36" y="{legend_y}" dominant-baseline="central">'
+            f"{_fit(name, WIDTH - 36)}</text>"
         )
-    if not categories:
-        parts.append(_no_data((top + bottom) / 2))
-    parts += _value_table(categories, values, unit, name_width, table_top, row_height)
+    parts += _value_table(categories, values, unit, table_top)
     return _close(parts)
 
 
@@ -158,49 +159,43 @@ def _close(parts: list[str]) -> Markup:
     return Markup("".join(parts))
 
 
-def _no_data(y: float) -> str:
-    return f'<text x="{WIDTH / 2}" y="{y:.1f}" text-anchor="middle" fill="{MUTED}">No data</text>'
+def _no_data(title: str) -> Markup:
+    parts = _frame(title, TITLE_HEIGHT + 24, "No data")
+    parts.append(f'<text x="0" y="{TITLE_HEIGHT + 12}" fill="{MUTED}">No data</text>')
+    return _close(parts)
 
 
-def _vertical_grid(
-    ticks: list[float], x: Callable[[float], float], top: float, bottom: float, unit: str
-) -> list[str]:
-    return [
-        f'<line x1="{x(tick):.1f}" y1="{top}" x2="{x(tick):.1f}" y2="{bottom}" '
-        f'stroke="{GRID}" stroke-width="0.6"/>'
-        f'<text x="{x(tick):.1f}" y="{bottom + 16}" text-anchor="middle" fill="{MUTED}">'
-        f"{escape(_with_unit(tick, unit))}</text>"
-        for tick in ticks
-    ]
+def _style(n: int) -> tuple[str, str, str]:
+    """Colour, marker shape and dash pattern of the n-th series."""
+    return SERIES_STYLES[n % len(SERIES_STYLES)]
 
 
 def _value_table(
-    categories: list[str],
-    values: Mapping[str, Mapping[str, Number]],
-    unit: str,
-    name_width: float,
-    top: float,
-    row_height: float,
+    categories: list[str], values: Mapping[str, Mapping[str, Number]], unit: str, top: float
 ) -> list[str]:
-    """The plotted values as a grid of text under the chart: series down, categories across."""
-    column = (WIDTH - name_width) / max(len(categories), 1)
-    parts = [
-        f'<text x="{name_width + (i + 1) * column - 4:.1f}" y="{top}" text-anchor="end" '
-        f'font-weight="bold">{_fit(category, column - 6)}</text>'
-        for i, category in enumerate(categories)
-    ]
-    for n, (name, points) in enumerate(values.items()):
-        y = top + row_height * (n + 1)
+    """Every plotted value as text: a period per row, a series per column, named with its marker."""
+    row_height = 18
+    first = _label_column(categories)
+    column = (WIDTH - first) / len(values)
+    parts = []
+    for n, name in enumerate(values):
+        colour, marker, _ = _style(n)
+        right = first + (n + 1) * column - 4
+        parts.append(
+            f'<text x="{right - 14:.1f}" y="{top}" text-anchor="end" font-weight="bold">'
+            f"{_fit(name, column - 24)}</text>" + _marker(marker, right - 4, top - 4, colour)
+        )
+    for i, category in enumerate(categories):
+        y = top + row_height * (i + 1)
         parts.append(
             f'<line x1="0" y1="{y - row_height + 5}" x2="{WIDTH}" y2="{y - row_height + 5}" '
             f'stroke="{GRID}" stroke-width="0.6"/>'
-            f'<text x="0" y="{y}" font-weight="bold">{_fit(name, name_width - 6)}</text>'
+            f'<text x="0" y="{y}">{_fit(category, first - 6)}</text>'
         )
         parts += [
-            f'<text x="{name_width + (i + 1) * column - 4:.1f}" y="{y}" text-anchor="end">'
-            f"{_fit(_with_unit(points[category], unit) if category in points else '–', column)}"
-            "</text>"
-            for i, category in enumerate(categories)
+            f'<text x="{first + (n + 1) * column - 4:.1f}" y="{y}" text-anchor="end">'
+            f"{escape(_with_unit(points[category], unit) if category in points else '–')}</text>"
+            for n, points in enumerate(values.values())
         ]
     return parts
 

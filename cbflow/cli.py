@@ -69,9 +69,12 @@ def init() -> None:
     from cbflow.services.councils import load_register
 
     settings = get_settings()
-    migrate()
-    with session_scope() as session:
-        count = load_register(session)
+    try:
+        migrate()
+        with session_scope() as session:
+            count = load_register(session)
+    except CbflowError as exc:
+        _fail(str(exc))
     console.print(f"Database ready at {settings.resolved_database_url}; {count} councils in the register.")
 
 
@@ -179,7 +182,10 @@ def round_status(slug: Annotated[str | None, typer.Argument(help="A round id; al
 
     migrate()
     with session_scope() as session:
-        chosen = [rounds.get_round(session, slug)] if slug else rounds.all_rounds(session)
+        try:
+            chosen = [rounds.get_round(session, slug)] if slug else rounds.all_rounds(session)
+        except CbflowError as exc:
+            _fail(str(exc))
         if not chosen:
             console.print("No rounds yet. Launch one with `cbflow round launch FILE`.")
             return

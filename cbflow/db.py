@@ -27,10 +27,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-@cache
 def get_engine(url: str | None = None) -> Engine:
     """One engine per database URL for the process (default: the configured database)."""
-    url = url or get_settings().resolved_database_url
+    return _engine(url or get_settings().resolved_database_url)
+
+
+@cache
+def _engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         database = url.split("///", 1)[-1]
         if database and database != ":memory:":

@@ -22,7 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from cbflow.settings import get_settings
 # takes the title and language from the document's <title> and <html lang>.
 PDF_VARIANT = "pdf/ua-1"
 
+PENNY = Decimal("0.01")
 MONTHS = (
     "January",
     "February",
@@ -65,7 +66,8 @@ class URLRefused(ValueError):
 
 
 class SafeURLFetcher(weasyprint.urls.URLFetcher):
-    """Fetch `data:` URLs and files inside `root`; refuse everything else before any I/O.
+    """Fetch `data:` URLs and files inside `root` (default: the templates folder); refuse
+    everything else before any I/O.
 
     WeasyPrint's default fetcher follows `file://`, `http(s)://` and `ftp://`, so a stray
     `<link rel="attachment" href="file:///etc/passwd">` would embed that file in the PDF. Files are
@@ -73,9 +75,9 @@ class SafeURLFetcher(weasyprint.urls.URLFetcher):
     resolved (symlinks and `..` included) and must land inside the resolved root.
     """
 
-    def __init__(self, root: Path, **kwargs: Any) -> None:
+    def __init__(self, root: Path | None = None, **kwargs: Any) -> None:
         super().__init__(allowed_protocols=("data", "file"), allow_redirects=False, **kwargs)
-        self.root = root.resolve(strict=True)
+        self.root = (root or get_settings().templates_dir).resolve(strict=True)
 
     def fetch(
         self, url: str, headers: Mapping[str, str] | None = None
@@ -84,14 +86,14 @@ class SafeURLFetcher(weasyprint.urls.URLFetcher):
         if scheme == "data":
             return super().fetch(url, headers)
         if scheme == "file":
-            path = self.allowed_path(url)
+            path = self._allowed_path(url)
             content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             return weasyprint.urls.URLFetcherResponse(
                 path.as_uri(), path.read_bytes(), {"Content-Type": content_type}
             )
         raise URLRefused(f"documents may not fetch {scheme or 'relative'} URLs: {url}")
 
-    def allowed_path(self, url: str) -> Path:
+    def _allowed_path(self, url: str) -> Path:
         """The file a `file:` URL names, if it lies inside the root; URLRefused otherwise."""
         parts = urlsplit(url)
         if parts.netloc not in ("", "localhost"):
@@ -137,8 +139,9 @@ def money_filter(value: Decimal | int | str) -> str:
         raise ValueError(f"not an amount of money: {value!r}") from exc
     if not amount.is_finite():
         raise ValueError(f"not an amount of money: {value!r}")
-    sign = "-" if amount < 0 else ""
-    return f"{sign}£{abs(amount):,.2f}"
+    pence = amount.quantize(PENNY, ROUND_HALF_UP)
+    sign = "-" if pence < 0 else ""
+    return f"{sign}£{abs(pence):,}"
 
 
 def _local(value: datetime) -> datetime:
@@ -247,9 +250,16 @@ class RenderJob:
     out_path: Path
 
 
-def render_serial(jobs: Sequence[RenderJob]) -> list[Path]:
-    """Render in this process, one after another (and, in a worker, one chunk)."""
-    return [render_pdf(job.template, job.context, job.out_path) for job in jobs]
+def render_serial(
+    jobs: Sequence[RenderJob], *, progress: Callable[[int], None] | None = None
+) -> list[Path]:
+    """Render in this process, one after another (in a worker: one chunk)."""
+    paths = []
+    for job in jobs:
+        paths.append(render_pdf(job.template, job.context, job.out_path))
+        if progress:
+            progress(1)
+    return paths
 
 
 def _warm_worker() -> None:
@@ -314,12 +324,7 @@ def render_many(
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
     if workers == 1 or len(jobs) <= 2 * chunk_size:
-        paths = []
-        for job in jobs:
-            paths.append(render_pdf(job.template, job.context, job.out_path))
-            if progress:
-                progress(1)
-        return paths
+        return render_serial(jobs, progress=progress)
 
     chunks = [list(jobs[i : i + chunk_size]) for i in range(0, len(jobs), chunk_size)]
     pool = _executor(workers)

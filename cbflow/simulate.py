@@ -33,7 +33,7 @@ def _rng(*parts: object) -> random.Random:
 
 def quality(council_code: str, seed: int) -> float:
     """A council's hidden strength (0..1): what simulated assessors perceive, with noise."""
-    return _rng("quality", council_code, seed).betavariate(2.5, 2.0)
+    return _rng("quality", council_code, seed).betavariate(4.0, 2.0)
 
 
 def _sift_targets(prospectus: Prospectus, question_id: str) -> list[SiftCheck]:

@@ -1,0 +1,93 @@
+"""The demo round end to end, on every shipped prospectus and on unusual shapes of round."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+from sqlmodel import select
+
+from cbflow import demo, stages
+from cbflow.db import session_scope
+from cbflow.models import AuditEvent, Document
+from cbflow.settings import Settings
+from tests.conftest import EXAMPLE, ROOT, edit, example_text
+
+SHIPPED = sorted((ROOT / "prospectus").glob("*.yaml"))
+
+
+def run_demo(path: Path, councils: int) -> demo.DemoSummary:
+    return asyncio.run(demo.run(path, stages=stages, council_count=councils, log=lambda _: None))
+
+
+def assert_documents_open(settings: Settings) -> int:
+    with session_scope() as session:
+        documents = list(session.exec(select(Document)))
+    for document in documents:
+        reader = PdfReader(settings.documents_dir / document.path)
+        assert len(reader.pages) >= 1
+        assert reader.metadata is not None and reader.metadata.title
+    return len(documents)
+
+
+@pytest.mark.parametrize("path", SHIPPED + [EXAMPLE], ids=lambda p: p.stem)
+def test_demo_runs_every_stage_when_given_a_shipped_prospectus(path: Path, cbflow_env: Settings) -> None:
+    summary = run_demo(path, councils=5)
+
+    assert summary.late_refused == 1
+    assert summary.selected, "some places are selected"
+    assert "decisions" in summary.stages
+    by_kind = summary.documents["by_kind"]
+    assert by_kind["prospectus"] == 1
+    assert by_kind["eoi_receipt"] == 4  # five councils, one of them late
+    assert by_kind["decision"] >= len(summary.selected)
+    assert assert_documents_open(cbflow_env) == summary.documents["total"]
+
+
+def test_demo_publishes_and_adopts_a_model_when_the_round_has_replication(cbflow_env: Settings) -> None:
+    summary = run_demo(EXAMPLE, councils=10)
+
+    assert summary.adoption["answers carried over"] >= 1
+    assert summary.states.get("published") == 1
+    assert summary.documents["by_kind"]["replication_pack"] == 1
+
+
+def test_demo_selects_within_capacity_when_opt_in_round_has_no_assessment(cbflow_env: Settings) -> None:
+    path = ROOT / "prospectus" / "troubled-families-2012.yaml"
+
+    summary = run_demo(path, councils=4)
+
+    assert "assign assessors" not in summary.stages
+    assert "invite to bid" not in summary.stages
+    assert len(summary.selected) <= 152
+    assert all(place["rank"] is None for place in summary.selected)
+
+
+def test_demo_runs_when_round_has_only_an_eoi_stage(cbflow_env: Settings, tmp_path: Path) -> None:
+    source = example_text()
+    start = source.index("  bid:\n    form:")
+    source = source[:start]  # the stages after the EOI are all cut away
+    source = edit(source, ("  bid:        {opens: 2011-11-21, closes: 2011-12-09}\n", ""),
+                  ("  assessment: {opens: 2011-12-10, closes: 2011-12-16}\n", ""),
+                  ("  implementation: {starts: 2012-04-01, ends: 2013-03-31}\n", ""),
+                  ("  budget_gbp: 4800000                # optional: total support on offer; selection must not "
+                   "exceed it\n", ""))
+    path = tmp_path / "eoi-only.yaml"
+    path.write_text(source, encoding="utf-8")
+
+    summary = run_demo(path, councils=8)
+
+    assert summary.stages[-1] == "decisions"
+    assert 1 <= len(summary.selected) <= 4
+
+
+def test_demo_audits_every_state_change_when_run(cbflow_env: Settings) -> None:
+    run_demo(EXAMPLE, councils=8)
+
+    with session_scope() as session:
+        events = list(session.exec(select(AuditEvent)))
+    transitions = [e for e in events if e.action == "transition"]
+    assert transitions, "state changes are audited"
+    assert all(e.actor and e.at.tzinfo is not None and e.to_state for e in transitions)
