@@ -54,7 +54,8 @@ async def ensure_deployments() -> None:
     """Register the deadline deployments without serving them (so runs can be scheduled before
     the runner starts; the runner picks them up when it does)."""
     for flow in DEADLINE_FLOWS.values():
-        await flow.to_deployment(name=DEPLOYMENT, tags=["cbflow", "deadline"]).apply()
+        deployment = await flow.ato_deployment(name=DEPLOYMENT, tags=["cbflow", "deadline"])
+        await deployment.aapply()
 
 
 if __name__ == "__main__":

@@ -684,6 +684,47 @@ def test_decide_gateway_below_minimum_unsuccessful_despite_top_total(cbflow_env:
     assert outcome_of(refs["BRD"])[:2] == ("reserve", 1)
 
 
+def withdraw(reference: str) -> None:
+    with session_scope() as session:
+        applications.withdraw(
+            session,
+            application=applications.get_application(session, reference),
+            actor="council:test",
+            now=ASSESS_DAY + timedelta(hours=1),
+            reason="the partnership has broken up",
+        )
+
+
+def test_finalise_leaves_out_application_withdrawn_under_assessment(cbflow_env: Settings) -> None:
+    slug, refs = assessed_round(
+        [Entry("BIR", scored(2, 2, 2)), Entry("BOL", scored(4, 4, 4))], finalise=False
+    )
+    withdraw(refs["BOL"])
+
+    with session_scope() as session:
+        ranked = assessment.finalise(
+            session, round_=rounds.get_round(session, slug), actor=STAFF, now=ASSESS_DAY
+        )
+
+    assert [r.application.council_code for r in ranked] == ["BIR"]
+    assert (app(refs["BIR"]).state, app(refs["BIR"]).rank) == ("moderated", 1)
+    assert (app(refs["BOL"]).state, app(refs["BOL"]).rank) == ("withdrawn", None)
+    assert round_state(slug) == RoundState.ASSESSED
+
+
+def test_decide_leaves_out_application_withdrawn_after_assessment(cbflow_env: Settings) -> None:
+    slug, refs = assessed_round(
+        [Entry("BIR", scored(4, 4, 4)), Entry("BOL", scored(3, 3, 3))], places=1
+    )
+    withdraw(refs["BIR"])
+
+    decisions = decide(slug)
+
+    assert {c: d.outcome.value for c, d in decisions.items()} == {"BOL": "selected"}
+    assert states([refs["BIR"], refs["BOL"]]) == ["withdrawn", "selected"]
+    assert app(refs["BIR"]).decided_at is None
+
+
 # ties: every level of assessment.ranking_key, each with the later levels pointing the other way
 TIES = [
     pytest.param(

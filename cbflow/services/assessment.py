@@ -291,7 +291,8 @@ def results(session: Session, round_: Round) -> list[ApplicationResult]:
     span = Decimal(stage.scale.max - stage.scale.min)
     out = []
     for application in applications_of(session, round_):
-        if application.id not in scores:
+        # a place that withdrew keeps its scores on record but is neither ranked nor decided
+        if application.id not in scores or application.state == AppState.WITHDRAWN:
             continue
         result = ApplicationResult(application=application)
         weighted = Decimal(0)

@@ -65,7 +65,8 @@ def publish_model(
             {"kind": d.kind, "title": d.title, "path": d.path}
             for d in session.exec(
                 select(Document)
-                .where(Document.application_id == application.id)
+                # not the packs of earlier versions: each would make the next publish a new version
+                .where(Document.application_id == application.id, Document.kind != "replication_pack")
                 .order_by(Document.id)
             )  # type: ignore[arg-type]
         ],

@@ -1,0 +1,86 @@
+"""`cbflow serve` for real: a Prefect server with its UI and the deadline runner, the demo's
+runs visible through the server's API, Prefect's state under the data directory, a clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import EXAMPLE
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _post(url: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (local server)
+        return json.load(response)
+
+
+def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = predicate()
+        except OSError:
+            result = None
+        if result:
+            return result
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_serve_shows_the_demo_runs_through_the_prefect_api_when_demo_runs_against_it(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "CBFLOW_DATA_DIR": str(tmp_path / "data"), "CBFLOW_DATABASE_URL": "",
+           "CBFLOW_PREFECT_PORT": str(port)}
+    env.pop("PREFECT_API_URL", None)
+    api = f"http://127.0.0.1:{port}/api"
+    serve = subprocess.Popen([sys.executable, "-m", "cbflow.cli", "serve"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for(lambda: urllib.request.urlopen(f"{api}/health", timeout=2).status == 200, 120, "the server")
+        deployments = _wait_for(lambda: _post(f"{api}/deployments/filter", {}), 90, "the deadline deployments")
+        assert {d["name"] for d in deployments} == {"deadline"}
+
+        demo = subprocess.run(
+            [sys.executable, "-m", "cbflow.cli", "demo", "--prospectus", str(EXAMPLE), "--councils", "5"],
+            env={**env, "PREFECT_API_URL": api}, capture_output=True, text=True, timeout=600)
+
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        assert "Selected places" in demo.stdout
+        runs = _post(f"{api}/flow_runs/filter", {"limit": 200})
+        by_name = {run["name"]: run["state_type"] for run in runs}
+        assert by_name["demo · " + str(EXAMPLE)] == "COMPLETED"
+        assert by_name["whole-place-2011 · selection and decisions"] == "COMPLETED"
+        assert by_name["whole-place-2011 · EOI close and sift"] == "COMPLETED"
+        assert (tmp_path / "data" / "prefect").is_dir(), "Prefect keeps its state under the data directory"
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read().decode()
+        assert "<html" in page.lower(), "the Prefect UI is served"
+    finally:
+        serve.send_signal(signal.SIGINT)
+        try:
+            serve.wait(timeout=60)
+        finally:
+            if serve.poll() is None:
+                os.killpg(serve.pid, signal.SIGKILL)
+    assert serve.returncode == 0
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{api}/health", timeout=2)
