@@ -26,8 +26,12 @@ PROSPECTUS = ROOT / "bench" / "national-round.yaml"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", type=int, default=0, help="rendering processes (0: one per core)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--workers", type=int, default=0, help="rendering processes (0: one per core)"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="cbflow-bench-"))
     os.environ["CBFLOW_DATA_DIR"] = str(workdir / "data")
@@ -46,9 +50,14 @@ def main() -> None:
 
     stages.render_many = recording  # type: ignore[assignment]
 
-    print(f"cores: {os.cpu_count()}, rendering workers: {args.workers or os.cpu_count()}, data: {workdir}")
+    print(
+        f"cores: {os.cpu_count()}, rendering workers: {args.workers or os.cpu_count()}, "
+        f"data: {workdir}"
+    )
     started = time.perf_counter()
-    summary = asyncio.run(demo.run(PROSPECTUS, stages=stages, council_count=353, log=lambda _: None))
+    summary = asyncio.run(
+        demo.run(PROSPECTUS, stages=stages, council_count=353, log=lambda _: None)
+    )
     lifecycle = time.perf_counter() - started
     states = ", ".join(f"{k} {v}" for k, v in sorted(summary.states.items()))
     print(f"lifecycle: {sum(summary.states.values())} applications ({states})")
@@ -56,7 +65,10 @@ def main() -> None:
     print(f"lifecycle (353 councils, all stages, parallel rendering): {lifecycle:.2f} s")
 
     serial_dir = workdir / "serial"
-    jobs = [render.RenderJob(j.template, j.context, serial_dir / j.out_path.relative_to(workdir)) for j in rendered]
+    jobs = [
+        render.RenderJob(j.template, j.context, serial_dir / j.out_path.relative_to(workdir))
+        for j in rendered
+    ]
     started = time.perf_counter()
     render.render_serial(jobs)
     serial = time.perf_counter() - started

@@ -22,8 +22,12 @@ from rich.table import Table
 from cbflow.errors import CbflowError, ProspectusError
 from cbflow.settings import get_settings
 
-app = typer.Typer(help="Run competitive public funding rounds from one prospectus file.", no_args_is_help=True)
-prospectus_app = typer.Typer(help="Check prospectus files and print their schemas.", no_args_is_help=True)
+app = typer.Typer(
+    help="Run competitive public funding rounds from one prospectus file.", no_args_is_help=True
+)
+prospectus_app = typer.Typer(
+    help="Check prospectus files and print their schemas.", no_args_is_help=True
+)
 round_app = typer.Typer(help="Launch rounds and see where they stand.", no_args_is_help=True)
 app.add_typer(prospectus_app, name="prospectus")
 app.add_typer(round_app, name="round")
@@ -75,11 +79,15 @@ def init() -> None:
             count = load_register(session)
     except CbflowError as exc:
         _fail(str(exc))
-    console.print(f"Database ready at {settings.resolved_database_url}; {count} councils in the register.")
+    console.print(
+        f"Database ready at {settings.resolved_database_url}; {count} councils in the register."
+    )
 
 
 @prospectus_app.command("check")
-def prospectus_check(files: Annotated[list[Path], typer.Argument(help="Prospectus files to check.")]) -> None:
+def prospectus_check(
+    files: Annotated[list[Path], typer.Argument(help="Prospectus files to check.")],
+) -> None:
     """Check prospectus files against the format; report every fault with file, line and key."""
     from cbflow.prospectus import load
 
@@ -96,15 +104,20 @@ def prospectus_check(files: Annotated[list[Path], typer.Argument(help="Prospectu
         console.print(f"{path}: ok — {prospectus.id}, stages: {', '.join(stages)}", highlight=False)
         support = prospectus.support_question()
         if prospectus.capacity.budget_gbp is not None and not prospectus.capacity.requested_by:
-            console.print(f"  each application's request for the budget is read from {support!r} "
-                          "(set capacity.requested_by to choose another)", highlight=False)
+            console.print(
+                f"  each application's request for the budget is read from {support!r} "
+                "(set capacity.requested_by to choose another)",
+                highlight=False,
+            )
     if failed:
         raise typer.Exit(1)
 
 
 @prospectus_app.command("schema")
 def prospectus_schema(
-    file: Annotated[Path | None, typer.Argument(help="A prospectus: print the schemas of its forms' answers.")] = None,
+    file: Annotated[
+        Path | None, typer.Argument(help="A prospectus: print the schemas of its forms' answers.")
+    ] = None,
     form: Annotated[str | None, typer.Option(help="Only this form: eoi, bid or returns.")] = None,
 ) -> None:
     """Print the JSON Schema of the prospectus format, or of a prospectus's forms' answers."""
@@ -122,19 +135,29 @@ def prospectus_schema(
     if form is not None and form not in forms:
         _fail(f"{prospectus.id} has no form {form!r}; it has {', '.join(forms)}")
     chosen = {form: forms[form]} if form else forms
-    schemas = {name: answers_schema(f, f"{prospectus.title}: {name} answers") for name, f in chosen.items()}
+    schemas = {
+        name: answers_schema(f, f"{prospectus.title}: {name} answers") for name, f in chosen.items()
+    }
     print(json.dumps(schemas[form] if form else schemas, indent=2, default=str))
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 @round_app.command("launch")
 def round_launch(
     file: Annotated[Path, typer.Argument(help="The prospectus file of the round.")],
-    actor: Annotated[str, typer.Option(help="Who launches the round (for the audit log).")] = "staff:cli",
+    actor: Annotated[
+        str, typer.Option(help="Who launches the round (for the audit log).")
+    ] = "staff:cli",
 ) -> None:
     """Launch a round: validate its prospectus, store it, issue the prospectus document and
     schedule its deadline runs on the Prefect server (when PREFECT_API_URL names one)."""
@@ -171,11 +194,15 @@ def round_launch(
         for flow_name, when in asyncio.run(schedule()):
             console.print(f"  scheduled {flow_name} at {when.isoformat()}")
     else:
-        console.print("  (set PREFECT_API_URL, or use `cbflow serve`, to schedule its deadline runs)")
+        console.print(
+            "  (set PREFECT_API_URL, or use `cbflow serve`, to schedule its deadline runs)"
+        )
 
 
 @round_app.command("status")
-def round_status(slug: Annotated[str | None, typer.Argument(help="A round id; all rounds if left out.")] = None) -> None:
+def round_status(
+    slug: Annotated[str | None, typer.Argument(help="A round id; all rounds if left out.")] = None,
+) -> None:
     """Where each round stands: its state and how many applications are in each state."""
     from cbflow.db import migrate, session_scope
     from cbflow.services import rounds
@@ -210,7 +237,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
         chosen.add_column(column)
     for place in summary["selected"]:
         support = f"£{place['support'] / 100:,.2f}" if place["support"] is not None else "-"
-        chosen.add_row(str(place["rank"] or "-"), place["council"], place["score"] or "-", support, place["state"])
+        chosen.add_row(
+            str(place["rank"] or "-"),
+            place["council"],
+            place["score"] or "-",
+            support,
+            place["state"],
+        )
     console.print(chosen)
     docs = summary["documents"]
     console.print(f"Documents: {docs.get('total', 0)} in {docs.get('folder')}")
@@ -220,8 +253,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
         console.print(f"Late submissions refused: {summary['late_refused']}")
     if summary.get("adoption"):
         adoption = summary["adoption"]
-        console.print(f"Replication: {adoption['adopter']} adopted the model of {adoption['model']} "
-                      f"({adoption['answers carried over']} answers carried over) as {adoption['application']}")
+        console.print(
+            f"Replication: {adoption['adopter']} adopted the model of {adoption['model']} "
+            f"({adoption['answers carried over']} answers carried over) "
+            f"as {adoption['application']}"
+        )
 
 
 DEFAULT_DEMO = "whole-place-2011.yaml"
@@ -249,8 +285,12 @@ def _run_demo(prospectus: Path, seed: int, councils: int | None) -> dict[str, An
 @app.command()
 def demo(
     prospectus: Annotated[Path | None, typer.Option(help="The round to simulate.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the simulation (same seed, same round).")] = 2011,
-    councils: Annotated[int | None, typer.Option(help="How many councils apply (default: a realistic field).")] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the simulation (same seed, same round).")
+    ] = 2011,
+    councils: Annotated[
+        int | None, typer.Option(help="How many councils apply (default: a realistic field).")
+    ] = None,
 ) -> None:
     """Simulate a whole round over real councils, from launch to replication, as Prefect flows.
 
@@ -267,7 +307,7 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 9
         if process.poll() is not None:
             _fail(f"the Prefect server stopped (exit code {process.returncode}); see its log above")
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:  # noqa: S310 (local URL)
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -291,10 +331,16 @@ def _stop(process: subprocess.Popen[bytes], name: str) -> None:
 
 @app.command()
 def serve(
-    demo_round: Annotated[bool, typer.Option("--demo", help="Also run the demo round, to watch its flows.")] = False,
-    prospectus: Annotated[Path | None, typer.Option(help="With --demo: the round to simulate.")] = None,
+    demo_round: Annotated[
+        bool, typer.Option("--demo", help="Also run the demo round, to watch its flows.")
+    ] = False,
+    prospectus: Annotated[
+        Path | None, typer.Option(help="With --demo: the round to simulate.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="With --demo: seed of the simulation.")] = 2011,
-    exit_after_demo: Annotated[bool, typer.Option(help="With --demo: stop once the demo is done.")] = False,
+    exit_after_demo: Annotated[
+        bool, typer.Option(help="With --demo: stop once the demo is done.")
+    ] = False,
 ) -> None:
     """Start a local Prefect server with its UI and the runner of the deadline deployments;
     its state stays under the data directory. Stop with Ctrl-C."""
@@ -305,8 +351,12 @@ def serve(
     log_dir = settings.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     server_log = (log_dir / "prefect-server.log").open("ab")
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start"], env=env,
-                              stdout=server_log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start"],
+        env=env,
+        stdout=server_log,
+        stderr=subprocess.STDOUT,
+    )
     runner: subprocess.Popen[bytes] | None = None
     try:
         console.print(f"Starting the Prefect server (log: {log_dir / 'prefect-server.log'}) ...")
@@ -314,9 +364,17 @@ def serve(
         env["PREFECT_API_URL"] = api
         _use_prefect(api)
         runner_log = (log_dir / "deadline-runner.log").open("ab")
-        runner = subprocess.Popen([sys.executable, "-m", "flows.deployments"], env=env, stdout=runner_log,
-                                  stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)
-        console.print(f"[bold]Prefect UI: {address}[/]  (deadline runner log: {log_dir / 'deadline-runner.log'})")
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "flows.deployments"],
+            env=env,
+            stdout=runner_log,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        console.print(
+            f"[bold]Prefect UI: {address}[/]  "
+            f"(deadline runner log: {log_dir / 'deadline-runner.log'})"
+        )
         if demo_round:
             summary = _run_demo(_demo_file(prospectus), seed, None)
             _print_summary(summary)

@@ -514,7 +514,8 @@ class Prospectus(Strict):
             if found is None or found[1].type != "money":
                 raise LocatedError(
                     ("capacity", "requested_by"),
-                    f"{self.capacity.requested_by!r} is not a money question of the EOI or bid forms",
+                    f"{self.capacity.requested_by!r} is not a money question "
+                    "of the EOI or bid forms",
                 )
         if stages.replication:
             unknown = [q for q in stages.replication.carry_over if q not in known]

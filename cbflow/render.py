@@ -45,6 +45,7 @@ from cbflow.settings import get_settings
 PDF_VARIANT = "pdf/ua-1"
 
 PENNY = Decimal("0.01")
+# Spelled out here because strftime's %B follows the process locale; documents are en-GB.
 MONTHS = (
     "January",
     "February",

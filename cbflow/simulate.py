@@ -18,12 +18,75 @@ from sqlmodel import Session, select
 from cbflow.forms import is_shown
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, Council, Round, User
-from cbflow.prospectus import Form, Prospectus, Question, SiftCheck, TableQuestion
+from cbflow.prospectus import (
+    ChoiceQuestion,
+    CouncilQuestion,
+    DateQuestion,
+    EmailQuestion,
+    FileQuestion,
+    Form,
+    MoneyQuestion,
+    MultichoiceQuestion,
+    NumberQuestion,
+    Prospectus,
+    Question,
+    SiftCheck,
+    TableQuestion,
+    TextareaQuestion,
+    TextQuestion,
+    YesNoQuestion,
+)
 from cbflow.services import applications, assessment, implementation, rounds, sift
 from cbflow.services.councils import all_councils
 from cbflow.services.rounds import prospectus_of
 
-WORDS = ["partners", "pool", "budgets", "to", "redesign", "services", "around", "families", "and", "places,", "sharing", "data,", "staff", "and", "premises", "so", "that", "people", "get", "help", "earlier", "and", "public", "money", "goes", "further;", "the", "board", "agrees", "outcomes,", "tracks", "savings", "and", "reinvests", "them", "in", "prevention", "across", "health,", "police,", "housing,", "skills", "and", "employment", "support"]
+WORDS = [
+    "partners",
+    "pool",
+    "budgets",
+    "to",
+    "redesign",
+    "services",
+    "around",
+    "families",
+    "and",
+    "places,",
+    "sharing",
+    "data,",
+    "staff",
+    "and",
+    "premises",
+    "so",
+    "that",
+    "people",
+    "get",
+    "help",
+    "earlier",
+    "and",
+    "public",
+    "money",
+    "goes",
+    "further;",
+    "the",
+    "board",
+    "agrees",
+    "outcomes,",
+    "tracks",
+    "savings",
+    "and",
+    "reinvests",
+    "them",
+    "in",
+    "prevention",
+    "across",
+    "health,",
+    "police,",
+    "housing,",
+    "skills",
+    "and",
+    "employment",
+    "support",
+]
 
 
 def _rng(*parts: object) -> random.Random:
@@ -40,6 +103,13 @@ def _sift_targets(prospectus: Prospectus, question_id: str) -> list[SiftCheck]:
     return [r.check for r in prospectus.stages.eoi.sift if r.check.question == question_id]
 
 
+PENNY = Decimal("0.01")
+
+
+def _json_number(value: Decimal) -> int | float:
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
 def _text(rng: random.Random, words: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(max(words, 1))).capitalize() + "."
 
@@ -54,67 +124,64 @@ def _value(
 ) -> Any:
     checks = _sift_targets(prospectus, question.id)
     comply = rng.random() < 0.9  # one answer in ten misses a sift check on purpose
-    kind = question.type
-    if kind == "text":
-        text = f"{council.name}: {question.label.lower()}"
-        return text[: question.max_chars] if question.max_chars else text  # type: ignore[union-attr]
-    if kind == "textarea":
-        limit = question.max_words or 250  # type: ignore[union-attr]
-        floor = max((c.min_words or 0 for c in checks), default=0)
-        words = rng.randint(max(floor, limit // 3), limit) if comply else max(floor // 2, 3)
-        text = _text(rng, min(words, limit))
-        chars = question.max_chars  # type: ignore[union-attr]
-        return text[:chars].rstrip() if chars else text
-    if kind in ("number", "money"):
-        low = question.min if question.min is not None else Decimal(0)  # type: ignore[union-attr]
-        high = (
-            question.max
-            if question.max is not None
-            # type: ignore[union-attr]
-            else (Decimal(1000) if kind == "number" else Decimal(5_000_000))
-        )
-        if kind == "money":
+    match question:
+        case TextQuestion():
+            text = f"{council.name}: {question.label.lower()}"
+            return text[: question.max_chars] if question.max_chars else text
+        case TextareaQuestion():
+            limit = question.max_words or 250
+            floor = max((c.min_words or 0 for c in checks), default=0)
+            words = rng.randint(max(floor, limit // 3), limit) if comply else max(floor // 2, 3)
+            text = _text(rng, min(words, limit))
+            return text[: question.max_chars].rstrip() if question.max_chars else text
+        case MoneyQuestion():
+            low = question.min if question.min is not None else Decimal(0)
+            high = question.max if question.max is not None else Decimal(5_000_000)
             if request is not None and question.id == prospectus.support_question():
-                return str(min(max(request, low), high).quantize(Decimal("1000")))
-            return str(
-                Decimal(rng.randint(int(low) // 1000, int(high) // 1000) * 1000).quantize(
-                    Decimal("0.01")
-                )
+                return str(min(max(request, low), high).quantize(PENNY))
+            thousands = rng.randint(
+                int(low) // 1000 + 1, max(int(high) // 1000, int(low) // 1000 + 1)
             )
-        return rng.randint(int(low), max(int(low), min(int(high), int(low) + 500)))
-    if kind == "date":
-        start = question.min or prospectus.timetable.eoi.opens_at(prospectus.zone).date()  # type: ignore[union-attr]
-        end = question.max or start + timedelta(days=365)  # type: ignore[union-attr]
-        return (start + timedelta(days=rng.randint(0, max((end - start).days, 0)))).isoformat()
-    if kind == "yes_no":
-        wanted = next((c.equals for c in checks if "equals" in c.model_fields_set), None)
-        if isinstance(wanted, bool):
-            return wanted if comply else not wanted
-        return rng.random() < 0.7
-    if kind == "choice":
-        return rng.choice(question.options)  # type: ignore[union-attr]
-    if kind == "multichoice":
-        options = list(question.options)  # type: ignore[union-attr]
-        low = question.min_selected or 1  # type: ignore[union-attr]
-        high = min(question.max_selected or len(options), len(options))  # type: ignore[union-attr]
-        return rng.sample(options, rng.randint(min(low, high), high))
-    if kind == "email":
-        person = question.id.replace("_", ".")
-        return f"{person}@{council.name.lower().replace(' ', '-').replace(',', '')}.gov.uk"
-    if kind == "council":
-        types = question.council_types  # type: ignore[union-attr]
-        if types is None or council.type in types:
-            return council.code
-        pool = [code for t in types for code in councils_by_type.get(t, [])]
-        return rng.choice(pool) if pool else council.code
-    if kind == "file":
-        accept = question.accept or ["pdf"]  # type: ignore[union-attr]
-        return {
-            "name": f"{question.id.replace('_', '-')}.{accept[0].lstrip('.')}",
-            "size": rng.randint(50_000, 900_000),
-            "sha256": hashlib.sha256(f"{council.code}{question.id}".encode()).hexdigest(),
-        }
-    raise ValueError(f"no simulation for question type {kind}")
+            return str(min(Decimal(thousands * 1000), high).quantize(PENNY))
+        case NumberQuestion():
+            low = question.min if question.min is not None else Decimal(0)
+            high = question.max if question.max is not None else low + 500
+            step = question.step or Decimal(1)
+            steps = int((min(high, low + 500) - low) / step)
+            return _json_number(low + step * rng.randint(0, max(steps, 0)))
+        case DateQuestion():
+            start = question.min or prospectus.timetable.eoi.opens_at(prospectus.zone).date()
+            end = question.max or start + timedelta(days=365)
+            return (start + timedelta(days=rng.randint(0, max((end - start).days, 0)))).isoformat()
+        case YesNoQuestion():
+            wanted = next((c.equals for c in checks if "equals" in c.model_fields_set), None)
+            if isinstance(wanted, bool):
+                return wanted if comply else not wanted
+            return rng.random() < 0.7
+        case ChoiceQuestion():
+            return rng.choice(question.options)
+        case MultichoiceQuestion():
+            options = list(question.options)
+            fewest = question.min_selected or 1
+            most = min(question.max_selected or len(options), len(options))
+            return rng.sample(options, rng.randint(min(fewest, most), most))
+        case EmailQuestion():
+            person = question.id.replace("_", ".")
+            return f"{person}@{council.name.lower().replace(' ', '-').replace(',', '')}.gov.uk"
+        case CouncilQuestion():
+            types = question.council_types
+            if types is None or council.type in types:
+                return council.code
+            pool = [code for t in types for code in councils_by_type.get(t, [])]
+            return rng.choice(pool) if pool else council.code
+        case FileQuestion():
+            accept = question.accept or ["pdf"]
+            return {
+                "name": f"{question.id.replace('_', '-')}.{accept[0].lstrip('.')}",
+                "size": rng.randint(50_000, 900_000),
+                "sha256": hashlib.sha256(f"{council.code}{question.id}".encode()).hexdigest(),
+            }
+    raise ValueError(f"no simulation for question type {question.type}")
 
 
 def _table(
@@ -200,7 +267,8 @@ def score_for(
     label = stage.scale.labels.get(score, str(score))
     return (
         score,
-        f"{label}: the evidence for this criterion was judged {label.lower()} against the guidance.",
+        f"{label}: the evidence for this criterion was judged {label.lower()} "
+        "against the guidance.",
     )
 
 
@@ -217,15 +285,16 @@ def return_answers(
     answers = answers_for(
         form, council, prospectus, seed=seed, councils_by_type=councils_by_type, period=period
     )
-    growth = 1 + period * 0.35
+    growth = Decimal(str(1 + period * 0.35)) / 3
     for question in form.questions():
-        if question.type == "number" and question.id in answers:
-            high = question.max if question.max is not None else None  # type: ignore[union-attr]
-            value = int(Decimal(answers[question.id]) * Decimal(str(growth)) // 3)
-            low = int(question.min) if question.min is not None else 0  # type: ignore[union-attr]
-            answers[question.id] = (
-                max(low, min(value, int(high))) if high is not None else max(low, value)
-            )
+        if isinstance(question, NumberQuestion) and question.id in answers:
+            low = question.min if question.min is not None else Decimal(0)
+            step = question.step or Decimal(1)
+            grown = Decimal(str(answers[question.id])) * growth
+            value = low + step * int(max(grown - low, Decimal(0)) / step)
+            if question.max is not None:
+                value = min(value, question.max)
+            answers[question.id] = _json_number(value)
     return answers
 
 

@@ -14,11 +14,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from cbflow.db import session_scope
 from cbflow.lifecycle import AppState
-from cbflow.models import Application, Document, PublishedModel, User
+from cbflow.models import Application, Document, User
 from cbflow.render import render_many
 from cbflow.services import assessment, implementation, replication, rounds, selection, sift
 from cbflow.services.documents import Issuer, Pending, record_rendered
@@ -144,8 +144,8 @@ def assign_assessors(slug: str, *, now: datetime, actor: str = SYSTEM) -> Outcom
     with session_scope() as session:
         round_ = rounds.get_round(session, slug)
         assessors = list(
-            session.exec(select(User).where(User.role == "assessor").order_by(User.id))
-        )  # type: ignore[arg-type]
+            session.exec(select(User).where(User.role == "assessor").order_by(col(User.id)))
+        )
         assigned = assessment.assign_assessors(
             session, round_=round_, assessors=assessors, actor=actor, now=now
         )
@@ -168,8 +168,8 @@ def finalise_assessment(
         round_ = rounds.get_round(session, slug)
         ranked = assessment.finalise(session, round_=round_, actor=actor, now=now)
         assessors = list(
-            session.exec(select(User).where(User.role == "assessor").order_by(User.id))
-        )  # type: ignore[arg-type]
+            session.exec(select(User).where(User.role == "assessor").order_by(col(User.id)))
+        )
         pendings = Issuer(session, round_, now).assessment_documents(ranked, assessors)
     outcome = Outcome(slug, "assessment-finalise", {"ranked": len(ranked)})
     outcome.documents = issue(pendings, now, progress)
@@ -251,7 +251,9 @@ def adopt(model_id: int, council_code: str, *, now: datetime, actor: str = SYSTE
         round_ = session.get(rounds.Round, application.round_id)
         assert round_ is not None
         carried = len(application.eoi_answers) + len(application.bid_answers)
-        outcome = Outcome(round_.slug, "adopt", {"created": int(created), "answers carried over": carried})
+        outcome = Outcome(
+            round_.slug, "adopt", {"created": int(created), "answers carried over": carried}
+        )
         outcome.notes.append(application.reference)
     return outcome
 

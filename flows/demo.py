@@ -18,7 +18,11 @@ async def demo_round(
 ) -> dict[str, Any]:
     logger = get_run_logger()
     summary = await demo.run(
-        Path(prospectus), stages=stages, seed=seed, council_count=councils, assessors=assessors,
+        Path(prospectus),
+        stages=stages,
+        seed=seed,
+        council_count=councils,
+        assessors=assessors,
         log=logger.info,
     )
     return asdict(summary)

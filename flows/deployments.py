@@ -23,8 +23,11 @@ DEPLOYMENT = "deadline"
 
 def serve() -> None:
     """Register the deadline deployments and run their flow runs until stopped."""
-    deployments = [flow.to_deployment(name=DEPLOYMENT, tags=["cbflow", "deadline"]) for flow in DEADLINE_FLOWS.values()]
-    prefect_serve(*deployments, print_starting_message=True)
+    deployments = [
+        flow.to_deployment(name=DEPLOYMENT, tags=["cbflow", "deadline"])
+        for flow in DEADLINE_FLOWS.values()
+    ]
+    prefect_serve(*deployments, print_starting_message=True)  # type: ignore[arg-type]
 
 
 async def schedule_round(slug: str, now: datetime | None = None) -> list[tuple[str, datetime]]:
@@ -42,7 +45,8 @@ async def schedule_round(slug: str, now: datetime | None = None) -> list[tuple[s
                 deployment.id,
                 parameters={"slug": slug},
                 state=Scheduled(scheduled_time=when),
-                name=f"{slug} · {flow_name} at {when.astimezone(prospectus.zone):%Y-%m-%d %H:%M %Z}",
+                name=f"{slug} · {flow_name} at "
+                f"{when.astimezone(prospectus.zone):%Y-%m-%d %H:%M %Z}",
                 idempotency_key=f"{slug}:{flow_name}:{when.isoformat()}",
                 tags=["cbflow", slug],
             )

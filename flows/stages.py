@@ -41,7 +41,13 @@ def _link(path: Any) -> str:
 async def _report(outcome: Outcome) -> Outcome:
     logger = get_run_logger()
     counts = ", ".join(f"{k}: {v}" for k, v in outcome.counts.items()) or "nothing to do"
-    logger.info("%s %s: %s; %d documents issued", outcome.round, outcome.stage, counts, len(outcome.documents))
+    logger.info(
+        "%s %s: %s; %d documents issued",
+        outcome.round,
+        outcome.stage,
+        counts,
+        len(outcome.documents),
+    )
     lines = [f"# {outcome.round}: {outcome.stage}", "", "| what | count |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in outcome.counts.items()]
     if outcome.documents:
@@ -82,7 +88,9 @@ async def close_eoi(slug: str, now: datetime | None = None) -> Outcome:
 
 
 @flow(name="invite-to-bid", flow_run_name="{slug} · invite to bid")
-async def invite_to_bid(slug: str, now: datetime | None = None, chosen: list[str] | None = None) -> Outcome:
+async def invite_to_bid(
+    slug: str, now: datetime | None = None, chosen: list[str] | None = None
+) -> Outcome:
     return await _run(stages.invite_to_bid, slug, now=_now(now), chosen=chosen)
 
 

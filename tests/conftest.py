@@ -58,7 +58,10 @@ def postgres_server() -> Iterator[str]:
     if binaries is None:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL is not installed: CI must run the PostgreSQL tests")
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql) and CBFLOW_TEST_POSTGRES_URL is unset")
+        pytest.skip(
+            "PostgreSQL is not installed (apt-get install postgresql) "
+            "and CBFLOW_TEST_POSTGRES_URL is unset"
+        )
     # not under pytest's temporary folder: the postgres user cannot enter root's folders
     folder = Path(tempfile.mkdtemp(prefix="cbflow-test-postgres-"))
     data = folder / "data"
@@ -69,17 +72,30 @@ def postgres_server() -> Iterator[str]:
     port = _free_port()
     for command in (
         [str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"],
-        [str(binaries / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w",
-         "-o", f"-h 127.0.0.1 -p {port} -k {folder} -F", "start"],
+        [
+            str(binaries / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(folder / "log"),
+            "-w",
+            "-o",
+            f"-h 127.0.0.1 -p {port} -k {folder} -F",
+            "start",
+        ],
     ):
         done = subprocess.run([*as_postgres, *command], capture_output=True, text=True)
         if done.returncode != 0:
-            pytest.fail(f"starting PostgreSQL failed: {' '.join(command)}\n{done.stdout}\n{done.stderr}")
+            pytest.fail(
+                f"starting PostgreSQL failed: {' '.join(command)}\n{done.stdout}\n{done.stderr}"
+            )
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
     finally:
-        subprocess.run([*as_postgres, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*as_postgres, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -123,7 +139,9 @@ def cbflow_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sett
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_db_env(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+def any_db_env(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
     """As cbflow_env, once on SQLite and once on PostgreSQL."""
     from cbflow.services.councils import load_register
 

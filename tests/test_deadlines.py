@@ -18,6 +18,7 @@ from cbflow.lifecycle import AppState, RoundState
 from cbflow.models import Application, AuditEvent, Round
 from cbflow.prospectus import parse
 from cbflow.services import applications, rounds, sift
+from cbflow.services.audit import history
 from cbflow.settings import Settings
 
 SECOND = timedelta(seconds=1)
@@ -43,7 +44,11 @@ def prospectus_text(eoi: tuple[str, str] | None = None, bid: tuple[str, str] | N
 def launch(source: str) -> str:
     with session_scope() as session:
         round_, _ = rounds.launch_round(
-            session, source=source, path="deadlines.yaml", actor="staff:test", now=london(2011, 1, 1)
+            session,
+            source=source,
+            path="deadlines.yaml",
+            actor="staff:test",
+            now=london(2011, 1, 1),
         )
         return round_.slug
 
@@ -60,7 +65,9 @@ def eoi_answers(council: str) -> dict[str, Any]:
 
 
 BID_ANSWERS = {
-    "pooled_budget": [{"organisation": "Primary care trust", "year": "2012-13", "amount_gbp": "250000"}],
+    "pooled_budget": [
+        {"organisation": "Primary care trust", "year": "2012-13", "amount_gbp": "250000"}
+    ],
     "support_requested_gbp": "1000000.00",
 }
 
@@ -144,11 +151,17 @@ def assert_eoi_accepted(reference: str, at: datetime) -> None:
     assert len(submissions(reference, AppState.EOI_SUBMITTED)) == 1
 
 
+def audit_actions(reference: str) -> list[str]:
+    application = stored(reference)
+    with session_scope() as session:
+        return [e.action for e in history(session, "application", application.id or 0)]
+
+
 def assert_eoi_untouched(reference: str) -> None:
     application = stored(reference)
     assert application.state == AppState.EOI_DRAFT
     assert application.eoi_submitted_at is None
-    assert submissions(reference, AppState.EOI_SUBMITTED) == []
+    assert audit_actions(reference) == ["start"]  # nothing since the draft was opened
 
 
 def refused_eoi(reference: str, at: datetime, message: str) -> None:
@@ -172,7 +185,9 @@ def test_eoi_submit_one_second_before_close_is_accepted(cbflow_env: Settings) ->
 def test_eoi_submit_one_second_after_close_is_refused(cbflow_env: Settings) -> None:
     reference = start(launch(example_text()))
 
-    refused_eoi(reference, EXAMPLE_EOI_CLOSE + SECOND, r"closed at 12:00 on 10 November 2011 \(GMT\)")
+    refused_eoi(
+        reference, EXAMPLE_EOI_CLOSE + SECOND, r"closed at 12:00 on 10 November 2011 \(GMT\)"
+    )
 
 
 def test_eoi_submit_exactly_at_close_is_refused(cbflow_env: Settings) -> None:
@@ -233,15 +248,21 @@ def test_eoi_date_only_close_refuses_next_local_midnight(cbflow_env: Settings) -
 # at 01:00 UTC on Sunday 25 March 2012. `close_utc` is the first instant the window is shut.
 CLOCK_CHANGES = [
     # a date alone closes at the next local midnight: 31 Oct 00:00 GMT, a 25-hour Sunday
-    pytest.param("2011-10-01", "2011-10-30", datetime(2011, 10, 31, 0, 0, tzinfo=UTC), id="oct-date"),
+    pytest.param(
+        "2011-10-01", "2011-10-30", datetime(2011, 10, 31, 0, 0, tzinfo=UTC), id="oct-date"
+    ),
     # midday after the change: GMT, so noon UTC
     pytest.param(
         "2011-10-01", "2011-10-30T12:00", datetime(2011, 10, 30, 12, 0, tzinfo=UTC), id="oct-noon"
     ),
     # the day before the change closes at midnight BST, 23:00 UTC
-    pytest.param("2011-10-01", "2011-10-29", datetime(2011, 10, 29, 23, 0, tzinfo=UTC), id="oct-eve"),
+    pytest.param(
+        "2011-10-01", "2011-10-29", datetime(2011, 10, 29, 23, 0, tzinfo=UTC), id="oct-eve"
+    ),
     # a date alone: 26 March 00:00 BST, a 23-hour Sunday
-    pytest.param("2012-03-01", "2012-03-25", datetime(2012, 3, 25, 23, 0, tzinfo=UTC), id="mar-date"),
+    pytest.param(
+        "2012-03-01", "2012-03-25", datetime(2012, 3, 25, 23, 0, tzinfo=UTC), id="mar-date"
+    ),
     # midday after the change: BST, so 11:00 UTC
     pytest.param(
         "2012-03-01", "2012-03-25T12:00", datetime(2012, 3, 25, 11, 0, tzinfo=UTC), id="mar-noon"
@@ -305,7 +326,9 @@ def test_bid_submit_one_second_before_close_is_accepted(cbflow_env: Settings) ->
     [
         pytest.param(EXAMPLE_BID_CLOSE, "closed at 00:00 on 10 December 2011", id="at-close"),
         pytest.param(EXAMPLE_BID_CLOSE + SECOND, "closed at 00:00 on 10 December 2011", id="after"),
-        pytest.param(london(2011, 11, 20, 23, 59, 59), "opens at 00:00 on 21 November", id="before"),
+        pytest.param(
+            london(2011, 11, 20, 23, 59, 59), "opens at 00:00 on 21 November", id="before"
+        ),
     ],
 )
 def test_bid_submit_outside_window_is_refused(
@@ -335,17 +358,16 @@ def test_bid_submit_from_invited_after_close_stays_invited(cbflow_env: Settings)
             now=EXAMPLE_EOI_CLOSE,
         )
 
-    with pytest.raises(DeadlinePassed):
-        with session_scope() as session:
-            application = applications.get_application(session, reference)
-            applications.submit(
-                session,
-                application=application,
-                stage="bid",
-                answers=BID_ANSWERS,
-                actor="council:BIR",
-                now=EXAMPLE_BID_CLOSE,
-            )
+    with pytest.raises(DeadlinePassed), session_scope() as session:
+        application = applications.get_application(session, reference)
+        applications.submit(
+            session,
+            application=application,
+            stage="bid",
+            answers=BID_ANSWERS,
+            actor="council:BIR",
+            now=EXAMPLE_BID_CLOSE,
+        )
 
     application = stored(reference)
     assert application.state == AppState.INVITED
@@ -370,7 +392,9 @@ def test_bid_window_across_clock_change_closes_at_right_utc_instant(
     submit(late, "eoi", eoi_at)
     with session_scope() as session:
         round_ = rounds.get_round(session, slug)
-        sift.close_eoi(session, round_=round_, actor="system:test", now=eoi.closes_at(prospectus.zone))
+        sift.close_eoi(
+            session, round_=round_, actor="system:test", now=eoi.closes_at(prospectus.zone)
+        )
         sift.confirm_shortlist(
             session,
             round_=round_,
@@ -408,12 +432,12 @@ def test_close_eoi_before_deadline_is_refused_and_sifts_nothing(cbflow_env: Sett
     reference = start(slug)
     submit(reference, "eoi", london(2011, 11, 1, 10, 0))
 
-    with pytest.raises(DeadlinePassed, match="open until 12:00 on 10 November 2011"):
-        with session_scope() as session:
-            round_ = rounds.get_round(session, slug)
-            sift.close_eoi(
-                session, round_=round_, actor="system:test", now=EXAMPLE_EOI_CLOSE - SECOND
-            )
+    with (
+        pytest.raises(DeadlinePassed, match="open until 12:00 on 10 November 2011"),
+        session_scope() as session,
+    ):
+        round_ = rounds.get_round(session, slug)
+        sift.close_eoi(session, round_=round_, actor="system:test", now=EXAMPLE_EOI_CLOSE - SECOND)
 
     with session_scope() as session:
         assert rounds.get_round(session, slug).state == RoundState.LAUNCHED
@@ -442,12 +466,12 @@ def test_close_bids_before_deadline_is_refused(cbflow_env: Settings) -> None:
     slug = launch(example_text())
     reference = invited(slug, london(2011, 11, 1, 10, 0), EXAMPLE_EOI_CLOSE)
 
-    with pytest.raises(DeadlinePassed, match="open until 00:00 on 10 December 2011"):
-        with session_scope() as session:
-            round_ = rounds.get_round(session, slug)
-            sift.close_bids(
-                session, round_=round_, actor="system:test", now=EXAMPLE_BID_CLOSE - SECOND
-            )
+    with (
+        pytest.raises(DeadlinePassed, match="open until 00:00 on 10 December 2011"),
+        session_scope() as session,
+    ):
+        round_ = rounds.get_round(session, slug)
+        sift.close_bids(session, round_=round_, actor="system:test", now=EXAMPLE_BID_CLOSE - SECOND)
 
     with session_scope() as session:
         assert rounds.get_round(session, slug).state == RoundState.BIDS_INVITED

@@ -32,8 +32,10 @@ def assert_documents_open(settings: Settings) -> int:
     return len(documents)
 
 
-@pytest.mark.parametrize("path", SHIPPED + [EXAMPLE], ids=lambda p: p.stem)
-def test_demo_runs_every_stage_when_given_a_shipped_prospectus(path: Path, cbflow_env: Settings) -> None:
+@pytest.mark.parametrize("path", [*SHIPPED, EXAMPLE], ids=lambda p: p.stem)
+def test_demo_runs_every_stage_when_given_a_shipped_prospectus(
+    path: Path, cbflow_env: Settings
+) -> None:
     summary = run_demo(path, councils=5)
 
     assert summary.late_refused == 1
@@ -46,7 +48,9 @@ def test_demo_runs_every_stage_when_given_a_shipped_prospectus(path: Path, cbflo
     assert assert_documents_open(cbflow_env) == summary.documents["total"]
 
 
-def test_demo_publishes_and_adopts_a_model_when_the_round_has_replication(cbflow_env: Settings) -> None:
+def test_demo_publishes_and_adopts_a_model_when_the_round_has_replication(
+    cbflow_env: Settings,
+) -> None:
     summary = run_demo(EXAMPLE, councils=10)
 
     assert summary.adoption["answers carried over"] >= 1
@@ -54,7 +58,9 @@ def test_demo_publishes_and_adopts_a_model_when_the_round_has_replication(cbflow
     assert summary.documents["by_kind"]["replication_pack"] == 1
 
 
-def test_demo_selects_within_capacity_when_opt_in_round_has_no_assessment(cbflow_env: Settings) -> None:
+def test_demo_selects_within_capacity_when_opt_in_round_has_no_assessment(
+    cbflow_env: Settings,
+) -> None:
     path = ROOT / "prospectus" / "troubled-families-2012.yaml"
 
     summary = run_demo(path, councils=4)
@@ -69,11 +75,13 @@ def test_demo_runs_when_round_has_only_an_eoi_stage(cbflow_env: Settings, tmp_pa
     source = example_text()
     start = source.index("  bid:\n    form:")
     source = source[:start]  # the stages after the EOI are all cut away
-    source = edit(source, ("  bid:        {opens: 2011-11-21, closes: 2011-12-09}\n", ""),
-                  ("  assessment: {opens: 2011-12-10, closes: 2011-12-16}\n", ""),
-                  ("  implementation: {starts: 2012-04-01, ends: 2013-03-31}\n", ""),
-                  ("  budget_gbp: 4800000                # optional: total support on offer; selection must not "
-                   "exceed it\n", ""))
+    source = edit(
+        source,
+        ("  bid:        {opens: 2011-11-21, closes: 2011-12-09}\n", ""),
+        ("  assessment: {opens: 2011-12-10, closes: 2011-12-16}\n", ""),
+        ("  implementation: {starts: 2012-04-01, ends: 2013-03-31}\n", ""),
+        ("  budget_gbp: 4800000 ", "  # no budget: "),
+    )
     path = tmp_path / "eoi-only.yaml"
     path.write_text(source, encoding="utf-8")
 

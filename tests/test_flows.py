@@ -42,8 +42,12 @@ def test_demo_flow_names_runs_by_round_and_stage_and_links_documents(
 
     names, artifacts = asyncio.run(_runs_and_artifacts())
     assert summary["selected"]
-    for expected in ("whole-place-2011 · EOI close and sift", "whole-place-2011 · selection and decisions",
-                     "whole-place-2011 · invite to bid", "format-example · launch"):
+    for expected in (
+        "whole-place-2011 · EOI close and sift",
+        "whole-place-2011 · selection and decisions",
+        "whole-place-2011 · invite to bid",
+        "format-example · launch",
+    ):
         assert expected in names
     assert any(name.startswith("model ") and "adopted by" in name for name in names)
     decisions = artifacts["whole-place-2011-decisions"]
@@ -62,12 +66,23 @@ def test_schedule_round_creates_one_run_per_future_deadline_when_called_twice(
     source = edit(
         example_text(),
         ("id: whole-place-2011", "id: future-round"),
-        ('eoi:        {opens: 2011-10-17, closes: "2011-11-10T12:00"}',
-         'eoi:        {opens: 2031-10-17, closes: "2031-11-10T12:00"}'),
-        ("bid:        {opens: 2011-11-21, closes: 2011-12-09}", "bid:        {opens: 2031-11-21, closes: 2031-12-09}"),
-        ("assessment: {opens: 2011-12-10, closes: 2011-12-16}", "assessment: {opens: 2031-12-10, closes: 2031-12-16}"),
+        (
+            'eoi:        {opens: 2011-10-17, closes: "2011-11-10T12:00"}',
+            'eoi:        {opens: 2031-10-17, closes: "2031-11-10T12:00"}',
+        ),
+        (
+            "bid:        {opens: 2011-11-21, closes: 2011-12-09}",
+            "bid:        {opens: 2031-11-21, closes: 2031-12-09}",
+        ),
+        (
+            "assessment: {opens: 2011-12-10, closes: 2011-12-16}",
+            "assessment: {opens: 2031-12-10, closes: 2031-12-16}",
+        ),
         ("decision:   {by: 2011-12-21}", "decision:   {by: 2031-12-21}"),
-        ("implementation: {starts: 2012-04-01, ends: 2013-03-31}", "implementation: {starts: 2032-04-01, ends: 2032-09-30}"),
+        (
+            "implementation: {starts: 2012-04-01, ends: 2013-03-31}",
+            "implementation: {starts: 2032-04-01, ends: 2032-09-30}",
+        ),
         ("due: 2012-10-31}", "due: 2032-10-31}"),
     )
     stages.launch(source, "future-round.yaml", now=datetime(2031, 10, 1, tzinfo=UTC))

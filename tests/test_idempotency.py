@@ -31,7 +31,7 @@ from cbflow.models import (
 from cbflow.render import render_serial
 from cbflow.services import applications, assessment, implementation, rounds
 from cbflow.services.documents import Issuer
-from cbflow.settings import Settings
+from cbflow.settings import Settings, get_settings
 
 COUNTED: list[type[SQLModel]] = [
     Round,
@@ -78,8 +78,6 @@ SCORES = {  # council -> (ambition, partnership, replicability), one per assesso
 
 
 def documents_root() -> Path:
-    from cbflow.settings import get_settings
-
     return get_settings().documents_dir
 
 
@@ -155,8 +153,16 @@ def submit_bid(reference: str, at: datetime) -> None:
             stage="bid",
             answers={
                 "pooled_budget": [
-                    {"organisation": "Primary care trust", "year": "2012-13", "amount_gbp": "400000.00"},
-                    {"organisation": "Police authority", "year": "2013-14", "amount_gbp": "250000.00"},
+                    {
+                        "organisation": "Primary care trust",
+                        "year": "2012-13",
+                        "amount_gbp": "400000.00",
+                    },
+                    {
+                        "organisation": "Police authority",
+                        "year": "2013-14",
+                        "amount_gbp": "250000.00",
+                    },
                 ],
                 "support_requested_gbp": "1500000.00",
             },
@@ -194,9 +200,16 @@ def score_everything(slug: str) -> None:
                 actor=f"assessor:{assignment.assessor_id}",
                 now=ASSESS_DAY,
             )
-        for task in assessment.open_moderation(session, round_=round_, actor="staff:panel", now=ASSESS_DAY):
+        for task in assessment.open_moderation(
+            session, round_=round_, actor="staff:panel", now=ASSESS_DAY
+        ):
             assessment.moderate(
-                session, task=task, score=3, reason="panel agreed", actor="staff:panel", now=ASSESS_DAY
+                session,
+                task=task,
+                score=3,
+                reason="panel agreed",
+                actor="staff:panel",
+                now=ASSESS_DAY,
             )
 
 
@@ -229,45 +242,64 @@ def launched_round_with_eois(count: int) -> tuple[str, list[str]]:
 # -- tests -------------------------------------------------------------------------------------
 
 
-def test_every_stage_event_run_twice_adds_nothing_the_second_time(cbflow_env: Settings) -> None:
-    run_twice("launch", lambda: stages.launch(SOURCE, "idempotency.yaml", now=LAUNCH_AT))
+def walk_whole_round(run: Callable[[str, Callable[[], object]], None]) -> dict[str, str]:
+    """Take the round from launch to adoption, running each stage event through `run`;
+    returns council code -> reference."""
+    run("launch", lambda: stages.launch(SOURCE, "idempotency.yaml", now=LAUNCH_AT))
     slug = "whole-place-2011"
     refs = {
         council: start_and_submit_eoi(slug, council, EOI_DAY + timedelta(minutes=n))
         for n, council in enumerate(COUNCILS)
     }
-    run_twice("close_eoi", lambda: stages.close_eoi(slug, now=EOI_CLOSE))
-    run_twice("invite_to_bid", lambda: stages.invite_to_bid(slug, now=INVITE_DAY))
+    run("close_eoi", lambda: stages.close_eoi(slug, now=EOI_CLOSE))
+    run("invite_to_bid", lambda: stages.invite_to_bid(slug, now=INVITE_DAY))
     invited = [c for c in COUNCILS if applications_state(refs[c]) == AppState.INVITED]
     assert invited == ["BIR", "BOL", "BRD", "CAM"]  # the four earliest EOIs
     for n, council in enumerate(["BIR", "BOL", "BRD"]):  # CAM lets the deadline pass
         submit_bid(refs[council], BID_DAY + timedelta(minutes=n))
-    run_twice("close_bids", lambda: stages.close_bids(slug, now=BID_CLOSE))
+    run("close_bids", lambda: stages.close_bids(slug, now=BID_CLOSE))
     add_assessors()
-    run_twice("assign_assessors", lambda: stages.assign_assessors(slug, now=ASSESS_DAY))
+    run("assign_assessors", lambda: stages.assign_assessors(slug, now=ASSESS_DAY))
     score_everything(slug)
-    run_twice("finalise_assessment", lambda: stages.finalise_assessment(slug, now=FINAL_DAY))
-    run_twice("decide", lambda: stages.decide(slug, now=DECIDE_DAY))
+    run("finalise_assessment", lambda: stages.finalise_assessment(slug, now=FINAL_DAY))
+    run("decide", lambda: stages.decide(slug, now=DECIDE_DAY))
     assert [applications_state(refs[c]) for c in ("BIR", "BOL", "BRD")] == [
         "selected",
         "selected",
         "reserve",
     ]
-    run_twice("start_implementation", lambda: stages.start_implementation(slug, now=START_DAY))
+    run("start_implementation", lambda: stages.start_implementation(slug, now=START_DAY))
     make_first_return(refs["BIR"])  # BOL misses its first return and is chased
-    run_twice("returns_cycle", lambda: stages.returns_cycle(slug, now=CYCLE_DAY))
-    run_twice("complete", lambda: stages.complete(slug, now=END_DAY))
-    run_twice("publish", lambda: stages.publish(refs["BIR"], now=PUBLISH_DAY))
+    run("returns_cycle", lambda: stages.returns_cycle(slug, now=CYCLE_DAY))
+    run("complete", lambda: stages.complete(slug, now=END_DAY))
+    run("publish", lambda: stages.publish(refs["BIR"], now=PUBLISH_DAY))
+    run("adopt", lambda: stages.adopt(only_model_id(), "DEV", now=PUBLISH_DAY))
+    return refs
+
+
+def only_model_id() -> int:
     with session_scope() as session:
         model_id = session.exec(select(PublishedModel.id)).one()
-    run_twice("adopt", lambda: stages.adopt(model_id, "DEV", now=PUBLISH_DAY))
+    assert model_id is not None
+    return model_id
+
+
+def run_once(name: str, event: Callable[[], object]) -> None:
+    event()
+
+
+def test_every_stage_event_run_twice_adds_nothing_the_second_time(cbflow_env: Settings) -> None:
+    walk_whole_round(run_twice)
 
     final = snapshot()
-    assert final["counts"] == {
+    counts = {k: v for k, v in final["counts"].items() if k != "AuditEvent"}
+    assert counts == {
         "Round": 1,
         "Application": 6,  # five councils and one adoption
-        "AuditEvent": final["counts"]["AuditEvent"],
-        "Document": 22,
+        # prospectus 1, EOI receipts 5, invitations 4, regret 1, bid receipts 3, assessment
+        # summary 1, moderation pack 1, decisions 3, grant offers 2, chaser 1, progress
+        # reports 2, replication pack 1
+        "Document": 25,
         "Assignment": 9,
         "Score": 27,
         "ModerationTask": 1,
@@ -277,6 +309,39 @@ def test_every_stage_event_run_twice_adds_nothing_the_second_time(cbflow_env: Se
     }
     assert len(final["files"]) == final["counts"]["Document"]
     assert all(name.endswith(".pdf") for name in final["files"])
+
+
+def test_every_stage_event_rerun_after_round_moved_on_adds_nothing(cbflow_env: Settings) -> None:
+    refs = walk_whole_round(run_once)
+    slug = "whole-place-2011"
+    before = snapshot()
+    late_reruns: list[tuple[str, Callable[[], object]]] = [
+        ("launch", lambda: stages.launch(SOURCE, "idempotency.yaml", now=PUBLISH_DAY)),
+        ("close_eoi", lambda: stages.close_eoi(slug, now=PUBLISH_DAY)),
+        ("invite_to_bid", lambda: stages.invite_to_bid(slug, now=PUBLISH_DAY)),
+        ("close_bids", lambda: stages.close_bids(slug, now=PUBLISH_DAY)),
+        ("assign_assessors", lambda: stages.assign_assessors(slug, now=PUBLISH_DAY)),
+        ("finalise_assessment", lambda: stages.finalise_assessment(slug, now=PUBLISH_DAY)),
+        ("decide", lambda: stages.decide(slug, now=PUBLISH_DAY)),
+        ("start_implementation", lambda: stages.start_implementation(slug, now=PUBLISH_DAY)),
+        ("returns_cycle", lambda: stages.returns_cycle(slug, now=PUBLISH_DAY)),
+        ("complete", lambda: stages.complete(slug, now=PUBLISH_DAY)),
+        ("publish", lambda: stages.publish(refs["BIR"], now=PUBLISH_DAY)),
+        ("adopt", lambda: stages.adopt(only_model_id(), "DEV", now=PUBLISH_DAY)),
+    ]
+    failures = []
+
+    for name, event in late_reruns:
+        try:
+            event()
+        except Exception as exc:  # collect every refusal, not just the first
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+        after = snapshot()
+        if after != before:
+            failures.append(f"{name}: changed {[k for k in after if after[k] != before[k]]}")
+            before = after
+
+    assert failures == []
 
 
 def applications_state(reference: str) -> str:
@@ -309,10 +374,10 @@ def test_receipts_rendered_but_not_recorded_are_recorded_once_on_rerun(
 
 
 def test_submit_twice_is_one_submission_with_one_audit_event(cbflow_env: Settings) -> None:
-    slug, [reference] = launched_round_with_eois(1)
+    _, [reference] = launched_round_with_eois(1)
 
     with session_scope() as session:
-        application, newly = applications.submit(
+        _, newly = applications.submit(
             session,
             application=applications.get_application(session, reference),
             stage="eoi",
@@ -379,3 +444,44 @@ def test_issue_receipts_twice_renders_each_file_once(cbflow_env: Settings) -> No
     assert outcome.documents == []
     assert {p: p.stat().st_mtime_ns for p in documents_root().rglob("*.pdf")} == first
     assert len(first) == 2
+
+
+def test_submit_from_two_sessions_racing_is_one_submission(any_db_env: Settings) -> None:
+    """Two requests (a double click) each load the draft before either has submitted it."""
+    with session_scope() as session:
+        round_, _ = rounds.launch_round(
+            session, source=SOURCE, path="idempotency.yaml", actor="staff:test", now=LAUNCH_AT
+        )
+        draft, _ = applications.start_application(
+            session,
+            round_=round_,
+            council_code="BIR",
+            actor="council:BIR",
+            now=EOI_DAY,
+            answers=eoi_answers("BIR"),
+        )
+        reference = draft.reference
+    with session_scope() as first, session_scope() as second:
+        first_copy = applications.get_application(first, reference)
+        second_copy = applications.get_application(second, reference)
+        applications.submit(
+            first, application=first_copy, stage="eoi", actor="council:BIR", now=EOI_DAY
+        )
+        first.commit()
+
+        _, newly = applications.submit(
+            second,
+            application=second_copy,
+            stage="eoi",
+            actor="council:BIR",
+            now=EOI_DAY + timedelta(seconds=2),
+        )
+
+    assert newly is False
+    with session_scope() as session:
+        stored = applications.get_application(session, reference)
+        submitted = session.exec(
+            select(AuditEvent).where(AuditEvent.to_state == AppState.EOI_SUBMITTED.value)
+        ).all()
+    assert stored.eoi_submitted_at == EOI_DAY
+    assert len(submitted) == 1

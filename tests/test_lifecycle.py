@@ -11,6 +11,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -201,7 +202,9 @@ def events(entity: str, entity_id: int) -> list[AuditEvent]:
         return history(session, entity, entity_id)
 
 
-def transitions(entity: str, entity_id: int) -> list[tuple[str, str, datetime, str | None, str | None, str]]:
+def transitions(
+    entity: str, entity_id: int
+) -> list[tuple[str, str, datetime, str | None, str | None, str]]:
     return [
         (e.action, e.actor, e.at, e.from_state, e.to_state, e.reason)
         for e in events(entity, entity_id)
@@ -293,20 +296,22 @@ def test_withdraw_active_application_is_withdrawn_with_reason(
 def test_withdraw_terminal_application_is_refused(shared_db: None, current: AppState) -> None:
     app_id = new_application(current)
 
-    with pytest.raises(IllegalTransition, match=refusal("application", current, "withdrawn")):
-        with session_scope() as session:
-            application = session.get(Application, app_id)
-            assert application is not None
-            applications.withdraw(
-                session, application=application, actor="council:BIR", now=MOVED_AT, reason="x"
-            )
+    with (
+        pytest.raises(IllegalTransition, match=refusal("application", current, "withdrawn")),
+        session_scope() as session,
+    ):
+        application = session.get(Application, app_id)
+        assert application is not None
+        applications.withdraw(
+            session, application=application, actor="council:BIR", now=MOVED_AT, reason="x"
+        )
 
     assert stored_state(Application, app_id) == current.value
     assert transitions("application", app_id) == []
 
 
-def test_withdrawable_states_cover_every_state(shared_db: None) -> None:
-    assert WITHDRAWABLE | NOT_WITHDRAWABLE == set(AppState)
+def test_withdrawable_states_cover_every_state() -> None:
+    assert set(AppState) == WITHDRAWABLE | NOT_WITHDRAWABLE
     assert not WITHDRAWABLE & NOT_WITHDRAWABLE
 
 
@@ -322,12 +327,11 @@ def test_application_move_to_round_state_is_refused(shared_db: None) -> None:
 def test_application_illegal_move_after_legal_one_rolls_back_both(shared_db: None) -> None:
     app_id = new_application(A.EOI_SUBMITTED)
 
-    with pytest.raises(IllegalTransition):
-        with session_scope() as session:
-            application = session.get(Application, app_id)
-            assert application is not None
-            transition(session, application, A.SIFT_PASS, actor=ACTOR, now=MOVED_AT)
-            transition(session, application, A.EOI_DRAFT, actor=ACTOR, now=MOVED_AT)
+    with pytest.raises(IllegalTransition), session_scope() as session:
+        application = session.get(Application, app_id)
+        assert application is not None
+        transition(session, application, A.SIFT_PASS, actor=ACTOR, now=MOVED_AT)
+        transition(session, application, A.EOI_DRAFT, actor=ACTOR, now=MOVED_AT)
 
     assert stored_state(Application, app_id) == A.EOI_SUBMITTED.value
     assert transitions("application", app_id) == []
@@ -349,7 +353,14 @@ def test_round_move_legal_changes_state_and_audits_once(
     after = events("round", round_id)
     assert len(after) == len(before) + 1
     added = after[-1]
-    assert (added.action, added.actor, added.at, added.from_state, added.to_state, added.reason) == (
+    assert (
+        added.action,
+        added.actor,
+        added.at,
+        added.from_state,
+        added.to_state,
+        added.reason,
+    ) == (
         "transition",
         ACTOR,
         MOVED_AT,
@@ -398,7 +409,7 @@ def test_application_full_path_is_audited_in_order(any_db_env: Settings) -> None
     steps = [A.EOI_DRAFT, *APP_PATH]
     assert transitions("application", app_id) == [
         ("transition", ACTOR, MOVED_AT, before.value, after.value, REASON)
-        for before, after in zip(steps, steps[1:], strict=False)
+        for before, after in pairwise(steps)
     ]
 
 
@@ -413,7 +424,7 @@ def test_round_full_path_is_audited_in_order(any_db_env: Settings) -> None:
     steps = [R.LAUNCHED, *ROUND_PATH]
     assert transitions("round", round_id) == [
         ("transition", ACTOR, MOVED_AT, before.value, after.value, REASON)
-        for before, after in zip(steps, steps[1:], strict=False)
+        for before, after in pairwise(steps)
     ]
 
 
@@ -421,12 +432,14 @@ def test_illegal_move_rolls_back_on_every_database(any_db_env: Settings) -> None
     assert_on_configured_database(any_db_env)
     app_id = new_application(A.SELECTED)
 
-    with pytest.raises(IllegalTransition, match=refusal("application", "implementing", "eoi_draft")):
-        with session_scope() as session:
-            application = session.get(Application, app_id)
-            assert application is not None
-            transition(session, application, A.IMPLEMENTING, actor=ACTOR, now=MOVED_AT)
-            transition(session, application, A.EOI_DRAFT, actor=ACTOR, now=MOVED_AT)
+    with (
+        pytest.raises(IllegalTransition, match=refusal("application", "implementing", "eoi_draft")),
+        session_scope() as session,
+    ):
+        application = session.get(Application, app_id)
+        assert application is not None
+        transition(session, application, A.IMPLEMENTING, actor=ACTOR, now=MOVED_AT)
+        transition(session, application, A.EOI_DRAFT, actor=ACTOR, now=MOVED_AT)
 
     assert stored_state(Application, app_id) == A.SELECTED.value
     with session_scope() as session:

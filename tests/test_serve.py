@@ -28,9 +28,13 @@ def _free_port() -> int:
 
 
 def _post(url: str, body: dict[str, Any]) -> Any:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (local server)
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
 
 
@@ -47,22 +51,52 @@ def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_serve_shows_the_demo_runs_through_the_prefect_api_when_demo_runs_against_it(tmp_path: Path) -> None:
+def test_serve_shows_the_demo_runs_through_the_prefect_api_when_demo_runs_against_it(
+    tmp_path: Path,
+) -> None:
     port = _free_port()
-    env = {**os.environ, "CBFLOW_DATA_DIR": str(tmp_path / "data"), "CBFLOW_DATABASE_URL": "",
-           "CBFLOW_PREFECT_PORT": str(port)}
+    env = {
+        **os.environ,
+        "CBFLOW_DATA_DIR": str(tmp_path / "data"),
+        "CBFLOW_DATABASE_URL": "",
+        "CBFLOW_PREFECT_PORT": str(port),
+    }
     env.pop("PREFECT_API_URL", None)
     api = f"http://127.0.0.1:{port}/api"
-    serve = subprocess.Popen([sys.executable, "-m", "cbflow.cli", "serve"], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, start_new_session=True)
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "cbflow.cli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
-        _wait_for(lambda: urllib.request.urlopen(f"{api}/health", timeout=2).status == 200, 120, "the server")
-        deployments = _wait_for(lambda: _post(f"{api}/deployments/filter", {}), 90, "the deadline deployments")
+        _wait_for(
+            lambda: urllib.request.urlopen(f"{api}/health", timeout=2).status == 200,
+            120,
+            "the server",
+        )
+        deployments = _wait_for(
+            lambda: _post(f"{api}/deployments/filter", {}), 90, "the deadline deployments"
+        )
         assert {d["name"] for d in deployments} == {"deadline"}
 
         demo = subprocess.run(
-            [sys.executable, "-m", "cbflow.cli", "demo", "--prospectus", str(EXAMPLE), "--councils", "5"],
-            env={**env, "PREFECT_API_URL": api}, capture_output=True, text=True, timeout=600)
+            [
+                sys.executable,
+                "-m",
+                "cbflow.cli",
+                "demo",
+                "--prospectus",
+                str(EXAMPLE),
+                "--councils",
+                "5",
+            ],
+            env={**env, "PREFECT_API_URL": api},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert "Selected places" in demo.stdout
@@ -71,7 +105,9 @@ def test_serve_shows_the_demo_runs_through_the_prefect_api_when_demo_runs_agains
         assert by_name["demo · " + str(EXAMPLE)] == "COMPLETED"
         assert by_name["whole-place-2011 · selection and decisions"] == "COMPLETED"
         assert by_name["whole-place-2011 · EOI close and sift"] == "COMPLETED"
-        assert (tmp_path / "data" / "prefect").is_dir(), "Prefect keeps its state under the data directory"
+        assert (tmp_path / "data" / "prefect").is_dir(), (
+            "Prefect keeps its state under the data directory"
+        )
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read().decode()
         assert "<html" in page.lower(), "the Prefect UI is served"
     finally:

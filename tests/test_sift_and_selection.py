@@ -28,15 +28,19 @@ DECIDE_DAY = london(2011, 12, 20, 9, 0)
 STAFF = "staff:programme-team"
 COUNCILS = ["BIR", "BOL", "BRD", "BUR", "CLD", "CAM", "DEV", "WSM"]
 
-EXAMPLE_SIFT = """    sift:                            # automatic checks when the window closes: pass, fail or refer
-      - id: enough-partners
+EXAMPLE_SIFT = (
+    "    sift:                            "
+    "# automatic checks when the window closes: pass, fail or refer\n"
+    """      - id: enough-partners
         description: At least two partner organisations
         check: {question: partners, min_rows: 2}
         on_fail: refer               # fail | refer (to staff)
 """
-EXTRA_EOI_QUESTIONS = """            - {id: board_agreed, label: Partnership board agreement, type: yes_no}
-            - {id: population, label: Population served, type: number, min: 0}
-"""
+)
+EXTRA_EOI_QUESTIONS = (
+    "            - {id: board_agreed, label: Partnership board agreement, type: yes_no}\n"
+    "            - {id: population, label: Population served, type: number, min: 0}\n"
+)
 EXAMPLE_SHORTLIST = "shortlist: 6 "
 EXAMPLE_GATEWAY = (
     "        minimum: 2                   # optional gateway: below this an application cannot be "
@@ -56,7 +60,10 @@ def sift_prospectus(rules: list[tuple[str, str, str]], shortlist: int = 6) -> st
     )
     return edit(
         example_text(),
-        (EXAMPLE_SIFT, EXTRA_EOI_QUESTIONS + ("    sift:\n" + lines if rules else "    sift: []\n")),
+        (
+            EXAMPLE_SIFT,
+            EXTRA_EOI_QUESTIONS + ("    sift:\n" + lines if rules else "    sift: []\n"),
+        ),
         (EXAMPLE_SHORTLIST, f"shortlist: {shortlist} "),
     )
 
@@ -115,7 +122,9 @@ def submit_eoi(slug: str, answers: dict[str, Any], at: datetime) -> str:
 def close_eoi(slug: str) -> dict[str, int]:
     with session_scope() as session:
         return dict(
-            sift.close_eoi(session, round_=rounds.get_round(session, slug), actor=STAFF, now=EOI_CLOSE)
+            sift.close_eoi(
+                session, round_=rounds.get_round(session, slug), actor=STAFF, now=EOI_CLOSE
+            )
         )
 
 
@@ -166,10 +175,20 @@ CHECK_KINDS = [
     ("min_rows", "{question: partners, min_rows: 2}", {"partners": 2}, {"partners": 1}),
     ("max_rows", "{question: partners, max_rows: 3}", {"partners": 3}, {"partners": 4}),
     ("answered", "{question: population, answered: true}", {"population": 0}, {}),
-    ("equals", "{question: board_agreed, equals: true}", {"board_agreed": True}, {"board_agreed": False}),
+    (
+        "equals",
+        "{question: board_agreed, equals: true}",
+        {"board_agreed": True},
+        {"board_agreed": False},
+    ),
     ("min", "{question: population, min: 10000}", {"population": 10000}, {"population": 9999}),
     ("max", "{question: population, max: 500000}", {"population": 500000}, {"population": 500001}),
-    ("min_words", "{question: ambition, min_words: 5}", {"ambition_words": 5}, {"ambition_words": 4}),
+    (
+        "min_words",
+        "{question: ambition, min_words: 5}",
+        {"ambition_words": 5},
+        {"ambition_words": 4},
+    ),
 ]
 
 
@@ -518,11 +537,13 @@ def test_finalise_with_open_moderation_is_refused(cbflow_env: Settings) -> None:
     entry = Entry("BIR", {"ambition": [0, 2, 4], "partnership": 3, "replicability": 3})
     slug, refs = assessed_round([entry], finalise=False)
 
-    with pytest.raises(CbflowError, match="1 moderation tasks are still open"):
-        with session_scope() as session:
-            assessment.finalise(
-                session, round_=rounds.get_round(session, slug), actor=STAFF, now=ASSESS_DAY
-            )
+    with (
+        pytest.raises(CbflowError, match="1 moderation tasks are still open"),
+        session_scope() as session,
+    ):
+        assessment.finalise(
+            session, round_=rounds.get_round(session, slug), actor=STAFF, now=ASSESS_DAY
+        )
 
     assert app(refs["BIR"]).state == AppState.UNDER_ASSESSMENT
     assert round_state(slug) == RoundState.BIDS_CLOSED
@@ -712,6 +733,21 @@ def test_finalise_leaves_out_application_withdrawn_under_assessment(cbflow_env: 
     assert round_state(slug) == RoundState.ASSESSED
 
 
+def test_finalise_needs_no_moderation_of_withdrawn_application(cbflow_env: Settings) -> None:
+    split = Entry("BOL", {"ambition": [0, 2, 4], "partnership": 3, "replicability": 3})
+    slug, refs = assessed_round([Entry("BIR", scored(2, 2, 2)), split], finalise=False)
+    withdraw(refs["BOL"])
+
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        still_open = assessment.open_moderation(session, round_=round_, actor=STAFF, now=ASSESS_DAY)
+        ranked = assessment.finalise(session, round_=round_, actor=STAFF, now=ASSESS_DAY)
+
+    assert still_open == []
+    assert [r.application.council_code for r in ranked] == ["BIR"]
+    assert round_state(slug) == RoundState.ASSESSED
+
+
 def test_decide_leaves_out_application_withdrawn_after_assessment(cbflow_env: Settings) -> None:
     slug, refs = assessed_round(
         [Entry("BIR", scored(4, 4, 4)), Entry("BOL", scored(3, 3, 3))], places=1
@@ -811,7 +847,9 @@ stages:
 OPT_IN_CLOSE = london(2012, 6, 1)
 
 
-def opt_in_round(source: str, submissions: list[tuple[str, bool, datetime]]) -> tuple[str, dict[str, str]]:
+def opt_in_round(
+    source: str, submissions: list[tuple[str, bool, datetime]]
+) -> tuple[str, dict[str, str]]:
     slug = launch(source)
     references = {}
     for council, opts_in, at in submissions:

@@ -11,7 +11,7 @@ from cbflow.errors import CbflowError, DeadlinePassed, NotFound
 from cbflow.forms import money_to_pence, parse_money, validate_answers
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, Council, Round
-from cbflow.prospectus import Prospectus, Window
+from cbflow.prospectus import Form, Prospectus, Window
 from cbflow.services.audit import record, transition
 from cbflow.services.rounds import prospectus_of
 
@@ -29,6 +29,15 @@ def window_of(prospectus: Prospectus, stage: Stage) -> Window:
     if window is None:
         raise CbflowError(f"round {prospectus.id} has no {stage} stage")
     return window
+
+
+def form_of(prospectus: Prospectus, stage: Stage) -> Form:
+    """The form a council fills in at this stage."""
+    if stage == "eoi":
+        return prospectus.stages.eoi.form
+    if prospectus.stages.bid is None:
+        raise CbflowError(f"round {prospectus.id} has no bid stage")
+    return prospectus.stages.bid.form
 
 
 def check_window(prospectus: Prospectus, stage: Stage, now: datetime) -> None:
@@ -92,9 +101,10 @@ def start_application(
         if prospectus.stages.bid
         else {}
     )
+    assert round_.id is not None
     application = Application(
         reference=reference,
-        round_id=round_.id,  # type: ignore[arg-type]
+        round_id=round_.id,
         council_code=council_code,
         state=AppState.EOI_DRAFT.value,
         eoi_answers=eoi,
@@ -136,18 +146,13 @@ def save_draft(
     round_ = session.get(Round, application.round_id)
     assert round_ is not None
     prospectus = prospectus_of(round_)
-    if stage == "eoi":
-        if application.state != AppState.EOI_DRAFT:
-            raise CbflowError(f"{application.reference}: the EOI can no longer be changed")
-        form = prospectus.stages.eoi.form
-    else:
-        if prospectus.stages.bid is None:
-            raise CbflowError(f"round {prospectus.id} has no bid stage")
-        if application.state not in (AppState.INVITED, AppState.BID_DRAFT):
-            raise CbflowError(
-                f"{application.reference}: no bid can be drafted in state {application.state}"
-            )
-        form = prospectus.stages.bid.form
+    form = form_of(prospectus, stage)
+    if stage == "eoi" and application.state != AppState.EOI_DRAFT:
+        raise CbflowError(f"{application.reference}: the EOI can no longer be changed")
+    if stage == "bid" and application.state not in (AppState.INVITED, AppState.BID_DRAFT):
+        raise CbflowError(
+            f"{application.reference}: no bid can be drafted in state {application.state}"
+        )
     check_window(prospectus, stage, now)
     cleaned = validate_answers(form, answers, complete=False, councils=_council_codes(session))
     if stage == "bid" and application.state == AppState.INVITED:
@@ -189,6 +194,10 @@ def submit(
     or double-clicked submission is one submission.
     """
     submitted_state = AppState.EOI_SUBMITTED if stage == "eoi" else AppState.BID_SUBMITTED
+    # read the row afresh (locked where the database can): a second request racing the first
+    # then sees the first submission instead of making another
+    session.flush()
+    session.refresh(application, with_for_update=True)
     already = application.eoi_submitted_at if stage == "eoi" else application.bid_submitted_at
     if already is not None:
         return application, False
@@ -200,7 +209,7 @@ def submit(
         transition(
             session, application, AppState.BID_DRAFT, actor=actor, now=now, reason="bid started"
         )
-    form = prospectus.stages.eoi.form if stage == "eoi" else prospectus.stages.bid.form  # type: ignore[union-attr]
+    form = form_of(prospectus, stage)
     given = (
         answers
         if answers is not None

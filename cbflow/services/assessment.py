@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from cbflow.errors import CbflowError, ValidationFailed
 from cbflow.lifecycle import AppState, RoundState
@@ -78,7 +78,8 @@ def assign_assessors(
             now=now,
             reason=f"assigned to {len(chosen)} assessors",
         )
-        result[application.id] = [a.id for a in chosen if a.id is not None]  # type: ignore[index]
+        assert application.id is not None
+        result[application.id] = [a.id for a in chosen if a.id is not None]
     session.flush()
     return result
 
@@ -86,9 +87,9 @@ def assign_assessors(
 def all_assignments(session: Session, round_: Round) -> list[Assignment]:
     statement = (
         select(Assignment)
-        .join(Application, Application.id == Assignment.application_id)  # type: ignore[arg-type]
+        .join(Application, col(Application.id) == Assignment.application_id)
         .where(Application.round_id == round_.id)
-        .order_by(Assignment.id)  # type: ignore[arg-type]
+        .order_by(col(Assignment.id))
     )
     return list(session.exec(statement))
 
@@ -136,9 +137,10 @@ def submit_scores(
             return assignment
         raise CbflowError("these scores were already submitted; ask staff to reopen them")
     for criterion_id, (score, justification) in scores.items():
+        assert assignment.id is not None
         row = existing.get(criterion_id) or Score(
-            assignment_id=assignment.id, criterion_id=criterion_id
-        )  # type: ignore[arg-type]
+            assignment_id=assignment.id, criterion_id=criterion_id, score=score
+        )
         row.score, row.justification = score, justification.strip()
         session.add(row)
     assignment.submitted_at = now
@@ -189,10 +191,10 @@ def scores_by_application(session: Session, round_: Round) -> dict[int, dict[str
     result: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
     statement = (
         select(Assignment.application_id, Score.criterion_id, Score.score)
-        .join(Score, Score.assignment_id == Assignment.id)  # type: ignore[arg-type]
-        .join(Application, Application.id == Assignment.application_id)  # type: ignore[arg-type]
-        .where(Application.round_id == round_.id, Assignment.submitted_at.is_not(None))  # type: ignore[union-attr]
-        .order_by(Score.id)  # type: ignore[arg-type]
+        .join(Score, col(Score.assignment_id) == Assignment.id)
+        .join(Application, col(Application.id) == Assignment.application_id)
+        .where(Application.round_id == round_.id, col(Assignment.submitted_at).is_not(None))
+        .order_by(col(Score.id))
     )
     for application_id, criterion_id, score in session.exec(statement):
         result[application_id][criterion_id].append(score)
@@ -202,9 +204,9 @@ def scores_by_application(session: Session, round_: Round) -> dict[int, dict[str
 def moderation_tasks(session: Session, round_: Round) -> list[ModerationTask]:
     statement = (
         select(ModerationTask)
-        .join(Application, Application.id == ModerationTask.application_id)  # type: ignore[arg-type]
+        .join(Application, col(Application.id) == ModerationTask.application_id)
         .where(Application.round_id == round_.id)
-        .order_by(ModerationTask.id)  # type: ignore[arg-type]
+        .order_by(col(ModerationTask.id))
     )
     return list(session.exec(statement))
 
@@ -220,8 +222,12 @@ def open_moderation(
     if missing:
         raise CbflowError(f"{len(missing)} assessments are not yet submitted")
     known = {(t.application_id, t.criterion_id) for t in moderation_tasks(session, round_)}
+    # a place that withdrew is no longer ranked, so its disagreements need no moderation
+    withdrawn = {a.id for a in applications_of(session, round_, AppState.WITHDRAWN)}
     if stage.moderation is not None:
         for application_id, by_criterion in scores_by_application(session, round_).items():
+            if application_id in withdrawn:
+                continue
             for criterion_id, scores in by_criterion.items():
                 spread = max(scores) - min(scores)
                 if (
@@ -242,7 +248,11 @@ def open_moderation(
                         reason=f"{criterion_id}: scores {sorted(scores)} differ by {spread}",
                     )
         session.flush()
-    return [t for t in moderation_tasks(session, round_) if t.resolved_at is None]
+    return [
+        t
+        for t in moderation_tasks(session, round_)
+        if t.resolved_at is None and t.application_id not in withdrawn
+    ]
 
 
 def moderate(
@@ -345,7 +355,12 @@ def finalise(
     """Close the assessment: every score in, every moderation resolved. Persists each
     application's total and rank and its move to moderated, then the round's move to assessed.
     Run again, it changes nothing."""
-    if round_.state == RoundState.ASSESSED:
+    if round_.state in (
+        RoundState.ASSESSED,
+        RoundState.DECIDED,
+        RoundState.IMPLEMENTING,
+        RoundState.COMPLETED,
+    ):
         return results(session, round_)
     still_open = open_moderation(session, round_=round_, actor=actor, now=now)
     if still_open:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from cbflow.errors import IllegalTransition
 from cbflow.lifecycle import AppState, RoundState, app_move_allowed, round_move_allowed
@@ -92,6 +92,6 @@ def history(session: Session, entity: str, entity_id: int) -> list[AuditEvent]:
     statement = (
         select(AuditEvent)
         .where(AuditEvent.entity == entity, AuditEvent.entity_id == entity_id)
-        .order_by(AuditEvent.id)  # type: ignore[arg-type]
+        .order_by(col(AuditEvent.id))
     )
     return list(session.exec(statement))

@@ -6,7 +6,7 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from cbflow.models import Council
 from cbflow.prospectus import Prospectus
@@ -22,24 +22,28 @@ def load_register(session: Session, path: Path = REGISTER) -> int:
         rows = list(csv.DictReader(handle))
     existing = {c.code: c for c in session.exec(select(Council))}
     for row in rows:
-        council = existing.get(row["local-authority-code"]) or Council(
-            code=row["local-authority-code"]
-        )
-        council.name = row["nice-name"]
-        council.official_name = row["official-name"]
-        council.type = row["local-authority-type"]
-        council.type_name = row["local-authority-type-name"]
-        council.parent_county = row["county-la"] or None
-        council.region = row["region"]
-        council.gss_code = row["gss-code"]
-        council.ecode = row["ecode"] or None
+        fields = {
+            "name": row["nice-name"],
+            "official_name": row["official-name"],
+            "type": row["local-authority-type"],
+            "type_name": row["local-authority-type-name"],
+            "parent_county": row["county-la"] or None,
+            "region": row["region"],
+            "gss_code": row["gss-code"],
+            "ecode": row["ecode"] or None,
+        }
+        council = existing.get(row["local-authority-code"])
+        if council is None:
+            council = Council.model_validate({"code": row["local-authority-code"], **fields})
+        else:
+            council.sqlmodel_update(fields)
         session.add(council)
     session.flush()
     return len(rows)
 
 
 def all_councils(session: Session) -> list[Council]:
-    return list(session.exec(select(Council).order_by(Council.code)))
+    return list(session.exec(select(Council).order_by(col(Council.code))))
 
 
 def eligible_councils(session: Session, prospectus: Prospectus) -> list[Council]:

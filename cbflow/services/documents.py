@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from cbflow.charts import bar_chart, line_chart
 from cbflow.forms import is_shown, pence_to_money
@@ -184,7 +184,7 @@ class Issuer:
                 continue
             council = self.councils[application.council_code]
             context = {"council": _council(council), **build(application)}
-            filename = application.reference.split("/", 1)[1].replace("/", "-")
+            filename = _file_stem(application)
             pending = self._pending(kind, key, context, application, filename)
             if pending:
                 out.append(pending)
@@ -381,7 +381,7 @@ class Issuer:
             assert application is not None
             rows = self.session.exec(
                 select(Assignment.assessor_id, Score.score, Score.justification)
-                .join(Score, Score.assignment_id == Assignment.id)  # type: ignore[arg-type]
+                .join(Score, col(Score.assignment_id) == Assignment.id)
                 .where(
                     Assignment.application_id == task.application_id,
                     Score.criterion_id == task.criterion_id,
@@ -458,7 +458,7 @@ class Issuer:
                 "period": f"{record_.period_start.isoformat()} to {record_.period_end.isoformat()}",
                 "due": local_time(record_.due, self.prospectus),
             }
-            name = f"{application.reference.split('/', 1)[1].replace('/', '-')}-period-{record_.period}"
+            name = f"{_file_stem(application)}-period-{record_.period}"
             pending = self._pending("chaser", key, context, application, name)
             if pending:
                 out.append(pending)
@@ -538,7 +538,7 @@ class Issuer:
             }
             if support:
                 context["support"] = money(application.support_requested_pence)
-            name = f"{application.reference.split('/', 1)[1].replace('/', '-')}-{len(made)}-returns"
+            name = f"{_file_stem(application)}-{len(made)}-returns"
             pending = self._pending("progress_report", key, context, application, name)
             if pending:
                 out.append(pending)
@@ -598,6 +598,12 @@ class Issuer:
             if pending:
                 out.append(pending)
         return out
+
+
+def _file_stem(application: Application) -> str:
+    """A file name for an application's document: its reference less the round ("ESS",
+    "CHI-adopts-1"); the round's folder holds it."""
+    return application.reference.split("/", 1)[1].replace("/", "-")
 
 
 def _only(form: Form, answers: dict[str, Any]) -> Form:
@@ -680,8 +686,8 @@ def record_rendered(session: Session, pendings: Sequence[Pending], now: datetime
     many were recorded."""
     root = get_settings().documents_dir
     known = set(
-        session.exec(select(Document.key).where(Document.key.in_([p.key for p in pendings])))
-    )  # type: ignore[attr-defined]
+        session.exec(select(Document.key).where(col(Document.key).in_([p.key for p in pendings])))
+    )
     added = 0
     for pending in pendings:
         if pending.key in known or not pending.job.out_path.exists():
@@ -712,8 +718,10 @@ def _relative(path: Path, root: Path) -> Path:
 
 def documents_of(session: Session, round_: Round) -> list[Document]:
     return list(
-        session.exec(select(Document).where(Document.round_id == round_.id).order_by(Document.id))
-    )  # type: ignore[arg-type]
+        session.exec(
+            select(Document).where(Document.round_id == round_.id).order_by(col(Document.id))
+        )
+    )
 
 
 SELECTED_STATES = (AppState.SELECTED, AppState.IMPLEMENTING, AppState.COMPLETED, AppState.PUBLISHED)

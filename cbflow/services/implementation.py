@@ -6,7 +6,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from cbflow.errors import CbflowError, DeadlinePassed
 from cbflow.forms import money_to_pence, validate_answers
@@ -100,12 +100,12 @@ def start_implementation(session: Session, *, round_: Round, actor: str, now: da
 
 def returns_of(session: Session, application: Application) -> list[ReturnRecord]:
     statement = select(ReturnRecord).where(ReturnRecord.application_id == application.id)
-    return list(session.exec(statement.order_by(ReturnRecord.period)))  # type: ignore[arg-type]
+    return list(session.exec(statement.order_by(col(ReturnRecord.period))))
 
 
 def milestones_of(session: Session, application: Application) -> list[MilestoneRecord]:
     statement = select(MilestoneRecord).where(MilestoneRecord.application_id == application.id)
-    return list(session.exec(statement.order_by(MilestoneRecord.due, MilestoneRecord.id)))  # type: ignore[arg-type]
+    return list(session.exec(statement.order_by(col(MilestoneRecord.due), col(MilestoneRecord.id))))
 
 
 def payment_for(prospectus: Prospectus, answers: dict[str, Any]) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from cbflow.errors import CbflowError, NotFound
 from cbflow.lifecycle import AppState
@@ -66,17 +66,21 @@ def publish_model(
             for d in session.exec(
                 select(Document)
                 # not the packs of earlier versions: each would make the next publish a new version
-                .where(Document.application_id == application.id, Document.kind != "replication_pack")
-                .order_by(Document.id)
-            )  # type: ignore[arg-type]
+                .where(
+                    Document.application_id == application.id,
+                    Document.kind != "replication_pack",
+                )
+                .order_by(col(Document.id))
+            )
         ],
     }
     latest = latest_model(session, application)
     if latest is not None and latest.bundle == bundle:
         return latest, False
+    assert round_.id is not None
     model = PublishedModel(
         application_id=application.id,
-        round_id=round_.id,  # type: ignore[arg-type]
+        round_id=round_.id,
         version=(latest.version + 1) if latest else 1,
         bundle=bundle,
         published_at=now,
@@ -110,8 +114,8 @@ def latest_model(session: Session, application: Application) -> PublishedModel |
     statement = (
         select(PublishedModel)
         .where(PublishedModel.application_id == application.id)
-        .order_by(PublishedModel.version.desc())
-    )  # type: ignore[attr-defined]
+        .order_by(col(PublishedModel.version).desc())
+    )
     return session.exec(statement).first()
 
 
@@ -119,7 +123,7 @@ def published_models(session: Session, round_: Round | None = None) -> list[Publ
     statement = select(PublishedModel)
     if round_ is not None:
         statement = statement.where(PublishedModel.round_id == round_.id)
-    return list(session.exec(statement.order_by(PublishedModel.id)))  # type: ignore[arg-type]
+    return list(session.exec(statement.order_by(col(PublishedModel.id))))
 
 
 def adopt_model(

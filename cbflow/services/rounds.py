@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import datetime, time, timedelta
 from functools import lru_cache
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from cbflow.errors import CbflowError, NotFound
 from cbflow.lifecycle import RoundState
@@ -78,14 +78,14 @@ def get_round(session: Session, slug: str) -> Round:
 
 
 def all_rounds(session: Session) -> list[Round]:
-    return list(session.exec(select(Round).order_by(Round.id)))  # type: ignore[arg-type]
+    return list(session.exec(select(Round).order_by(col(Round.id))))
 
 
 def applications_of(session: Session, round_: Round, *states: str) -> list[Application]:
     statement = select(Application).where(Application.round_id == round_.id)
     if states:
-        statement = statement.where(Application.state.in_(states))  # type: ignore[attr-defined]
-    return list(session.exec(statement.order_by(Application.id)))  # type: ignore[arg-type]
+        statement = statement.where(col(Application.state).in_(states))
+    return list(session.exec(statement.order_by(col(Application.id))))
 
 
 def state_counts(session: Session, round_: Round) -> Counter[str]:
@@ -106,5 +106,10 @@ def deadline_events(prospectus: Prospectus) -> list[tuple[str, datetime]]:
     events += [("returns-cycle", due) for _, _, due in return_periods(prospectus)]
     period = prospectus.timetable.implementation
     if period:
-        events.append(("complete-round", datetime.combine(period.ends + timedelta(days=1), time(0), tzinfo=zone)))
+        events.append(
+            (
+                "complete-round",
+                datetime.combine(period.ends + timedelta(days=1), time(0), tzinfo=zone),
+            )
+        )
     return events

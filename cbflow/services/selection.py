@@ -79,7 +79,8 @@ def plan(session: Session, round_: Round) -> list[Decision]:
         why = (
             f"all {places} places were filled by higher-ranked applications"
             if full
-            else f"the request of {_pounds(request)} exceeds the {_pounds(budget_left or 0)} of the budget left"
+            else f"the request of {_pounds(request)} exceeds the "
+            f"{_pounds(budget_left or 0)} of the budget left"
         )
         if reserves < (places or 0):
             reserves += 1

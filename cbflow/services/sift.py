@@ -130,7 +130,7 @@ def confirm_shortlist(
     prospectus = prospectus_of(round_)
     if prospectus.stages.bid is None:
         raise CbflowError(f"round {round_.slug} has no bid stage: there is no shortlist to invite")
-    if round_.state == RoundState.BIDS_INVITED:
+    if round_.state not in (RoundState.LAUNCHED, RoundState.EOI_CLOSED):  # confirmed already
         return (applications_of(session, round_, AppState.INVITED), [])
     referred = applications_of(session, round_, AppState.SIFT_REFER)
     if referred:
