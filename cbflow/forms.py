@@ -32,6 +32,7 @@ from cbflow.prospectus import (
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MONEY_PATTERN = r"^-?[0-9]+\.[0-9]{2}$"
+MONEY_INPUT = re.compile(r"^-?[0-9]+(\.[0-9]{1,2})?$")  # no exponents, no NaN, no infinity
 PENNY = Decimal("0.01")
 
 
@@ -39,13 +40,12 @@ def parse_money(value: Any) -> Decimal:
     """Pounds as an exact Decimal with two places. Floats are refused: they are not exact."""
     if isinstance(value, float | bool):
         raise ValueError("give money as a string or whole number, not a float")
-    try:
-        amount = Decimal(str(value).replace(",", "").replace("£", "").strip())
-    except InvalidOperation:
-        raise ValueError("enter an amount in pounds, like 1500000 or 1500000.50") from None
-    if not amount.is_finite() or amount != amount.quantize(PENNY):
-        raise ValueError("enter an amount in pounds and pence, at most two decimal places")
-    return amount.quantize(PENNY)
+    text = str(value).replace(",", "").replace("£", "").strip()
+    if not MONEY_INPUT.match(text):
+        if re.match(r"^-?[0-9]+\.[0-9]{3,}$", text):
+            raise ValueError("enter an amount in pounds and pence, at most two decimal places")
+        raise ValueError("enter an amount in pounds, like 1500000 or 1500000.50")
+    return Decimal(text).quantize(PENNY)
 
 
 def money_to_pence(amount: Decimal) -> int:

@@ -246,6 +246,21 @@ def _at(value: date | datetime, zone: ZoneInfo, *, end_of_day: bool) -> datetime
     return datetime.combine(day, time(0, 0), tzinfo=zone)
 
 
+def _wall_clock_problem(value: LocalMoment, zone: ZoneInfo) -> str | None:
+    """A local time the clocks skip (spring forward) or pass twice (fall back) is no deadline."""
+    if not isinstance(value, datetime) or value.tzinfo is not None:
+        return None
+    first, second = value.replace(tzinfo=zone, fold=0), value.replace(tzinfo=zone, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return None
+    if first.astimezone(ZoneInfo("UTC")).astimezone(zone).replace(tzinfo=None) != value:
+        return f"{value:%H:%M on %d %B %Y} does not exist in {zone.key}: the clocks go forward"
+    return (
+        f"{value:%H:%M on %d %B %Y} happens twice in {zone.key} as the clocks go back: "
+        f"give the offset, e.g. {value:%Y-%m-%dT%H:%M}+01:00"
+    )
+
+
 class Window(Strict):
     opens: LocalMoment
     closes: LocalMoment
@@ -476,8 +491,18 @@ class Prospectus(Strict):
         stages, timetable = self.stages, self.timetable
         for name in ("eoi", "bid", "assessment"):
             window = getattr(timetable, name)
-            if window is not None and window.opens_at(self.zone) >= window.closes_at(self.zone):
+            if window is None:
+                continue
+            for key in ("opens", "closes"):
+                problem = _wall_clock_problem(getattr(window, key), self.zone)
+                if problem:
+                    raise LocatedError(("timetable", name, key), problem)
+            if window.opens_at(self.zone) >= window.closes_at(self.zone):
                 raise LocatedError(("timetable", name, "closes"), "closes must be after opens")
+        if timetable.decision:
+            problem = _wall_clock_problem(timetable.decision.by, self.zone)
+            if problem:
+                raise LocatedError(("timetable", "decision", "by"), problem)
         if stages.bid and not timetable.bid:
             raise LocatedError(("timetable",), "stages.bid needs timetable.bid (its window)")
         if timetable.bid and timetable.bid.opens_at(self.zone) < timetable.eoi.closes_at(self.zone):

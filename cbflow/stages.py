@@ -82,10 +82,10 @@ def issue_receipts(slug: str, *, now: datetime, progress: Progress = None) -> Ou
 def close_eoi(
     slug: str, *, now: datetime, actor: str = SYSTEM, progress: Progress = None
 ) -> Outcome:
-    receipts = issue_receipts(slug, now=now, progress=progress)
     with session_scope() as session:
         round_ = rounds.get_round(session, slug)
         counts = sift.close_eoi(session, round_=round_, actor=actor, now=now)
+    receipts = issue_receipts(slug, now=now, progress=progress)
     outcome = Outcome(slug, "eoi-close", dict(counts), receipts.documents)
     return outcome
 

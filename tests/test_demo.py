@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from conftest import EXAMPLE, ROOT, edit, example_text
 from pypdf import PdfReader
 from sqlmodel import select
 
@@ -13,7 +14,6 @@ from cbflow import demo, stages
 from cbflow.db import session_scope
 from cbflow.models import AuditEvent, Document
 from cbflow.settings import Settings
-from tests.conftest import EXAMPLE, ROOT, edit, example_text
 
 SHIPPED = sorted((ROOT / "prospectus").glob("*.yaml"))
 

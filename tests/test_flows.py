@@ -10,12 +10,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
+from conftest import EXAMPLE, edit, example_text, london
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.testing.utilities import prefect_test_harness
 
 from cbflow.settings import Settings
-from tests.conftest import EXAMPLE, edit, example_text, london
 
 pytestmark = pytest.mark.slow
 

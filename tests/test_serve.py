@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.conftest import EXAMPLE
+from conftest import EXAMPLE
 
 pytestmark = pytest.mark.slow
 

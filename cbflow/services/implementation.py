@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,9 +21,10 @@ MONTHS = {"month": 1, "quarter": 3, "half-year": 6}
 
 
 def _add_months(day: date, months: int) -> date:
-    """The same day of the month, `months` later (clamped to the 28th: every month has one)."""
+    """The same day of the month, `months` later, or that month's last day if it is shorter."""
     month = day.month - 1 + months
-    return date(day.year + month // 12, month % 12 + 1, min(day.day, 28))
+    year, month = day.year + month // 12, month % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 def return_periods(prospectus: Prospectus) -> list[tuple[date, date, datetime]]:
@@ -34,9 +36,12 @@ def return_periods(prospectus: Prospectus) -> list[tuple[date, date, datetime]]:
         return []
     step = MONTHS[stage.returns.every]
     periods = []
+    number = 0
     start = period.starts
     while start <= period.ends:
-        end = min(_add_months(start, step) - timedelta(days=1), period.ends)
+        number += 1
+        # each boundary counts from the first day, so a start on the 31st does not drift
+        end = min(_add_months(period.starts, number * step) - timedelta(days=1), period.ends)
         due_day = end + timedelta(days=stage.returns.due_within_days + 1)
         periods.append((start, end, datetime.combine(due_day, time(0, 0), tzinfo=prospectus.zone)))
         start = end + timedelta(days=1)

@@ -4,7 +4,8 @@ Rule (documented for staff): applications are taken in ranking order (see
 `assessment.ranking_key`; without an assessment stage, in order of submission). An application
 below a gateway minimum is unsuccessful. Otherwise it is selected while places remain and its
 request fits in the budget left; one that does not fit goes on the reserve list, in order, up to
-as many reserves as there are places; the rest are unsuccessful. Each decision carries its reason.
+as many reserves as there are places (every one, when places are not limited); the rest are
+unsuccessful. Each decision carries its reason.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def plan(session: Session, round_: Round) -> list[Decision]:
             else f"the request of {_pounds(request)} exceeds the "
             f"{_pounds(budget_left or 0)} of the budget left"
         )
-        if reserves < (places or 0):
+        if places is None or reserves < places:
             reserves += 1
             decisions.append(
                 Decision(application, AppState.RESERVE, f"reserve {reserves}: {why}", reserves)
