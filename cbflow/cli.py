@@ -16,7 +16,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cbflow.errors import CbflowError, ProspectusError
@@ -139,17 +138,6 @@ def prospectus_schema(
         name: answers_schema(f, f"{prospectus.title}: {name} answers") for name, f in chosen.items()
     }
     print(json.dumps(schemas[form] if form else schemas, indent=2, default=str))
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
 
 
 @round_app.command("launch")
@@ -278,7 +266,9 @@ def _run_demo(prospectus: Path, seed: int, councils: int | None) -> dict[str, An
         raise typer.Exit(1) from None
     from flows.demo import demo_round
 
-    result: dict[str, Any] = asyncio.run(demo_round(str(prospectus), seed=seed, councils=councils))
+    result: dict[str, Any] = asyncio.run(
+        demo_round(str(prospectus), seed=seed, councils=councils, progress_bar=True)
+    )
     return result
 
 

@@ -51,6 +51,16 @@ def default_council_count(prospectus: Prospectus, eligible: int) -> int:
     return min(eligible, max(30, 4 * wanted))
 
 
+def _last_event(prospectus: Prospectus) -> datetime:
+    """When the simulated round ends: after implementation, or after the decisions."""
+    zone = prospectus.zone
+    if prospectus.timetable.implementation and prospectus.stages.implementation:
+        return _midnight(prospectus.timetable.implementation.ends, prospectus) + timedelta(days=15)
+    if prospectus.timetable.decision:
+        return prospectus.timetable.decision.by_at(zone)
+    return prospectus.timetable.eoi.closes_at(zone) + timedelta(days=30)
+
+
 def _midnight(day: Any, prospectus: Prospectus) -> datetime:
     return datetime.combine(day, time(0, 0), tzinfo=prospectus.zone)
 
@@ -68,6 +78,7 @@ async def run(
     seed: int = 2011,
     council_count: int | None = None,
     assessors: int = 6,
+    progress: Callable[[float], None] | None = None,
     log: Log = print,
 ) -> DemoSummary:
     """Run the round in `prospectus_path` from launch to replication. `stages` is
@@ -77,10 +88,16 @@ async def run(
     with session_scope() as session:
         councils.load_register(session)
         eligible = councils.eligible_councils(session, prospectus)
-        simulate.ensure_people(session, assessors=assessors, seed=seed)
+        needed = (
+            prospectus.stages.assessment.assessors_per_application
+            if prospectus.stages.assessment
+            else 0
+        )
+        simulate.ensure_people(session, assessors=max(assessors, needed + 2), seed=seed)
     zone = prospectus.zone
     eoi = prospectus.timetable.eoi
     clock = FixedClock(eoi.opens_at(zone))
+    start, finish = clock(), _last_event(prospectus)
     slug = prospectus.id
     summary = DemoSummary(round=slug, title=prospectus.title)
 
@@ -92,6 +109,8 @@ async def run(
             else ""
         )
         log(f"{clock().astimezone(zone):%Y-%m-%d %H:%M %Z}  {name:<22} {counts}")
+        if progress is not None:
+            progress(min(1.0, (clock() - start) / (finish - start)))
 
     step(
         "launch",

@@ -104,10 +104,41 @@ def _sift_targets(prospectus: Prospectus, question_id: str) -> list[SiftCheck]:
 
 
 PENNY = Decimal("0.01")
+PARTNERS = [
+    "Primary care trust",
+    "Police",
+    "Fire and rescue service",
+    "Jobcentre Plus",
+    "Probation trust",
+    "Housing association",
+    "Voluntary sector forum",
+    "Further education college",
+    "Clinical commissioning group",
+    "Youth offending service",
+]
 
 
 def _json_number(value: Decimal) -> int | float:
     return int(value) if value == value.to_integral_value() else float(value)
+
+
+def _bounds(
+    low: Decimal | None,
+    high: Decimal | None,
+    checks: list[SiftCheck],
+    comply: bool,
+    default_high: Decimal | None,
+) -> tuple[Decimal, Decimal]:
+    """The range to draw a number from: the question's own, narrowed to what the sift asks."""
+    low = low if low is not None else Decimal(0)
+    for check in checks if comply else []:
+        if check.min is not None:
+            low = max(low, check.min)
+        if check.max is not None:
+            high = check.max if high is None else min(high, check.max)
+    if high is None:
+        high = default_high if default_high is not None else low + 200
+    return low, max(low, high)
 
 
 def _text(rng: random.Random, words: int) -> str:
@@ -135,8 +166,7 @@ def _value(
             text = _text(rng, min(words, limit))
             return text[: question.max_chars].rstrip() if question.max_chars else text
         case MoneyQuestion():
-            low = question.min if question.min is not None else Decimal(0)
-            high = question.max if question.max is not None else Decimal(5_000_000)
+            low, high = _bounds(question.min, question.max, checks, comply, Decimal(5_000_000))
             if request is not None and question.id == prospectus.support_question():
                 return str(min(max(request, low), high).quantize(PENNY))
             thousands = rng.randint(
@@ -144,10 +174,9 @@ def _value(
             )
             return str(min(Decimal(thousands * 1000), high).quantize(PENNY))
         case NumberQuestion():
-            low = question.min if question.min is not None else Decimal(0)
-            high = question.max if question.max is not None else low + 500
+            low, high = _bounds(question.min, question.max, checks, comply, None)
             step = question.step or Decimal(1)
-            steps = int((min(high, low + 500) - low) / step)
+            steps = int((min(high, low + 200) - low) / step)
             return _json_number(low + step * rng.randint(0, max(steps, 0)))
         case DateQuestion():
             start = question.min or prospectus.timetable.eoi.opens_at(prospectus.zone).date()
@@ -159,6 +188,9 @@ def _value(
                 return wanted if comply else not wanted
             return rng.random() < 0.7
         case ChoiceQuestion():
+            wanted = next((c.equals for c in checks if "equals" in c.model_fields_set), None)
+            if wanted in question.options and comply:
+                return wanted
             return rng.choice(question.options)
         case MultichoiceQuestion():
             options = list(question.options)
@@ -197,15 +229,22 @@ def _table(
     ceiling = question.max_rows or max(floor, 6)
     comply = rng.random() < 0.9
     count = (
-        rng.randint(max(floor, 1), max(min(ceiling, floor + 4), floor, 1))
+        rng.randint(max(floor, min(3, ceiling)), max(min(ceiling, floor + 5), floor, 1))
         if comply
         else max(floor - 1, question.min_rows or 0)
     )
+    names = rng.sample(PARTNERS, k=min(count, len(PARTNERS)))
     rows = []
-    for _ in range(count):
+    for index in range(count):
         row: dict[str, Any] = {}
-        for column in question.columns:
-            if is_shown(column, row):
+        for position, column in enumerate(question.columns):
+            if not is_shown(column, row):
+                continue
+            if position == 0 and isinstance(column, TextQuestion):
+                # the first text column of a table names something: a partner, say
+                name = f"{names[index % len(names)]} ({council.name})"
+                row[column.id] = name[: column.max_chars] if column.max_chars else name
+            else:
                 row[column.id] = _value(column, rng, council, prospectus, None, councils_by_type)
         rows.append(row)
     return rows
@@ -229,7 +268,7 @@ def answers_for(
             continue
         if isinstance(question, TableQuestion):
             answers[question.id] = _table(question, rng, council, prospectus, councils_by_type)
-        elif question.required or rng.random() < 0.85:
+        elif question.required or _sift_targets(prospectus, question.id) or rng.random() < 0.85:
             answers[question.id] = _value(
                 question, rng, council, prospectus, request, councils_by_type
             )
@@ -281,20 +320,26 @@ def return_answers(
     period: int,
     councils_by_type: dict[str, list[str]],
 ) -> dict[str, Any]:
-    """A return for one period; counts grow over the periods as the work beds in."""
+    """A return for one period; counts and sums grow steadily as the work beds in."""
     answers = answers_for(
         form, council, prospectus, seed=seed, councils_by_type=councils_by_type, period=period
     )
-    growth = Decimal(str(1 + period * 0.35)) / 3
+    base = answers_for(form, council, prospectus, seed=seed, councils_by_type=councils_by_type)
+    rng = _rng("growth", council.code, seed, period)
+    growth = Decimal(str(round((0.3 + 0.15 * period) * rng.uniform(0.9, 1.1), 3)))
     for question in form.questions():
-        if isinstance(question, NumberQuestion) and question.id in answers:
+        if question.id not in answers or question.id not in base:
+            continue
+        if isinstance(question, NumberQuestion):
             low = question.min if question.min is not None else Decimal(0)
             step = question.step or Decimal(1)
-            grown = Decimal(str(answers[question.id])) * growth
+            grown = Decimal(str(base[question.id])) * growth
             value = low + step * int(max(grown - low, Decimal(0)) / step)
-            if question.max is not None:
-                value = min(value, question.max)
-            answers[question.id] = _json_number(value)
+            answers[question.id] = _json_number(min(value, question.max) if question.max else value)
+        elif isinstance(question, MoneyQuestion):
+            grown = (Decimal(base[question.id]) * growth).quantize(PENNY)
+            low = question.min if question.min is not None else grown
+            answers[question.id] = str(min(max(grown, low), question.max or grown))
     return answers
 
 

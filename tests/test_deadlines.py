@@ -241,7 +241,7 @@ def test_eoi_date_only_close_accepts_last_second_of_local_day(cbflow_env: Settin
 def test_eoi_date_only_close_refuses_next_local_midnight(cbflow_env: Settings) -> None:
     reference = start(launch(prospectus_text(eoi=("2011-10-17", "2011-11-10"))))
 
-    refused_eoi(reference, london(2011, 11, 11, 0, 0, 0), "closed at 00:00 on 11 November 2011")
+    refused_eoi(reference, london(2011, 11, 11, 0, 0, 0), "closed at the end of 10 November 2011")
 
 
 # Across the clocks changing. BST (UTC+1) ended at 01:00 UTC on Sunday 30 October 2011 and began
@@ -324,8 +324,10 @@ def test_bid_submit_one_second_before_close_is_accepted(cbflow_env: Settings) ->
 @pytest.mark.parametrize(
     ("at", "message"),
     [
-        pytest.param(EXAMPLE_BID_CLOSE, "closed at 00:00 on 10 December 2011", id="at-close"),
-        pytest.param(EXAMPLE_BID_CLOSE + SECOND, "closed at 00:00 on 10 December 2011", id="after"),
+        pytest.param(EXAMPLE_BID_CLOSE, "closed at the end of 9 December 2011", id="at-close"),
+        pytest.param(
+            EXAMPLE_BID_CLOSE + SECOND, "closed at the end of 9 December 2011", id="after"
+        ),
         pytest.param(
             london(2011, 11, 20, 23, 59, 59), "opens at 00:00 on 21 November", id="before"
         ),
@@ -467,7 +469,7 @@ def test_close_bids_before_deadline_is_refused(cbflow_env: Settings) -> None:
     reference = invited(slug, london(2011, 11, 1, 10, 0), EXAMPLE_EOI_CLOSE)
 
     with (
-        pytest.raises(DeadlinePassed, match="open until 00:00 on 10 December 2011"),
+        pytest.raises(DeadlinePassed, match="open until the end of 9 December 2011"),
         session_scope() as session,
     ):
         round_ = rounds.get_round(session, slug)

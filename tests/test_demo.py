@@ -16,6 +16,10 @@ from cbflow.models import AuditEvent, Document
 from cbflow.settings import Settings
 
 SHIPPED = sorted((ROOT / "prospectus").glob("*.yaml"))
+UNUSUAL = [
+    ROOT / "tests" / "data" / "bid-without-assessment.yaml",
+    ROOT / "tests" / "data" / "assessment-on-eoi.yaml",
+]
 
 
 def run_demo(path: Path, councils: int) -> demo.DemoSummary:
@@ -99,3 +103,28 @@ def test_demo_audits_every_state_change_when_run(cbflow_env: Settings) -> None:
     transitions = [e for e in events if e.action == "transition"]
     assert transitions, "state changes are audited"
     assert all(e.actor and e.at.tzinfo is not None and e.to_state for e in transitions)
+
+
+@pytest.mark.parametrize("path", UNUSUAL, ids=lambda p: p.stem)
+def test_demo_runs_every_stage_when_the_round_has_an_unusual_shape(
+    path: Path, cbflow_env: Settings
+) -> None:
+    summary = run_demo(path, councils=9)
+
+    assert summary.late_refused == 1
+    assert summary.selected
+    assert summary.states.get("eoi_submitted", 0) == 0, "every submitted EOI was sifted"
+    assert "complete" in summary.stages
+    assert assert_documents_open(cbflow_env) == summary.documents["total"]
+
+
+def test_demo_pays_by_results_when_returns_name_a_payment(cbflow_env: Settings) -> None:
+    from cbflow.models import ReturnRecord
+
+    run_demo(UNUSUAL[0], councils=9)
+
+    with session_scope() as session:
+        made = [r for r in session.exec(select(ReturnRecord)) if r.submitted_at is not None]
+    assert made
+    for record in made:  # £250.50 for each household helped, exactly
+        assert record.payment_pence == 25050 * record.answers["households_helped"]

@@ -239,7 +239,7 @@ def test_budget_one_penny_over_is_not_selected(any_db_env: Settings) -> None:
         AppState.RESERVE,
     ]
     assert decisions[2].reason == (
-        "reserve 1: the request of £1,600,000.01 exceeds the £1,600,000.00 of the budget left"
+        "Reserve 1: The request of £1,600,000.01 exceeds the £1,600,000.00 of the budget left"
     )
     with session_scope() as session:
         awarded = selection.total_awarded(session, rounds.get_round(session, slug))

@@ -591,15 +591,15 @@ def test_decide_never_selects_more_than_places(cbflow_env: Settings) -> None:
     assert outcome_of(refs["CLD"]) == (
         "reserve",
         1,
-        "reserve 1: all 2 places were filled by higher-ranked applications",
+        "Reserve 1: All 2 places were filled by higher-ranked applications",
     )
     assert outcome_of(refs["BIR"])[:2] == ("reserve", 2)
     assert outcome_of(refs["BRD"]) == (
         "unsuccessful",
         None,
-        "all 2 places were filled by higher-ranked applications",
+        "All 2 places were filled by higher-ranked applications",
     )
-    assert outcome_of(refs["BOL"]) == ("selected", None, "selected: place 1 of 2")
+    assert outcome_of(refs["BOL"]) == ("selected", None, "Selected: place 1 of 2")
     assert round_state(slug) == RoundState.DECIDED
     assert all(app(r).decided_at == DECIDE_DAY for r in refs.values())
 
@@ -699,7 +699,7 @@ def test_decide_gateway_below_minimum_unsuccessful_despite_top_total(cbflow_env:
     assert outcome_of(refs["BIR"]) == (
         "unsuccessful",
         None,
-        "below the minimum score on Partnership working",
+        "Below the minimum score on Partnership working",
     )
     assert outcome_of(refs["BOL"])[0] == "selected"
     assert outcome_of(refs["BRD"])[:2] == ("reserve", 1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlmodel import Session, select
@@ -22,6 +22,16 @@ def local_time(moment: datetime, prospectus: Prospectus) -> str:
     """A moment as the round's staff and councils read it: '12:00 on 10 November 2011 (GMT)'."""
     local = moment.astimezone(prospectus.zone)
     return f"{local:%H:%M} on {local.day} {local:%B %Y} ({local:%Z})"
+
+
+def local_deadline(moment: datetime, prospectus: Prospectus) -> str:
+    """A deadline as people say it: midnight is 'the end of 9 December 2011', not '00:00 on
+    10 December', which reads as a day later than meant."""
+    local = moment.astimezone(prospectus.zone)
+    if (local.hour, local.minute, local.second) == (0, 0, 0):
+        day = local - timedelta(days=1)
+        return f"the end of {day.day} {day:%B %Y}"
+    return local_time(moment, prospectus)
 
 
 def window_of(prospectus: Prospectus, stage: Stage) -> Window:
@@ -50,7 +60,8 @@ def check_window(prospectus: Prospectus, stage: Stage, now: datetime) -> None:
         )
     if now >= closes:
         raise DeadlinePassed(
-            f"the {stage} window of {prospectus.id} closed at {local_time(closes, prospectus)}; "
+            f"the {stage} window of {prospectus.id} closed at "
+            f"{local_deadline(closes, prospectus)}; "
             "drafts can still be read but no longer submitted"
         )
 

@@ -31,7 +31,7 @@ from cbflow.models import (
 )
 from cbflow.prospectus import Form, Prospectus, Question, TableQuestion
 from cbflow.render import RenderJob
-from cbflow.services.applications import all_answers, local_time
+from cbflow.services.applications import all_answers, local_deadline, local_time
 from cbflow.services.assessment import ApplicationResult, moderation_tasks
 from cbflow.services.implementation import milestones_of, returns_of
 from cbflow.services.rounds import prospectus_of
@@ -202,7 +202,7 @@ class Issuer:
                     {
                         "stage": stage.upper() if stage == "eoi" else stage.capitalize(),
                         "opens": local_time(window.opens_at(p.zone), p),
-                        "closes": local_time(window.closes_at(p.zone), p),
+                        "closes": local_deadline(window.closes_at(p.zone), p),
                     }
                 )
         if p.timetable.decision:
@@ -210,7 +210,7 @@ class Issuer:
                 {
                     "stage": "Decisions",
                     "opens": "",
-                    "closes": local_time(p.timetable.decision.by_at(p.zone), p),
+                    "closes": local_deadline(p.timetable.decision.by_at(p.zone), p),
                 }
             )
         if p.timetable.implementation:
@@ -303,7 +303,7 @@ class Issuer:
     def invitations(self, applications: Iterable[Application]) -> list[Pending]:
         p = self.prospectus
         assert p.timetable.bid is not None and p.stages.bid is not None
-        deadline = local_time(p.timetable.bid.closes_at(p.zone), p)
+        deadline = local_deadline(p.timetable.bid.closes_at(p.zone), p)
         sections = [s.title for s in p.stages.bid.form.sections]
         return self._for_each(
             "invitation", applications, lambda a: {"deadline": deadline, "bid_sections": sections}
@@ -320,8 +320,8 @@ class Issuer:
         applications = [
             {
                 "rank": r.application.rank,
-                "council": _council(self.councils[r.application.council_code]),
-                "total": str(r.total),
+                "council": self.council_names[r.application.council_code],
+                "total": f"{r.total}%",
                 "criteria": [
                     {
                         "title": c.title,
@@ -407,7 +407,7 @@ class Issuer:
             lambda a: {
                 "outcome": a.state if a.state in ("reserve", "unsuccessful") else "selected",
                 "rank": a.rank,
-                "total": a.total_score,
+                "total": f"{a.total_score}%" if a.total_score else None,
                 "reason": a.decision_reason or "",
                 "reserve_position": a.reserve_position,
             },
@@ -456,7 +456,7 @@ class Issuer:
             context = {
                 "council": _council(self.councils[application.council_code]),
                 "period": f"{record_.period_start.isoformat()} to {record_.period_end.isoformat()}",
-                "due": local_time(record_.due, self.prospectus),
+                "due": local_deadline(record_.due, self.prospectus),
             }
             name = f"{_file_stem(application)}-period-{record_.period}"
             pending = self._pending("chaser", key, context, application, name)
@@ -488,19 +488,22 @@ class Issuer:
                 charts.append(
                     bar_chart("Pooled budget by organisation", list(by_org.items()), unit="£")
                 )
-            number_questions = (
-                [q for q in returns_form.questions() if q.type in ("number", "money")]
-                if returns_form
-                else []
-            )
-            if made and number_questions:
-                series = {
-                    q.label: [
-                        (f"P{r.period}", Decimal(str(r.answers.get(q.id) or 0))) for r in made
-                    ]
-                    for q in number_questions[:3]
-                }
-                charts.append(line_chart("Returns over time", series))
+            if made and returns_form:
+                # one chart per kind of figure: pounds and counts do not share an axis
+                for kind, unit, title in (
+                    ("money", "£", "Returns over time: money"),
+                    ("number", "", "Returns over time: counts"),
+                ):
+                    questions = [q for q in returns_form.questions() if q.type == kind][:3]
+                    if questions:
+                        series = {
+                            q.label: [
+                                (f"P{r.period}", Decimal(str(r.answers.get(q.id) or 0)))
+                                for r in made
+                            ]
+                            for q in questions
+                        }
+                        charts.append(line_chart(title, series, unit=unit))
             context = {
                 "council": _council(self.councils[application.council_code]),
                 "milestones": [
@@ -516,7 +519,7 @@ class Issuer:
                 "returns": [
                     {
                         "period": f"{r.period_start.isoformat()} to {r.period_end.isoformat()}",
-                        "due": local_time(r.due, p),
+                        "due": local_deadline(r.due, p),
                         "submitted_at": local_time(r.submitted_at, p) if r.submitted_at else None,
                         "status": _return_status(r, self.now),
                         "values": _return_values(returns_form, r.answers, self.council_names),

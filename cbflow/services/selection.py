@@ -59,7 +59,7 @@ def plan(session: Session, round_: Round) -> list[Decision]:
                 Decision(
                     application,
                     AppState.UNSUCCESSFUL,
-                    "below the minimum score on " + ", ".join(gateway_failed),
+                    "Below the minimum score on " + ", ".join(gateway_failed),
                 )
             )
             continue
@@ -73,20 +73,20 @@ def plan(session: Session, round_: Round) -> list[Decision]:
                 Decision(
                     application,
                     AppState.SELECTED,
-                    f"selected: place {selected}" + (f" of {places}" if places else ""),
+                    f"Selected: place {selected}" + (f" of {places}" if places else ""),
                 )
             )
             continue
         why = (
-            f"all {places} places were filled by higher-ranked applications"
+            f"All {places} places were filled by higher-ranked applications"
             if full
-            else f"the request of {_pounds(request)} exceeds the "
+            else f"The request of {_pounds(request)} exceeds the "
             f"{_pounds(budget_left or 0)} of the budget left"
         )
         if places is None or reserves < places:
             reserves += 1
             decisions.append(
-                Decision(application, AppState.RESERVE, f"reserve {reserves}: {why}", reserves)
+                Decision(application, AppState.RESERVE, f"Reserve {reserves}: {why}", reserves)
             )
         else:
             decisions.append(Decision(application, AppState.UNSUCCESSFUL, why))

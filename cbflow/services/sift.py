@@ -13,7 +13,7 @@ from cbflow.errors import CbflowError, DeadlinePassed
 from cbflow.lifecycle import AppState, RoundState
 from cbflow.models import Application, Round
 from cbflow.prospectus import SiftCheck
-from cbflow.services.applications import local_time
+from cbflow.services.applications import local_deadline
 from cbflow.services.audit import transition
 from cbflow.services.rounds import applications_of, prospectus_of
 
@@ -60,7 +60,7 @@ def close_eoi(session: Session, *, round_: Round, actor: str, now: datetime) -> 
     closes = prospectus.timetable.eoi.closes_at(prospectus.zone)
     if now < closes:
         raise DeadlinePassed(
-            f"the EOI window of {round_.slug} is open until {local_time(closes, prospectus)}"
+            f"the EOI window of {round_.slug} is open until {local_deadline(closes, prospectus)}"
         )
     if round_.state != RoundState.LAUNCHED:
         return Counter(a.state for a in applications_of(session, round_))
@@ -183,7 +183,7 @@ def close_bids(session: Session, *, round_: Round, actor: str, now: datetime) ->
     closes = prospectus.timetable.bid.closes_at(prospectus.zone)
     if now < closes:
         raise DeadlinePassed(
-            f"the bid window of {round_.slug} is open until {local_time(closes, prospectus)}"
+            f"the bid window of {round_.slug} is open until {local_deadline(closes, prospectus)}"
         )
     if round_.state == RoundState.BIDS_INVITED:
         for application in applications_of(session, round_, AppState.INVITED, AppState.BID_DRAFT):
