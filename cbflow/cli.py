@@ -319,6 +319,17 @@ def _stop(process: subprocess.Popen[bytes], name: str) -> None:
         process.wait()
 
 
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and a plain `kill` both stop the server and its children cleanly (a shell that
+    starts us in the background would otherwise leave Ctrl-C ignored)."""
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 @app.command()
 def serve(
     demo_round: Annotated[
@@ -335,6 +346,7 @@ def serve(
     """Start a local Prefect server with its UI and the runner of the deadline deployments;
     its state stays under the data directory. Stop with Ctrl-C."""
     settings = get_settings()
+    _stop_on_signals()
     env = {**os.environ, **_prefect_environment()}
     address = f"http://127.0.0.1:{settings.prefect_port}"
     api = f"{address}/api"

@@ -13,7 +13,13 @@ from cbflow import demo
 from flows import stages
 
 
-@flow(name="demo-round", flow_run_name="demo · {prospectus}")
+def _demo_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return f"demo · {Path(flow_run.parameters['prospectus']).stem}"
+
+
+@flow(name="demo-round", flow_run_name=_demo_run_name)
 async def demo_round(
     prospectus: str,
     seed: int = 2011,

@@ -66,80 +66,93 @@ async def _run(event: Callable[..., Outcome], *args: Any, **kwargs: Any) -> Outc
     return await _report(outcome)
 
 
-def _launch_run_name() -> str:
-    from prefect.runtime import flow_run
+def _named(template: str) -> Callable[[], str]:
+    """A run name from the flow's parameters, with the date it acts on when one is given, so
+    the runs of a round read as its timetable: 'whole-place-2011 · bids close · 14 Dec 2011'."""
 
-    return f"{Path(flow_run.parameters['path']).stem} · launch"
+    def name() -> str:
+        from prefect.runtime import flow_run
+
+        parameters = dict(flow_run.parameters)
+        if "path" in parameters:
+            parameters["path"] = Path(parameters["path"]).stem
+        text = template.format(**parameters)
+        now = parameters.get("now")
+        if isinstance(now, str):
+            now = datetime.fromisoformat(now)
+        return f"{text} · {now:%-d %b %Y}" if isinstance(now, datetime) else text
+
+    return name
 
 
-@flow(name="launch-round", flow_run_name=_launch_run_name)
+@flow(name="launch-round", flow_run_name=_named("{path} · launch"))
 async def launch(source: str, path: str, now: datetime | None = None) -> Outcome:
     return await _run(stages.launch, source, path, now=_now(now))
 
 
-@flow(name="issue-receipts", flow_run_name="{slug} · receipts")
+@flow(name="issue-receipts", flow_run_name=_named("{slug} · receipts"))
 async def issue_receipts(slug: str, now: datetime | None = None) -> Outcome:
     return await _run(stages.issue_receipts, slug, now=_now(now))
 
 
-@flow(name="close-eoi", flow_run_name="{slug} · EOI close and sift")
+@flow(name="close-eoi", flow_run_name=_named("{slug} · EOI close and sift"))
 async def close_eoi(slug: str, now: datetime | None = None) -> Outcome:
     return await _run(stages.close_eoi, slug, now=_now(now))
 
 
-@flow(name="invite-to-bid", flow_run_name="{slug} · invite to bid")
+@flow(name="invite-to-bid", flow_run_name=_named("{slug} · invite to bid"))
 async def invite_to_bid(
     slug: str, now: datetime | None = None, chosen: list[str] | None = None
 ) -> Outcome:
     return await _run(stages.invite_to_bid, slug, now=_now(now), chosen=chosen)
 
 
-@flow(name="close-bids", flow_run_name="{slug} · bids close")
+@flow(name="close-bids", flow_run_name=_named("{slug} · bids close"))
 async def close_bids(slug: str, now: datetime | None = None) -> Outcome:
     return await _run(stages.close_bids, slug, now=_now(now))
 
 
-@flow(name="assign-assessors", flow_run_name="{slug} · assessment: assign")
+@flow(name="assign-assessors", flow_run_name=_named("{slug} · assessment: assign"))
 async def assign_assessors(slug: str, now: datetime | None = None) -> Outcome:
     return await _run(stages.assign_assessors, slug, now=_now(now))
 
 
-@flow(name="open-moderation", flow_run_name="{slug} · assessment: moderation")
+@flow(name="open-moderation", flow_run_name=_named("{slug} · assessment: moderation"))
 async def open_moderation(slug: str, now: datetime | None = None) -> Outcome:
     return await _run(stages.open_moderation, slug, now=_now(now))
 
 
-@flow(name="finalise-assessment", flow_run_name="{slug} · assessment: totals and ranking")
+@flow(name="finalise-assessment", flow_run_name=_named("{slug} · assessment: totals and ranking"))
 async def finalise_assessment(slug: str, now: datetime | None = None) -> Outcome:
     return await _run(stages.finalise_assessment, slug, now=_now(now))
 
 
-@flow(name="decide", flow_run_name="{slug} · selection and decisions")
+@flow(name="decide", flow_run_name=_named("{slug} · selection and decisions"))
 async def decide(slug: str, now: datetime | None = None) -> Outcome:
     return await _run(stages.decide, slug, now=_now(now))
 
 
-@flow(name="start-implementation", flow_run_name="{slug} · implementation starts")
+@flow(name="start-implementation", flow_run_name=_named("{slug} · implementation starts"))
 async def start_implementation(slug: str, now: datetime | None = None) -> Outcome:
     return await _run(stages.start_implementation, slug, now=_now(now))
 
 
-@flow(name="returns-cycle", flow_run_name="{slug} · returns cycle")
+@flow(name="returns-cycle", flow_run_name=_named("{slug} · returns cycle"))
 async def returns_cycle(slug: str, now: datetime | None = None) -> Outcome:
     return await _run(stages.returns_cycle, slug, now=_now(now))
 
 
-@flow(name="complete-round", flow_run_name="{slug} · complete")
+@flow(name="complete-round", flow_run_name=_named("{slug} · complete"))
 async def complete(slug: str, now: datetime | None = None) -> Outcome:
     return await _run(stages.complete, slug, now=_now(now))
 
 
-@flow(name="publish-model", flow_run_name="{reference} · publish model")
+@flow(name="publish-model", flow_run_name=_named("{reference} · publish model"))
 async def publish(reference: str, now: datetime | None = None) -> Outcome:
     return await _run(stages.publish, reference, now=_now(now))
 
 
-@flow(name="adopt-model", flow_run_name="model {model_id} · adopted by {council_code}")
+@flow(name="adopt-model", flow_run_name=_named("model {model_id} · adopted by {council_code}"))
 async def adopt(model_id: int, council_code: str, now: datetime | None = None) -> Outcome:
     return await _run(stages.adopt, model_id, council_code, now=_now(now))
 

@@ -101,16 +101,17 @@ def test_serve_shows_the_demo_runs_through_the_prefect_api_when_demo_runs_agains
         assert "Selected places" in demo.stdout
         runs = _post(f"{api}/flow_runs/filter", {"limit": 200})
         by_name = {run["name"]: run["state_type"] for run in runs}
-        assert by_name["demo · " + str(EXAMPLE)] == "COMPLETED"
-        assert by_name["whole-place-2011 · selection and decisions"] == "COMPLETED"
-        assert by_name["whole-place-2011 · EOI close and sift"] == "COMPLETED"
+        assert by_name["demo · format-example"] == "COMPLETED"
+        # stage runs are named by round, stage and the date they acted on
+        assert by_name["whole-place-2011 · selection and decisions · 21 Dec 2011"] == "COMPLETED"
+        assert by_name["whole-place-2011 · EOI close and sift · 10 Nov 2011"] == "COMPLETED"
         assert (tmp_path / "data" / "prefect").is_dir(), (
             "Prefect keeps its state under the data directory"
         )
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read().decode()
         assert "<html" in page.lower(), "the Prefect UI is served"
     finally:
-        serve.send_signal(signal.SIGINT)
+        serve.send_signal(signal.SIGTERM)  # what an administrator's `kill` sends
         try:
             serve.wait(timeout=60)
         finally:

@@ -140,7 +140,11 @@ def start_application(
 
 
 def _council_codes(session: Session) -> set[str]:
-    return set(session.exec(select(Council.code)))
+    """The register's codes, read once per session (a batch of submissions shares them)."""
+    codes: set[str] | None = session.info.get("council_codes")
+    if codes is None:
+        codes = session.info["council_codes"] = set(session.exec(select(Council.code)))
+    return codes
 
 
 def save_draft(
