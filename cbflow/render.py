@@ -313,9 +313,10 @@ def render_many(
 ) -> list[Path]:
     """Render every job, in parallel worker processes when that pays; paths in job order.
 
-    `workers`: None takes CBFLOW_RENDER_WORKERS, 0 means one per CPU core. With one worker, or
-    no more than two chunks of jobs, rendering stays in this process: starting workers would cost
-    more than it saves. `progress(n)` is told each time n more documents are finished. If a job
+    `workers`: None takes CBFLOW_RENDER_WORKERS, 0 means one per CPU core. With one worker, a
+    single job, or (before the pool has started) no more than two chunks of jobs, rendering stays
+    in this process: starting workers would cost more than it saves. Once started, the pool takes
+    every batch, cut into chunks of at most `chunk_size` and small enough to keep workers busy. `progress(n)` is told each time n more documents are finished. If a job
     fails, chunks not yet started are cancelled and its error is raised; documents already
     written stay on disk (chunks already running in other workers still finish theirs).
     """
@@ -324,10 +325,12 @@ def render_many(
     workers = workers or os.cpu_count() or 1
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
-    if workers == 1 or len(jobs) <= 2 * chunk_size:
+    warm = _pool is not None and _pool_size == workers
+    if workers == 1 or len(jobs) < 2 or (not warm and len(jobs) <= 2 * chunk_size):
         return render_serial(jobs, progress=progress)
-
-    chunks = [list(jobs[i : i + chunk_size]) for i in range(0, len(jobs), chunk_size)]
+    # small batches are cut finer, so that no worker idles while another renders the tail
+    size = max(1, min(chunk_size, -(-len(jobs) // (workers * 3))))
+    chunks = [list(jobs[i : i + size]) for i in range(0, len(jobs), size)]
     pool = _executor(workers)
     try:
         pending = {pool.submit(render_serial, chunk): i for i, chunk in enumerate(chunks)}

@@ -553,7 +553,7 @@ def test_render_many_pool_matches_serial_in_job_order(tmp_path: Path) -> None:
 
     expected = [f"{i:02}.pdf" for i in range(10)]
     assert [p.name for p in pooled] == [p.name for p in serial] == expected
-    assert sorted(done) == [1, 3, 3, 3]
+    assert sum(done) == 10 and len(done) > 1 and max(done) <= 3  # several chunks of <= 3
     for mine, theirs in zip(pooled, serial, strict=True):
         assert len(PdfReader(mine).pages) == len(PdfReader(theirs).pages)
         assert pdf_text(mine) == pdf_text(theirs)
