@@ -316,9 +316,10 @@ def render_many(
     `workers`: None takes CBFLOW_RENDER_WORKERS, 0 means one per CPU core. With one worker, a
     single job, or (before the pool has started) no more than two chunks of jobs, rendering stays
     in this process: starting workers would cost more than it saves. Once started, the pool takes
-    every batch, cut into chunks of at most `chunk_size` and small enough to keep workers busy. `progress(n)` is told each time n more documents are finished. If a job
-    fails, chunks not yet started are cancelled and its error is raised; documents already
-    written stay on disk (chunks already running in other workers still finish theirs).
+    every batch, cut into chunks of at most `chunk_size` and small enough to keep workers busy.
+    `progress(n)` is told each time n more documents are finished. If a job fails, chunks not
+    yet started are cancelled and its error is raised; documents already written stay on disk
+    (chunks already running in other workers still finish theirs).
     """
     if workers is None:
         workers = get_settings().render_workers
