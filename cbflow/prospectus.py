@@ -63,6 +63,19 @@ class QuestionBase(Strict):
     required: bool = False
     show_if: ShowIf | None = None
 
+    @model_validator(mode="after")
+    def _ranges_ordered(self) -> QuestionBase:
+        """No question may ask for the impossible: a minimum above its maximum."""
+        for low, high in (
+            ("min", "max"),
+            ("min_rows", "max_rows"),
+            ("min_selected", "max_selected"),
+        ):
+            least, most = getattr(self, low, None), getattr(self, high, None)
+            if least is not None and most is not None and least > most:
+                raise LocatedError((low,), f"{low} ({least}) is above {high} ({most})")
+        return self
+
 
 class TextQuestion(QuestionBase):
     type: Literal["text"]

@@ -207,6 +207,20 @@ BROKEN = [
         "stages.eoi.form.sections[0].questions[0].show_if.question",
         id="show-if-names-later-question",
     ),
+    pytest.param(
+        "              min: 0\n              max: 1500000",
+        "              min: 2000000\n              max: 1500000",
+        "min: 2000000",
+        "stages.bid.form.sections[0].questions[1].min",
+        id="minimum-above-maximum",
+    ),
+    pytest.param(
+        "              min_rows: 1\n              max_rows: 30",
+        "              min_rows: 31\n              max_rows: 30",
+        "min_rows: 31",
+        "stages.eoi.form.sections[0].questions[1].min_rows",
+        id="min-rows-above-max-rows",
+    ),
 ]
 
 
