@@ -21,11 +21,12 @@ from cbflow import simulate
 from cbflow.clock import FixedClock
 from cbflow.db import migrate, session_scope
 from cbflow.errors import DeadlinePassed
-from cbflow.lifecycle import AppState
+from cbflow.lifecycle import FUNDED, AppState
 from cbflow.models import Application
 from cbflow.prospectus import Prospectus, load
 from cbflow.services import applications, councils, rounds
 from cbflow.services.implementation import return_periods
+from cbflow.services.replication import latest_model
 from cbflow.stages import documents_summary
 
 Log = Callable[[str], None]
@@ -123,7 +124,7 @@ async def run(
     )
 
     count = council_count or default_council_count(prospectus, len(eligible))
-    rng = simulate._rng("field", slug, seed)
+    rng = simulate.seeded_random("field", slug, seed)
     field_ = sorted(rng.sample(eligible, min(count, len(eligible))), key=lambda c: c.code)
     clock.set(eoi.opens_at(zone) + (eoi.closes_at(zone) - eoi.opens_at(zone)) / 2)
     with session_scope() as session:
@@ -150,7 +151,7 @@ async def run(
         with session_scope() as session:
             late_app = session.get(Application, late_id)
             assert late_app is not None
-            by_type = simulate._by_type(councils.all_councils(session))
+            by_type = simulate.councils_by_type(councils.all_councils(session))
             answers = simulate.answers_for(
                 prospectus.stages.eoi.form,
                 field_[0],
@@ -246,11 +247,7 @@ async def run(
         round_ = rounds.get_round(session, slug)
         summary.states = dict(Counter(a.state for a in rounds.applications_of(session, round_)))
         chosen = [
-            a
-            for a in rounds.applications_of(session, round_)
-            if a.decided_at
-            and a.state
-            in (AppState.SELECTED, AppState.IMPLEMENTING, AppState.COMPLETED, AppState.PUBLISHED)
+            a for a in rounds.applications_of(session, round_) if a.decided_at and a.state in FUNDED
         ]
         names = {c.code: c.name for c in councils.all_councils(session)}
         summary.selected = [
@@ -295,8 +292,6 @@ async def _replicate(
     )
     step("publish model", await _call(stages.publish, reference, now=clock()))
     with session_scope() as session:
-        from cbflow.services.replication import latest_model
-
         application = applications.get_application(session, reference)
         model = latest_model(session, application)
         assert model is not None and model.id is not None

@@ -42,6 +42,11 @@ class AppState(StrEnum):
 
 R, A = RoundState, AppState
 
+# an application selected for funding, wherever it has got to since
+FUNDED = frozenset(
+    {AppState.SELECTED, AppState.IMPLEMENTING, AppState.COMPLETED, AppState.PUBLISHED}
+)
+
 ROUND_TRANSITIONS: dict[RoundState, frozenset[RoundState]] = {
     R.LAUNCHED: frozenset({R.EOI_CLOSED, R.CANCELLED}),
     # a round without a bid stage goes from the sift straight to assessment or decision

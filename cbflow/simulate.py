@@ -89,14 +89,14 @@ WORDS = [
 ]
 
 
-def _rng(*parts: object) -> random.Random:
+def seeded_random(*parts: object) -> random.Random:
     digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
 def quality(council_code: str, seed: int) -> float:
     """A council's hidden strength (0..1): what simulated assessors perceive, with noise."""
-    return _rng("quality", council_code, seed).betavariate(4.0, 2.0)
+    return seeded_random("quality", council_code, seed).betavariate(4.0, 2.0)
 
 
 def _sift_targets(prospectus: Prospectus, question_id: str) -> list[SiftCheck]:
@@ -261,7 +261,7 @@ def answers_for(
     period: int = 0,
 ) -> dict[str, Any]:
     """A complete, valid set of answers to `form` for one council."""
-    rng = _rng("answers", council.code, seed, period)
+    rng = seeded_random("answers", council.code, seed, period)
     answers: dict[str, Any] = {}
     for question in form.questions():
         if not is_shown(question, answers):
@@ -282,13 +282,14 @@ def request_for(council: Council, prospectus: Prospectus, seed: int) -> Decimal 
         return None
     share = budget / (places or 1)
     return (
-        share * Decimal(str(round(_rng("request", council.code, seed).uniform(0.5, 1.4), 2)))
+        share
+        * Decimal(str(round(seeded_random("request", council.code, seed).uniform(0.5, 1.4), 2)))
     ).quantize(Decimal("1000"))
 
 
 def assessor_bias(assessor_id: int, seed: int) -> float:
     """How harsh (negative) or lenient (positive) an assessor is, in scale points."""
-    return _rng("bias", assessor_id, seed).uniform(-0.7, 0.7)
+    return seeded_random("bias", assessor_id, seed).uniform(-0.7, 0.7)
 
 
 def score_for(
@@ -297,7 +298,7 @@ def score_for(
     """One simulated assessor's score and justification for one criterion."""
     stage = prospectus.stages.assessment
     assert stage is not None
-    rng = _rng("score", council_code, criterion_id, assessor_id, seed)
+    rng = seeded_random("score", council_code, criterion_id, assessor_id, seed)
     span = stage.scale.max - stage.scale.min
     perceived = (
         stage.scale.min + quality(council_code, seed) * span + assessor_bias(assessor_id, seed)
@@ -325,7 +326,7 @@ def return_answers(
         form, council, prospectus, seed=seed, councils_by_type=councils_by_type, period=period
     )
     base = answers_for(form, council, prospectus, seed=seed, councils_by_type=councils_by_type)
-    rng = _rng("growth", council.code, seed, period)
+    rng = seeded_random("growth", council.code, seed, period)
     growth = Decimal(str(round((0.3 + 0.15 * period) * rng.uniform(0.9, 1.1), 3)))
     for question in form.questions():
         if question.id not in answers or question.id not in base:
@@ -353,7 +354,7 @@ def moderated_score(scores: list[int]) -> int:
 # Simulated people acting through the services, as the portal's users will
 
 
-def _by_type(councils: list[Council]) -> dict[str, list[str]]:
+def councils_by_type(councils: list[Council]) -> dict[str, list[str]]:
     grouped: dict[str, list[str]] = {}
     for council in councils:
         grouped.setdefault(council.type, []).append(council.code)
@@ -388,7 +389,7 @@ def submit_eois(
 ) -> int:
     """Each council starts and submits its expression of interest. Returns how many submitted."""
     prospectus = prospectus_of(round_)
-    by_type = _by_type(all_councils(session))
+    by_type = councils_by_type(all_councils(session))
     submitted = 0
     for council in councils:
         answers = answers_for(
@@ -423,7 +424,7 @@ def review_referrals(session: Session, *, round_: Round, now: datetime, seed: in
     """Staff look at each referred EOI; about two in three are let through."""
     referred = rounds.applications_of(session, round_, AppState.SIFT_REFER)
     for application in referred:
-        passed = _rng("referral", application.council_code, seed).random() < 0.67
+        passed = seeded_random("referral", application.council_code, seed).random() < 0.67
         failed_rules = [rid for rid, r in application.sift_results.items() if not r["passed"]]
         reason = (
             f"staff review: {', '.join(failed_rules)} met by evidence supplied on request"
@@ -445,7 +446,7 @@ def submit_bids(session: Session, *, round_: Round, now: datetime, seed: int) ->
     """Invited councils draft and submit their bids; one in eight lets the deadline pass."""
     prospectus = prospectus_of(round_)
     assert prospectus.stages.bid is not None
-    by_type = _by_type(all_councils(session))
+    by_type = councils_by_type(all_councils(session))
     submitted = 0
     for application in rounds.applications_of(session, round_, AppState.INVITED):
         council = session.get(Council, application.council_code)
@@ -462,7 +463,7 @@ def submit_bids(session: Session, *, round_: Round, now: datetime, seed: int) ->
         applications.save_draft(
             session, application=application, stage="bid", answers=answers, actor=actor, now=now
         )
-        if _rng("bid", council.code, seed).random() < 0.875:
+        if seeded_random("bid", council.code, seed).random() < 0.875:
             applications.submit(session, application=application, stage="bid", actor=actor, now=now)
             submitted += 1
     return submitted
@@ -518,10 +519,10 @@ def make_returns(session: Session, *, round_: Round, period: int, now: datetime,
     form = prospectus.forms().get("returns")
     if form is None:
         return 0
-    by_type = _by_type(all_councils(session))
+    by_type = councils_by_type(all_councils(session))
     made = 0
     for application in rounds.applications_of(session, round_, AppState.IMPLEMENTING):
-        if _rng("return", application.council_code, period, seed).random() < 1 / 6:
+        if seeded_random("return", application.council_code, period, seed).random() < 1 / 6:
             continue
         council = session.get(Council, application.council_code)
         assert council is not None

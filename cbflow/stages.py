@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,12 @@ from sqlmodel import col, select
 
 from cbflow.db import session_scope
 from cbflow.lifecycle import AppState
-from cbflow.models import Application, Document, User
+from cbflow.models import Application, Document, Round, User
+from cbflow.prospectus import Prospectus
 from cbflow.render import render_many
 from cbflow.services import assessment, implementation, replication, rounds, selection, sift
 from cbflow.services.documents import Issuer, Pending, record_rendered
+from cbflow.services.implementation import return_periods
 from cbflow.settings import get_settings
 
 Progress = Callable[[int], None] | None
@@ -71,9 +73,9 @@ def issue_receipts(slug: str, *, now: datetime, progress: Progress = None) -> Ou
         round_ = rounds.get_round(session, slug)
         issuer = Issuer(session, round_, now)
         apps = rounds.applications_of(session, round_)
-        pendings = issuer.eoi_receipts(a for a in apps if a.eoi_submitted_at is not None)
+        pendings = issuer.receipts("eoi", [a for a in apps if a.eoi_submitted_at is not None])
         if issuer.prospectus.stages.bid:
-            pendings += issuer.bid_receipts(a for a in apps if a.bid_submitted_at is not None)
+            pendings += issuer.receipts("bid", [a for a in apps if a.bid_submitted_at is not None])
     outcome = Outcome(slug, "receipts", {"receipts": len(pendings)})
     outcome.documents = issue(pendings, now, progress)
     return outcome
@@ -233,7 +235,7 @@ def publish(
             select(Application).where(Application.reference == reference)
         ).one()
         model, _ = replication.publish_model(session, application=application, actor=actor, now=now)
-        round_ = session.get(rounds.Round, application.round_id)
+        round_ = session.get(Round, application.round_id)
         assert round_ is not None
         pendings = Issuer(session, round_, now).replication_packs([model])
         slug = round_.slug
@@ -248,7 +250,7 @@ def adopt(model_id: int, council_code: str, *, now: datetime, actor: str = SYSTE
         application, created = replication.adopt_model(
             session, model_id=model_id, council_code=council_code, actor=actor, now=now
         )
-        round_ = session.get(rounds.Round, application.round_id)
+        round_ = session.get(Round, application.round_id)
         assert round_ is not None
         carried = len(application.eoi_answers) + len(application.bid_answers)
         outcome = Outcome(
@@ -270,3 +272,24 @@ def documents_summary(slug: str) -> dict[str, Any]:
         "by_kind": by_kind,
         "total": len(docs),
     }
+
+
+def deadline_events(prospectus: Prospectus) -> list[tuple[str, datetime]]:
+    """The events a round's dates trigger, as (flow name, when): closing the EOI window and the
+    bid window, the decisions, each returns cycle, and the end of implementation."""
+    zone = prospectus.zone
+    events = [("close-eoi", prospectus.timetable.eoi.closes_at(zone))]
+    if prospectus.stages.bid and prospectus.timetable.bid:
+        events.append(("close-bids", prospectus.timetable.bid.closes_at(zone)))
+    if prospectus.timetable.decision:
+        events.append(("decide", prospectus.timetable.decision.by_at(zone) - timedelta(hours=12)))
+    events += [("returns-cycle", due) for _, _, due in return_periods(prospectus)]
+    period = prospectus.timetable.implementation
+    if period:
+        events.append(
+            (
+                "complete-round",
+                datetime.combine(period.ends + timedelta(days=1), time(0), tzinfo=zone),
+            )
+        )
+    return events

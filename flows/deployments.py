@@ -15,7 +15,8 @@ from prefect.client.orchestration import get_client
 from prefect.states import Scheduled
 
 from cbflow.db import session_scope
-from cbflow.services.rounds import deadline_events, get_round, prospectus_of
+from cbflow.services.rounds import get_round, prospectus_of
+from cbflow.stages import deadline_events
 from flows.stages import DEADLINE_FLOWS
 
 DEPLOYMENT = "deadline"

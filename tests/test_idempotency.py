@@ -356,7 +356,7 @@ def test_receipts_rendered_but_not_recorded_are_recorded_once_on_rerun(
     with session_scope() as session:
         round_ = rounds.get_round(session, slug)
         issuer = Issuer(session, round_, EOI_CLOSE)
-        pendings = issuer.eoi_receipts(rounds.applications_of(session, round_))
+        pendings = issuer.receipts("eoi", rounds.applications_of(session, round_))
     render_serial([p.job for p in pendings])  # ... and the process dies before recording
     with session_scope() as session:
         assert session.exec(select(Document)).all() == []

@@ -7,7 +7,7 @@ crashed between rendering and recording renders the same files again and records
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -18,20 +18,27 @@ from sqlmodel import Session, col, select
 
 from cbflow.charts import bar_chart, line_chart
 from cbflow.forms import is_shown, pence_to_money
-from cbflow.lifecycle import AppState
 from cbflow.models import (
     Application,
+    Assignment,
     Council,
     Document,
     ModerationTask,
     PublishedModel,
     ReturnRecord,
     Round,
+    Score,
     User,
 )
 from cbflow.prospectus import Form, Prospectus, Question, TableQuestion
 from cbflow.render import RenderJob
-from cbflow.services.applications import all_answers, local_deadline, local_time
+from cbflow.services.applications import (
+    Stage,
+    all_answers,
+    form_of,
+    local_deadline,
+    local_time,
+)
 from cbflow.services.assessment import ApplicationResult, moderation_tasks
 from cbflow.services.implementation import milestones_of, returns_of
 from cbflow.services.rounds import prospectus_of
@@ -175,7 +182,10 @@ class Issuer:
         )
 
     def _for_each(
-        self, kind: str, applications: Iterable[Application], build: Any
+        self,
+        kind: str,
+        applications: Iterable[Application],
+        build: Callable[[Application], dict[str, Any]],
     ) -> list[Pending]:
         out = []
         for application in applications:
@@ -277,28 +287,22 @@ class Issuer:
         )
         return [pending] if pending else []
 
-    def eoi_receipts(self, applications: Iterable[Application]) -> list[Pending]:
-        form = self.prospectus.stages.eoi.form
-        return self._for_each(
-            "eoi_receipt",
-            applications,
-            lambda a: {
-                "submitted_at": local_time(a.eoi_submitted_at, self.prospectus),
-                "sections": answer_sections(form, a.eoi_answers, self.council_names),
-            },
-        )
+    def receipts(self, stage: Stage, applications: Iterable[Application]) -> list[Pending]:
+        """A receipt for each submitted EOI (or bid), with the answers as they were sent."""
+        form = form_of(self.prospectus, stage)
 
-    def bid_receipts(self, applications: Iterable[Application]) -> list[Pending]:
-        assert self.prospectus.stages.bid is not None
-        form = self.prospectus.stages.bid.form
-        return self._for_each(
-            "bid_receipt",
-            applications,
-            lambda a: {
-                "submitted_at": local_time(a.bid_submitted_at, self.prospectus),
-                "sections": answer_sections(form, a.bid_answers, self.council_names),
-            },
-        )
+        def receipt(application: Application) -> dict[str, Any]:
+            submitted = (
+                application.eoi_submitted_at if stage == "eoi" else application.bid_submitted_at
+            )
+            assert submitted is not None, "a receipt is for a submission"
+            answers = application.eoi_answers if stage == "eoi" else application.bid_answers
+            return {
+                "submitted_at": local_time(submitted, self.prospectus),
+                "sections": answer_sections(form, answers, self.council_names),
+            }
+
+        return self._for_each(f"{stage}_receipt", applications, receipt)
 
     def invitations(self, applications: Iterable[Application]) -> list[Pending]:
         p = self.prospectus
@@ -369,8 +373,6 @@ class Issuer:
         return [p for p in out if p]
 
     def _moderation_items(self, tasks: Sequence[ModerationTask]) -> list[dict[str, Any]]:
-        from cbflow.models import Assignment, Score  # local: only this document reads raw scores
-
         assessment = self.prospectus.stages.assessment
         assert assessment is not None
         titles = {c.id: c.title for c in assessment.criteria}
@@ -725,6 +727,3 @@ def documents_of(session: Session, round_: Round) -> list[Document]:
             select(Document).where(Document.round_id == round_.id).order_by(col(Document.id))
         )
     )
-
-
-SELECTED_STATES = (AppState.SELECTED, AppState.IMPLEMENTING, AppState.COMPLETED, AppState.PUBLISHED)

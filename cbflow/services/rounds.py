@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from datetime import datetime, time, timedelta
+from datetime import datetime
 from functools import lru_cache
 
 from sqlmodel import Session, col, select
@@ -90,26 +90,3 @@ def applications_of(session: Session, round_: Round, *states: str) -> list[Appli
 
 def state_counts(session: Session, round_: Round) -> Counter[str]:
     return Counter(a.state for a in applications_of(session, round_))
-
-
-def deadline_events(prospectus: Prospectus) -> list[tuple[str, datetime]]:
-    """The events a round's dates trigger, as (flow name, when): closing the EOI window and the
-    bid window, the decisions, each returns cycle, and the end of implementation."""
-    from cbflow.services.implementation import return_periods
-
-    zone = prospectus.zone
-    events = [("close-eoi", prospectus.timetable.eoi.closes_at(zone))]
-    if prospectus.stages.bid and prospectus.timetable.bid:
-        events.append(("close-bids", prospectus.timetable.bid.closes_at(zone)))
-    if prospectus.timetable.decision:
-        events.append(("decide", prospectus.timetable.decision.by_at(zone) - timedelta(hours=12)))
-    events += [("returns-cycle", due) for _, _, due in return_periods(prospectus)]
-    period = prospectus.timetable.implementation
-    if period:
-        events.append(
-            (
-                "complete-round",
-                datetime.combine(period.ends + timedelta(days=1), time(0), tzinfo=zone),
-            )
-        )
-    return events

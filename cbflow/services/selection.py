@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from cbflow.errors import CbflowError
 from cbflow.forms import money_to_pence, pence_to_money
-from cbflow.lifecycle import AppState, RoundState
+from cbflow.lifecycle import FUNDED, AppState, RoundState
 from cbflow.models import Application, Round
 from cbflow.services.assessment import results
 from cbflow.services.audit import transition
@@ -141,12 +141,5 @@ def recorded(session: Session, round_: Round) -> list[Decision]:
 
 
 def total_awarded(session: Session, round_: Round) -> Decimal:
-    chosen = applications_of(
-        session,
-        round_,
-        AppState.SELECTED,
-        AppState.IMPLEMENTING,
-        AppState.COMPLETED,
-        AppState.PUBLISHED,
-    )
+    chosen = applications_of(session, round_, *FUNDED)
     return pence_to_money(sum(a.support_requested_pence or 0 for a in chosen))
