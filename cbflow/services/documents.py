@@ -618,11 +618,7 @@ def _only(form: Form, answers: dict[str, Any]) -> Form:
         questions = [q for q in section.questions if q.id in answers]
         if questions:
             sections.append(section.model_copy(update={"questions": questions}))
-    return (
-        form.model_copy(update={"sections": sections})
-        if sections
-        else Form.model_construct(sections=[])
-    )
+    return form.model_copy(update={"sections": sections})
 
 
 def _question_detail(question: Question) -> str:
