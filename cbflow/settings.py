@@ -26,6 +26,19 @@ class Settings(BaseSettings):
     prefect_port: int = 4200
     # where documents are served from (the portal); empty: link to the files themselves
     documents_base_url: str = ""
+    # the portal
+    portal_port: int = 8000
+    portal_base_url: str = ""  # the address in e-mailed links; empty: http://127.0.0.1:<port>
+    secret_key: str = ""  # signs session cookies; empty: generated once, kept in the data dir
+    frontend_dir: Path = PACKAGE_DIR.parent / "node_modules"  # npm packages from ./dev setup
+    session_hours: int = 8
+    # e-mail: with no SMTP host, messages are kept in the outbox administrators read
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    mail_from: str = "cbflow <noreply@cbflow.invalid>"
 
     @property
     def resolved_database_url(self) -> str:
@@ -36,6 +49,10 @@ class Settings(BaseSettings):
     @property
     def documents_dir(self) -> Path:
         return self.data_dir / "documents"
+
+    @property
+    def resolved_portal_base_url(self) -> str:
+        return (self.portal_base_url or f"http://127.0.0.1:{self.portal_port}").rstrip("/")
 
 
 @lru_cache

@@ -1,0 +1,99 @@
+"""The portal's application factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+from cbflow.errors import CbflowError
+from cbflow.settings import Settings
+from cbflow.web import auth, pages
+from cbflow.web.security import (
+    SecurityHeaders,
+    content_security_policy,
+    inline_script_hashes,
+    require_csrf,
+    secret_key,
+)
+from cbflow.web.templating import Pages, environment, govuk_template_source
+
+STATIC = Path(__file__).resolve().parent / "static"
+SESSION_COOKIE = "cbflow_session"
+
+ERRORS = {
+    403: ("You cannot do that", "You do not have permission to see this page or do this."),
+    404: ("Page not found", "If you typed the web address, check it is correct."),
+    405: ("Page not found", "If you typed the web address, check it is correct."),
+}
+CSRF_PROBLEM = (
+    "Your session has expired",
+    "We could not accept the form because the page was too old or was not sent by this "
+    "service. Go back, reload the page and try again.",
+)
+
+
+def govuk_frontend(settings: Settings) -> Path:
+    """GOV.UK Frontend's built files (CSS, JS, fonts, images), installed by `./dev setup`."""
+    dist = settings.frontend_dir / "govuk-frontend" / "dist" / "govuk"
+    if not (dist / "govuk-frontend.min.css").is_file():
+        raise CbflowError(
+            f"GOV.UK Frontend is not installed in {settings.frontend_dir}: run `./dev setup` "
+            "(it runs `npm install`), or set CBFLOW_FRONTEND_DIR to the node_modules folder"
+        )
+    return dist
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The portal for one configuration: its database, data dir, secret and mail settings."""
+    dist = govuk_frontend(settings)
+    env = environment(settings.templates_dir / "pages")
+    renderer = Pages(env)
+    csp = content_security_policy(inline_script_hashes(govuk_template_source(env)))
+
+    app = FastAPI(
+        title="cbflow portal",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(require_csrf)],
+    )
+    app.state.settings = settings
+    app.state.pages = renderer
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=secret_key(settings),
+        session_cookie=SESSION_COOKIE,
+        max_age=settings.session_hours * 3600,
+        same_site="lax",
+        https_only=settings.resolved_portal_base_url.startswith("https://"),
+    )
+    app.add_middleware(SecurityHeaders, csp=csp)
+
+    app.mount("/assets", StaticFiles(directory=dist / "assets"), name="assets")
+    app.mount("/govuk", StaticFiles(directory=dist), name="govuk")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(pages.router)
+    app.include_router(auth.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 403 and exc.detail == "csrf":
+            title, message = CSRF_PROBLEM
+        elif exc.status_code in ERRORS:
+            title, message = ERRORS[exc.status_code]
+        else:
+            return HTMLResponse(str(exc.detail), status_code=exc.status_code)
+        return renderer.render(
+            request, "error.html", status_code=exc.status_code, title=title, message=message
+        )
+
+    return app

@@ -1,0 +1,36 @@
+"""Dependencies shared by the portal's routes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlmodel import Session
+
+from cbflow.db import session_scope
+from cbflow.settings import Settings
+from cbflow.web.templating import Pages
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_pages(request: Request) -> Pages:
+    renderer: Pages = request.app.state.pages
+    return renderer
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+PagesDep = Annotated[Pages, Depends(get_pages)]
+
+
+def get_session(settings: SettingsDep) -> Iterator[Session]:
+    """One transaction per request: committed when the route returns, rolled back on error."""
+    with session_scope(settings.resolved_database_url) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]

@@ -1,0 +1,68 @@
+"""The portal's Jinja environment: our pages plus the GOV.UK Frontend macros, autoescaped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    PackageLoader,
+    PrefixLoader,
+    pass_context,
+)
+from jinja2.runtime import Context
+from markupsafe import Markup, escape
+
+from cbflow.web.security import CSRF_FIELD, csrf_token
+
+SERVICE_NAME = "cbflow"
+GOVUK_TEMPLATE = "govuk_frontend_jinja/template.html"
+
+
+@pass_context
+def csrf_field(context: Context) -> Markup:
+    """The hidden field every form posts: {{ csrf_field() }}."""
+    request: Request = context["request"]
+    token = escape(csrf_token(request))
+    return Markup(f'<input type="hidden" name="{CSRF_FIELD}" value="{token}">')
+
+
+def environment(pages: Path) -> Environment:
+    env = Environment(
+        loader=ChoiceLoader(
+            [
+                FileSystemLoader(pages),
+                PrefixLoader({"govuk_frontend_jinja": PackageLoader("govuk_frontend_jinja")}),
+            ]
+        ),
+        autoescape=True,  # every template, whatever its name
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["csrf_field"] = csrf_field
+    env.globals["service_name"] = SERVICE_NAME
+    return env
+
+
+def govuk_template_source(env: Environment) -> str:
+    assert env.loader is not None
+    source, _, _ = env.loader.get_source(env, GOVUK_TEMPLATE)
+    return source
+
+
+class Pages:
+    """Renders a page template with the request (for CSRF and the signed-in user)."""
+
+    def __init__(self, env: Environment) -> None:
+        self.templates = Jinja2Templates(env=env)
+
+    def render(
+        self, request: Request, name: str, status_code: int = 200, **context: Any
+    ) -> Response:
+        return self.templates.TemplateResponse(request, name, context, status_code=status_code)
