@@ -195,3 +195,24 @@ class AuditEvent(SQLModel, table=True):
     actor: str
     reason: str = ""
     at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+
+
+class MagicLink(SQLModel, table=True):
+    """A single-use sign-in link. Only the token's hash is stored: the database cannot sign in."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, index=True, max_length=64)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+    used_at: datetime | None = _when()
+
+
+class OutboxMessage(SQLModel, table=True):
+    """An e-mail kept for administrators to read, when no SMTP server is configured."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    to: str = Field(index=True)
+    subject: str
+    body: str
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))

@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
+from cbflow.clock import Clock, system_clock
 from cbflow.errors import CbflowError
 from cbflow.settings import Settings
-from cbflow.web import auth, pages
+from cbflow.web import admin, auth, pages
 from cbflow.web.security import (
     SecurityHeaders,
     content_security_policy,
@@ -48,8 +49,9 @@ def govuk_frontend(settings: Settings) -> Path:
     return dist
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The portal for one configuration: its database, data dir, secret and mail settings."""
+def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
+    """The portal for one configuration: its database, data dir, secret and mail settings.
+    Tests and the demo pass their own clock."""
     dist = govuk_frontend(settings)
     env = environment(settings.templates_dir / "pages")
     renderer = Pages(env)
@@ -63,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
         dependencies=[Depends(require_csrf)],
     )
     app.state.settings = settings
+    app.state.clock = clock
     app.state.pages = renderer
     app.add_middleware(
         SessionMiddleware,
@@ -79,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(pages.router)
     app.include_router(auth.router)
+    app.include_router(admin.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> PlainTextResponse:
@@ -91,7 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
         elif exc.status_code in ERRORS:
             title, message = ERRORS[exc.status_code]
         else:
-            return HTMLResponse(str(exc.detail), status_code=exc.status_code)
+            return Response(status_code=exc.status_code, headers=exc.headers)
         return renderer.render(
             request, "error.html", status_code=exc.status_code, title=title, message=message
         )

@@ -1,14 +1,131 @@
-"""Signing in and out."""
+"""Signing in by e-mailed link, signing out, and who is signed in."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import RedirectResponse, Response
+
+from cbflow.models import User
+from cbflow.services import accounts
+from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep
 
 router = APIRouter()
+
+# enough to catch a typo; whether the address is real is for the mail to find out
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def signed_in(request: Request) -> dict[str, Any] | None:
+    """Who the session says is signed in (for display; authorisation reads the database)."""
+    user = request.session.get("user")
+    return user if isinstance(user, dict) else None
+
+
+def current_user(request: Request, session: SessionDep) -> User | None:
+    shown = signed_in(request)
+    if shown is None:
+        return None
+    user = session.get(User, shown.get("id"))
+    if user is None:  # the account has gone: the session goes with it
+        request.session.clear()
+    return user
+
+
+CurrentUser = Annotated[User | None, Depends(current_user)]
+
+
+def require_role(*roles: str) -> Any:
+    """A dependency: the signed-in user, if their role is one of `roles`; otherwise a redirect to
+    sign in (not signed in) or 403 (signed in, not allowed)."""
+
+    def dependency(user: CurrentUser) -> User:
+        if user is None:
+            raise HTTPException(status_code=303, headers={"Location": "/sign-in"})
+        if user.role not in roles:
+            raise HTTPException(status_code=403)
+        return user
+
+    return Depends(dependency)
+
+
+@router.get("/sign-in")
+def sign_in_page(request: Request, pages: PagesDep) -> Response:
+    return pages.render(request, "sign-in.html", email="", errors={})
+
+
+@router.post("/sign-in")
+def sign_in_request(
+    request: Request,
+    pages: PagesDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    email: Annotated[str, Form()] = "",
+) -> Response:
+    email = email.strip()
+    if not email:
+        error = "Enter your email address"
+    elif not EMAIL.match(email):
+        error = "Enter an email address in the correct format, like name@example.gov.uk"
+    else:
+        accounts.send_sign_in_link(
+            session,
+            email=email,
+            base_url=settings.resolved_portal_base_url,
+            settings=settings,
+            now=clock(),
+        )
+        request.session["sign_in_email"] = email
+        return RedirectResponse("/sign-in/check-your-email", status_code=303)
+    return pages.render(
+        request, "sign-in.html", status_code=400, email=email, errors={"email": error}
+    )
+
+
+@router.get("/sign-in/check-your-email")
+def check_your_email(request: Request, pages: PagesDep) -> Response:
+    email = request.session.get("sign_in_email")
+    return pages.render(request, "check-your-email.html", email=email)
+
+
+@router.get("/sign-in/{token}")
+def sign_in_confirm(
+    request: Request, token: str, pages: PagesDep, session: SessionDep, clock: ClockDep
+) -> Response:
+    """The link's page only asks to continue: mail scanners that open links must not use up a
+    single-use link (the sign-in itself is the POST)."""
+    if not accounts.link_is_usable(session, token=token, now=clock()):
+        return pages.render(request, "sign-in-failed.html", status_code=400)
+    return pages.render(request, "sign-in-confirm.html", token=token)
+
+
+@router.post("/sign-in/{token}")
+def sign_in_with_link(
+    request: Request, token: str, pages: PagesDep, session: SessionDep, clock: ClockDep
+) -> Response:
+    try:
+        user = accounts.use_sign_in_link(session, token=token, now=clock())
+    except accounts.SignInFailed:
+        return pages.render(request, "sign-in-failed.html", status_code=400)
+    request.session.clear()  # a fresh session, with a fresh CSRF token
+    request.session["user"] = {
+        "id": user.id,
+        "name": user.name,
+        "email": user.email,
+        "role": user.role,
+    }
+    return RedirectResponse("/", status_code=303)
 
 
 @router.post("/sign-out")
 def sign_out(request: Request) -> RedirectResponse:
     request.session.clear()
-    return RedirectResponse("/", status_code=303)
+    return RedirectResponse("/signed-out", status_code=303)
+
+
+@router.get("/signed-out")
+def signed_out(request: Request, pages: PagesDep) -> Response:
+    return pages.render(request, "signed-out.html")

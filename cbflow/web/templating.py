@@ -33,6 +33,11 @@ def csrf_field(context: Context) -> Markup:
     return Markup(f'<input type="hidden" name="{CSRF_FIELD}" value="{token}">')
 
 
+def _signed_in(request: Request) -> dict[str, Any]:
+    user = request.session.get("user")
+    return {"user": user if isinstance(user, dict) else None}
+
+
 def environment(pages: Path) -> Environment:
     env = Environment(
         loader=ChoiceLoader(
@@ -60,7 +65,7 @@ class Pages:
     """Renders a page template with the request (for CSRF and the signed-in user)."""
 
     def __init__(self, env: Environment) -> None:
-        self.templates = Jinja2Templates(env=env)
+        self.templates = Jinja2Templates(env=env, context_processors=[_signed_in])
 
     def render(
         self, request: Request, name: str, status_code: int = 200, **context: Any

@@ -1,0 +1,99 @@
+"""Accounts: signing in by e-mailed link."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from cbflow import notify
+from cbflow.errors import CbflowError
+from cbflow.models import MagicLink, OutboxMessage, User
+from cbflow.services.audit import record
+from cbflow.settings import Settings
+
+LINK_LIFETIME = timedelta(minutes=15)
+
+
+class SignInFailed(CbflowError):
+    """A sign-in link that is unknown, used or expired. Nothing was changed."""
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def find_user(session: Session, email: str) -> User | None:
+    return session.exec(select(User).where(User.email == normalise_email(email))).first()
+
+
+def send_sign_in_link(
+    session: Session, *, email: str, base_url: str, settings: Settings, now: datetime
+) -> bool:
+    """E-mail a single-use sign-in link to the user with this address. Returns whether there is
+    such a user; callers must not tell the person, so as to leak nothing about who has an
+    account.
+
+    Persists the link (only the token's hash) and, without SMTP, the message in the outbox; the
+    mail is sent before the transaction commits, so a failed send leaves no usable link.
+    """
+    user = find_user(session, email)
+    if user is None or user.id is None:
+        return False
+    token = secrets.token_urlsafe(32)
+    session.add(
+        MagicLink(
+            token_hash=_hash(token), user_id=user.id, created_at=now, expires_at=now + LINK_LIFETIME
+        )
+    )
+    message = notify.compose(
+        settings.templates_dir,
+        "sign-in-link",
+        to=user.email,
+        name=user.name,
+        link=f"{base_url}/sign-in/{token}",
+        minutes=int(LINK_LIFETIME.total_seconds() // 60),
+        sign_in_page=f"{base_url}/sign-in",
+    )
+    notify.send(message, settings=settings, session=session, now=now)
+    return True
+
+
+def link_is_usable(session: Session, *, token: str, now: datetime) -> bool:
+    link = session.exec(select(MagicLink).where(MagicLink.token_hash == _hash(token))).first()
+    return link is not None and link.used_at is None and now < link.expires_at
+
+
+def use_sign_in_link(session: Session, *, token: str, now: datetime) -> User:
+    """Sign in with a link: it works once, before it expires.
+
+    Marks the link used with one conditional UPDATE (so two clicks at once sign in once), then
+    writes the audit event.
+    """
+    claimed = session.execute(
+        update(MagicLink)
+        .where(col(MagicLink.token_hash) == _hash(token))
+        .where(col(MagicLink.used_at).is_(None))
+        .where(col(MagicLink.expires_at) > now)
+        .values(used_at=now)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise SignInFailed("this sign-in link has expired or has already been used")
+    link = session.exec(select(MagicLink).where(MagicLink.token_hash == _hash(token))).one()
+    user = session.get(User, link.user_id)
+    assert user is not None and user.id is not None
+    record(session, entity="user", entity_id=user.id, action="sign-in", actor=user.email, now=now)
+    return user
+
+
+def outbox(session: Session, limit: int = 200) -> list[OutboxMessage]:
+    """Mail kept for administrators when no SMTP server is configured, newest first."""
+    statement = select(OutboxMessage).order_by(col(OutboxMessage.id).desc()).limit(limit)
+    return list(session.exec(statement))
