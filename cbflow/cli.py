@@ -291,19 +291,21 @@ def demo(
     _print_summary(summary)
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
+def _wait_healthy(
+    url: str, process: subprocess.Popen[bytes], name: str, log: Path, timeout: float = 90
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            _fail(f"the Prefect server stopped (exit code {process.returncode}); see its log above")
+            _fail(f"{name} stopped (exit code {process.returncode}); see its log: {log}")
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
             pass
         time.sleep(0.5)
-    _fail(f"the Prefect server did not answer at {url} within {timeout:.0f} s")
+    _fail(f"{name} did not answer at {url} within {timeout:.0f} s; see its log: {log}")
 
 
 def _stop(process: subprocess.Popen[bytes], name: str) -> None:
@@ -343,26 +345,58 @@ def serve(
         bool, typer.Option(help="With --demo: stop once the demo is done.")
     ] = False,
 ) -> None:
-    """Start a local Prefect server with its UI and the runner of the deadline deployments;
-    its state stays under the data directory. Stop with Ctrl-C."""
+    """Start the portal, a local Prefect server with its UI and the runner of the deadline
+    deployments; their state stays under the data directory. Stop with Ctrl-C."""
+    from cbflow.db import migrate, session_scope
+    from cbflow.services.councils import load_register
+    from cbflow.web.app import govuk_frontend
+
     settings = get_settings()
     _stop_on_signals()
+    try:
+        govuk_frontend(settings)  # before starting anything: the portal cannot run without it
+        migrate()
+        with session_scope() as session:
+            load_register(session)
+    except CbflowError as exc:
+        _fail(str(exc))
     env = {**os.environ, **_prefect_environment()}
     address = f"http://127.0.0.1:{settings.prefect_port}"
     api = f"{address}/api"
+    portal_address = f"http://127.0.0.1:{settings.portal_port}"
     log_dir = settings.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    server_log = (log_dir / "prefect-server.log").open("ab")
+    server_log_path = log_dir / "prefect-server.log"
     server = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start"],
         env=env,
-        stdout=server_log,
+        stdout=server_log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    portal_log_path = log_dir / "portal.log"
+    portal = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "cbflow.web.app:portal",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(settings.portal_port),
+        ],
+        env=env,
+        stdout=portal_log_path.open("ab"),
         stderr=subprocess.STDOUT,
     )
     runner: subprocess.Popen[bytes] | None = None
     try:
-        console.print(f"Starting the Prefect server (log: {log_dir / 'prefect-server.log'}) ...")
-        _wait_healthy(api, server)
+        console.print(f"Starting the portal (log: {portal_log_path}) ...")
+        console.print(f"Starting the Prefect server (log: {server_log_path}) ...")
+        _wait_healthy(f"{portal_address}/healthz", portal, "the portal", portal_log_path)
+        console.print(f"[bold]Portal: {portal_address}[/]")
+        _wait_healthy(f"{api}/health", server, "the Prefect server", server_log_path)
         env["PREFECT_API_URL"] = api
         _use_prefect(api)
         runner_log = (log_dir / "deadline-runner.log").open("ab")
@@ -383,15 +417,18 @@ def serve(
             console.print(f"[bold]Watch the demo's flow runs at {address}/runs[/]")
             if exit_after_demo:
                 return
-        console.print("Serving. Press Ctrl-C to stop.")
-        while server.poll() is None:
+        console.print(f"Serving: the portal at {portal_address}. Press Ctrl-C to stop.")
+        while server.poll() is None and portal.poll() is None:
             time.sleep(1)
+        if portal.returncode is not None:
+            _fail(f"the portal stopped (exit code {portal.returncode}); see {portal_log_path}")
         _fail(f"the Prefect server stopped (exit code {server.returncode})")
     except KeyboardInterrupt:
         console.print("Stopping ...")
     finally:
         if runner is not None:
             _stop(runner, "the deadline runner")
+        _stop(portal, "the portal")
         _stop(server, "the Prefect server")
 
 

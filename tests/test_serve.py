@@ -54,11 +54,13 @@ def test_serve_shows_the_demo_runs_through_the_prefect_api_when_demo_runs_agains
     tmp_path: Path,
 ) -> None:
     port = _free_port()
+    portal = f"http://127.0.0.1:{_free_port()}"
     env = {
         **os.environ,
         "CBFLOW_DATA_DIR": str(tmp_path / "data"),
         "CBFLOW_DATABASE_URL": "",
         "CBFLOW_PREFECT_PORT": str(port),
+        "CBFLOW_PORTAL_PORT": portal.rsplit(":", 1)[1],
     }
     env.pop("PREFECT_API_URL", None)
     api = f"http://127.0.0.1:{port}/api"
@@ -75,6 +77,9 @@ def test_serve_shows_the_demo_runs_through_the_prefect_api_when_demo_runs_agains
             120,
             "the server",
         )
+        home = urllib.request.urlopen(portal, timeout=10).read().decode()
+        assert "Funding rounds – cbflow – GOV.UK" in home
+        assert "No rounds have been launched yet." in home
         deployments = _wait_for(
             lambda: _post(f"{api}/deployments/filter", {}), 90, "the deadline deployments"
         )
@@ -110,6 +115,8 @@ def test_serve_shows_the_demo_runs_through_the_prefect_api_when_demo_runs_agains
         )
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read().decode()
         assert "<html" in page.lower(), "the Prefect UI is served"
+        home = urllib.request.urlopen(portal, timeout=10).read().decode()
+        assert "Whole-place community budgets" in home, "the portal lists the demo's round"
     finally:
         serve.send_signal(signal.SIGTERM)  # what an administrator's `kill` sends
         try:
@@ -120,3 +127,5 @@ def test_serve_shows_the_demo_runs_through_the_prefect_api_when_demo_runs_agains
     assert serve.returncode == 0
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{api}/health", timeout=2)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{portal}/healthz", timeout=2)

@@ -12,7 +12,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from cbflow.clock import Clock, system_clock
 from cbflow.errors import CbflowError
-from cbflow.settings import Settings
+from cbflow.settings import Settings, get_settings
 from cbflow.web import admin, auth, pages
 from cbflow.web.security import (
     SecurityHeaders,
@@ -101,3 +101,9 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
         )
 
     return app
+
+
+def portal() -> FastAPI:
+    """The portal as configured by the environment: `uvicorn --factory cbflow.web.app:portal`,
+    as `cbflow serve` runs it."""
+    return create_app(get_settings())
