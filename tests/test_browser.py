@@ -1,0 +1,160 @@
+"""The portal in a real browser: Debian's Chromium driven by Playwright against the portal served
+by uvicorn. Every page is checked with axe-core (no serious or critical violations), runs its
+GOV.UK Frontend JavaScript under the Content-Security-Policy without a single console error, and
+is photographed into test-artifacts/ for people to look at."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from conftest import ROOT, example_text
+from playwright.sync_api import Browser, ConsoleMessage, Page, Response, sync_playwright
+
+from cbflow import stages
+from cbflow.settings import Settings
+from cbflow.web import create_app
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+# headless as root on a machine whose only network is the package registries
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is not installed: run ./dev setup (it installs Debian's chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def portal(cbflow_env: Settings) -> Iterator[str]:
+    """The portal on a free port, in a thread of this process, against the test's database."""
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(cbflow_env), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the portal did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    # axe is injected as an init script: it runs outside the page's CSP, which stays enforced
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(path=str(AXE))
+    page = context.new_page()
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        # a page answered with 400 (a form with errors) is logged as a failed load: the
+        # responses are checked below, so only the page's own errors count here
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            problems.append(message.text)
+
+    def on_response(response: Response) -> None:
+        if response.request.resource_type != "document" and response.status >= 400:
+            problems.append(f"{response.status} for {response.url}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("response", on_response)
+    yield page
+    context.close()
+    assert problems == [], "the browser reported errors (a CSP violation, a failing script)"
+
+
+def serious_violations(page: Page) -> list[dict[str, Any]]:
+    result = page.evaluate("async () => await axe.run(document)")
+    return [
+        {"id": v["id"], "impact": v["impact"], "help": v["help"], "nodes": len(v["nodes"])}
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def check_page(page: Page, name: str) -> None:
+    """Accessible, GOV.UK Frontend's JavaScript running, and a screenshot."""
+    assert page.evaluate("document.body.classList.contains('govuk-frontend-supported')")
+    assert serious_violations(page) == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_home_page_lists_rounds_and_is_accessible(portal: str, page: Page) -> None:
+    stages.launch(example_text(), "round.yaml", now=datetime(2011, 10, 17, 9, tzinfo=UTC))
+
+    page.goto(portal)
+
+    assert page.title() == "Funding rounds – cbflow – GOV.UK"
+    assert page.get_by_role("heading", level=1).inner_text() == "Funding rounds"
+    row = page.get_by_role("row", name="Whole-place community budgets")
+    assert "12:00 on 10 November 2011 (GMT)" in row.inner_text()
+    check_page(page, "home")
+
+
+def test_sign_in_page_is_accessible_and_shows_a_focused_error_summary(
+    portal: str, page: Page
+) -> None:
+    page.goto(f"{portal}/sign-in")
+    check_page(page, "sign-in")
+
+    page.get_by_role("button", name="Email me a link").click()
+
+    page.wait_for_load_state()
+    summary = page.locator(".govuk-error-summary")
+    assert summary.is_visible()
+    assert "Enter your email address" in summary.inner_text()
+    page.wait_for_function("document.activeElement.classList.contains('govuk-error-summary')")
+    assert page.title() == "Error: Sign in – cbflow – GOV.UK"
+    check_page(page, "sign-in-error")
+    summary.get_by_role("link", name="Enter your email address").click()
+    assert page.evaluate("document.activeElement.id") == "email"
+
+
+def test_skip_link_is_the_first_thing_keyboard_users_reach(portal: str, page: Page) -> None:
+    page.goto(portal)
+
+    page.keyboard.press("Tab")
+
+    focused = page.evaluate("document.activeElement.textContent.trim()")
+    assert focused == "Skip to main content"
