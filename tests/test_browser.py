@@ -5,6 +5,7 @@ is photographed into test-artifacts/ for people to look at."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -17,8 +18,11 @@ import pytest
 import uvicorn
 from conftest import ROOT, example_text
 from playwright.sync_api import Browser, ConsoleMessage, Page, Response, sync_playwright
+from sqlmodel import select
 
 from cbflow import stages
+from cbflow.db import session_scope
+from cbflow.models import OutboxMessage, User
 from cbflow.settings import Settings
 from cbflow.web import create_app
 
@@ -61,9 +65,9 @@ def browser() -> Iterator[Browser]:
 def portal(cbflow_env: Settings) -> Iterator[str]:
     """The portal on a free port, in a thread of this process, against the test's database."""
     port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(cbflow_env), host="127.0.0.1", port=port, log_level="warning")
-    )
+    url = f"http://127.0.0.1:{port}"
+    app = create_app(cbflow_env.model_copy(update={"portal_port": port, "portal_base_url": url}))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -71,7 +75,7 @@ def portal(cbflow_env: Settings) -> Iterator[str]:
         assert thread.is_alive() and time.monotonic() < deadline, "the portal did not start"
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -158,3 +162,36 @@ def test_skip_link_is_the_first_thing_keyboard_users_reach(portal: str, page: Pa
 
     focused = page.evaluate("document.activeElement.textContent.trim()")
     assert focused == "Skip to main content"
+
+
+def test_administrator_signs_in_by_link_reads_the_outbox_and_signs_out(
+    portal: str, page: Page
+) -> None:
+    with session_scope() as session:
+        session.add(User(email="ada@cbflow.example", name="Ada Admin", role="admin"))
+    page.goto(f"{portal}/sign-in")
+    page.get_by_label("Sign in").fill("ada@cbflow.example")
+    page.get_by_role("button", name="Email me a link").click()
+    page.wait_for_load_state()
+    assert page.get_by_role("heading", level=1).inner_text() == "Check your email"
+    check_page(page, "check-your-email")
+    with session_scope() as session:
+        mail = session.exec(select(OutboxMessage)).one()
+    link = re.search(r"http://\S+/sign-in/\S+", mail.body)
+    assert link is not None
+
+    page.goto(link.group(0))
+    check_page(page, "sign-in-confirm")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
+    assert page.get_by_text("Ada Admin").is_visible()
+    check_page(page, "home-signed-in")
+    page.goto(f"{portal}/admin/outbox")
+    assert page.get_by_role("heading", name="Your link to sign in to cbflow").is_visible()
+    check_page(page, "admin-outbox")
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_load_state()
+
+    assert page.get_by_role("heading", level=1).inner_text() == "You have signed out"
+    assert page.get_by_role("link", name="Sign in").first.is_visible()
+    check_page(page, "signed-out")
