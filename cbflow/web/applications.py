@@ -1,0 +1,592 @@
+"""A council applicant's pages: the rounds open to their council, their applications, and each
+application's forms (task list, one page per section, check your answers, submit, receipt).
+
+Every page under /applications/{id} is for the application's own council only: anything else
+is 404, so nobody learns whether another council's application exists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from sqlmodel import Session, col, select
+
+from cbflow import stages
+from cbflow.errors import CbflowError, DeadlinePassed, ValidationFailed
+from cbflow.forms import validate_answers
+from cbflow.lifecycle import AppState
+from cbflow.models import Application, Council, Document, Round, User
+from cbflow.prospectus import FileQuestion, Prospectus, Section
+from cbflow.prospectus import Form as ProspectusForm
+from cbflow.services import applications as service
+from cbflow.services import councils as councils_service
+from cbflow.services import rounds
+from cbflow.web import forms_ui
+from cbflow.web.auth import require_role
+from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep
+
+router = APIRouter(prefix="/applications")
+
+Stage = Literal["eoi", "bid"]
+Applicant = Annotated[User, require_role("applicant")]
+
+APP_STATES = {
+    "eoi_draft": "Expression of interest in progress",
+    "eoi_submitted": "Expression of interest submitted",
+    "sift_pass": "Expression of interest passed the sift",
+    "sift_refer": "Expression of interest with staff",
+    "sift_fail": "Not taken forward",
+    "invited": "Invited to bid",
+    "bid_draft": "Bid in progress",
+    "bid_submitted": "Bid submitted",
+    "under_assessment": "Bid being assessed",
+    "moderated": "Bid assessed",
+    "selected": "Selected",
+    "reserve": "On the reserve list",
+    "unsuccessful": "Not selected",
+    "implementing": "Implementing",
+    "completed": "Completed",
+    "published": "Published as a model",
+    "withdrawn": "Withdrawn",
+}
+STAGE_NAMES = {"eoi": "Expression of interest", "bid": "Bid"}
+BID_STATES = frozenset({AppState.INVITED, AppState.BID_DRAFT})
+
+
+def _council_of(user: User) -> str:
+    if not user.council_code:  # an applicant account without a council can do nothing here
+        raise HTTPException(status_code=403)
+    return user.council_code
+
+
+def _own_application(session: Session, user: User, application_id: int) -> Application:
+    application = session.get(Application, application_id)
+    if application is None or application.council_code != _council_of(user):
+        raise HTTPException(status_code=404)
+    return application
+
+
+class Context:
+    """An application at one stage: its round, prospectus, form and answers."""
+
+    def __init__(self, session: Session, application: Application, stage: Stage) -> None:
+        if stage == "bid" and application.state not in BID_STATES and not application.bid_answers:
+            raise HTTPException(status_code=404)
+        round_ = session.get(Round, application.round_id)
+        assert round_ is not None
+        self.application = application
+        self.stage = stage
+        self.round = round_
+        self.prospectus: Prospectus = rounds.prospectus_of(round_)
+        try:
+            self.form: ProspectusForm = service.form_of(self.prospectus, stage)
+        except CbflowError:
+            raise HTTPException(status_code=404) from None
+        self.answers: dict[str, Any] = (
+            application.eoi_answers if stage == "eoi" else application.bid_answers
+        )
+        self.base = f"/applications/{application.id}/{stage}"
+
+    @property
+    def submitted(self) -> bool:
+        a = self.application
+        return (a.eoi_submitted_at if self.stage == "eoi" else a.bid_submitted_at) is not None
+
+    @property
+    def editable(self) -> bool:
+        state = AppState(self.application.state)
+        return state == AppState.EOI_DRAFT if self.stage == "eoi" else state in BID_STATES
+
+    def deadline(self) -> str:
+        window = service.window_of(self.prospectus, self.stage)
+        return service.local_deadline(window.closes_at(self.prospectus.zone), self.prospectus)
+
+    def closed(self, now: Any) -> bool:
+        window = service.window_of(self.prospectus, self.stage)
+        return bool(now >= window.closes_at(self.prospectus.zone))
+
+    def section(self, section_id: str) -> Section:
+        for section in self.form.sections:
+            if section.id == section_id:
+                return section
+        raise HTTPException(status_code=404)
+
+    def page(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "application": self.application,
+            "stage": self.stage,
+            "stage_name": STAGE_NAMES[self.stage],
+            "round": self.round,
+            "base": self.base,
+            "deadline": self.deadline(),
+            "submitted": self.submitted,
+            "editable": self.editable,
+        } | extra
+
+
+def _complete_errors(session: Session, ctx: Context) -> dict[str, str]:
+    try:
+        validate_answers(ctx.form, ctx.answers, complete=True, councils=_codes(session))
+    except ValidationFailed as failed:
+        return failed.errors
+    return {}
+
+
+def _codes(session: Session) -> set[str]:
+    return set(session.exec(select(Council.code)))
+
+
+def _section_status(section: Section, answers: dict[str, Any], errors: dict[str, str]) -> str:
+    ids = {q.id for q in section.questions}
+    if not ids & answers.keys():
+        return "Not started"
+    return "In progress" if ids & errors.keys() else "Completed"
+
+
+# ---------------------------------------------------------------------------------------------
+# the applicant's home
+
+
+@router.get("")
+def applications_home(
+    request: Request, user: Applicant, session: SessionDep, pages: PagesDep, clock: ClockDep
+) -> Response:
+    council_code = _council_of(user)
+    council = session.get(Council, council_code)
+    assert council is not None
+    now = clock()
+    mine = list(
+        session.exec(
+            select(Application)
+            .where(Application.council_code == council_code)
+            .order_by(col(Application.id))
+        )
+    )
+    started = {a.round_id for a in mine if a.adopted_from_model_id is None}
+    open_rounds = []
+    for round_ in rounds.all_rounds(session):
+        prospectus = rounds.prospectus_of(round_)
+        types = prospectus.eligibility.council_types
+        if types is not None and council.type not in types:
+            continue
+        window = prospectus.timetable.eoi
+        if not window.opens_at(prospectus.zone) <= now < window.closes_at(prospectus.zone):
+            continue
+        open_rounds.append(
+            {
+                "slug": round_.slug,
+                "title": round_.title,
+                "deadline": service.local_deadline(window.closes_at(prospectus.zone), prospectus),
+                "started": round_.id in started,
+            }
+        )
+    titles = {r.id: r.title for r in rounds.all_rounds(session)}
+    listed = [
+        {
+            "id": a.id,
+            "reference": a.reference,
+            "round": titles.get(a.round_id, ""),
+            "state": APP_STATES.get(a.state, a.state),
+            "stage": "bid" if a.state in BID_STATES or a.bid_answers else "eoi",
+        }
+        for a in mine
+    ]
+    return pages.render(
+        request,
+        "application/index.html",
+        council=council,
+        open_rounds=open_rounds,
+        applications=listed,
+    )
+
+
+@router.post("/start")
+def start(
+    user: Applicant,
+    session: SessionDep,
+    clock: ClockDep,
+    round_slug: Annotated[str, Form(alias="round")] = "",
+) -> Response:
+    council_code = _council_of(user)
+    try:
+        round_ = rounds.get_round(session, round_slug)
+        prospectus = rounds.prospectus_of(round_)
+        service.check_window(prospectus, "eoi", clock())
+        application, _ = service.start_application(
+            session, round_=round_, council_code=council_code, actor=user.email, now=clock()
+        )
+    except CbflowError:
+        raise HTTPException(status_code=404) from None
+    return RedirectResponse(f"/applications/{application.id}/eoi", status_code=303)
+
+
+@router.get("/{application_id}")
+def application_home(application_id: int, user: Applicant, session: SessionDep) -> Response:
+    application = _own_application(session, user, application_id)
+    stage = "bid" if application.state in BID_STATES or application.bid_answers else "eoi"
+    return RedirectResponse(f"/applications/{application.id}/{stage}", status_code=303)
+
+
+# ---------------------------------------------------------------------------------------------
+# task list, sections
+
+
+@router.get("/{application_id}/{stage}")
+def task_list(
+    request: Request,
+    application_id: int,
+    stage: Stage,
+    user: Applicant,
+    session: SessionDep,
+    pages: PagesDep,
+    clock: ClockDep,
+) -> Response:
+    ctx = Context(session, _own_application(session, user, application_id), stage)
+    errors = _complete_errors(session, ctx)
+    items = []
+    for section in ctx.form.sections:
+        status = _section_status(section, ctx.answers, errors)
+        tag = {
+            "Not started": {"text": "Not started", "classes": "govuk-tag--blue"},
+            "In progress": {"text": "In progress", "classes": "govuk-tag--light-blue"},
+        }.get(status)
+        items.append(
+            {
+                "title": {"text": section.title},
+                "href": f"{ctx.base}/section/{section.id}",
+                "status": {"tag": tag} if tag else {"text": status},
+            }
+        )
+    done = sum(
+        1 for s in ctx.form.sections if _section_status(s, ctx.answers, errors) == "Completed"
+    )
+    return pages.render(
+        request,
+        "application/task-list.html",
+        **ctx.page(
+            items=items,
+            done=done,
+            total=len(ctx.form.sections),
+            closed=ctx.closed(clock()),
+            ready=not errors,
+        ),
+    )
+
+
+def _render_section(
+    request: Request,
+    pages: Any,
+    session: Session,
+    ctx: Context,
+    section: Section,
+    raw: dict[str, Any],
+    errors: dict[str, str],
+    status_code: int = 200,
+    problem: str | None = None,
+) -> Response:
+    councils = councils_service.all_councils(session)
+    fields = forms_ui.section_fields(section, raw, errors, councils)
+    anchors = {q.id: forms_ui.error_anchor(q) for q in ctx.form.questions()}
+    summary = [
+        {"text": message, "href": f"#{anchors.get(qid, qid)}"} for qid, message in errors.items()
+    ]
+    multipart = any(isinstance(q, FileQuestion) for q in section.questions)
+    return pages.render(
+        request,
+        "application/section.html",
+        status_code=status_code,
+        **ctx.page(
+            section=section,
+            fields=fields,
+            errors=errors,
+            error_list=summary,
+            multipart=multipart,
+            problem=problem,
+        ),
+    )
+
+
+@router.get("/{application_id}/{stage}/section/{section_id}")
+def section_page(
+    request: Request,
+    application_id: int,
+    stage: Stage,
+    section_id: str,
+    user: Applicant,
+    session: SessionDep,
+    pages: PagesDep,
+    check: int = 0,
+) -> Response:
+    ctx = Context(session, _own_application(session, user, application_id), stage)
+    section = ctx.section(section_id)
+    errors: dict[str, str] = {}
+    if check:  # sent back from "check your answers": show what stops the submission
+        ids = {q.id for q in section.questions}
+        errors = {k: v for k, v in _complete_errors(session, ctx).items() if k in ids}
+    raw = forms_ui.raw_of_section(section, ctx.answers)
+    return _render_section(
+        request, pages, session, ctx, section, raw, errors, status_code=400 if errors else 200
+    )
+
+
+@router.post("/{application_id}/{stage}/section/{section_id}")
+async def save_section(
+    request: Request,
+    application_id: int,
+    stage: Stage,
+    section_id: str,
+    user: Applicant,
+    session: SessionDep,
+    pages: PagesDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> Response:
+    ctx = Context(session, _own_application(session, user, application_id), stage)
+    section = ctx.section(section_id)
+    posted = await request.form()
+    raw = {q.id: forms_ui.read_raw(q, posted) for q in section.questions}
+    action = str(posted.get("action") or "save")
+
+    if action.startswith(("add:", "remove:")):  # a table's buttons, without JavaScript
+        verb, _, target = action.partition(":")
+        question_id, _, index = target.partition(":")
+        rows = raw.get(question_id)
+        if isinstance(rows, list):
+            if verb == "add":
+                rows.append({})
+            elif index.isdigit() and int(index) < len(rows):
+                rows.pop(int(index))
+        return _render_section(request, pages, session, ctx, section, raw, {})
+
+    if not ctx.editable:
+        raise HTTPException(status_code=404)
+    draft = dict(ctx.answers)
+    errors: dict[str, str] = {}
+    for question in section.questions:
+        if isinstance(question, FileQuestion):
+            upload = await forms_ui.read_upload(posted, question.id)
+            raw[question.id] = ctx.answers.get(question.id)
+            if upload is not None:
+                try:
+                    forms_ui.check_upload(question, upload)
+                except forms_ui.Unreadable as exc:
+                    errors[question.id] = f"{question.label}: {exc}"
+                    continue
+                folder = settings.data_dir / "uploads" / str(ctx.application.id)
+                raw[question.id] = forms_ui.store_upload(folder, upload)
+        try:
+            value = forms_ui.from_raw(question, raw[question.id])
+        except forms_ui.Unreadable as exc:
+            errors[question.id] = f"{question.label}: {exc}"
+            continue
+        if value is None:
+            draft.pop(question.id, None)
+        else:
+            draft[question.id] = value
+    if not errors:
+        try:
+            service.save_draft(
+                session,
+                application=ctx.application,
+                stage=stage,
+                answers=draft,
+                actor=user.email,
+                now=clock(),
+            )
+        except ValidationFailed as failed:
+            errors = failed.errors
+        except DeadlinePassed:
+            return _render_section(
+                request,
+                pages,
+                session,
+                ctx,
+                section,
+                raw,
+                {},
+                status_code=400,
+                problem="The deadline has passed. Your answers were not saved.",
+            )
+    if errors:
+        return _render_section(request, pages, session, ctx, section, raw, errors, 400)
+    following = _next_section(ctx, section)
+    target = f"{ctx.base}/section/{following.id}" if following else f"{ctx.base}/check"
+    if posted.get("then") == "task-list":
+        target = ctx.base
+    return RedirectResponse(target, status_code=303)
+
+
+def _next_section(ctx: Context, section: Section) -> Section | None:
+    sections = ctx.form.sections
+    index = sections.index(section)
+    return sections[index + 1] if index + 1 < len(sections) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# check your answers, submit, confirmation, receipt
+
+
+@router.get("/{application_id}/{stage}/check")
+def check_answers(
+    request: Request,
+    application_id: int,
+    stage: Stage,
+    user: Applicant,
+    session: SessionDep,
+    pages: PagesDep,
+    clock: ClockDep,
+) -> Response:
+    ctx = Context(session, _own_application(session, user, application_id), stage)
+    return _render_check(request, pages, session, ctx, closed=ctx.closed(clock()))
+
+
+def _render_check(
+    request: Request,
+    pages: Any,
+    session: Session,
+    ctx: Context,
+    *,
+    closed: bool,
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    names = {c.code: c.name for c in councils_service.all_councils(session)}
+    sections = []
+    for section in ctx.form.sections:
+        rows = []
+        for question in section.questions:
+            if not forms_ui.visible(question, ctx.answers):
+                continue
+            rows.append(
+                {
+                    "key": {"text": question.label},
+                    "value": {
+                        "text": forms_ui.display(question, ctx.answers.get(question.id), names)
+                        or "Not answered",
+                        "classes": "cbflow-answer",
+                    },
+                    "actions": {
+                        "items": [
+                            {
+                                "href": f"{ctx.base}/section/{section.id}#"
+                                f"{forms_ui.error_anchor(question)}",
+                                "text": "Change",
+                                "visuallyHiddenText": question.label.lower(),
+                            }
+                        ]
+                    }
+                    if ctx.editable
+                    else {},
+                }
+            )
+        sections.append({"title": section.title, "rows": rows})
+    errors = errors or {}
+    return pages.render(
+        request,
+        "application/check.html",
+        status_code=status_code,
+        **ctx.page(
+            sections=sections,
+            closed=closed,
+            errors=errors,
+            error_list=[{"text": m, "href": f"#{k}"} for k, m in errors.items()],
+        ),
+    )
+
+
+@router.post("/{application_id}/{stage}/submit")
+def submit(
+    request: Request,
+    application_id: int,
+    stage: Stage,
+    user: Applicant,
+    session: SessionDep,
+    pages: PagesDep,
+    clock: ClockDep,
+    declaration: Annotated[str, Form()] = "",
+) -> Response:
+    application = _own_application(session, user, application_id)
+    ctx = Context(session, application, stage)
+    confirmation = RedirectResponse(f"{ctx.base}/submitted", status_code=303)
+    if ctx.submitted:  # a retried or double-clicked submission: the first one stands
+        return confirmation
+    now = clock()
+    if ctx.closed(now):
+        return _render_check(request, pages, session, ctx, closed=True, status_code=400)
+    if declaration != "agreed":
+        return _render_check(
+            request,
+            pages,
+            session,
+            ctx,
+            closed=False,
+            errors={"declaration": "Confirm that the information you have given is correct"},
+            status_code=400,
+        )
+    try:
+        application, _ = service.submit(
+            session, application=application, stage=stage, actor=user.email, now=now
+        )
+    except ValidationFailed as failed:
+        first = next(
+            s
+            for s in ctx.form.sections
+            if {q.id for q in s.questions} & failed.errors.keys() or s is ctx.form.sections[-1]
+        )
+        return RedirectResponse(f"{ctx.base}/section/{first.id}?check=1", status_code=303)
+    except DeadlinePassed:
+        return _render_check(request, pages, session, ctx, closed=True, status_code=400)
+    # the submission is durable before it is acknowledged, and before its receipt is made
+    session.commit()
+    stages.issue_receipts(ctx.round.slug, now=now)
+    return confirmation
+
+
+def _receipt(session: Session, ctx: Context) -> Document | None:
+    return session.exec(
+        select(Document).where(
+            Document.application_id == ctx.application.id,
+            Document.kind == f"{ctx.stage}_receipt",
+        )
+    ).first()
+
+
+@router.get("/{application_id}/{stage}/submitted")
+def submitted(
+    request: Request,
+    application_id: int,
+    stage: Stage,
+    user: Applicant,
+    session: SessionDep,
+    pages: PagesDep,
+) -> Response:
+    ctx = Context(session, _own_application(session, user, application_id), stage)
+    if not ctx.submitted:
+        return RedirectResponse(ctx.base, status_code=303)
+    return pages.render(
+        request,
+        "application/submitted.html",
+        **ctx.page(receipt=_receipt(session, ctx) is not None),
+    )
+
+
+@router.get("/{application_id}/{stage}/receipt.pdf")
+def receipt(
+    application_id: int,
+    stage: Stage,
+    user: Applicant,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    ctx = Context(session, _own_application(session, user, application_id), stage)
+    document = _receipt(session, ctx)
+    if document is None:
+        raise HTTPException(status_code=404)
+    path = Path(document.path)
+    path = path if path.is_absolute() else settings.documents_dir / path
+    if not path.is_file():
+        raise HTTPException(status_code=404)
+    name = f"{ctx.application.reference.replace('/', '-')}-{stage}-receipt.pdf"
+    return FileResponse(path, media_type="application/pdf", filename=name)

@@ -1,0 +1,474 @@
+"""Prospectus questions as GOV.UK Frontend components, and posted form data back to answers.
+
+A question's value travels in three shapes: the stored answer (cbflow.forms), what the form shows
+and posts ("raw": strings as typed, so nothing typed is lost when a page comes back with errors),
+and the parameters of the GOV.UK macro that draws it. Field names are the question ids; a date
+posts `<id>-day`, `<id>-month`, `<id>-year`; a table cell posts `<id>-<row>-<column>` and the
+table its row count in `<id>-rows`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from starlette.datastructures import FormData, UploadFile
+
+from cbflow.forms import is_shown
+from cbflow.models import Council
+from cbflow.prospectus import (
+    ChoiceQuestion,
+    CouncilQuestion,
+    FileQuestion,
+    MultichoiceQuestion,
+    Question,
+    Section,
+    TableQuestion,
+    TextareaQuestion,
+    TextQuestion,
+)
+
+PDF_MAGIC = b"%PDF-"
+MAGIC = {"pdf": PDF_MAGIC}
+YES, NO = "yes", "no"
+
+
+# ---------------------------------------------------------------------------------------------
+# stored answer -> raw
+
+
+def to_raw(question: Question, answer: Any) -> Any:
+    """What the form shows for a stored answer."""
+    if isinstance(question, TableQuestion):
+        rows = answer if isinstance(answer, list) else []
+        return [{c.id: to_raw(c, row.get(c.id)) for c in question.columns} for row in rows]
+    if answer is None:
+        return {"day": "", "month": "", "year": ""} if question.type == "date" else _empty(question)
+    match question.type:
+        case "date":
+            day = date.fromisoformat(str(answer))
+            return {"day": str(day.day), "month": str(day.month), "year": str(day.year)}
+        case "yes_no":
+            return YES if answer is True else NO
+        case "multichoice" | "file":
+            return answer
+        case _:
+            return str(answer)
+
+
+def _empty(question: Question) -> Any:
+    if question.type == "multichoice":
+        return []
+    if question.type == "file":
+        return None
+    return ""
+
+
+def raw_of_section(section: Section, answers: Mapping[str, Any]) -> dict[str, Any]:
+    return {q.id: to_raw(q, answers.get(q.id)) for q in section.questions}
+
+
+# ---------------------------------------------------------------------------------------------
+# posted form -> raw
+
+
+def read_raw(question: Question, form: FormData, prefix: str = "") -> Any:
+    """What was posted for a question (a file question's upload is read separately)."""
+    name = prefix + question.id
+    match question:
+        case TableQuestion():
+            count = _int(form.get(f"{name}-rows"), 0)
+            return [
+                {c.id: read_raw(c, form, f"{name}-{i}-") for c in question.columns}
+                for i in range(min(count, 500))
+            ]
+        case MultichoiceQuestion():
+            return [v for v in form.getlist(name) if isinstance(v, str)]
+        case FileQuestion():
+            return None
+    if question.type == "date":
+        return {part: _text(form.get(f"{name}-{part}")) for part in ("day", "month", "year")}
+    return _text(form.get(name))
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return default
+
+
+# ---------------------------------------------------------------------------------------------
+# raw -> answer
+
+
+class Unreadable(ValueError):
+    """What was typed cannot be an answer of this type (a date with a month of 13)."""
+
+
+def from_raw(question: Question, raw: Any) -> Any:
+    """The answer to validate, None for no answer; Unreadable when it cannot be one."""
+    if isinstance(question, TableQuestion):
+        rows = []
+        for number, row in enumerate(raw, start=1):
+            cells = {}
+            for column in question.columns:
+                try:
+                    value = from_raw(column, row.get(column.id))
+                except Unreadable as exc:
+                    raise Unreadable(f"row {number}, {column.label.lower()}: {exc}") from None
+                if value is not None:
+                    cells[column.id] = value
+            if cells:
+                rows.append(cells)
+        return rows or None
+    match question.type:
+        case "date":
+            parts = {k: str(raw.get(k, "")).strip() for k in ("day", "month", "year")}
+            if not any(parts.values()):
+                return None
+            try:
+                return date(int(parts["year"]), int(parts["month"]), int(parts["day"])).isoformat()
+            except ValueError:
+                raise Unreadable("enter a real date, with a day, month and year") from None
+        case "yes_no":
+            return {YES: True, NO: False}.get(raw)
+        case "multichoice":
+            return raw or None
+        case "file":
+            return raw or None
+        case _:
+            text = str(raw or "").strip()
+            if question.type in ("number", "money"):
+                text = text.replace(",", "").replace("£", "").strip()
+            return text or None
+
+
+# ---------------------------------------------------------------------------------------------
+# uploads
+
+
+@dataclass
+class Upload:
+    name: str
+    content: bytes
+
+
+def check_upload(question: FileQuestion, upload: Upload) -> None:
+    """Type by extension and by content, and size: Unreadable if the file will not do."""
+    suffix = upload.name.rsplit(".", 1)[-1].lower() if "." in upload.name else ""
+    accepted = [a.lower().lstrip(".") for a in question.accept or []]
+    if accepted and suffix not in accepted:
+        raise Unreadable(f"the selected file must be a {' or '.join(a.upper() for a in accepted)}")
+    magic = MAGIC.get(suffix)
+    if magic and not upload.content.startswith(magic):
+        raise Unreadable(f"the selected file is not a real {suffix.upper()}")
+    if question.max_mb and len(upload.content) > question.max_mb * 1024 * 1024:
+        raise Unreadable(f"the selected file must be smaller than {question.max_mb} MB")
+    if not upload.content:
+        raise Unreadable("the selected file is empty")
+
+
+def store_upload(folder: Path, upload: Upload) -> dict[str, Any]:
+    """Keep an upload under its hash (never under the name it came with); returns its record."""
+    digest = hashlib.sha256(upload.content).hexdigest()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / digest
+    if not path.exists():
+        temporary = folder / f".{digest}.part"
+        temporary.write_bytes(upload.content)
+        temporary.replace(path)
+    safe_name = Path(upload.name.replace("\\", "/")).name[:200]
+    return {"name": safe_name, "size": len(upload.content), "sha256": digest}
+
+
+async def read_upload(form: FormData, name: str) -> Upload | None:
+    value = form.get(name)
+    if not isinstance(value, UploadFile) or not value.filename:
+        return None
+    return Upload(name=value.filename, content=await value.read())
+
+
+# ---------------------------------------------------------------------------------------------
+# raw -> GOV.UK macro parameters
+
+
+@dataclass
+class Field:
+    """One question drawn with one GOV.UK macro (or, for a table, a fieldset of cells)."""
+
+    macro: str
+    params: dict[str, Any]
+    question_id: str
+    rows: list[list[Field]] | None = None  # a table's cells
+    label: str = ""
+    hint: str | None = None
+    error: str | None = None
+    max_rows: int | None = None
+
+
+def error_anchor(question: Question) -> str:
+    """The id of the input an error summary link goes to."""
+    if isinstance(question, TableQuestion):
+        return f"{question.id}-0-{question.columns[0].id}"
+    if question.type == "date":
+        return f"{question.id}-day"
+    return question.id
+
+
+def section_fields(
+    section: Section,
+    raw: Mapping[str, Any],
+    errors: Mapping[str, str],
+    councils: Sequence[Council],
+) -> list[Field]:
+    fields = []
+    for question in section.questions:
+        hint = question.hint
+        if question.show_if is not None:
+            condition = f"Answer this only if your answer to “{_label_of(section, question)}” was "
+            condition += f"“{_shown(question.show_if.equals)}”."
+            hint = f"{hint} {condition}" if hint else condition
+        fields.append(
+            field_for(
+                question,
+                raw.get(question.id),
+                errors.get(question.id),
+                councils,
+                name=question.id,
+                hint=hint,
+            )
+        )
+    return fields
+
+
+def _label_of(section: Section, question: Question) -> str:
+    assert question.show_if is not None
+    target = next((q for q in section.questions if q.id == question.show_if.question), None)
+    return target.label if target is not None else question.show_if.question
+
+
+def _shown(value: Any) -> str:
+    if value is True:
+        return "Yes"
+    if value is False:
+        return "No"
+    return str(value)
+
+
+def field_for(
+    question: Question,
+    raw: Any,
+    error: str | None,
+    councils: Sequence[Council],
+    *,
+    name: str,
+    hint: str | None,
+    in_table: bool = False,
+) -> Field:
+    label: dict[str, Any] = {"text": question.label}
+    if not in_table:
+        label["classes"] = "govuk-label--s"
+    common: dict[str, Any] = {"id": name, "name": name, "label": label}
+    if hint:
+        common["hint"] = {"text": hint}
+    if error:
+        common["errorMessage"] = {"text": error}
+    legend = {"text": question.label, "classes": "" if in_table else "govuk-fieldset__legend--s"}
+    fieldset = {"fieldset": {"legend": legend}}
+    match question:
+        case TableQuestion():
+            rows_raw = raw if isinstance(raw, list) else []
+            count = max(len(rows_raw), question.min_rows or 1, 1)
+            rows = []
+            for i in range(count):
+                row_raw = rows_raw[i] if i < len(rows_raw) else {}
+                rows.append(
+                    [
+                        field_for(
+                            column,
+                            row_raw.get(column.id, to_raw(column, None)),
+                            None,
+                            councils,
+                            name=f"{name}-{i}-{column.id}",
+                            hint=column.hint,
+                            in_table=True,
+                        )
+                        for column in question.columns
+                    ]
+                )
+            return Field(
+                macro="table",
+                params={"id": name, "name": name},
+                question_id=question.id,
+                rows=rows,
+                label=question.label,
+                hint=hint,
+                error=error,
+                max_rows=question.max_rows,
+            )
+        case TextareaQuestion() if question.max_words or question.max_chars:
+            limit = (
+                {"maxwords": question.max_words}
+                if question.max_words
+                else {"maxlength": question.max_chars}
+            )
+            return Field("govukCharacterCount", common | limit | {"value": raw or ""}, question.id)
+        case TextareaQuestion():
+            return Field("govukTextarea", common | {"value": raw or ""}, question.id)
+        case TextQuestion():
+            classes = "govuk-input--width-20" if in_table else ""
+            return Field(
+                "govukInput", common | {"value": raw or "", "classes": classes}, question.id
+            )
+        case ChoiceQuestion():
+            items = [{"value": o, "text": o, "checked": raw == o} for o in question.options]
+            if in_table:
+                select_items = [{"value": "", "text": "Choose"}] + [
+                    {"value": o, "text": o, "selected": raw == o} for o in question.options
+                ]
+                return Field("govukSelect", common | {"items": select_items}, question.id)
+            return Field("govukRadios", _fieldset(common, fieldset) | {"items": items}, question.id)
+        case MultichoiceQuestion():
+            chosen = raw if isinstance(raw, list) else []
+            items = [{"value": o, "text": o, "checked": o in chosen} for o in question.options]
+            return Field(
+                "govukCheckboxes", _fieldset(common, fieldset) | {"items": items}, question.id
+            )
+        case CouncilQuestion():
+            allowed = question.council_types
+            items = [{"value": "", "text": "Choose a council"}] + [
+                {"value": c.code, "text": c.name, "selected": raw == c.code}
+                for c in councils
+                if allowed is None or c.type in allowed
+            ]
+            return Field("govukSelect", common | {"items": items}, question.id)
+        case FileQuestion():
+            kept = raw if isinstance(raw, Mapping) else None
+            params = dict(common)
+            if kept:
+                size_kb = max(1, int(kept["size"]) // 1024)
+                note = f"Uploaded: {kept['name']} ({size_kb} KB). Choose a file to replace it."
+                params["hint"] = {"text": f"{hint} {note}" if hint else note}
+            if question.accept:
+                params["attributes"] = {"accept": ",".join(f".{a}" for a in question.accept)}
+            return Field("govukFileUpload", params, question.id)
+    match question.type:
+        case "number":
+            return Field(
+                "govukInput",
+                common
+                | {
+                    "value": raw or "",
+                    "inputmode": "decimal",
+                    "spellcheck": False,
+                    "classes": "govuk-input--width-10",
+                },
+                question.id,
+            )
+        case "money":
+            return Field(
+                "govukInput",
+                common
+                | {
+                    "value": raw or "",
+                    "inputmode": "decimal",
+                    "spellcheck": False,
+                    "prefix": {"text": "£"},
+                    "classes": "govuk-input--width-10",
+                },
+                question.id,
+            )
+        case "email":
+            return Field(
+                "govukInput",
+                common
+                | {
+                    "value": raw or "",
+                    "type": "email",
+                    "autocomplete": "email",
+                    "spellcheck": False,
+                },
+                question.id,
+            )
+        case "date":
+            parts = raw if isinstance(raw, Mapping) else {}
+            error_class = " govuk-input--error" if error else ""
+            items = [
+                {
+                    "name": part,
+                    "label": part.capitalize(),
+                    "value": parts.get(part, ""),
+                    "classes": f"govuk-input--width-{width}{error_class}",
+                }
+                for part, width in (("day", 2), ("month", 2), ("year", 4))
+            ]
+            params = _fieldset(common, fieldset) | {"items": items, "namePrefix": name}
+            params.setdefault("hint", {"text": "For example, 27 3 2011"})
+            return Field("govukDateInput", params, question.id)
+        case "yes_no":
+            items = [
+                {"value": YES, "text": "Yes", "checked": raw == YES},
+                {"value": NO, "text": "No", "checked": raw == NO},
+            ]
+            params = _fieldset(common, fieldset) | {
+                "items": items,
+                "classes": "govuk-radios--inline",
+            }
+            return Field("govukRadios", params, question.id)
+    raise ValueError(f"no component for question type {question.type}")
+
+
+def _fieldset(common: dict[str, Any], fieldset: dict[str, Any]) -> dict[str, Any]:
+    params = {k: v for k, v in common.items() if k not in ("label", "id")}
+    params["idPrefix"] = common["id"]
+    return params | fieldset
+
+
+# ---------------------------------------------------------------------------------------------
+# answers for display
+
+
+def display(question: Question, answer: Any, council_names: Mapping[str, str]) -> str:
+    """An answer as text for the check-your-answers page."""
+    if answer is None or answer == "" or answer == []:
+        return ""
+    match question.type:
+        case "yes_no":
+            return "Yes" if answer else "No"
+        case "money":
+            return f"£{Decimal(str(answer)):,.2f}"
+        case "date":
+            day = date.fromisoformat(str(answer))
+            return f"{day.day} {day:%B %Y}"
+        case "multichoice":
+            return "\n".join(answer)
+        case "council":
+            return council_names.get(str(answer), str(answer))
+        case "file":
+            return f"{answer['name']} ({max(1, int(answer['size']) // 1024)} KB)"
+        case "table":
+            assert isinstance(question, TableQuestion)
+            lines = []
+            for row in answer:
+                cells = [
+                    display(c, row.get(c.id), council_names)
+                    for c in question.columns
+                    if row.get(c.id) not in (None, "")
+                ]
+                lines.append(", ".join(cells))
+            return "\n".join(lines)
+    return str(answer)
+
+
+def visible(question: Question, answers: Mapping[str, Any]) -> bool:
+    return is_shown(question, answers)
