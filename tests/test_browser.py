@@ -21,6 +21,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Response, sync_pl
 from sqlmodel import select
 
 from cbflow import stages
+from cbflow.clock import FixedClock
 from cbflow.db import session_scope
 from cbflow.models import OutboxMessage, User
 from cbflow.settings import Settings
@@ -41,6 +42,7 @@ CHROMIUM_ARGS = [
 ]
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 ARTIFACTS = ROOT / "test-artifacts"
+DURING_EOI = datetime(2011, 11, 1, 10, 0, tzinfo=UTC)
 
 
 def _free_port() -> int:
@@ -63,10 +65,14 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def portal(cbflow_env: Settings) -> Iterator[str]:
-    """The portal on a free port, in a thread of this process, against the test's database."""
+    """The portal on a free port, in a thread of this process, against the test's database,
+    with its clock stopped during the expression-of-interest window of the example rounds."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    app = create_app(cbflow_env.model_copy(update={"portal_port": port, "portal_base_url": url}))
+    app = create_app(
+        cbflow_env.model_copy(update={"portal_port": port, "portal_base_url": url}),
+        clock=FixedClock(DURING_EOI),
+    )
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -195,3 +201,98 @@ def test_administrator_signs_in_by_link_reads_the_outbox_and_signs_out(
     assert page.get_by_role("heading", level=1).inner_text() == "You have signed out"
     assert page.get_by_role("link", name="Sign in").first.is_visible()
     check_page(page, "signed-out")
+
+
+def sign_in_by_link(page: Page, portal: str, email: str) -> None:
+    page.goto(f"{portal}/sign-in")
+    page.get_by_label("Sign in").fill(email)
+    page.get_by_role("button", name="Email me a link").click()
+    page.wait_for_load_state()
+    with session_scope() as session:
+        mail = session.exec(select(OutboxMessage).where(OutboxMessage.to == email)).one()
+    link = re.search(r"http://\S+/sign-in/\S+", mail.body)
+    assert link is not None
+    page.goto(link.group(0))
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
+
+
+def save_and_continue(page: Page) -> None:
+    page.get_by_role("button", name="Save and continue").last.click()
+    page.wait_for_load_state()
+
+
+def test_council_fills_in_and_submits_an_expression_of_interest(portal: str, page: Page) -> None:
+    source = (ROOT / "prospectus" / "whole-place-2011.yaml").read_text(encoding="utf-8")
+    stages.launch(source, "whole-place-2011.yaml", now=datetime(2011, 10, 17, 9, tzinfo=UTC))
+    with session_scope() as session:
+        session.add(
+            User(email="pat@essex.gov.uk", name="Pat Jones", role="applicant", council_code="ESS")
+        )
+    sign_in_by_link(page, portal, "pat@essex.gov.uk")
+
+    page.goto(f"{portal}/applications")
+    check_page(page, "applications")
+    page.get_by_role("button", name="Start an expression of interest").click()
+    page.wait_for_load_state()
+    assert page.get_by_role("heading", level=1).inner_text() == "Expression of interest"
+    check_page(page, "eoi-task-list")
+
+    page.get_by_role("link", name="Your place").click()
+    page.get_by_label("Lead council").select_option(label="Essex")
+    page.get_by_label("Name of the place").fill("Essex")
+    page.get_by_role("button", name="Add another row").click()
+    page.wait_for_load_state()
+    page.get_by_role("button", name="Add another row").click()
+    page.wait_for_load_state()
+    for row, (organisation, sector) in enumerate(
+        [
+            ("Essex Police", "Police"),
+            ("NHS North Essex", "Health"),
+            ("Jobcentre Plus", "Jobcentre Plus"),
+        ]
+    ):
+        page.locator(f"#partners-{row}-organisation").fill(organisation)
+        page.locator(f"#partners-{row}-sector").select_option(sector)
+    check_page(page, "eoi-section-table")
+    save_and_continue(page)
+
+    page.get_by_label("What is your ambition for your place?").fill("Ambition " * 501)
+    page.get_by_label("Housing").check()
+    page.get_by_label("Estimated annual public spending in scope").fill("1,250,000")
+    page.get_by_role("group", name=re.compile("Total Place")).get_by_label("No").check()
+    save_and_continue(page)
+    summary = page.locator(".govuk-error-summary")
+    assert "must be 500 words or fewer" in summary.inner_text()
+    check_page(page, "eoi-section-error")
+    page.get_by_label("What is your ambition for your place?").fill("Joined up " * 60)
+    save_and_continue(page)
+
+    page.get_by_label("How will you lead and resource the work over the next year?").fill(
+        "A programme board chaired by the leader of the council."
+    )
+    save_and_continue(page)
+
+    page.get_by_label("Contact name").fill("Pat Jones")
+    page.get_by_label("Contact e-mail address").fill("pat@essex.gov.uk")
+    page.get_by_role("group", name=re.compile("chief executive")).get_by_label("Yes").check()
+    page.get_by_label("Day").fill("3")
+    page.get_by_label("Month").fill("11")
+    page.get_by_label("Year").fill("2011")
+    check_page(page, "eoi-section-contact")
+    save_and_continue(page)
+
+    assert (
+        page.get_by_role("heading", level=1).inner_text() == "Check your answers before submitting"
+    )
+    check_page(page, "eoi-check-answers")
+    page.get_by_label(re.compile("I confirm")).check()
+    page.get_by_role("button", name="Submit").click()
+    page.wait_for_load_state()
+
+    assert "Expression of interest submitted" in page.locator(".govuk-panel").inner_text()
+    assert "whole-place-2011/ESS" in page.locator(".govuk-panel").inner_text()
+    check_page(page, "eoi-submitted")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download your receipt (PDF)").click()
+    assert download.value.suggested_filename.endswith(".pdf")

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
+from markupsafe import Markup
 from sqlmodel import Session, col, select
 
 from cbflow import stages
@@ -463,9 +464,12 @@ def _render_check(
                 {
                     "key": {"text": question.label},
                     "value": {
-                        "text": forms_ui.display(question, ctx.answers.get(question.id), names)
-                        or "Not answered",
-                        "classes": "cbflow-answer",
+                        "html": Markup("<br>").join(
+                            forms_ui.display(
+                                question, ctx.answers.get(question.id), names
+                            ).splitlines()
+                            or ["Not answered"]
+                        )
                     },
                     "actions": {
                         "items": [

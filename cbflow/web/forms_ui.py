@@ -216,6 +216,13 @@ class Field:
     max_rows: int | None = None
 
 
+def field_message(question: Question, message: str) -> str:
+    """A validation message as the field shows it: the label is already above the field."""
+    prefix = f"{question.label}: "
+    text = message.removeprefix(prefix)
+    return text[:1].upper() + text[1:]
+
+
 def error_anchor(question: Question) -> str:
     """The id of the input an error summary link goes to."""
     if isinstance(question, TableQuestion):
@@ -242,7 +249,7 @@ def section_fields(
             field_for(
                 question,
                 raw.get(question.id),
-                errors.get(question.id),
+                field_message(question, errors[question.id]) if question.id in errors else None,
                 councils,
                 name=question.id,
                 hint=hint,
