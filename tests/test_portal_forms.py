@@ -257,7 +257,11 @@ def test_after_the_deadline_submission_is_refused_and_drafts_stay_readable(
     assert submissions(f"{slug}/ESS") == 0
     assert "The deadline has passed" in portal.get(base).text
     assert "NHS North Essex" in portal.get(f"{base}/check").text
-    assert portal.get(f"{base}/section/place").status_code == 200
+    readable = portal.get(f"{base}/section/place")
+    assert readable.status_code == 200 and 'value="NHS North Essex"' in readable.text
+    assert "The deadline has passed" in readable.text and "Save and continue" not in readable.text
+    late = post(portal, f"{base}/section/place", {"lead_council": "ESS", "ambition": "Later"})
+    assert late.status_code == 400 and "Your answers were not saved" in late.text
 
 
 def test_incomplete_submission_goes_back_to_the_first_section_with_a_problem(
@@ -410,3 +414,66 @@ def test_posts_without_the_csrf_token_are_refused(portal: TestClient) -> None:
     assert portal.post(f"{base}/submit", data={"declaration": "agreed"}).status_code == 403
     with session_scope() as session:
         assert session.exec(select(Application)).one().eoi_answers == {}
+
+
+def test_invited_council_fills_in_and_submits_its_bid(
+    portal: TestClient, clock: FixedClock
+) -> None:
+    from cbflow.services import applications, rounds, sift
+
+    slug = launch()
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        application, _ = applications.start_application(
+            session, round_=round_, council_code="ESS", actor="test", now=DURING_EOI
+        )
+        applications.submit(
+            session,
+            application=application,
+            stage="eoi",
+            answers={
+                "lead_council": "ESS",
+                "partners": [{"organisation": "Police"}, {"organisation": "Health"}],
+                "ambition": "Pool the budgets.",
+            },
+            actor="test",
+            now=DURING_EOI,
+        )
+        sift.close_eoi(session, round_=round_, actor="test", now=AFTER_EOI)
+        sift.confirm_shortlist(
+            session, round_=round_, chosen=[application], actor="test", now=AFTER_EOI
+        )
+    clock.set(london(2011, 11, 25, 10, 0))
+    sign_in(portal, "pat@essex.gov.uk")
+    home = portal.get("/applications")
+    assert "Invited to bid" in home.text
+    base = re.search(r'href="(/applications/\d+/bid)"', home.text)
+    assert base is not None
+    bid = base.group(1)
+    assert "Pooled budget" in portal.get(bid).text
+    assert "Submit by the end of 9 December 2011" in portal.get(bid).text
+
+    saved = post(
+        portal,
+        f"{bid}/section/budget",
+        {
+            "pooled_budget-rows": "2",
+            "pooled_budget-0-organisation": "Essex County Council",
+            "pooled_budget-0-year": "2012-13",
+            "pooled_budget-0-amount_gbp": "1,000,000",
+            "pooled_budget-1-organisation": "Essex Police",
+            "pooled_budget-1-year": "2013-14",
+            "pooled_budget-1-amount_gbp": "250000.50",
+            "support_requested_gbp": "1500000",
+        },
+    )
+    assert saved.status_code == 303, saved.text
+    assert submit(portal, bid).status_code == 303
+
+    with session_scope() as session:
+        application = session.exec(select(Application)).one()
+        assert application.state == "bid_submitted"
+        assert application.support_requested_pence == 150_000_000
+        assert application.bid_answers["pooled_budget"][1]["amount_gbp"] == "250000.50"
+    assert "Bid submitted" in portal.get(f"{bid}/submitted").text
+    assert portal.get(f"{bid}/receipt.pdf").content.startswith(b"%PDF")

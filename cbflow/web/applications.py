@@ -286,6 +286,7 @@ def _render_section(
     errors: dict[str, str],
     status_code: int = 200,
     problem: str | None = None,
+    closed: bool = False,
 ) -> Response:
     councils = councils_service.all_councils(session)
     fields = forms_ui.section_fields(section, raw, errors, councils)
@@ -305,6 +306,7 @@ def _render_section(
             error_list=summary,
             multipart=multipart,
             problem=problem,
+            closed=closed,
         ),
     )
 
@@ -318,6 +320,7 @@ def section_page(
     user: Applicant,
     session: SessionDep,
     pages: PagesDep,
+    clock: ClockDep,
     check: int = 0,
 ) -> Response:
     ctx = Context(session, _own_application(session, user, application_id), stage)
@@ -328,7 +331,15 @@ def section_page(
         errors = {k: v for k, v in _complete_errors(session, ctx).items() if k in ids}
     raw = forms_ui.raw_of_section(section, ctx.answers)
     return _render_section(
-        request, pages, session, ctx, section, raw, errors, status_code=400 if errors else 200
+        request,
+        pages,
+        session,
+        ctx,
+        section,
+        raw,
+        errors,
+        status_code=400 if errors else 200,
+        closed=ctx.closed(clock()),
     )
 
 
@@ -409,6 +420,7 @@ async def save_section(
                 {},
                 status_code=400,
                 problem="The deadline has passed. Your answers were not saved.",
+                closed=True,
             )
     if errors:
         return _render_section(request, pages, session, ctx, section, raw, errors, 400)
