@@ -116,7 +116,12 @@ def page(browser: Browser) -> Iterator[Page]:
 def serious_violations(page: Page) -> list[dict[str, Any]]:
     result = page.evaluate("async () => await axe.run(document)")
     return [
-        {"id": v["id"], "impact": v["impact"], "help": v["help"], "nodes": len(v["nodes"])}
+        {
+            "id": v["id"],
+            "impact": v["impact"],
+            "help": v["help"],
+            "nodes": [n["html"][:200] for n in v["nodes"]],
+        }
         for v in result["violations"]
         if v["impact"] in ("serious", "critical")
     ]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import ROOT, edit, example_text, london
 from fastapi.testclient import TestClient
-from sqlmodel import col, select
+from sqlmodel import select
 
 from cbflow import stages
 from cbflow.clock import FixedClock
@@ -56,21 +56,7 @@ def sign_in(client: TestClient, email: str, council: str = "ESS") -> None:
         session.add(
             User(email=email, name=email.split("@")[0], role="applicant", council_code=council)
         )
-    client.post("/sign-in", data={"email": email, "csrf_token": csrf(client.get("/sign-in").text)})
-    with session_scope() as session:
-        body = session.exec(
-            select(OutboxMessage.body)
-            .where(OutboxMessage.to == email)
-            .order_by(col(OutboxMessage.id).desc())
-        ).first()
-    assert body is not None
-    match = re.search(r"/sign-in/[\w-]+", body)
-    assert match is not None
-    page = client.get(match.group(0))
-    answer = client.post(
-        match.group(0), data={"csrf_token": csrf(page.text)}, follow_redirects=False
-    )
-    assert answer.status_code == 303
+    sign_in_as_existing(client, email)
 
 
 def start(client: TestClient, slug: str) -> str:
@@ -477,3 +463,41 @@ def test_invited_council_fills_in_and_submits_its_bid(
         assert application.bid_answers["pooled_budget"][1]["amount_gbp"] == "250000.50"
     assert "Bid submitted" in portal.get(f"{bid}/submitted").text
     assert portal.get(f"{bid}/receipt.pdf").content.startswith(b"%PDF")
+
+
+def test_answers_are_shown_as_text_never_as_markup(portal: TestClient) -> None:
+    slug = launch()
+    sign_in(portal, "pat@essex.gov.uk")
+    base = start(portal, slug)
+    script = "<script>alert(1)</script>"
+    post(
+        portal,
+        f"{base}/section/place",
+        {"partners-rows": "1", "partners-0-organisation": script, "ambition": script},
+    )
+
+    for page in (f"{base}/check", f"{base}/section/place"):
+        html = portal.get(page).text
+        assert script not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_other_roles_have_no_applications(portal: TestClient) -> None:
+    with session_scope() as session:
+        session.add(User(email="sam@assess.example", name="Sam", role="assessor"))
+    sign_in_as_existing(portal, "sam@assess.example")
+
+    assert portal.get("/applications").status_code == 403
+
+
+def sign_in_as_existing(client: TestClient, email: str) -> None:
+    """Sign in by the link the outbox holds for the address."""
+    client.post("/sign-in", data={"email": email, "csrf_token": csrf(client.get("/sign-in").text)})
+    with session_scope() as session:
+        body = session.exec(select(OutboxMessage.body).where(OutboxMessage.to == email)).one()
+    path = re.search(r"/sign-in/[\w-]+", body)
+    assert path is not None
+    page = client.get(path.group(0))
+    answer = client.post(
+        path.group(0), data={"csrf_token": csrf(page.text)}, follow_redirects=False
+    )
+    assert answer.status_code == 303

@@ -238,6 +238,8 @@ def section_fields(
     errors: Mapping[str, str],
     councils: Sequence[Council],
 ) -> list[Field]:
+    # show_if questions are not put in GOV.UK's conditional reveal: its script sets aria-expanded
+    # on the radio inputs, which axe-core reports as a critical violation (aria-allowed-attr)
     fields = []
     for question in section.questions:
         hint = question.hint
