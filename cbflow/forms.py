@@ -299,3 +299,36 @@ def answers_schema(form: Form, title: str) -> dict[str, Any]:
         "properties": {q.id: _question_schema(q) for q in questions},
         "required": [q.id for q in questions if q.required and q.show_if is None],
     }
+
+
+def display_answer(question: Question, answer: Any, council_names: Mapping[str, str]) -> str:
+    """An answer as people read it, on pages and in documents; several values on several lines,
+    and an empty string for no answer."""
+    if answer is None or answer == "" or answer == []:
+        return ""
+    match question.type:
+        case "yes_no":
+            return "Yes" if answer else "No"
+        case "money":
+            return f"£{Decimal(str(answer)):,.2f}"
+        case "date":
+            day = date.fromisoformat(str(answer))
+            return f"{day.day} {day:%B %Y}"
+        case "multichoice":
+            return "\n".join(answer)
+        case "council":
+            return council_names.get(str(answer), str(answer))
+        case "file":
+            return f"{answer['name']} ({max(1, int(answer['size']) // 1024)} KB)"
+        case "table":
+            assert isinstance(question, TableQuestion)
+            lines = []
+            for row in answer:
+                cells = [
+                    display_answer(c, row.get(c.id), council_names)
+                    for c in question.columns
+                    if row.get(c.id) not in (None, "")
+                ]
+                lines.append(", ".join(cells))
+            return "\n".join(lines)
+    return str(answer)

@@ -286,6 +286,9 @@ class Window(Strict):
     def opens_at(self, zone: ZoneInfo) -> datetime:
         return _at(_parse_moment(self.opens), zone, end_of_day=False)
 
+    def is_open(self, zone: ZoneInfo, now: datetime) -> bool:
+        return self.opens_at(zone) <= now < self.closes_at(zone)
+
     def closes_at(self, zone: ZoneInfo) -> datetime:
         """The first instant at which the window is closed: a window is open for
         opens_at <= now < closes_at."""

@@ -45,9 +45,7 @@ def issue(pendings: Sequence[Pending], now: datetime, progress: Progress = None)
     """Render pending documents in parallel, then record them (each key once)."""
     if not pendings:
         return []
-    paths = render_many(
-        [p.job for p in pendings], workers=get_settings().render_workers or None, progress=progress
-    )
+    paths = render_many([p.job for p in pendings], progress=progress)
     with session_scope() as session:
         record_rendered(session, pendings, now)
     return paths

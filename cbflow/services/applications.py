@@ -101,7 +101,7 @@ def start_application(
     existing = session.exec(select(Application).where(Application.reference == reference)).first()
     if existing is not None:
         return existing, False
-    councils = _council_codes(session)
+    councils = council_codes(session)
     eoi = validate_answers(
         prospectus.stages.eoi.form, answers or {}, complete=False, councils=councils
     )
@@ -139,7 +139,7 @@ def start_application(
     return application, True
 
 
-def _council_codes(session: Session) -> set[str]:
+def council_codes(session: Session) -> set[str]:
     """The register's codes, read once per session (a batch of submissions shares them)."""
     codes: set[str] | None = session.info.get("council_codes")
     if codes is None:
@@ -169,7 +169,7 @@ def save_draft(
             f"{application.reference}: no bid can be drafted in state {application.state}"
         )
     check_window(prospectus, stage, now)
-    cleaned = validate_answers(form, answers, complete=False, councils=_council_codes(session))
+    cleaned = validate_answers(form, answers, complete=False, councils=council_codes(session))
     if stage == "bid" and application.state == AppState.INVITED:
         transition(
             session, application, AppState.BID_DRAFT, actor=actor, now=now, reason="bid started"
@@ -230,7 +230,7 @@ def submit(
         if answers is not None
         else (application.eoi_answers if stage == "eoi" else application.bid_answers)
     )
-    cleaned = validate_answers(form, given, complete=True, councils=_council_codes(session))
+    cleaned = validate_answers(form, given, complete=True, councils=council_codes(session))
     transition(
         session, application, submitted_state, actor=actor, now=now, reason=f"{stage} submitted"
     )

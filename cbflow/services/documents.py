@@ -17,7 +17,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from cbflow.charts import bar_chart, line_chart
-from cbflow.forms import is_shown, pence_to_money
+from cbflow.forms import display_answer, is_shown, pence_to_money
 from cbflow.models import (
     Application,
     Assignment,
@@ -96,19 +96,8 @@ def _council(council: Council) -> dict[str, str]:
 
 
 def _display(question: Question, value: Any, councils: dict[str, str]) -> str:
-    if value is None or value == "":
-        return "Not answered"
-    if question.type == "money":
-        return f"£{Decimal(value):,.2f}"
-    if question.type == "yes_no":
-        return "Yes" if value else "No"
-    if question.type == "multichoice":
-        return ", ".join(value)
-    if question.type == "council":
-        return councils.get(value, value)
-    if question.type == "file":
-        return f"{value['name']} ({value['size']:,} bytes)"
-    return str(value)
+    """One answer as a document prints it: in one cell, so several values share one line."""
+    return display_answer(question, value, councils).replace("\n", ", ") or "Not answered"
 
 
 def answer_sections(

@@ -6,8 +6,9 @@ is 404, so nobody learns whether another council's application exists."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -16,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from cbflow import stages
 from cbflow.errors import CbflowError, DeadlinePassed, ValidationFailed
-from cbflow.forms import validate_answers
+from cbflow.forms import display_answer, is_shown, validate_answers
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, Council, Document, Round, User
 from cbflow.prospectus import FileQuestion, Prospectus, Section
@@ -24,13 +25,14 @@ from cbflow.prospectus import Form as ProspectusForm
 from cbflow.services import applications as service
 from cbflow.services import councils as councils_service
 from cbflow.services import rounds
+from cbflow.services.applications import Stage
 from cbflow.web import forms_ui
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep
+from cbflow.web.templating import Pages
 
 router = APIRouter(prefix="/applications")
 
-Stage = Literal["eoi", "bid"]
 Applicant = Annotated[User, require_role("applicant")]
 
 APP_STATES = {
@@ -60,6 +62,11 @@ def _council_of(user: User) -> str:
     if not user.council_code:  # an applicant account without a council can do nothing here
         raise HTTPException(status_code=403)
     return user.council_code
+
+
+def _current_stage(application: Application) -> Stage:
+    """The form a council is working on: the bid once invited, otherwise the EOI."""
+    return "bid" if application.state in BID_STATES or application.bid_answers else "eoi"
 
 
 def _own_application(session: Session, user: User, application_id: int) -> Application:
@@ -104,9 +111,9 @@ class Context:
         window = service.window_of(self.prospectus, self.stage)
         return service.local_deadline(window.closes_at(self.prospectus.zone), self.prospectus)
 
-    def closed(self, now: Any) -> bool:
+    def closed(self, now: datetime) -> bool:
         window = service.window_of(self.prospectus, self.stage)
-        return bool(now >= window.closes_at(self.prospectus.zone))
+        return now >= window.closes_at(self.prospectus.zone)
 
     def section(self, section_id: str) -> Section:
         for section in self.form.sections:
@@ -129,14 +136,12 @@ class Context:
 
 def _complete_errors(session: Session, ctx: Context) -> dict[str, str]:
     try:
-        validate_answers(ctx.form, ctx.answers, complete=True, councils=_codes(session))
+        validate_answers(
+            ctx.form, ctx.answers, complete=True, councils=service.council_codes(session)
+        )
     except ValidationFailed as failed:
         return failed.errors
     return {}
-
-
-def _codes(session: Session) -> set[str]:
-    return set(session.exec(select(Council.code)))
 
 
 def _section_status(section: Section, answers: dict[str, Any], errors: dict[str, str]) -> str:
@@ -166,14 +171,15 @@ def applications_home(
         )
     )
     started = {a.round_id for a in mine if a.adopted_from_model_id is None}
+    all_rounds = rounds.all_rounds(session)
     open_rounds = []
-    for round_ in rounds.all_rounds(session):
+    for round_ in all_rounds:
         prospectus = rounds.prospectus_of(round_)
         types = prospectus.eligibility.council_types
         if types is not None and council.type not in types:
             continue
         window = prospectus.timetable.eoi
-        if not window.opens_at(prospectus.zone) <= now < window.closes_at(prospectus.zone):
+        if not window.is_open(prospectus.zone, now):
             continue
         open_rounds.append(
             {
@@ -183,14 +189,14 @@ def applications_home(
                 "started": round_.id in started,
             }
         )
-    titles = {r.id: r.title for r in rounds.all_rounds(session)}
+    titles = {r.id: r.title for r in all_rounds}
     listed = [
         {
             "id": a.id,
             "reference": a.reference,
             "round": titles.get(a.round_id, ""),
             "state": APP_STATES.get(a.state, a.state),
-            "stage": "bid" if a.state in BID_STATES or a.bid_answers else "eoi",
+            "stage": _current_stage(a),
         }
         for a in mine
     ]
@@ -226,8 +232,9 @@ def start(
 @router.get("/{application_id}")
 def application_home(application_id: int, user: Applicant, session: SessionDep) -> Response:
     application = _own_application(session, user, application_id)
-    stage = "bid" if application.state in BID_STATES or application.bid_answers else "eoi"
-    return RedirectResponse(f"/applications/{application.id}/{stage}", status_code=303)
+    return RedirectResponse(
+        f"/applications/{application.id}/{_current_stage(application)}", status_code=303
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,8 +254,8 @@ def task_list(
     ctx = Context(session, _own_application(session, user, application_id), stage)
     errors = _complete_errors(session, ctx)
     items = []
-    for section in ctx.form.sections:
-        status = _section_status(section, ctx.answers, errors)
+    statuses = [_section_status(s, ctx.answers, errors) for s in ctx.form.sections]
+    for section, status in zip(ctx.form.sections, statuses, strict=True):
         tag = {
             "Not started": {"text": "Not started", "classes": "govuk-tag--blue"},
             "In progress": {"text": "In progress", "classes": "govuk-tag--light-blue"},
@@ -260,9 +267,7 @@ def task_list(
                 "status": {"tag": tag} if tag else {"text": status},
             }
         )
-    done = sum(
-        1 for s in ctx.form.sections if _section_status(s, ctx.answers, errors) == "Completed"
-    )
+    done = statuses.count("Completed")
     return pages.render(
         request,
         "application/task-list.html",
@@ -278,7 +283,7 @@ def task_list(
 
 def _render_section(
     request: Request,
-    pages: Any,
+    pages: Pages,
     session: Session,
     ctx: Context,
     section: Section,
@@ -457,7 +462,7 @@ def check_answers(
 
 def _render_check(
     request: Request,
-    pages: Any,
+    pages: Pages,
     session: Session,
     ctx: Context,
     *,
@@ -470,14 +475,14 @@ def _render_check(
     for section in ctx.form.sections:
         rows = []
         for question in section.questions:
-            if not forms_ui.visible(question, ctx.answers):
+            if not is_shown(question, ctx.answers):
                 continue
             rows.append(
                 {
                     "key": {"text": question.label},
                     "value": {
                         "html": Markup("<br>").join(
-                            forms_ui.display(
+                            display_answer(
                                 question, ctx.answers.get(question.id), names
                             ).splitlines()
                             or ["Not answered"]

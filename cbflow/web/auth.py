@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
+from cbflow.forms import EMAIL
 from cbflow.models import User
 from cbflow.services import accounts
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep
+from cbflow.web.templating import signed_in
 
 router = APIRouter()
-
-# enough to catch a typo; whether the address is real is for the mail to find out
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-def signed_in(request: Request) -> dict[str, Any] | None:
-    """Who the session says is signed in (for display; authorisation reads the database)."""
-    user = request.session.get("user")
-    return user if isinstance(user, dict) else None
 
 
 def current_user(request: Request, session: SessionDep) -> User | None:

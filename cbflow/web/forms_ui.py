@@ -13,13 +13,11 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
 
-from cbflow.forms import is_shown
 from cbflow.models import Council
 from cbflow.prospectus import (
     ChoiceQuestion,
@@ -445,39 +443,3 @@ def _fieldset(common: dict[str, Any], fieldset: dict[str, Any]) -> dict[str, Any
 
 # ---------------------------------------------------------------------------------------------
 # answers for display
-
-
-def display(question: Question, answer: Any, council_names: Mapping[str, str]) -> str:
-    """An answer as text for the check-your-answers page."""
-    if answer is None or answer == "" or answer == []:
-        return ""
-    match question.type:
-        case "yes_no":
-            return "Yes" if answer else "No"
-        case "money":
-            return f"£{Decimal(str(answer)):,.2f}"
-        case "date":
-            day = date.fromisoformat(str(answer))
-            return f"{day.day} {day:%B %Y}"
-        case "multichoice":
-            return "\n".join(answer)
-        case "council":
-            return council_names.get(str(answer), str(answer))
-        case "file":
-            return f"{answer['name']} ({max(1, int(answer['size']) // 1024)} KB)"
-        case "table":
-            assert isinstance(question, TableQuestion)
-            lines = []
-            for row in answer:
-                cells = [
-                    display(c, row.get(c.id), council_names)
-                    for c in question.columns
-                    if row.get(c.id) not in (None, "")
-                ]
-                lines.append(", ".join(cells))
-            return "\n".join(lines)
-    return str(answer)
-
-
-def visible(question: Question, answers: Mapping[str, Any]) -> bool:
-    return is_shown(question, answers)

@@ -33,9 +33,14 @@ def csrf_field(context: Context) -> Markup:
     return Markup(f'<input type="hidden" name="{CSRF_FIELD}" value="{token}">')
 
 
-def _signed_in(request: Request) -> dict[str, Any]:
+def signed_in(request: Request) -> dict[str, Any] | None:
+    """Who the session says is signed in (for display; authorisation reads the database)."""
     user = request.session.get("user")
-    return {"user": user if isinstance(user, dict) else None}
+    return user if isinstance(user, dict) else None
+
+
+def _signed_in(request: Request) -> dict[str, Any]:
+    return {"user": signed_in(request)}
 
 
 def environment(pages: Path) -> Environment:
