@@ -262,6 +262,8 @@ def contexts() -> dict[str, dict[str, Any]]:
                     "values": [],
                 },
             ],
+            "pooled_budget_title": "Spending to be pooled, by organisation and year",
+            "pooled_budget_columns": ["Organisation", "Financial year", "Amount"],
             "pooled_budget": [
                 {
                     "organisation": "NHS Western Cheshire",

@@ -468,17 +468,16 @@ class Issuer:
             if key in self.issued:
                 continue
             answers = all_answers(application)
-            pooled = _pooled_budget_rows(p, answers)
+            budget = _budget_table(p)
+            pooled = _pooled_budget_rows(budget, answers) if budget else []
             charts = []
-            if pooled:
+            if budget and pooled:
                 by_org: dict[str, Decimal] = {}
                 for row in pooled:
                     by_org[row["organisation"]] = (
                         by_org.get(row["organisation"], Decimal(0)) + row["value"]
                     )
-                charts.append(
-                    bar_chart("Pooled budget by organisation", list(by_org.items()), unit="£")
-                )
+                charts.append(bar_chart(budget.label, list(by_org.items()), unit="£"))
             if made and returns_form:
                 # one chart per kind of figure: pounds and counts do not share an axis
                 for kind, unit, title in (
@@ -525,6 +524,8 @@ class Issuer:
                     }
                     for row in pooled
                 ],
+                "pooled_budget_title": budget.label if budget else "Budget",
+                "pooled_budget_columns": budget.columns if budget else ["", "", ""],
                 "charts": charts,
                 "payments_total": money(sum(r.payment_pence or 0 for r in made))
                 if p.stages.implementation and p.stages.implementation.payments
@@ -624,33 +625,49 @@ def _question_detail(question: Question) -> str:
     return "; ".join(parts)
 
 
-def _pooled_budget_rows(prospectus: Prospectus, answers: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of the first applicant table with a money column: organisation, year, amount.
+@dataclass(frozen=True)
+class BudgetTable:
+    """The applicant table that holds money, found by its shape (a text column, an optional
+    choice column, a money column), not by its id; its labels head the report's table."""
 
-    The table is found by its shape (a text column, an optional choice column, a money
-    column), not by its id, so any prospectus's pooled-budget table is charted.
-    """
+    question: TableQuestion
+    name: Question
+    period: Question | None
+    amount: Question
+
+    @property
+    def label(self) -> str:
+        return self.question.label
+
+    @property
+    def columns(self) -> list[str]:
+        return [self.name.label, self.period.label if self.period else "", self.amount.label]
+
+
+def _budget_table(prospectus: Prospectus) -> BudgetTable | None:
     for form in prospectus.applicant_forms():
         for question in form.questions():
             if not isinstance(question, TableQuestion):
                 continue
-            money_cols = [c for c in question.columns if c.type == "money"]
-            text_cols = [c for c in question.columns if c.type in ("text", "council")]
-            if not money_cols or not text_cols:
-                continue
-            year_cols = [c for c in question.columns if c.type == "choice"]
-            rows = []
-            for row in answers.get(question.id) or []:
-                if money_cols[0].id in row:
-                    rows.append(
-                        {
-                            "organisation": str(row.get(text_cols[0].id, "")),
-                            "year": str(row.get(year_cols[0].id, "")) if year_cols else "",
-                            "value": Decimal(row[money_cols[0].id]),
-                        }
-                    )
-            return rows
-    return []
+            amounts = [c for c in question.columns if c.type == "money"]
+            names = [c for c in question.columns if c.type in ("text", "council")]
+            periods = [c for c in question.columns if c.type == "choice"]
+            if amounts and names:
+                return BudgetTable(question, names[0], periods[0] if periods else None, amounts[0])
+    return None
+
+
+def _pooled_budget_rows(table: BudgetTable, answers: dict[str, Any]) -> list[dict[str, Any]]:
+    """The table's answered rows: organisation, year (or whatever its columns are), amount."""
+    return [
+        {
+            "organisation": str(row.get(table.name.id, "")),
+            "year": str(row.get(table.period.id, "")) if table.period else "",
+            "value": Decimal(row[table.amount.id]),
+        }
+        for row in answers.get(table.question.id) or []
+        if table.amount.id in row
+    ]
 
 
 def _return_status(record_: ReturnRecord, now: datetime) -> str:
