@@ -208,6 +208,18 @@ class MagicLink(SQLModel, table=True):
     used_at: datetime | None = _when()
 
 
+class StartedRun(SQLModel, table=True):
+    """A flow run the portal started (a staff action): the pages link to it in the Prefect UI."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    flow_run_id: str = Field(unique=True, index=True, max_length=36)
+    flow: str
+    title: str
+    round_id: int | None = Field(default=None, foreign_key="round.id", index=True)
+    started_by: str
+    started_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+
+
 class OutboxMessage(SQLModel, table=True):
     """An e-mail kept for administrators to read, when no SMTP server is configured."""
 
