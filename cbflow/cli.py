@@ -51,6 +51,8 @@ def _prefect_environment() -> dict[str, str]:
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "PREFECT_SERVER_API_PORT": str(settings.prefect_port),
         "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
+        # the runner looks for runs to start every 2 s: a staff action is not kept waiting
+        "PREFECT_RUNNER_POLL_FREQUENCY": os.environ.get("PREFECT_RUNNER_POLL_FREQUENCY", "2"),
     }
     home.mkdir(parents=True, exist_ok=True)
     return env
@@ -374,6 +376,8 @@ def serve(
         stderr=subprocess.STDOUT,
     )
     portal_log_path = log_dir / "portal.log"
+    # the portal starts flow runs on this server (staff actions) and links to its UI
+    portal_env = {**env, "PREFECT_API_URL": api}
     portal = subprocess.Popen(
         [
             sys.executable,
@@ -386,7 +390,7 @@ def serve(
             "--port",
             str(settings.portal_port),
         ],
-        env=env,
+        env=portal_env,
         stdout=portal_log_path.open("ab"),
         stderr=subprocess.STDOUT,
     )

@@ -1,5 +1,6 @@
 """One place for configuration: environment variables prefixed CBFLOW_, or a .env file."""
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,6 +25,11 @@ class Settings(BaseSettings):
     timezone: str = "Europe/London"
     render_workers: int = 0  # 0: one per CPU core
     prefect_port: int = 4200
+    # the Prefect server the portal starts flow runs on; empty: PREFECT_API_URL, as `serve` sets
+    prefect_api_url: str = ""
+    prefect_ui_url: str = ""  # where staff pages link runs to; empty: the API's server
+    # whether launching a round schedules its deadline runs (close EOI, close bids, ...)
+    schedule_deadlines: bool = True
     # where documents are served from (the portal); empty: link to the files themselves
     documents_base_url: str = ""
     # the portal
@@ -49,6 +55,19 @@ class Settings(BaseSettings):
     @property
     def documents_dir(self) -> Path:
         return self.data_dir / "documents"
+
+    @property
+    def resolved_prefect_api_url(self) -> str:
+        return (self.prefect_api_url or os.environ.get("PREFECT_API_URL", "")).rstrip("/")
+
+    @property
+    def resolved_prefect_ui_url(self) -> str:
+        if self.prefect_ui_url:
+            return self.prefect_ui_url.rstrip("/")
+        api = self.resolved_prefect_api_url
+        if api.endswith("/api"):
+            return api.removesuffix("/api")
+        return f"http://127.0.0.1:{self.prefect_port}"
 
     @property
     def resolved_portal_base_url(self) -> str:

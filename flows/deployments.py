@@ -1,8 +1,9 @@
-"""Deployments of the deadline flows, and the scheduling of a round's deadline runs.
+"""Deployments of the flows, and the scheduling of a round's deadline runs.
 
 `serve()` runs in the process `cbflow serve` starts beside the Prefect server: it registers one
-deployment per deadline flow and executes their runs. `schedule_round` creates, for a launched
-round, one scheduled run per date of its prospectus, so the Prefect UI shows what happens when.
+deployment per deadline flow and one per flow the portal starts, and executes their runs.
+`schedule_round` creates, for a launched round, one scheduled run per date of its prospectus, so
+the Prefect UI shows what happens when.
 Each scheduled run has an idempotency key: scheduling a round twice creates nothing new.
 """
 
@@ -15,18 +16,21 @@ from prefect.client.orchestration import get_client
 from prefect.states import Scheduled
 
 from cbflow.db import session_scope
+from cbflow.flowruns import DEADLINE as DEPLOYMENT
+from cbflow.flowruns import PORTAL
 from cbflow.services.rounds import get_round, prospectus_of
 from cbflow.stages import deadline_events
-from flows.stages import DEADLINE_FLOWS
-
-DEPLOYMENT = "deadline"
+from flows.stages import DEADLINE_FLOWS, PORTAL_FLOWS
 
 
 def serve() -> None:
-    """Register the deadline deployments and run their flow runs until stopped."""
+    """Register the deadline deployments and the portal's, and run their flow runs until
+    stopped. A deadline flow is also the portal's way to run a missed deadline by hand."""
     deployments = [
         flow.to_deployment(name=DEPLOYMENT, tags=["cbflow", "deadline"])
         for flow in DEADLINE_FLOWS.values()
+    ] + [
+        flow.to_deployment(name=PORTAL, tags=["cbflow", "portal"]) for flow in PORTAL_FLOWS.values()
     ]
     prefect_serve(*deployments, print_starting_message=True)  # type: ignore[arg-type]
 
@@ -60,6 +64,9 @@ async def ensure_deployments() -> None:
     the runner starts; the runner picks them up when it does)."""
     for flow in DEADLINE_FLOWS.values():
         deployment = await flow.ato_deployment(name=DEPLOYMENT, tags=["cbflow", "deadline"])
+        await deployment.aapply()
+    for flow in PORTAL_FLOWS.values():
+        deployment = await flow.ato_deployment(name=PORTAL, tags=["cbflow", "portal"])
         await deployment.aapply()
 
 

@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 
 from cbflow import stages
 from cbflow.settings import get_settings
-from cbflow.stages import Outcome, documents_summary
+from cbflow.stages import SYSTEM, Outcome, documents_summary
 
 __all__ = ["documents_summary"]
 
@@ -86,8 +86,21 @@ def _named(template: str) -> Callable[[], str]:
 
 
 @flow(name="launch-round", flow_run_name=_named("{path} · launch"))
-async def launch(source: str, path: str, now: datetime | None = None) -> Outcome:
-    return await _run(stages.launch, source, path, now=_now(now))
+async def launch(
+    source: str,
+    path: str,
+    now: datetime | None = None,
+    schedule: bool = False,
+    actor: str = SYSTEM,
+) -> Outcome:
+    """Launch a round; with `schedule`, also create a scheduled run for each of its deadlines."""
+    outcome = await _run(stages.launch, source, path, now=_now(now), actor=actor)
+    if schedule:
+        from flows.deployments import schedule_round
+
+        scheduled = await schedule_round(outcome.round, _now(now))
+        get_run_logger().info("%s: %d deadline runs scheduled", outcome.round, len(scheduled))
+    return outcome
 
 
 @flow(name="issue-receipts", flow_run_name=_named("{slug} · receipts"))
@@ -96,60 +109,67 @@ async def issue_receipts(slug: str, now: datetime | None = None) -> Outcome:
 
 
 @flow(name="close-eoi", flow_run_name=_named("{slug} · EOI close and sift"))
-async def close_eoi(slug: str, now: datetime | None = None) -> Outcome:
-    return await _run(stages.close_eoi, slug, now=_now(now))
+async def close_eoi(slug: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
+    return await _run(stages.close_eoi, slug, now=_now(now), actor=actor)
 
 
 @flow(name="invite-to-bid", flow_run_name=_named("{slug} · invite to bid"))
 async def invite_to_bid(
-    slug: str, now: datetime | None = None, chosen: list[str] | None = None
+    slug: str,
+    now: datetime | None = None,
+    chosen: list[str] | None = None,
+    actor: str = SYSTEM,
 ) -> Outcome:
-    return await _run(stages.invite_to_bid, slug, now=_now(now), chosen=chosen)
+    return await _run(stages.invite_to_bid, slug, now=_now(now), chosen=chosen, actor=actor)
 
 
 @flow(name="close-bids", flow_run_name=_named("{slug} · bids close"))
-async def close_bids(slug: str, now: datetime | None = None) -> Outcome:
-    return await _run(stages.close_bids, slug, now=_now(now))
+async def close_bids(slug: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
+    return await _run(stages.close_bids, slug, now=_now(now), actor=actor)
 
 
 @flow(name="assign-assessors", flow_run_name=_named("{slug} · assessment: assign"))
-async def assign_assessors(slug: str, now: datetime | None = None) -> Outcome:
-    return await _run(stages.assign_assessors, slug, now=_now(now))
+async def assign_assessors(slug: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
+    return await _run(stages.assign_assessors, slug, now=_now(now), actor=actor)
 
 
 @flow(name="open-moderation", flow_run_name=_named("{slug} · assessment: moderation"))
-async def open_moderation(slug: str, now: datetime | None = None) -> Outcome:
-    return await _run(stages.open_moderation, slug, now=_now(now))
+async def open_moderation(slug: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
+    return await _run(stages.open_moderation, slug, now=_now(now), actor=actor)
 
 
 @flow(name="finalise-assessment", flow_run_name=_named("{slug} · assessment: totals and ranking"))
-async def finalise_assessment(slug: str, now: datetime | None = None) -> Outcome:
-    return await _run(stages.finalise_assessment, slug, now=_now(now))
+async def finalise_assessment(
+    slug: str, now: datetime | None = None, actor: str = SYSTEM
+) -> Outcome:
+    return await _run(stages.finalise_assessment, slug, now=_now(now), actor=actor)
 
 
 @flow(name="decide", flow_run_name=_named("{slug} · selection and decisions"))
-async def decide(slug: str, now: datetime | None = None) -> Outcome:
-    return await _run(stages.decide, slug, now=_now(now))
+async def decide(slug: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
+    return await _run(stages.decide, slug, now=_now(now), actor=actor)
 
 
 @flow(name="start-implementation", flow_run_name=_named("{slug} · implementation starts"))
-async def start_implementation(slug: str, now: datetime | None = None) -> Outcome:
-    return await _run(stages.start_implementation, slug, now=_now(now))
+async def start_implementation(
+    slug: str, now: datetime | None = None, actor: str = SYSTEM
+) -> Outcome:
+    return await _run(stages.start_implementation, slug, now=_now(now), actor=actor)
 
 
 @flow(name="returns-cycle", flow_run_name=_named("{slug} · returns cycle"))
-async def returns_cycle(slug: str, now: datetime | None = None) -> Outcome:
-    return await _run(stages.returns_cycle, slug, now=_now(now))
+async def returns_cycle(slug: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
+    return await _run(stages.returns_cycle, slug, now=_now(now), actor=actor)
 
 
 @flow(name="complete-round", flow_run_name=_named("{slug} · complete"))
-async def complete(slug: str, now: datetime | None = None) -> Outcome:
-    return await _run(stages.complete, slug, now=_now(now))
+async def complete(slug: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
+    return await _run(stages.complete, slug, now=_now(now), actor=actor)
 
 
 @flow(name="publish-model", flow_run_name=_named("{reference} · publish model"))
-async def publish(reference: str, now: datetime | None = None) -> Outcome:
-    return await _run(stages.publish, reference, now=_now(now))
+async def publish(reference: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
+    return await _run(stages.publish, reference, now=_now(now), actor=actor)
 
 
 @flow(name="adopt-model", flow_run_name=_named("model {model_id} · adopted by {council_code}"))
@@ -157,8 +177,20 @@ async def adopt(model_id: int, council_code: str, now: datetime | None = None) -
     return await _run(stages.adopt, model_id, council_code, now=_now(now))
 
 
+# the flows staff start from the portal (as deployments named "portal", see flows.deployments)
+PORTAL_FLOWS: dict[str, Flow[..., Any]] = {
+    "launch-round": launch,
+    "issue-receipts": issue_receipts,
+    "invite-to-bid": invite_to_bid,
+    "assign-assessors": assign_assessors,
+    "open-moderation": open_moderation,
+    "finalise-assessment": finalise_assessment,
+    "start-implementation": start_implementation,
+    "publish-model": publish,
+}
+
 # the deadline events a round schedules at its prospectus's dates (see flows.deployments)
-DEADLINE_FLOWS = {
+DEADLINE_FLOWS: dict[str, Flow[..., Any]] = {
     "close-eoi": close_eoi,
     "close-bids": close_bids,
     "decide": decide,

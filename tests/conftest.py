@@ -12,10 +12,12 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -167,3 +169,94 @@ def edit(source: str, *pairs: tuple[str, str]) -> str:
         assert old in source, f"{old!r} is not in the prospectus"
         source = source.replace(old, new)
     return source
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _answers(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return bool(response.status == 200)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prefect server for this test session (its own home and SQLite database)."""
+    port = _free_port()
+    home = tmp_path_factory.mktemp("prefect-home")
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    env.pop("PREFECT_API_URL", None)
+    log = (home / "server.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        _wait_until(lambda: _answers(f"{api}/health"), 120, f"the Prefect server (log {log.name})")
+        yield api
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture
+def flow_runner(cbflow_env: Settings, prefect_api: str, tmp_path: Path) -> Iterator[Settings]:
+    """The runner `cbflow serve` starts (`python -m flows.deployments`), executing the flow runs
+    the portal creates against this test's data folder and database. Yields the settings the
+    portal uses to reach it."""
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_api,
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_HOME": str(tmp_path / "prefect-runner"),
+    }
+    log_path = tmp_path / "runner.log"
+    log = log_path.open("wb")
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "flows.deployments"],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    settings = cbflow_env.model_copy(update={"prefect_api_url": prefect_api})
+
+    def deployed() -> bool:
+        assert runner.poll() is None, f"the flow runner stopped: {log_path.read_text()}"
+        return _answers(f"{prefect_api}/deployments/name/publish-model/portal")
+
+    try:
+        _wait_until(deployed, 90, "the flow runner's deployments")
+        yield settings
+    finally:
+        runner.terminate()
+        try:
+            runner.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            runner.kill()
+        log.close()
