@@ -28,8 +28,10 @@ prospectus_app = typer.Typer(
     help="Check prospectus files and print their schemas.", no_args_is_help=True
 )
 round_app = typer.Typer(help="Launch rounds and see where they stand.", no_args_is_help=True)
+user_app = typer.Typer(help="Add the people who sign in to the portal.", no_args_is_help=True)
 app.add_typer(prospectus_app, name="prospectus")
 app.add_typer(round_app, name="round")
+app.add_typer(user_app, name="user")
 
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
@@ -213,6 +215,42 @@ def round_status(
             for state, count in sorted(rounds.state_counts(session, round_).items()):
                 table.add_row(state, str(count))
             console.print(table)
+
+
+@user_app.command("add")
+def user_add(
+    email: Annotated[str, typer.Argument(help="The address their sign-in links go to.")],
+    name: Annotated[str, typer.Option(help="Their full name.")],
+    role: Annotated[
+        str, typer.Option(help="applicant | assessor | staff | admin (the first administrator).")
+    ],
+    council: Annotated[
+        str | None,
+        typer.Option(help="Council code: the applicant's council, or the assessor's employer."),
+    ] = None,
+) -> None:
+    """Add a person who signs in to the portal by e-mailed link (administrators add the others
+    on the portal's People page)."""
+    from cbflow.clock import system_clock
+    from cbflow.db import migrate, session_scope
+    from cbflow.errors import ValidationFailed
+    from cbflow.services import accounts
+
+    migrate()
+    try:
+        with session_scope() as session:
+            user = accounts.add_user(
+                session,
+                email=email,
+                name=name,
+                role=role,
+                council_code=council,
+                actor="cli",
+                now=system_clock(),
+            )
+            console.print(f"Added {user.name} <{user.email}> as {accounts.ROLES[user.role]}.")
+    except ValidationFailed as exc:
+        _fail("; ".join(exc.errors.values()))
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

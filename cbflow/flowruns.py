@@ -21,6 +21,9 @@ from cbflow.settings import Settings
 PORTAL = "portal"  # the deployment name of the flows staff start from the portal
 DEADLINE = "deadline"  # the deployment name of the flows a round's dates trigger
 
+# the flows a round's dates trigger: their deployments are named DEADLINE, the others PORTAL
+DEADLINE_FLOWS = frozenset({"close-eoi", "close-bids", "decide", "returns-cycle", "complete-round"})
+
 # what staff see of a run's state
 STATE_NAMES = {
     "SCHEDULED": "Scheduled",

@@ -10,8 +10,9 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from cbflow import notify
-from cbflow.errors import CbflowError
-from cbflow.models import MagicLink, OutboxMessage, User
+from cbflow.errors import CbflowError, ValidationFailed
+from cbflow.forms import EMAIL
+from cbflow.models import Council, MagicLink, OutboxMessage, User
 from cbflow.services.audit import record
 from cbflow.settings import Settings
 
@@ -97,3 +98,62 @@ def outbox(session: Session, limit: int = 200) -> list[OutboxMessage]:
     """Mail kept for administrators when no SMTP server is configured, newest first."""
     statement = select(OutboxMessage).order_by(col(OutboxMessage.id).desc()).limit(limit)
     return list(session.exec(statement))
+
+
+ROLES = {
+    "applicant": "Council applicant",
+    "assessor": "Assessor",
+    "staff": "Programme staff",
+    "admin": "Administrator",
+}
+
+
+def add_user(
+    session: Session,
+    *,
+    email: str,
+    name: str,
+    role: str,
+    council_code: str | None,
+    actor: str,
+    now: datetime,
+) -> User:
+    """A new person who can sign in. Applicants belong to a council; an assessor may name the
+    council they work for (never assigned its applications). Refused, with nothing changed, for
+    an address already in use, an unknown role or council. Persists the user, then the audit
+    event."""
+    errors: dict[str, str] = {}
+    email = normalise_email(email)
+    if not EMAIL.match(email):
+        errors["email"] = "Enter an email address in the correct format, like name@example.gov.uk"
+    elif find_user(session, email) is not None:
+        errors["email"] = "Someone already uses this email address"
+    if not name.strip():
+        errors["name"] = "Enter the person's name"
+    if role not in ROLES:
+        errors["role"] = "Select the person's role"
+    code = (council_code or "").strip().upper() or None
+    if code is not None and session.get(Council, code) is None:
+        errors["council"] = "Enter a council code from the register, like ESS"
+    if role == "applicant" and code is None:
+        errors["council"] = "Enter the council the applicant applies for"
+    if errors:
+        raise ValidationFailed(errors)
+    user = User(email=email, name=name.strip(), role=role, council_code=code)
+    session.add(user)
+    session.flush()
+    assert user.id is not None
+    record(
+        session,
+        entity="user",
+        entity_id=user.id,
+        action="user_added",
+        actor=actor,
+        now=now,
+        reason=f"{ROLES[role]}{' for ' + code if code else ''}",
+    )
+    return user
+
+
+def people(session: Session) -> list[User]:
+    return list(session.exec(select(User).order_by(col(User.role), col(User.name))))

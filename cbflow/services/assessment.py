@@ -288,9 +288,22 @@ def moderate(
     return task
 
 
-def results(session: Session, round_: Round) -> list[ApplicationResult]:
-    """Each assessed application's criteria and total, best first (see `ranking_key`)."""
+def results(
+    session: Session, round_: Round, weights: dict[str, Decimal] | None = None
+) -> list[ApplicationResult]:
+    """Each assessed application's criteria and total, best first (see `ranking_key`). With
+    `weights` (criterion id -> weight), the totals are as those weights would make them: the
+    what-if of the selection page; the prospectus's weights otherwise."""
     stage = _stage(round_)
+    if weights is not None:
+        stage = stage.model_copy(
+            update={
+                "criteria": [
+                    c.model_copy(update={"weight": weights.get(c.id, c.weight)})
+                    for c in stage.criteria
+                ]
+            }
+        )
     scores = scores_by_application(session, round_)
     moderated = {
         (t.application_id, t.criterion_id): t.moderated_score
@@ -298,6 +311,8 @@ def results(session: Session, round_: Round) -> list[ApplicationResult]:
         if t.resolved_at is not None
     }
     total_weight = sum((c.weight for c in stage.criteria), Decimal(0))
+    if total_weight <= 0:
+        raise ValidationFailed({"weights": "at least one criterion needs a weight above 0"})
     span = Decimal(stage.scale.max - stage.scale.min)
     out = []
     for application in applications_of(session, round_):
@@ -390,3 +405,54 @@ def finalise(
 
 def assignments_for(session: Session, round_: Round, assessor: User) -> list[Assignment]:
     return [a for a in all_assignments(session, round_) if a.assessor_id == assessor.id]
+
+
+def reassign(
+    session: Session,
+    *,
+    assignment: Assignment,
+    to: User,
+    actor: str,
+    now: datetime,
+    reason: str,
+) -> Assignment:
+    """Move an assessment not yet submitted to another assessor: one not already on the
+    application and not from the applying council. Persists the new assessor on the assignment,
+    then an audit event with the reason."""
+    application = session.get(Application, assignment.application_id)
+    assert application is not None and application.id is not None
+    if assignment.submitted_at is not None:
+        raise CbflowError("these scores are submitted: a submitted assessment cannot move")
+    if application.state != AppState.UNDER_ASSESSMENT:
+        raise CbflowError(f"{application.reference} is not under assessment")
+    if to.role != "assessor":
+        raise CbflowError(f"{to.name} is not an assessor")
+    if to.council_code is not None and to.council_code == application.council_code:
+        raise CbflowError(f"{to.name} works for the applying council: that is a conflict")
+    on_it = session.exec(
+        select(Assignment).where(
+            Assignment.application_id == application.id, Assignment.assessor_id == to.id
+        )
+    ).first()
+    if on_it is not None:
+        raise CbflowError(f"{to.name} already assesses {application.reference}")
+    if not reason.strip():
+        raise ValidationFailed({"reason": "give the reason for moving the assessment"})
+    previous = session.get(User, assignment.assessor_id)
+    # the drafts belong to the previous assessor's judgement: the new one starts afresh
+    for score in _scores_of(session, assignment):
+        session.delete(score)
+    assert to.id is not None
+    assignment.assessor_id = to.id
+    session.add(assignment)
+    record(
+        session,
+        entity="application",
+        entity_id=application.id,
+        action="assessor_reassigned",
+        actor=actor,
+        now=now,
+        reason=f"from {previous.email if previous else '?'} to {to.email}: {reason.strip()}",
+    )
+    session.flush()
+    return assignment

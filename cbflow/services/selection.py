@@ -37,19 +37,35 @@ def _pounds(pence: int) -> str:
     return f"£{pence_to_money(pence):,.2f}"
 
 
-def plan(session: Session, round_: Round) -> list[Decision]:
-    """The decisions the rule gives, without changing anything."""
+@dataclass(frozen=True)
+class Scenario:
+    """Other weights, places or budget for a what-if; None keeps the prospectus's."""
+
+    places: int | None = None
+    budget_pence: int | None = None
+    weights: dict[str, Decimal] | None = None
+
+
+def plan(session: Session, round_: Round, scenario: Scenario | None = None) -> list[Decision]:
+    """The decisions the rule gives, without changing anything; under `scenario`, the ones it
+    would give with those weights, places or budget."""
     prospectus = prospectus_of(round_)
+    scenario = scenario or Scenario()
     if prospectus.stages.assessment:
-        ordered = [(r.application, r.gateway_failed) for r in results(session, round_)]
+        ordered = [
+            (r.application, r.gateway_failed)
+            for r in results(session, round_, weights=scenario.weights)
+        ]
     else:
         waiting = AppState.BID_SUBMITTED if prospectus.stages.bid else AppState.SIFT_PASS
         pending = applications_of(session, round_, waiting)
         pending.sort(key=lambda a: (a.bid_submitted_at or a.eoi_submitted_at, a.council_code))
         ordered = [(a, []) for a in pending]
-    places = prospectus.capacity.places
+    places = scenario.places if scenario.places is not None else prospectus.capacity.places
     budget = prospectus.capacity.budget_gbp
     budget_left = money_to_pence(budget) if budget is not None else None
+    if scenario.budget_pence is not None:
+        budget_left = scenario.budget_pence
     decisions: list[Decision] = []
     selected = reserves = 0
     for application, gateway_failed in ordered:
@@ -93,11 +109,14 @@ def plan(session: Session, round_: Round) -> list[Decision]:
     return decisions
 
 
+RELEASED = frozenset({RoundState.DECIDED, RoundState.IMPLEMENTING, RoundState.COMPLETED})
+
+
 def decide(session: Session, *, round_: Round, actor: str, now: datetime) -> list[Decision]:
     """Make and record the decisions. Persists each application's outcome, reason and reserve
     position with its state change, then the round's move to decided. Run again, it changes
     nothing and returns the recorded decisions."""
-    if round_.state in (RoundState.DECIDED, RoundState.IMPLEMENTING, RoundState.COMPLETED):
+    if round_.state in RELEASED:
         return recorded(session, round_)
     prospectus = prospectus_of(round_)
     ready = (
@@ -143,3 +162,32 @@ def recorded(session: Session, round_: Round) -> list[Decision]:
 def total_awarded(session: Session, round_: Round) -> Decimal:
     chosen = applications_of(session, round_, *FUNDED)
     return pence_to_money(sum(a.support_requested_pence or 0 for a in chosen))
+
+
+@dataclass(frozen=True)
+class Change:
+    """How one application's outcome differs between the plan and a what-if."""
+
+    application: Application
+    before: Decision
+    after: Decision
+
+    @property
+    def changed(self) -> bool:
+        return (self.before.outcome, self.before.reserve_position) != (
+            self.after.outcome,
+            self.after.reserve_position,
+        )
+
+
+def what_if(session: Session, round_: Round, scenario: Scenario) -> list[Change]:
+    """Each application's outcome now (the released decisions, or the plan before release)
+    beside its outcome under the scenario. Changes nothing: released decisions stay as they are
+    until staff release others."""
+    before = recorded(session, round_) if round_.state in RELEASED else plan(session, round_)
+    after = {d.application.id: d for d in plan(session, round_, scenario)}
+    return [
+        Change(d.application, d, after[d.application.id])
+        for d in before
+        if d.application.id in after
+    ]

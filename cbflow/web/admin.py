@@ -1,18 +1,74 @@
-"""Administrators' pages."""
+"""Administrators' pages: the people who can sign in, and the outbox."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from typing import Annotated
 
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from cbflow.errors import ValidationFailed
+from cbflow.models import User
 from cbflow.services import accounts
 from cbflow.web.auth import require_role
-from cbflow.web.deps import PagesDep, SessionDep
+from cbflow.web.deps import ClockDep, PagesDep, SessionDep
 
 router = APIRouter(prefix="/admin", dependencies=[require_role("admin")])
+Admin = Annotated[User, require_role("admin")]
 
 
 @router.get("/outbox")
 def outbox(request: Request, pages: PagesDep, session: SessionDep) -> Response:
     """Mail the portal kept instead of sending, when no SMTP server is configured."""
     return pages.render(request, "outbox.html", messages=accounts.outbox(session))
+
+
+def _people_page(
+    request: Request,
+    pages: PagesDep,
+    session: SessionDep,
+    form: dict[str, str],
+    errors: dict[str, str],
+) -> Response:
+    return pages.render(
+        request,
+        "people.html",
+        status_code=400 if errors else 200,
+        people=accounts.people(session),
+        roles=accounts.ROLES,
+        form=form,
+        errors=errors,
+    )
+
+
+@router.get("/people")
+def people(request: Request, pages: PagesDep, session: SessionDep) -> Response:
+    return _people_page(request, pages, session, {"role": ""}, {})
+
+
+@router.post("/people")
+def add_person(
+    request: Request,
+    pages: PagesDep,
+    session: SessionDep,
+    clock: ClockDep,
+    admin: Admin,
+    email: Annotated[str, Form()] = "",
+    name: Annotated[str, Form()] = "",
+    role: Annotated[str, Form()] = "",
+    council: Annotated[str, Form()] = "",
+) -> Response:
+    form = {"email": email, "name": name, "role": role, "council": council}
+    try:
+        accounts.add_user(
+            session,
+            email=email,
+            name=name,
+            role=role,
+            council_code=council,
+            actor=admin.email,
+            now=clock(),
+        )
+    except ValidationFailed as exc:
+        return _people_page(request, pages, session, form, exc.errors)
+    return RedirectResponse("/admin/people", status_code=303)

@@ -39,8 +39,35 @@ def signed_in(request: Request) -> dict[str, Any] | None:
     return user if isinstance(user, dict) else None
 
 
+# the service navigation each role sees: (text, link)
+NAVIGATION = {
+    "applicant": [("Your applications", "/applications")],
+    "assessor": [("Your assessments", "/assess")],
+    "staff": [("Funding rounds", "/staff")],
+    "admin": [
+        ("Funding rounds", "/staff"),
+        ("People", "/admin/people"),
+        ("Outbox", "/admin/outbox"),
+    ],
+}
+
+
 def _signed_in(request: Request) -> dict[str, Any]:
-    return {"user": signed_in(request)}
+    user = signed_in(request)
+    path = request.url.path
+    links = NAVIGATION.get(str(user.get("role")), []) if user else []
+    return {
+        "user": user,
+        "navigation": [
+            {"text": text, "href": href, "active": path == href or path.startswith(href + "/")}
+            for text, href in links
+        ],
+    }
+
+
+def errors_as_list(errors: dict[str, str]) -> list[dict[str, str]]:
+    """A form's errors (field id -> message) as GOV.UK's error summary lists them."""
+    return [{"text": message, "href": f"#{field}"} for field, message in errors.items()]
 
 
 def environment(pages: Path) -> Environment:
@@ -57,6 +84,7 @@ def environment(pages: Path) -> Environment:
     )
     env.globals["csrf_field"] = csrf_field
     env.globals["service_name"] = SERVICE_NAME
+    env.globals["errors_as_list"] = errors_as_list
     return env
 
 
