@@ -1,0 +1,60 @@
+"""Helpers for tests that drive the portal through its pages (TestClient): the CSRF token of a
+page, signing in by the link in the outbox, posting a form as a browser would."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlmodel import col, select
+
+from cbflow.db import session_scope
+from cbflow.models import OutboxMessage, User
+
+
+def csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match is not None, "the page has a form with the CSRF field"
+    return match.group(1)
+
+
+def add_user(email: str, role: str, council: str | None = None, name: str | None = None) -> User:
+    with session_scope() as session:
+        user = User(email=email, name=name or email.split("@")[0], role=role, council_code=council)
+        session.add(user)
+        session.flush()
+        session.expunge(user)
+    return user
+
+
+def sign_in(client: TestClient, email: str) -> None:
+    """Sign in by the newest link the outbox holds for the address."""
+    client.post("/sign-in", data={"email": email, "csrf_token": csrf(client.get("/sign-in").text)})
+    with session_scope() as session:
+        body = session.exec(
+            select(OutboxMessage.body)
+            .where(OutboxMessage.to == email)
+            .order_by(col(OutboxMessage.id).desc())
+        ).first()
+    assert body is not None, f"no sign-in link was sent to {email}"
+    path = re.search(r"/sign-in/[\w-]+", body)
+    assert path is not None
+    page = client.get(path.group(0))
+    answer = client.post(
+        path.group(0), data={"csrf_token": csrf(page.text)}, follow_redirects=False
+    )
+    assert answer.status_code == 303
+
+
+def post(client: TestClient, page: str, action: str | None = None, **kwargs: Any) -> Any:
+    """Post a form of `page` (to `action`, or back to the page) with the page's CSRF token."""
+    token = csrf(client.get(page).text)
+    data = {**kwargs.pop("data", {}), "csrf_token": token}
+    return client.post(action or page, data=data, follow_redirects=False, **kwargs)
+
+
+def nonce(html: str) -> str:
+    match = re.search(r'name="nonce" value="([^"]+)"', html)
+    assert match is not None, "the page has an action form"
+    return match.group(1)
