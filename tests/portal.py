@@ -58,3 +58,43 @@ def nonce(html: str) -> str:
     match = re.search(r'name="nonce" value="([^"]+)"', html)
     assert match is not None, "the page has an action form"
     return match.group(1)
+
+
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+def _put(data: dict[str, Any], name: str, question: Any, raw: Any) -> None:
+    if question.type == "date":
+        for part in ("day", "month", "year"):
+            data[f"{name}-{part}"] = raw[part]
+    elif question.type == "multichoice":
+        data[name] = list(raw)
+    else:
+        data[name] = raw
+
+
+def section_form(section: Any, answers: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fields and files a person would post on a section's page to give these answers."""
+    from cbflow.forms import is_shown
+    from cbflow.prospectus import TableQuestion
+    from cbflow.web.forms_ui import to_raw
+
+    data: dict[str, Any] = {"action": "save"}
+    files: dict[str, Any] = {}
+    for question in section.questions:
+        if not is_shown(question, answers):
+            continue
+        value = answers.get(question.id)
+        if isinstance(question, TableQuestion):
+            rows = value or []
+            data[f"{question.id}-rows"] = str(len(rows))
+            for index, row in enumerate(rows):
+                for column in question.columns:
+                    raw = to_raw(column, row.get(column.id))
+                    _put(data, f"{question.id}-{index}-{column.id}", column, raw)
+        elif question.type == "file":
+            if value:
+                files[question.id] = (value["name"], PDF, "application/pdf")
+        else:
+            _put(data, question.id, question, to_raw(question, value))
+    return data, files
