@@ -14,7 +14,7 @@ import pytest
 import unseen
 from conftest import london
 from fastapi.testclient import TestClient
-from portal import add_user, csrf, sign_in, section_form
+from portal import add_user, csrf, section_form, sign_in
 from sqlmodel import select
 
 from cbflow import simulate

@@ -11,10 +11,28 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-WORDS = (
-    "housing health police skills families transport youth carers libraries parks waste "
-    "energy community safety employment learning prevention recovery tenancy outreach"
-).split()
+WORDS = [
+    "housing",
+    "health",
+    "police",
+    "skills",
+    "families",
+    "transport",
+    "youth",
+    "carers",
+    "libraries",
+    "parks",
+    "waste",
+    "energy",
+    "community",
+    "safety",
+    "employment",
+    "learning",
+    "prevention",
+    "recovery",
+    "tenancy",
+    "outreach",
+]
 
 
 def _words(rng: random.Random, n: int) -> str:
