@@ -1,0 +1,309 @@
+"""Who may see and do what: every page and every form post of the portal, for every role.
+
+The routes are read from the application itself, so a page added without a rule here fails this
+test. Each role signs in for real; every GET answers as the rules say; every POST from someone
+not allowed is refused (403, or a redirect to sign in) and changes nothing; every POST without
+its CSRF token is refused, even from someone allowed."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from conftest import example_text, london
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from portal import add_user, sign_in
+from sqlmodel import col, func, select
+
+from cbflow import simulate, stages
+from cbflow.clock import FixedClock
+from cbflow.db import session_scope
+from cbflow.models import (
+    Application,
+    Assignment,
+    AuditEvent,
+    Council,
+    Document,
+    StartedRun,
+    User,
+)
+from cbflow.services import applications, rounds
+from cbflow.settings import Settings
+from cbflow.web import create_app
+
+SLUG = "whole-place-2011"
+LAUNCHED = datetime(2011, 10, 17, 9, 0, tzinfo=UTC)
+DURING_EOI = london(2011, 11, 1, 10, 0)
+AFTER_EOI = london(2011, 11, 10, 12, 0)
+DURING_BIDS = london(2011, 11, 25, 10, 0)
+AFTER_BIDS = london(2011, 12, 10, 9, 0)
+ESSEX_EOI = {
+    "lead_council": "ESS",
+    "partners": [
+        {"organisation": "Essex Police", "role": "Community safety"},
+        {"organisation": "NHS North Essex"},
+    ],
+    "ambition": "One public service for every family in Essex.",
+}
+ESSEX_BID = {
+    "pooled_budget": [
+        {"organisation": "Essex County Council", "year": "2012-13", "amount_gbp": "2500000.00"}
+    ],
+    "support_requested_gbp": "900000.00",
+}
+
+# who each part of the portal is for; anything else is 403 (or sign in, when nobody is)
+OWNERS = {
+    "staff": {"staff", "admin"},
+    "admin": {"admin"},
+    "applications": {"applicant"},
+    "assess": {"assessor"},
+    "models": {"applicant"},
+}
+PUBLIC = {"", "sign-in", "signed-out", "healthz", "sign-out"}
+ROLES = [
+    "anonymous",
+    "applicant",
+    "other-applicant",
+    "assessor",
+    "other-assessor",
+    "staff",
+    "admin",
+]
+# objects whose pages belong to one council or one assessor: the others get 404, never 403, so
+# they learn nothing of what exists
+OWN_ONLY = {
+    "other-applicant": "/applications/{application_id}",
+    "other-assessor": "/assess/",
+}
+# (route, role) pairs whose object the world below does not hold: found to be missing (404)
+MISSING = {"/staff/rounds/{slug}/applications/{application_id}/files/{sha256}"}
+# pages that send their owner on to the page that applies now
+REDIRECTS = {"/applications/{application_id}"}
+
+
+@dataclass
+class World:
+    values: dict[str, str]
+    emails: dict[str, str]
+
+
+@pytest.fixture
+def world(cbflow_env: Settings) -> World:
+    """A round under assessment: Essex's bid in with its assessors, five other councils, all
+    the people, a flow run started from the portal and the documents issued so far."""
+    stages.launch(example_text(), "round.yaml", now=LAUNCHED)
+    with session_scope() as session:
+        round_ = rounds.get_round(session, SLUG)
+        simulate.ensure_people(session, assessors=5, seed=3)
+        others = [
+            c
+            for c in session.exec(select(Council).where(Council.type == "CTY")).all()
+            if c.code != "ESS"
+        ][:5]
+        simulate.submit_eois(session, round_=round_, councils=others, now=DURING_EOI, seed=3)
+        essex, _ = applications.start_application(
+            session, round_=round_, council_code="ESS", actor="bids@essex.example", now=DURING_EOI
+        )
+        applications.save_draft(
+            session, application=essex, stage="eoi", answers=ESSEX_EOI, actor="x", now=DURING_EOI
+        )
+        applications.submit(session, application=essex, stage="eoi", actor="x", now=DURING_EOI)
+        essex_ref, other_ref = essex.reference, f"{SLUG}/{others[0].code}"
+    stages.close_eoi(SLUG, now=AFTER_EOI)
+    with session_scope() as session:
+        simulate.review_referrals(
+            session, round_=rounds.get_round(session, SLUG), now=AFTER_EOI, seed=3
+        )
+        passed = [
+            a.reference
+            for a in session.exec(select(Application).where(Application.state == "sift_pass"))
+        ]
+    assert essex_ref in passed
+    stages.invite_to_bid(
+        SLUG, now=AFTER_EOI, chosen=[essex_ref, *[p for p in passed if p != essex_ref][:5]]
+    )
+    with session_scope() as session:
+        essex = applications.get_application(session, essex_ref)
+        applications.save_draft(
+            session, application=essex, stage="bid", answers=ESSEX_BID, actor="x", now=DURING_BIDS
+        )
+        applications.submit(session, application=essex, stage="bid", actor="x", now=DURING_BIDS)
+        simulate.submit_bids(
+            session, round_=rounds.get_round(session, SLUG), now=DURING_BIDS, seed=3
+        )
+    stages.close_bids(SLUG, now=AFTER_BIDS)
+    stages.assign_assessors(SLUG, now=AFTER_BIDS)
+    with session_scope() as session:
+        essex = applications.get_application(session, essex_ref)
+        other = applications.get_application(session, other_ref)
+        on_essex = list(
+            session.exec(select(Assignment).where(Assignment.application_id == essex.id))
+        )
+        assessors = list(session.exec(select(User).where(User.role == "assessor")))
+        mine = next(a for a in assessors if a.id == on_essex[0].assessor_id)
+        not_mine = next(a for a in assessors if a.id not in {x.assessor_id for x in on_essex})
+        document = session.exec(select(Document).order_by(col(Document.id))).first()
+        assert document is not None
+        run_id = str(uuid.uuid4())
+        session.add(
+            StartedRun(
+                flow_run_id=run_id,
+                flow="invite-to-bid",
+                title="Confirm the shortlist",
+                round_id=essex.round_id,
+                started_by="lead@staff.example",
+                started_at=AFTER_EOI,
+            )
+        )
+        values = {
+            "slug": SLUG,
+            "application_id": str(essex.id),
+            "stage": "eoi",
+            "section_id": "place",
+            "run_id": run_id,
+            "document_id": str(document.id),
+            "sha256": "0" * 64,
+            "assignment_id": str(on_essex[0].id),
+            "task_id": "1",
+            "action": "assign",
+            "token": "not-a-token",
+            "other_application_id": str(other.id),
+        }
+        emails = {"assessor": mine.email, "other-assessor": not_mine.email}
+    add_user("bids@essex.example", "applicant", council="ESS")
+    add_user("bids@other.example", "applicant", council=other_ref.split("/")[1])
+    add_user("lead@staff.example", "staff")
+    add_user("admin@cbflow.example", "admin")
+    emails |= {
+        "applicant": "bids@essex.example",
+        "other-applicant": "bids@other.example",
+        "staff": "lead@staff.example",
+        "admin": "admin@cbflow.example",
+    }
+    return World(values, emails)
+
+
+@pytest.fixture
+def clients(cbflow_env: Settings, world: World) -> Iterator[dict[str, TestClient]]:
+    clock = FixedClock(london(2011, 12, 12, 10, 0))
+    opened: dict[str, TestClient] = {}
+    for role in ROLES:
+        client = TestClient(create_app(cbflow_env, clock=clock))
+        client.__enter__()
+        if role != "anonymous":
+            sign_in(client, world.emails[role])
+        opened[role] = client
+    yield opened
+    for client in opened.values():
+        client.__exit__(None, None, None)
+
+
+def routes(app: Any) -> list[tuple[str, str]]:
+    found = []
+    for entry in app.routes:
+        router = getattr(entry, "original_router", None)
+        candidates = router.routes if router is not None else [entry]
+        for route in candidates:
+            if isinstance(route, APIRoute):
+                found += [(method, route.path) for method in sorted(route.methods)]
+    return found
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        assert name in values, f"no value for {{{name}}} in {template}: add one to the world"
+        return values[name]
+
+    return re.sub(r"\{(\w+)\}", value, template)
+
+
+def expected_get(role: str, template: str) -> int:
+    part = template.strip("/").split("/")[0]
+    if part in PUBLIC:
+        return 400 if "{token}" in template else 200
+    owners = OWNERS.get(part)
+    assert owners is not None, f"{template}: which roles is it for? add it to OWNERS"
+    if role == "anonymous":
+        return 303
+    if role.removeprefix("other-") not in owners:
+        return 403
+    if role in OWN_ONLY and template.startswith(OWN_ONLY[role]) and "{" in template:
+        return 404
+    if template in MISSING:
+        return 404
+    return 303 if template in REDIRECTS else 200
+
+
+def test_every_page_answers_each_role_as_the_rules_say(
+    clients: dict[str, TestClient], world: World
+) -> None:
+    app = clients["staff"].app
+    pages = [path for method, path in routes(app) if method == "GET"]
+    assert len(pages) >= 20
+    wrong = []
+    for template in pages:
+        url = fill(template, world.values)
+        for role in ROLES:
+            answer = clients[role].get(url, follow_redirects=False)
+            want = expected_get(role, template)
+            if answer.status_code != want:
+                wrong.append(f"{role:15} GET {template}: {answer.status_code}, expected {want}")
+            if want == 303 and role == "anonymous":
+                assert answer.headers["location"].startswith("/sign-in")
+            if want in (403, 404):
+                # nothing leaks: the page is the service's own error page, naming nothing
+                assert world.values["slug"] not in answer.text or want == 403
+    assert wrong == [], "\n".join(wrong)
+
+
+def snapshot() -> tuple[int, list[tuple[str, str]], int]:
+    with session_scope() as session:
+        events = session.exec(select(func.count()).select_from(AuditEvent)).one()
+        states = [(a.reference, a.state) for a in session.exec(select(Application))]
+        people = session.exec(select(func.count()).select_from(User)).one()
+    return events, sorted(states), people
+
+
+def csrf_of(client: TestClient) -> str:
+    page = client.get("/sign-in")
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert match is not None
+    return match.group(1)
+
+
+def test_every_form_post_is_refused_to_those_it_is_not_for_and_changes_nothing(
+    clients: dict[str, TestClient], world: World
+) -> None:
+    app = clients["staff"].app
+    posts = [path for method, path in routes(app) if method == "POST"]
+    before = snapshot()
+    wrong = []
+    for template in posts:
+        part = template.strip("/").split("/")[0]
+        if part in PUBLIC:
+            continue
+        url = fill(template, world.values)
+        owners = OWNERS[part]
+        for role in ROLES:
+            client = clients[role]
+            data = {"csrf_token": csrf_of(client), "reason": "x", "decision": "pass"}
+            if role.removeprefix("other-") in owners:
+                # allowed in principle; without the token it is refused all the same
+                answer = client.post(url, data={"reason": "x"}, follow_redirects=False)
+                if answer.status_code != 403 or "Your session has expired" not in answer.text:
+                    wrong.append(f"{role:15} POST {template} without CSRF: {answer.status_code}")
+                continue
+            answer = client.post(url, data=data, follow_redirects=False)
+            want = 303 if role == "anonymous" else 403
+            if answer.status_code != want:
+                wrong.append(f"{role:15} POST {template}: {answer.status_code}, expected {want}")
+    assert wrong == [], "\n".join(wrong)
+    assert snapshot() == before, "a refused post changed something"
