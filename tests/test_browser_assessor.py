@@ -1,16 +1,29 @@
-"""An assessor scores a bid in a real browser: the list of their work, the scoring page, a draft
-saved and come back to, a submission with errors, the read-only page after it, a conflict that
-nobody is free to take, and the disagreements sent to moderation. Every page is axe-checked,
-runs under the CSP without a console error and is photographed into test-artifacts/."""
+"""Assessors and published models in a real browser. An assessor: the list of their work, the
+scoring page, a draft saved and come back to, a submission with errors, the read-only page
+after it, a conflict that nobody is free to take, and the disagreements sent to moderation. A
+council: the published models, one model's page and a document, and adopting it. Every page is
+axe-checked, runs under the CSP without a console error and is photographed into
+test-artifacts/."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Locator, Page, expect
-from round_walk import ASSESS_DAY, SLUG, email_of, score_everything, to_assessment
+from round_walk import (
+    ASSESS_DAY,
+    SLUG,
+    email_of,
+    score_everything,
+    to_assessment,
+    to_publication,
+)
 from test_browser import browser, check_page, page, portal, sign_in_by_link  # noqa: F401
 
 from cbflow import stages
+from cbflow.db import session_scope
+from cbflow.models import User
 
 pytestmark = pytest.mark.browser
 
@@ -96,3 +109,29 @@ def test_assessor_scores_an_application(portal: str, page: Page) -> None:  # noq
     assert page.get_by_role("row", name="Assessor 1 (you)").is_visible()
     assert page.get_by_role("row", name="Assessor 3").is_visible()
     check_page(page, "assess-moderation")
+
+
+def test_council_reads_and_adopts_a_published_model(portal: str, page: Page) -> None:  # noqa: F811
+    model_id = to_publication()
+    with session_scope() as session:
+        session.add(
+            User(email="lead@dev.gov.uk", name="Lee Devon", role="applicant", council_code="DEV")
+        )
+    sign_in_by_link(page, portal, "lead@dev.gov.uk")
+
+    go(page, page.get_by_role("link", name="Models to adopt"))
+    assert page.get_by_role("heading", level=1).inner_text() == "Models to adopt"
+    check_page(page, "models")
+    go(page, page.get_by_role("link", name="Birmingham"))
+    assert page.get_by_role("heading", level=1).inner_text() == "Birmingham's model"
+    expect(page.get_by_role("cell", name="Primary care trust").first).to_be_visible()
+    check_page(page, "model")
+    with page.expect_download() as download:
+        page.get_by_role("link", name=re.compile("Grant offer")).click()
+    assert download.value.suggested_filename.endswith(".pdf")
+
+    go(page, page.get_by_role("button", name="Adopt this model"))
+    assert re.search(r"/applications/\d+/(eoi|bid)$", page.url)
+    check_page(page, "model-adopted")
+    page.goto(f"{portal}/models/{model_id}")
+    assert page.get_by_text("Your council has adopted this model").is_visible()
