@@ -107,6 +107,11 @@ class Assignment(SQLModel, table=True):
     application_id: int = Field(foreign_key="application.id", index=True)
     assessor_id: int = Field(foreign_key="user.id", index=True)
     submitted_at: datetime | None = _when()
+    # scores saved to come back to, until submitted: criterion id -> {"score", "justification"}
+    draft: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=Column(JSON, nullable=False, server_default=sa.text("'{}'")),
+    )
 
 
 class Score(SQLModel, table=True):
@@ -117,6 +122,19 @@ class Score(SQLModel, table=True):
     criterion_id: str
     score: int
     justification: str = ""
+
+
+class Conflict(SQLModel, table=True):
+    """An assessor's declared conflict of interest with a council: they assess none of its
+    applications."""
+
+    __table_args__ = (UniqueConstraint("assessor_id", "council_code"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    assessor_id: int = Field(foreign_key="user.id", index=True)
+    council_code: str = Field(foreign_key="council.code", index=True)
+    reason: str
+    declared_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
 
 
 class ModerationTask(SQLModel, table=True):

@@ -11,52 +11,30 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conftest import example_text, london
+import round_walk
+from conftest import london
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from portal import add_user, sign_in
-from sqlmodel import col, func, select
+from sqlmodel import func, select
 
-from cbflow import simulate, stages
 from cbflow.clock import FixedClock
 from cbflow.db import session_scope
 from cbflow.models import (
     Application,
     Assignment,
     AuditEvent,
-    Council,
     Document,
+    ModerationTask,
+    PublishedModel,
     StartedRun,
     User,
 )
-from cbflow.services import applications, rounds
 from cbflow.settings import Settings
 from cbflow.web import create_app
-
-SLUG = "whole-place-2011"
-LAUNCHED = datetime(2011, 10, 17, 9, 0, tzinfo=UTC)
-DURING_EOI = london(2011, 11, 1, 10, 0)
-AFTER_EOI = london(2011, 11, 10, 12, 0)
-DURING_BIDS = london(2011, 11, 25, 10, 0)
-AFTER_BIDS = london(2011, 12, 10, 9, 0)
-ESSEX_EOI = {
-    "lead_council": "ESS",
-    "partners": [
-        {"organisation": "Essex Police", "role": "Community safety"},
-        {"organisation": "NHS North Essex"},
-    ],
-    "ambition": "One public service for every family in Essex.",
-}
-ESSEX_BID = {
-    "pooled_budget": [
-        {"organisation": "Essex County Council", "year": "2012-13", "amount_gbp": "2500000.00"}
-    ],
-    "support_requested_gbp": "900000.00",
-}
 
 # who each part of the portal is for; anything else is 403 (or sign in, when nobody is)
 OWNERS = {
@@ -96,94 +74,59 @@ class World:
 
 @pytest.fixture
 def world(cbflow_env: Settings) -> World:
-    """A round under assessment: Essex's bid in with its assessors, five other councils, all
-    the people, a flow run started from the portal and the documents issued so far."""
-    stages.launch(example_text(), "round.yaml", now=LAUNCHED)
+    """The format example's round walked to a published model of Birmingham's place (see
+    round_walk): every stage has its records, every object its page. Bolton is the other
+    council; one assessor is on no application at all."""
+    model_id = round_walk.to_publication()
+    add_user("nobody@assessors.example", "assessor", name="Zoe Zed")
     with session_scope() as session:
-        round_ = rounds.get_round(session, SLUG)
-        simulate.ensure_people(session, assessors=5, seed=3)
-        others = [
-            c
-            for c in session.exec(select(Council).where(Council.type == "CTY")).all()
-            if c.code != "ESS"
-        ][:5]
-        simulate.submit_eois(session, round_=round_, councils=others, now=DURING_EOI, seed=3)
-        essex, _ = applications.start_application(
-            session, round_=round_, council_code="ESS", actor="bids@essex.example", now=DURING_EOI
-        )
-        applications.save_draft(
-            session, application=essex, stage="eoi", answers=ESSEX_EOI, actor="x", now=DURING_EOI
-        )
-        applications.submit(session, application=essex, stage="eoi", actor="x", now=DURING_EOI)
-        essex_ref, other_ref = essex.reference, f"{SLUG}/{others[0].code}"
-    stages.close_eoi(SLUG, now=AFTER_EOI)
-    with session_scope() as session:
-        simulate.review_referrals(
-            session, round_=rounds.get_round(session, SLUG), now=AFTER_EOI, seed=3
-        )
-        passed = [
-            a.reference
-            for a in session.exec(select(Application).where(Application.state == "sift_pass"))
-        ]
-    assert essex_ref in passed
-    stages.invite_to_bid(
-        SLUG, now=AFTER_EOI, chosen=[essex_ref, *[p for p in passed if p != essex_ref][:5]]
-    )
-    with session_scope() as session:
-        essex = applications.get_application(session, essex_ref)
-        applications.save_draft(
-            session, application=essex, stage="bid", answers=ESSEX_BID, actor="x", now=DURING_BIDS
-        )
-        applications.submit(session, application=essex, stage="bid", actor="x", now=DURING_BIDS)
-        simulate.submit_bids(
-            session, round_=rounds.get_round(session, SLUG), now=DURING_BIDS, seed=3
-        )
-    stages.close_bids(SLUG, now=AFTER_BIDS)
-    stages.assign_assessors(SLUG, now=AFTER_BIDS)
-    with session_scope() as session:
-        essex = applications.get_application(session, essex_ref)
-        other = applications.get_application(session, other_ref)
-        on_essex = list(
-            session.exec(select(Assignment).where(Assignment.application_id == essex.id))
-        )
-        assessors = list(session.exec(select(User).where(User.role == "assessor")))
-        mine = next(a for a in assessors if a.id == on_essex[0].assessor_id)
-        not_mine = next(a for a in assessors if a.id not in {x.assessor_id for x in on_essex})
-        document = session.exec(select(Document).order_by(col(Document.id))).first()
-        assert document is not None
+        model = session.get(PublishedModel, model_id)
+        assert model is not None
+        birmingham = session.get(Application, model.application_id)
+        assert birmingham is not None and birmingham.id is not None
+        assignment = session.exec(
+            select(Assignment).where(Assignment.application_id == birmingham.id)
+        ).first()
+        assert assignment is not None
+        mine = session.get(User, assignment.assessor_id)
+        task = session.exec(select(ModerationTask)).first()
+        listed = model.bundle["documents"][0]["path"]
+        document_id = session.exec(select(Document.id).where(Document.path == listed)).one()
         run_id = str(uuid.uuid4())
         session.add(
             StartedRun(
                 flow_run_id=run_id,
-                flow="invite-to-bid",
-                title="Confirm the shortlist",
-                round_id=essex.round_id,
+                flow="publish-model",
+                title="Publish a replication model",
+                round_id=birmingham.round_id,
                 started_by="lead@staff.example",
-                started_at=AFTER_EOI,
+                started_at=round_walk.PUBLISH_DAY,
             )
         )
         values = {
-            "slug": SLUG,
-            "application_id": str(essex.id),
+            "slug": round_walk.SLUG,
+            "application_id": str(birmingham.id),
             "stage": "eoi",
             "section_id": "place",
             "run_id": run_id,
-            "document_id": str(document.id),
+            "document_id": str(document_id),
             "sha256": "0" * 64,
-            "assignment_id": str(on_essex[0].id),
-            "task_id": "1",
+            "assignment_id": str(assignment.id),
+            "task_id": str(task.id if task else 1),
             "action": "assign",
             "token": "not-a-token",
-            "other_application_id": str(other.id),
+            "model_id": str(model_id),
+            "period": "1",
         }
-        emails = {"assessor": mine.email, "other-assessor": not_mine.email}
-    add_user("bids@essex.example", "applicant", council="ESS")
-    add_user("bids@other.example", "applicant", council=other_ref.split("/")[1])
+        assert mine is not None
+        emails = {"assessor": mine.email, "other-assessor": "nobody@assessors.example"}
+    add_user("bids@birmingham.example", "applicant", council="BIR")
+    add_user("bids@bolton.example", "applicant", council="BOL")
     add_user("lead@staff.example", "staff")
     add_user("admin@cbflow.example", "admin")
     emails |= {
-        "applicant": "bids@essex.example",
-        "other-applicant": "bids@other.example",
+        "applicant": "bids@birmingham.example",
+        "other-applicant": "bids@bolton.example",
         "staff": "lead@staff.example",
         "admin": "admin@cbflow.example",
     }

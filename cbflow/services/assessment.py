@@ -13,12 +13,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from sqlmodel import Session, col, select
 
 from cbflow.errors import CbflowError, ValidationFailed
 from cbflow.lifecycle import AppState, RoundState
-from cbflow.models import Application, Assignment, ModerationTask, Round, Score, User
+from cbflow.models import Application, Assignment, Conflict, ModerationTask, Round, Score, User
 from cbflow.prospectus import AssessmentStage
 from cbflow.services.audit import record, transition
 from cbflow.services.rounds import applications_of, prospectus_of
@@ -45,8 +46,9 @@ def assign_assessors(
     """Give each waiting application its assessors and move it to under_assessment.
 
     Balanced load: each application takes the least-loaded assessors, never one from the
-    applying council. Persists the assignments, then each application's state change. Returns
-    application id -> assessor ids. Applications already under assessment are left as they are.
+    applying council nor one who has declared a conflict with it. Persists the assignments, then
+    each application's state change. Returns application id -> assessor ids. Applications
+    already under assessment are left as they are.
     """
     stage = _stage(round_)
     if len(assessors) < stage.assessors_per_application:
@@ -57,9 +59,15 @@ def assign_assessors(
     load: dict[int, int] = defaultdict(int)
     for assignment in all_assignments(session, round_):
         load[assignment.assessor_id] += 1
+    conflicts = declared_conflicts(session)
     result: dict[int, list[int]] = {}
     for application in candidates(session, round_):
-        eligible = [a for a in assessors if a.council_code != application.council_code]
+        eligible = [
+            a
+            for a in assessors
+            if a.council_code != application.council_code
+            and (a.id, application.council_code) not in conflicts
+        ]
         if len(eligible) < stage.assessors_per_application:
             raise CbflowError(
                 f"not enough assessors without a conflict for {application.reference}"
@@ -131,7 +139,7 @@ def submit_scores(
         errors[unknown] = "not a criterion of this round"
     if errors:
         raise ValidationFailed(errors)
-    existing = {s.criterion_id: s for s in _scores_of(session, assignment)}
+    existing = {s.criterion_id: s for s in scores_of(session, assignment)}
     if assignment.submitted_at is not None:
         if {k: (s.score, s.justification) for k, s in existing.items()} == scores:
             return assignment
@@ -143,7 +151,7 @@ def submit_scores(
         )
         row.score, row.justification = score, justification.strip()
         session.add(row)
-    assignment.submitted_at = now
+    assignment.submitted_at, assignment.draft = now, {}
     session.add(assignment)
     assert application.id is not None
     record(
@@ -159,8 +167,194 @@ def submit_scores(
     return assignment
 
 
-def _scores_of(session: Session, assignment: Assignment) -> list[Score]:
+def scores_of(session: Session, assignment: Assignment) -> list[Score]:
+    """An assignment's submitted scores (none until it is submitted)."""
     return list(session.exec(select(Score).where(Score.assignment_id == assignment.id)))
+
+
+def save_draft_scores(
+    session: Session,
+    *,
+    assignment: Assignment,
+    draft: dict[str, tuple[int | None, str]],
+    actor: str,
+    now: datetime,
+) -> Assignment:
+    """Keep an assessor's unfinished scores to come back to: criterion id -> (score or None,
+    justification). A score given must be on the prospectus's scale; nothing else is needed
+    until submission. Persists the draft, then an audit event. Refused once the scores are
+    submitted or the application is no longer under assessment."""
+    application = session.get(Application, assignment.application_id)
+    assert application is not None and application.id is not None
+    round_ = session.get(Round, application.round_id)
+    assert round_ is not None
+    stage = _stage(round_)
+    if assignment.submitted_at is not None:
+        raise CbflowError("these scores were already submitted; ask staff to reopen them")
+    if application.state != AppState.UNDER_ASSESSMENT:
+        raise CbflowError(f"{application.reference} is not under assessment")
+    titles = {c.id: c.title for c in stage.criteria}
+    errors: dict[str, str] = {}
+    kept: dict[str, Any] = {}
+    for criterion_id, (score, justification) in draft.items():
+        if criterion_id not in titles:
+            errors[criterion_id] = "not a criterion of this round"
+        elif score is not None and not stage.scale.min <= score <= stage.scale.max:
+            errors[criterion_id] = (
+                f"{titles[criterion_id]}: the score must be from {stage.scale.min} "
+                f"to {stage.scale.max}"
+            )
+        elif score is not None or justification.strip():
+            kept[criterion_id] = {"score": score, "justification": justification.strip()}
+    if errors:
+        raise ValidationFailed(errors)
+    assignment.draft = kept
+    session.add(assignment)
+    record(
+        session,
+        entity="application",
+        entity_id=application.id,
+        action="scores_draft_saved",
+        actor=actor,
+        now=now,
+        reason=f"assignment {assignment.id}: {len(kept)} of {len(stage.criteria)} criteria",
+    )
+    session.flush()
+    return assignment
+
+
+def scoring_status(assignment: Assignment) -> str:
+    """'submitted', 'in progress' (a draft is kept) or 'not started'."""
+    if assignment.submitted_at is not None:
+        return "submitted"
+    return "in progress" if assignment.draft else "not started"
+
+
+# -- conflicts of interest ---------------------------------------------------------------------
+
+
+class NoAssessorFree(CbflowError):
+    """Nobody can take over an assignment; nothing was changed."""
+
+
+def declared_conflicts(session: Session) -> set[tuple[int, str]]:
+    """(assessor id, council code) for every declared conflict."""
+    return {(c.assessor_id, c.council_code) for c in session.exec(select(Conflict))}
+
+
+def _conflicted(session: Session, assessor_id: int, council_code: str) -> bool:
+    statement = select(Conflict).where(
+        Conflict.assessor_id == assessor_id, Conflict.council_code == council_code
+    )
+    return session.exec(statement).first() is not None
+
+
+def declare_conflict(
+    session: Session, *, assignment: Assignment, reason: str, actor: str, now: datetime
+) -> list[tuple[Application, User]]:
+    """An assessor declares a conflict of interest with the council of an assigned application.
+
+    Each of their unsubmitted assignments to that council's applications under assessment
+    passes to the assessor with the lightest load in its round who is not from the council,
+    has no conflict with it and is not already on the application (the lowest id among equals).
+    If any of them has nobody to pass to, NoAssessorFree is raised and nothing changes.
+    Persists the conflict, each assignment's new assessor (its draft scores discarded), then
+    an audit event for the declaration and one for each re-assignment. Returns each
+    application with its new assessor.
+    """
+    if not reason.strip():
+        raise ValidationFailed({"reason": "give the reason for the conflict of interest"})
+    application = session.get(Application, assignment.application_id)
+    assert application is not None and application.id is not None
+    if assignment.submitted_at is not None:
+        raise CbflowError(
+            f"the scores for {application.reference} were already submitted; ask programme "
+            "staff to set them aside"
+        )
+    if application.state != AppState.UNDER_ASSESSMENT:
+        raise CbflowError(f"{application.reference} is not under assessment")
+    council = application.council_code
+    declarer = assignment.assessor_id
+    affected = [
+        (a, app)
+        for a, app in session.exec(
+            select(Assignment, Application)
+            .join(Application, col(Application.id) == Assignment.application_id)
+            .where(
+                Assignment.assessor_id == declarer,
+                Application.council_code == council,
+                Application.state == AppState.UNDER_ASSESSMENT,
+                col(Assignment.submitted_at).is_(None),
+            )
+            .order_by(col(Assignment.id))
+        )
+    ]
+    assessors = list(
+        session.exec(select(User).where(User.role == "assessor").order_by(col(User.id)))
+    )
+    conflicts = declared_conflicts(session) | {(declarer, council)}
+    loads: dict[int, dict[int, int]] = {}
+    plan: list[tuple[Assignment, Application, User]] = []
+    for moving, app in affected:
+        if app.round_id not in loads:
+            round_ = session.get(Round, app.round_id)
+            assert round_ is not None
+            load: dict[int, int] = defaultdict(int)
+            for other in all_assignments(session, round_):
+                load[other.assessor_id] += 1
+            loads[app.round_id] = load
+        load = loads[app.round_id]
+        on_it = {
+            a.assessor_id
+            for a in session.exec(select(Assignment).where(Assignment.application_id == app.id))
+        }
+        free = [
+            u
+            for u in assessors
+            if u.id is not None
+            and u.id not in on_it
+            and u.council_code != council
+            and (u.id, council) not in conflicts
+        ]
+        if not free:
+            raise NoAssessorFree(
+                f"no other assessor is free to take {app.reference}: every other assessor is "
+                "already on it, is from the council or has a conflict with it. Nothing has "
+                "changed; ask programme staff to find another assessor"
+            )
+        chosen = min(free, key=lambda u: (load[u.id or 0], u.id or 0))
+        load[chosen.id or 0] += 1
+        plan.append((moving, app, chosen))
+    if not _conflicted(session, declarer, council):
+        session.add(
+            Conflict(
+                assessor_id=declarer, council_code=council, reason=reason.strip(), declared_at=now
+            )
+        )
+    record(
+        session,
+        entity="application",
+        entity_id=application.id,
+        action="conflict_declared",
+        actor=actor,
+        now=now,
+        reason=f"assessor {declarer} declared a conflict with {council}: {reason.strip()}",
+    )
+    for moving, app, chosen in plan:
+        assert app.id is not None
+        moving.assessor_id, moving.draft = chosen.id or 0, {}
+        session.add(moving)
+        record(
+            session,
+            entity="application",
+            entity_id=app.id,
+            action="assessor_reassigned",
+            actor=actor,
+            now=now,
+            reason=f"assignment {moving.id}: assessor {declarer} -> assessor {chosen.id}",
+        )
+    session.flush()
+    return [(app, chosen) for _, app, chosen in plan]
 
 
 @dataclass
@@ -429,6 +623,8 @@ def reassign(
         raise CbflowError(f"{to.name} is not an assessor")
     if to.council_code is not None and to.council_code == application.council_code:
         raise CbflowError(f"{to.name} works for the applying council: that is a conflict")
+    if to.id is not None and _conflicted(session, to.id, application.council_code):
+        raise CbflowError(f"{to.name} has declared a conflict with {application.council_code}")
     on_it = session.exec(
         select(Assignment).where(
             Assignment.application_id == application.id, Assignment.assessor_id == to.id
@@ -439,9 +635,8 @@ def reassign(
     if not reason.strip():
         raise ValidationFailed({"reason": "give the reason for moving the assessment"})
     previous = session.get(User, assignment.assessor_id)
-    # the drafts belong to the previous assessor's judgement: the new one starts afresh
-    for score in _scores_of(session, assignment):
-        session.delete(score)
+    # the draft belongs to the previous assessor's judgement: the new one starts afresh
+    assignment.draft = {}
     assert to.id is not None
     assignment.assessor_id = to.id
     session.add(assignment)
@@ -456,3 +651,56 @@ def reassign(
     )
     session.flush()
     return assignment
+
+
+def assigned_to(session: Session, assessor: User) -> list[tuple[Assignment, Application]]:
+    """Every application assigned to an assessor, in every round, oldest first, without those
+    of councils they have declared a conflict with."""
+    conflicted = {c for a, c in declared_conflicts(session) if a == assessor.id}
+    statement = (
+        select(Assignment, Application)
+        .join(Application, col(Application.id) == Assignment.application_id)
+        .where(Assignment.assessor_id == assessor.id)
+        .order_by(col(Assignment.id))
+    )
+    return [(a, app) for a, app in session.exec(statement) if app.council_code not in conflicted]
+
+
+def assignment_of(session: Session, assessor: User, application_id: int) -> Assignment | None:
+    """The assessor's assignment to an application, or None if it is not theirs (or they have
+    declared a conflict with its council)."""
+    found = session.exec(
+        select(Assignment, Application)
+        .join(Application, col(Application.id) == Assignment.application_id)
+        .where(Assignment.assessor_id == assessor.id, Assignment.application_id == application_id)
+    ).first()
+    if found is None or assessor.id is None:
+        return None
+    assignment, application = found
+    return None if _conflicted(session, assessor.id, application.council_code) else assignment
+
+
+def disagreements(
+    session: Session, application: Application
+) -> list[tuple[ModerationTask, list[tuple[int, Score]]]]:
+    """The application's moderation tasks, each with every submitted score on its criterion as
+    (assessor id, score), in the order the assessors were assigned."""
+    tasks = session.exec(
+        select(ModerationTask)
+        .where(ModerationTask.application_id == application.id)
+        .order_by(col(ModerationTask.id))
+    )
+    out = []
+    for task in tasks:
+        rows = session.exec(
+            select(Assignment.assessor_id, Score)
+            .join(Score, col(Score.assignment_id) == Assignment.id)
+            .where(
+                Assignment.application_id == application.id,
+                col(Assignment.submitted_at).is_not(None),
+                Score.criterion_id == task.criterion_id,
+            )
+            .order_by(col(Assignment.id))
+        )
+        out.append((task, [(assessor_id, score) for assessor_id, score in rows]))
+    return out

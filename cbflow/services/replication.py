@@ -145,17 +145,12 @@ def adopt_model(
     source_round = session.get(Round, model.round_id)
     target = into or source_round
     assert source_round is not None and target is not None
-    replication = prospectus_of(source_round).stages.replication
-    if replication is None:
-        raise CbflowError(f"round {source_round.slug} publishes no models for adoption")
     council = session.get(Council, council_code)
     if council is None:
         raise NotFound(f"no council with code {council_code!r} in the register")
-    types = prospectus_of(target).eligibility.council_types
-    if replication.open_to == "eligible" and types is not None and council.type not in types:
-        raise CbflowError(f"{council.name} is not eligible to adopt models of {source_round.slug}")
-    if council.code == model.bundle["council"]["code"]:
-        raise CbflowError("a place cannot adopt its own model")
+    refusal = adoption_refusal(session, model, council, into=target)
+    if refusal is not None:
+        raise CbflowError(refusal)
     prospectus = prospectus_of(target)
     carried: dict[str, Any] = model.bundle["answers"]
     eoi_ids = {q.id for q in prospectus.stages.eoi.form.questions()}
@@ -172,3 +167,53 @@ def adopt_model(
         bid_answers={k: v for k, v in carried.items() if k in bid_ids},
         adopted_from_model_id=model.id,
     )
+
+
+def adoption_refusal(
+    session: Session, model: PublishedModel, council: Council, into: Round | None = None
+) -> str | None:
+    """Why the council may not adopt the model (into the model's round, or `into`), or None if
+    it may: the round must publish models for adoption, a round open to eligible councils only
+    takes the council types of its prospectus, and a place does not adopt its own model."""
+    source_round = session.get(Round, model.round_id)
+    assert source_round is not None
+    target = into or source_round
+    replication = prospectus_of(source_round).stages.replication
+    if replication is None:
+        return f"round {source_round.slug} publishes no models for adoption"
+    types = prospectus_of(target).eligibility.council_types
+    if replication.open_to == "eligible" and types is not None and council.type not in types:
+        kinds = sorted(
+            set(session.exec(select(Council.type_name).where(col(Council.type).in_(types))))
+        )
+        return (
+            f"{council.name} ({council.type_name.lower()}) is not eligible to adopt models of "
+            f"{source_round.title}: they are open to these kinds of council only: "
+            f"{', '.join(k.lower() for k in kinds)}"
+        )
+    if council.code == model.bundle["council"]["code"]:
+        return "a place cannot adopt its own model"
+    return None
+
+
+def latest_models(session: Session) -> list[PublishedModel]:
+    """The latest version of every published model, in order of first publication."""
+    latest: dict[int, PublishedModel] = {}
+    for model in published_models(session):  # by id, so each place's versions come in order
+        latest[model.application_id] = model  # a later version keeps the first one's place
+    return list(latest.values())
+
+
+def adoption_of(session: Session, model: PublishedModel, council_code: str) -> Application | None:
+    """The council's adoption of any version of the model, if it has adopted one."""
+    versions = session.exec(
+        select(PublishedModel.id).where(PublishedModel.application_id == model.application_id)
+    )
+    return session.exec(
+        select(Application)
+        .where(
+            Application.council_code == council_code,
+            col(Application.adopted_from_model_id).in_(list(versions)),
+        )
+        .order_by(col(Application.id))
+    ).first()

@@ -13,7 +13,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from cbflow.clock import Clock, system_clock
 from cbflow.errors import CbflowError
 from cbflow.settings import Settings, get_settings
-from cbflow.web import admin, applications, auth, pages, staff
+from cbflow.web import admin, applications, assessor, auth, pages, replication, staff
 from cbflow.web.security import (
     SecurityHeaders,
     content_security_policy,
@@ -85,6 +85,8 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(applications.router)
     app.include_router(staff.router)
+    app.include_router(assessor.router)
+    app.include_router(replication.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> PlainTextResponse:

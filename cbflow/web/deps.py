@@ -34,7 +34,9 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# "function": committed before the response is sent, so the page a redirect leads to reads
+# what the post changed (FastAPI's default would commit only after the response had gone)
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_clock(request: Request) -> Clock:

@@ -41,7 +41,7 @@ def signed_in(request: Request) -> dict[str, Any] | None:
 
 # the service navigation each role sees: (text, link)
 NAVIGATION = {
-    "applicant": [("Your applications", "/applications")],
+    "applicant": [("Your applications", "/applications"), ("Models to adopt", "/models")],
     "assessor": [("Your assessments", "/assess")],
     "staff": [("Funding rounds", "/staff")],
     "admin": [

@@ -1,0 +1,446 @@
+"""An assessor's pages: the applications assigned to them, scoring one against the prospectus's
+criteria (a draft to come back to, then one submission), declaring a conflict of interest, and
+reading the disagreements that went to moderation.
+
+Every page under /assess/{application} is for an assessor assigned to the application who has
+not declared a conflict with its council: anything else is 404, so nobody learns what others
+are assessing."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlmodel import Session
+
+from cbflow.errors import CbflowError, ValidationFailed
+from cbflow.lifecycle import AppState
+from cbflow.models import Application, Assignment, Council, Round, User
+from cbflow.prospectus import AssessmentStage, Prospectus
+from cbflow.render import markdown_filter
+from cbflow.services import assessment, rounds
+from cbflow.services.applications import all_answers, local_time
+from cbflow.services.councils import all_councils
+from cbflow.web.answers import answer_view, question_of
+from cbflow.web.auth import require_role
+from cbflow.web.deps import ClockDep, PagesDep, SessionDep
+from cbflow.web.templating import Pages
+
+router = APIRouter(prefix="/assess")
+
+Assessor = Annotated[User, require_role("assessor")]
+
+NOTICE = "assess_notice"  # a one-off message for the next page, kept in the session
+STATUS_TAGS = {
+    "not started": {"text": "Not started", "classes": "govuk-tag--blue"},
+    "in progress": {"text": "In progress", "classes": "govuk-tag--light-blue"},
+    "submitted": {"text": "Submitted", "classes": "govuk-tag--green"},
+}
+
+
+def _notice(request: Request) -> str | None:
+    notice = request.session.pop(NOTICE, None)
+    return notice if isinstance(notice, str) else None
+
+
+class Work:
+    """One assessor's assignment to one application, with its round and assessment stage."""
+
+    def __init__(self, session: Session, user: User, application_id: int) -> None:
+        assignment = assessment.assignment_of(session, user, application_id)
+        application = session.get(Application, application_id)
+        if assignment is None or application is None:
+            raise HTTPException(status_code=404)
+        round_ = session.get(Round, application.round_id)
+        council = session.get(Council, application.council_code)
+        assert round_ is not None and council is not None
+        prospectus = rounds.prospectus_of(round_)
+        if prospectus.stages.assessment is None:
+            raise HTTPException(status_code=404)
+        self.session = session
+        self.user = user
+        self.assignment: Assignment = assignment
+        self.application = application
+        self.round = round_
+        self.council = council
+        self.prospectus: Prospectus = prospectus
+        self.stage: AssessmentStage = prospectus.stages.assessment
+        self.base = f"/assess/{application.id}"
+
+    @property
+    def submitted(self) -> bool:
+        return self.assignment.submitted_at is not None
+
+    @property
+    def open(self) -> bool:
+        """Scores can still be saved or submitted."""
+        return not self.submitted and self.application.state == AppState.UNDER_ASSESSMENT
+
+    def page(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "application": self.application,
+            "round": self.round,
+            "council": self.council,
+            "base": self.base,
+            "submitted": self.submitted,
+            "open": self.open,
+        } | extra
+
+
+# ---------------------------------------------------------------------------------------------
+# the list of assigned applications
+
+
+@router.get("")
+def assigned(request: Request, user: Assessor, session: SessionDep, pages: PagesDep) -> Response:
+    listed, disagreements = [], []
+    for assignment, application in assessment.assigned_to(session, user):
+        round_ = session.get(Round, application.round_id)
+        council = session.get(Council, application.council_code)
+        assert round_ is not None and council is not None
+        status = assessment.scoring_status(assignment)
+        listed.append(
+            {
+                "id": application.id,
+                "council": council.name,
+                "reference": application.reference,
+                "round": round_.title,
+                "status": STATUS_TAGS[status],
+            }
+        )
+        if assignment.submitted_at is not None:
+            tasks = assessment.disagreements(session, application)
+            if tasks:
+                disagreements.append(
+                    {
+                        "id": application.id,
+                        "council": council.name,
+                        "round": round_.title,
+                        "count": len(tasks),
+                        "open": sum(1 for task, _ in tasks if task.resolved_at is None),
+                    }
+                )
+    return pages.render(
+        request,
+        "assess/index.html",
+        assignments=listed,
+        disagreements=disagreements,
+        notice=_notice(request),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# scoring
+
+
+def _scale_items(stage: AssessmentStage, chosen: str) -> list[dict[str, Any]]:
+    items = []
+    for value in range(stage.scale.min, stage.scale.max + 1):
+        label = stage.scale.labels.get(value)
+        items.append(
+            {
+                "value": str(value),
+                "text": f"{value} – {label}" if label else str(value),
+                "checked": chosen == str(value),
+            }
+        )
+    return items
+
+
+def _criteria(work: Work, raw: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+    """Each criterion with its guidance, the council's evidence and the values in the form."""
+    stage = work.stage
+    total = sum((c.weight for c in stage.criteria), Decimal(0))
+    answers = all_answers(work.application)
+    names = {c.code: c.name for c in all_councils(work.session)}
+    submitted = {s.criterion_id: s for s in assessment.scores_of(work.session, work.assignment)}
+    out = []
+    for criterion in stage.criteria:
+        evidence = []
+        for question_id in criterion.evidence:
+            question = question_of(work.prospectus, question_id)
+            if question is not None:
+                evidence.append(
+                    {
+                        "label": question.label,
+                        "view": answer_view(question, answers.get(question_id), names),
+                    }
+                )
+        share = (criterion.weight * 100 / total).quantize(Decimal(1), ROUND_HALF_UP)
+        given = submitted.get(criterion.id)
+        label = stage.scale.labels.get(given.score) if given else None
+        out.append(
+            {
+                "id": criterion.id,
+                "title": criterion.title,
+                "share": share,
+                "minimum": criterion.minimum,
+                "guidance": markdown_filter(criterion.guidance) if criterion.guidance else None,
+                "evidence": evidence,
+                "raw": raw.get(criterion.id, {"score": "", "justification": ""}),
+                "choices": _scale_items(stage, raw.get(criterion.id, {}).get("score", "")),
+                "score_text": (f"{given.score} – {label}" if label else str(given.score))
+                if given
+                else "",
+                "justification_lines": given.justification.splitlines() if given else [],
+            }
+        )
+    return out
+
+
+def _raw_of_draft(assignment: Assignment) -> dict[str, dict[str, str]]:
+    raw = {}
+    for criterion_id, kept in assignment.draft.items():
+        score = kept.get("score")
+        raw[criterion_id] = {
+            "score": "" if score is None else str(score),
+            "justification": str(kept.get("justification") or ""),
+        }
+    return raw
+
+
+def _render_scoring(
+    request: Request,
+    pages: Pages,
+    work: Work,
+    raw: dict[str, dict[str, str]],
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+    problem: str | None = None,
+) -> Response:
+    errors = errors or {}
+    scale = work.stage.scale
+    return pages.render(
+        request,
+        "assess/score.html",
+        status_code=status_code,
+        **work.page(
+            criteria=_criteria(work, raw),
+            errors=errors,
+            error_list=[{"text": m, "href": f"#{k}"} for k, m in errors.items()],
+            problem=problem,
+            notice=_notice(request),
+            scale_hint=f"{scale.min} is the lowest score and {scale.max} the highest.",
+            justification_required=work.stage.justification_required,
+            submitted_at=local_time(work.assignment.submitted_at, work.prospectus)
+            if work.assignment.submitted_at
+            else None,
+        ),
+    )
+
+
+@router.get("/{application_id}")
+def scoring_page(
+    request: Request, application_id: int, user: Assessor, session: SessionDep, pages: PagesDep
+) -> Response:
+    work = Work(session, user, application_id)
+    return _render_scoring(request, pages, work, _raw_of_draft(work.assignment))
+
+
+def _read_scores(
+    work: Work, raw: dict[str, dict[str, str]], complete: bool
+) -> tuple[dict[str, tuple[int | None, str]], dict[str, str]]:
+    """The posted scores, and errors keyed by field id. A draft needs only well-formed scores;
+    a submission needs every score and, where the prospectus asks, every justification."""
+    scale = work.stage.scale
+    scores: dict[str, tuple[int | None, str]] = {}
+    errors: dict[str, str] = {}
+    for criterion in work.stage.criteria:
+        text = raw[criterion.id]["score"]
+        justification = raw[criterion.id]["justification"]
+        score: int | None = None
+        if text:
+            try:
+                score = int(text)
+            except ValueError:
+                score = None
+            if score is None or not scale.min <= score <= scale.max:
+                errors[f"score-{criterion.id}"] = (
+                    f"Select a score from {scale.min} to {scale.max} for {criterion.title}"
+                )
+                score = None
+        elif complete:
+            errors[f"score-{criterion.id}"] = f"Select a score for {criterion.title}"
+        if complete and work.stage.justification_required and not justification.strip():
+            errors[f"justification-{criterion.id}"] = (
+                f"Enter why you gave your score for {criterion.title}"
+            )
+        scores[criterion.id] = (score, justification)
+    return scores, errors
+
+
+@router.post("/{application_id}")
+async def save_scores(
+    request: Request,
+    application_id: int,
+    user: Assessor,
+    session: SessionDep,
+    pages: PagesDep,
+    clock: ClockDep,
+) -> Response:
+    work = Work(session, user, application_id)
+    if work.submitted:  # a retried or double-clicked submission: the first one stands
+        return RedirectResponse(work.base, status_code=303)
+    posted = await request.form()
+    raw = {
+        c.id: {
+            "score": str(posted.get(f"score-{c.id}") or "").strip(),
+            "justification": str(posted.get(f"justification-{c.id}") or ""),
+        }
+        for c in work.stage.criteria
+    }
+    if not work.open:
+        return _render_scoring(
+            request,
+            pages,
+            work,
+            raw,
+            status_code=400,
+            problem="This application is no longer being assessed. Your scores were not saved.",
+        )
+    submit = posted.get("action") == "submit"
+    scores, errors = _read_scores(work, raw, complete=submit)
+    if errors:
+        return _render_scoring(request, pages, work, raw, errors, 400)
+    try:
+        if submit:
+            assessment.submit_scores(
+                session,
+                assignment=work.assignment,
+                scores={k: (s, j) for k, (s, j) in scores.items() if s is not None},
+                actor=user.email,
+                now=clock(),
+            )
+        else:
+            assessment.save_draft_scores(
+                session, assignment=work.assignment, draft=scores, actor=user.email, now=clock()
+            )
+    except ValidationFailed as failed:  # the service's own checks, should the page's miss one
+        errors = {f"score-{k}": v for k, v in failed.errors.items()}
+        return _render_scoring(request, pages, work, raw, errors, 400)
+    except CbflowError as exc:
+        return _render_scoring(request, pages, work, raw, status_code=400, problem=str(exc))
+    if submit:
+        request.session[NOTICE] = f"You have submitted your scores for {work.council.name}."
+        return RedirectResponse(work.base, status_code=303)
+    request.session[NOTICE] = (
+        f"Your scores for {work.council.name} have been saved. You can come back to them later."
+    )
+    return RedirectResponse("/assess", status_code=303)
+
+
+# ---------------------------------------------------------------------------------------------
+# conflicts of interest
+
+
+def _render_conflict(
+    request: Request,
+    pages: Pages,
+    work: Work,
+    reason: str = "",
+    errors: dict[str, str] | None = None,
+    problem: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    errors = errors or {}
+    return pages.render(
+        request,
+        "assess/conflict.html",
+        status_code=status_code,
+        **work.page(
+            reason=reason,
+            errors=errors,
+            error_list=[{"text": m, "href": f"#{k}"} for k, m in errors.items()],
+            problem=problem,
+        ),
+    )
+
+
+@router.get("/{application_id}/conflict")
+def conflict_page(
+    request: Request, application_id: int, user: Assessor, session: SessionDep, pages: PagesDep
+) -> Response:
+    return _render_conflict(request, pages, Work(session, user, application_id))
+
+
+@router.post("/{application_id}/conflict")
+def declare_conflict(
+    request: Request,
+    application_id: int,
+    user: Assessor,
+    session: SessionDep,
+    pages: PagesDep,
+    clock: ClockDep,
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    work = Work(session, user, application_id)
+    if not work.open:
+        return _render_conflict(request, pages, work, reason, status_code=400)
+    if not reason.strip():
+        errors = {"reason": f"Enter why you have a conflict of interest with {work.council.name}"}
+        return _render_conflict(request, pages, work, reason, errors, status_code=400)
+    try:
+        assessment.declare_conflict(
+            session, assignment=work.assignment, reason=reason, actor=user.email, now=clock()
+        )
+    except assessment.NoAssessorFree:
+        problem = (
+            "No other assessor is free to take this application, so it is still assigned to "
+            "you and your conflict has not been recorded. Contact the programme team: they "
+            "will find another assessor."
+        )
+        return _render_conflict(request, pages, work, reason, problem=problem, status_code=400)
+    except CbflowError as exc:
+        return _render_conflict(request, pages, work, reason, problem=str(exc), status_code=400)
+    request.session[NOTICE] = (
+        f"You have declared a conflict of interest with {work.council.name}. Their application "
+        "has been passed to another assessor."
+    )
+    return RedirectResponse("/assess", status_code=303)
+
+
+# ---------------------------------------------------------------------------------------------
+# disagreements sent to moderation (read only: staff moderate)
+
+
+@router.get("/{application_id}/moderation")
+def moderation_page(
+    request: Request, application_id: int, user: Assessor, session: SessionDep, pages: PagesDep
+) -> Response:
+    work = Work(session, user, application_id)
+    if not work.submitted:  # others' scores are shown only to an assessor who has given theirs
+        raise HTTPException(status_code=404)
+    titles = {c.id: c.title for c in work.stage.criteria}
+    labels = work.stage.scale.labels
+    items = []
+    for task, given in assessment.disagreements(session, work.application):
+        items.append(
+            {
+                "criterion": titles.get(task.criterion_id, task.criterion_id),
+                "spread": task.spread,
+                "scores": [
+                    {
+                        "who": f"Assessor {n}" + (" (you)" if assessor_id == user.id else ""),
+                        "score": f"{score.score} – {labels[score.score]}"
+                        if score.score in labels
+                        else str(score.score),
+                        "justification": score.justification.splitlines(),
+                    }
+                    for n, (assessor_id, score) in enumerate(given, start=1)
+                ],
+                "moderated": task.moderated_score,
+                "reason": task.reason,
+                "resolved": task.resolved_at is not None,
+            }
+        )
+    return pages.render(
+        request,
+        "assess/moderation.html",
+        **work.page(items=items, threshold=_threshold(work.stage)),
+    )
+
+
+def _threshold(stage: AssessmentStage) -> int | None:
+    return stage.moderation.spread_at_least if stage.moderation else None

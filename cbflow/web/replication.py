@@ -1,0 +1,229 @@
+"""Published models for council applicants: what a completed place did and how it went, its
+public documents, and "Adopt this model", which starts an application from its answers.
+
+A model is public once published, but only the documents its bundle lists are served, and only
+a council the round lets adopt it sees the button; anyone else is told why not."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from sqlmodel import Session, col, select
+
+from cbflow.errors import CbflowError
+from cbflow.models import Council, Document, PublishedModel, Round, User
+from cbflow.services import replication, rounds
+from cbflow.services.applications import local_time
+from cbflow.services.councils import all_councils
+from cbflow.web.answers import answer_view, long_date, question_of
+from cbflow.web.auth import require_role
+from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep
+from cbflow.web.templating import Pages
+
+router = APIRouter(prefix="/models")
+
+Applicant = Annotated[User, require_role("applicant")]
+
+
+def _council_of(session: Session, user: User) -> Council:
+    council = session.get(Council, user.council_code) if user.council_code else None
+    if council is None:  # an applicant account without a council can do nothing here
+        raise HTTPException(status_code=403)
+    return council
+
+
+def _model(session: Session, model_id: int) -> PublishedModel:
+    model = session.get(PublishedModel, model_id)
+    if model is None:
+        raise HTTPException(status_code=404)
+    return model
+
+
+def _documents(session: Session, model: PublishedModel) -> list[Document]:
+    """The place's documents that the model's bundle lists (its public documents)."""
+    listed = {d["path"] for d in model.bundle.get("documents", [])}
+    if not listed:
+        return []
+    return list(
+        session.exec(
+            select(Document)
+            .where(
+                Document.application_id == model.application_id,
+                col(Document.path).in_(listed),
+            )
+            .order_by(col(Document.id))
+        )
+    )
+
+
+@router.get("")
+def models_home(
+    request: Request, user: Applicant, session: SessionDep, pages: PagesDep
+) -> Response:
+    council = _council_of(session, user)
+    listed = []
+    for model in replication.latest_models(session):
+        if replication.adoption_refusal(session, model, council) is not None:
+            continue
+        round_ = session.get(Round, model.round_id)
+        assert round_ is not None
+        prospectus = rounds.prospectus_of(round_)
+        adopted = replication.adoption_of(session, model, council.code)
+        listed.append(
+            {
+                "id": model.id,
+                "council": model.bundle["council"]["name"],
+                "round": round_.title,
+                "version": model.version,
+                "published": local_time(model.published_at, prospectus),
+                "adopted": adopted.id if adopted else None,
+            }
+        )
+    return pages.render(request, "models/index.html", council=council, models=listed)
+
+
+def _render_model(
+    request: Request,
+    pages: Pages,
+    session: Session,
+    model: PublishedModel,
+    council: Council,
+    *,
+    problem: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    round_ = session.get(Round, model.round_id)
+    assert round_ is not None and model.id is not None
+    prospectus = rounds.prospectus_of(round_)
+    bundle = model.bundle
+    names = {c.code: c.name for c in all_councils(session)}
+    answers = []
+    for question_id, value in bundle.get("answers", {}).items():
+        question = question_of(prospectus, question_id)
+        if question is not None:
+            answers.append({"label": question.label, "view": answer_view(question, value, names)})
+    milestones = [
+        {
+            "title": m["title"],
+            "due": long_date(m["due"]),
+            "met": f"Met on {long_date(m['met_on'])}" if m.get("met_on") else "Not met",
+        }
+        for m in bundle.get("milestones", [])
+    ]
+    stage = prospectus.stages.implementation
+    returns_form = stage.returns.form if stage and stage.returns else None
+    returns = []
+    for made in bundle.get("returns", []):
+        if not made.get("submitted_at") or returns_form is None:
+            continue
+        rows = []
+        for question in returns_form.questions():
+            if question.id in made.get("answers", {}):
+                rows.append(
+                    {
+                        "label": question.label,
+                        "view": answer_view(question, made["answers"][question.id], names),
+                    }
+                )
+        returns.append(
+            {
+                "period": made["period"],
+                "dates": f"{long_date(made['start'])} to {long_date(made['end'])}",
+                "submitted": local_time(datetime.fromisoformat(made["submitted_at"]), prospectus),
+                "rows": rows,
+            }
+        )
+    documents = [
+        {
+            "href": f"/models/{model.id}/documents/{d.id}",
+            "title": d.title,
+            "date": long_date(d.created_at.astimezone(prospectus.zone).date()),
+        }
+        for d in _documents(session, model)
+    ]
+    latest = next(
+        (m for m in replication.latest_models(session) if m.application_id == model.application_id),
+        model,
+    )
+    adopted = replication.adoption_of(session, model, council.code)
+    return pages.render(
+        request,
+        "models/model.html",
+        status_code=status_code,
+        model=model,
+        place=bundle["council"]["name"],
+        round=round_,
+        published=local_time(model.published_at, prospectus),
+        answers=answers,
+        milestones=milestones,
+        returns=returns,
+        documents=documents,
+        newer=latest.id if latest.id != model.id else None,
+        council=council,
+        adopted=adopted.id if adopted else None,
+        refusal=replication.adoption_refusal(session, model, council),
+        problem=problem,
+    )
+
+
+@router.get("/{model_id}")
+def model_page(
+    request: Request, model_id: int, user: Applicant, session: SessionDep, pages: PagesDep
+) -> Response:
+    council = _council_of(session, user)
+    return _render_model(request, pages, session, _model(session, model_id), council)
+
+
+@router.post("/{model_id}/adopt")
+def adopt(
+    request: Request,
+    model_id: int,
+    user: Applicant,
+    session: SessionDep,
+    pages: PagesDep,
+    clock: ClockDep,
+) -> Response:
+    council = _council_of(session, user)
+    model = _model(session, model_id)
+    existing = replication.adoption_of(session, model, council.code)
+    if existing is not None:  # adopting again, or another version: the first adoption stands
+        return RedirectResponse(f"/applications/{existing.id}", status_code=303)
+    refusal = replication.adoption_refusal(session, model, council)
+    if refusal is not None:
+        return _render_model(
+            request, pages, session, model, council, problem=refusal, status_code=403
+        )
+    assert model.id is not None
+    try:
+        application, _ = replication.adopt_model(
+            session, model_id=model.id, council_code=council.code, actor=user.email, now=clock()
+        )
+    except CbflowError as exc:
+        return _render_model(
+            request, pages, session, model, council, problem=str(exc), status_code=400
+        )
+    return RedirectResponse(f"/applications/{application.id}", status_code=303)
+
+
+@router.get("/{model_id}/documents/{document_id}")
+def document(
+    model_id: int,
+    document_id: int,
+    user: Applicant,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    _council_of(session, user)
+    model = _model(session, model_id)
+    found = next((d for d in _documents(session, model) if d.id == document_id), None)
+    if found is None:
+        raise HTTPException(status_code=404)
+    root = settings.documents_dir.resolve()
+    path = (root / found.path).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise HTTPException(status_code=404)
+    return FileResponse(path, media_type="application/pdf", filename=Path(found.path).name)
