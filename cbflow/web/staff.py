@@ -1060,7 +1060,7 @@ def _render_assessment(
             stage=stage,
             waiting=len(waiting),
             score_items=[
-                {"value": str(n), "text": f"{n}: {stage.scale.labels[n]}"}
+                {"value": str(n), "text": f"{n} – {stage.scale.labels[n]}"}
                 if n in (stage.scale.labels or {})
                 else {"value": str(n), "text": str(n)}
                 for n in range(stage.scale.min, stage.scale.max + 1)
