@@ -9,6 +9,7 @@ stay signed in: it asks /session/status (which is not activity) and posts /sessi
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -111,8 +112,8 @@ async def signed_out_response(request: Request, exc: Exception) -> Response:
 @router.get("/status")
 def status(request: Request) -> JSONResponse:
     """How long the session has left. Reading it is not activity: it does not extend it."""
-    remaining = _remaining(request)
-    return JSONResponse({"signed_in": remaining > 0, "remaining_seconds": int(remaining)})
+    remaining = _remaining(request)  # rounded up: 0 only once the session has ended
+    return JSONResponse({"signed_in": remaining > 0, "remaining_seconds": math.ceil(remaining)})
 
 
 @router.post("/keep-alive")
@@ -120,7 +121,7 @@ def keep_alive(request: Request) -> JSONResponse:
     """'Stay signed in': the request itself is the activity (the CSRF check has run)."""
     remaining = _remaining(request)
     return JSONResponse(
-        {"signed_in": remaining > 0, "remaining_seconds": int(remaining)},
+        {"signed_in": remaining > 0, "remaining_seconds": math.ceil(remaining)},
         status_code=200 if remaining > 0 else 401,
     )
 

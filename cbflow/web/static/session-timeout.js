@@ -52,11 +52,13 @@ function start(idleSeconds) {
 
   async function end() {
     const remaining = await remainingSeconds();
-    if (remaining !== null && remaining > 0) {
-      close();
+    if (remaining === null || remaining <= 0) {
+      leave();
+    } else if (remaining > warnBefore + 1) {
+      close(); // kept alive in another tab
       schedule(remaining);
     } else {
-      leave();
+      open(remaining); // a moment early: the warning stays and waits for the end again
     }
   }
 
