@@ -13,7 +13,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from cbflow.clock import Clock, system_clock
 from cbflow.errors import CbflowError
 from cbflow.settings import Settings, get_settings
-from cbflow.web import admin, applications, auth, pages, team, timeout
+from cbflow.web import admin, applications, auth, pages, returns, team, timeout
 from cbflow.web.security import (
     SecurityHeaders,
     content_security_policy,
@@ -85,7 +85,9 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(auth.router)
     app.include_router(admin.router)
-    app.include_router(team.router)  # before applications: /applications/{id} would take it
+    # before applications, whose /applications/{id}/{stage} would take their addresses
+    app.include_router(team.router)
+    app.include_router(returns.router)
     app.include_router(applications.router)
     app.include_router(timeout.router)
     app.add_exception_handler(timeout.SignedOutForInactivity, timeout.signed_out_response)

@@ -56,6 +56,8 @@ APP_STATES = {
 }
 STAGE_NAMES = {"eoi": "Expression of interest", "bid": "Bid"}
 BID_STATES = frozenset({AppState.INVITED, AppState.BID_DRAFT})
+# returns are made while implementing; afterwards they can still be read
+RETURNS_STATES = frozenset({AppState.IMPLEMENTING, AppState.COMPLETED, AppState.PUBLISHED})
 
 
 def _council_of(user: User) -> str:
@@ -69,7 +71,14 @@ def _current_stage(application: Application) -> Stage:
     return "bid" if application.state in BID_STATES or application.bid_answers else "eoi"
 
 
-def _own_application(session: Session, user: User, application_id: int) -> Application:
+def _home_of(application: Application) -> str:
+    """An application's page: its returns once implementing, otherwise its current form."""
+    if application.state in RETURNS_STATES:
+        return f"/applications/{application.id}/returns"
+    return f"/applications/{application.id}/{_current_stage(application)}"
+
+
+def own_application(session: Session, user: User, application_id: int) -> Application:
     application = session.get(Application, application_id)
     if application is None or application.council_code != _council_of(user):
         raise HTTPException(status_code=404)
@@ -196,7 +205,7 @@ def applications_home(
             "reference": a.reference,
             "round": titles.get(a.round_id, ""),
             "state": APP_STATES.get(a.state, a.state),
-            "stage": _current_stage(a),
+            "href": _home_of(a),
         }
         for a in mine
     ]
@@ -231,10 +240,8 @@ def start(
 
 @router.get("/{application_id}")
 def application_home(application_id: int, user: Applicant, session: SessionDep) -> Response:
-    application = _own_application(session, user, application_id)
-    return RedirectResponse(
-        f"/applications/{application.id}/{_current_stage(application)}", status_code=303
-    )
+    application = own_application(session, user, application_id)
+    return RedirectResponse(_home_of(application), status_code=303)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,7 +258,7 @@ def task_list(
     pages: PagesDep,
     clock: ClockDep,
 ) -> Response:
-    ctx = Context(session, _own_application(session, user, application_id), stage)
+    ctx = Context(session, own_application(session, user, application_id), stage)
     errors = _complete_errors(session, ctx)
     items = []
     statuses = [_section_status(s, ctx.answers, errors) for s in ctx.form.sections]
@@ -330,7 +337,7 @@ def section_page(
     clock: ClockDep,
     check: int = 0,
 ) -> Response:
-    ctx = Context(session, _own_application(session, user, application_id), stage)
+    ctx = Context(session, own_application(session, user, application_id), stage)
     section = ctx.section(section_id)
     errors: dict[str, str] = {}
     if check:  # sent back from "check your answers": show what stops the submission
@@ -362,7 +369,7 @@ async def save_section(
     settings: SettingsDep,
     clock: ClockDep,
 ) -> Response:
-    ctx = Context(session, _own_application(session, user, application_id), stage)
+    ctx = Context(session, own_application(session, user, application_id), stage)
     section = ctx.section(section_id)
     posted = await request.form()
     raw = {q.id: forms_ui.read_raw(q, posted) for q in section.questions}
@@ -445,7 +452,7 @@ async def autosave_section(
     draft is saved as "Save and continue" saves it (nothing need be complete), except that an
     answer that cannot be saved keeps its stored value while the rest are saved. Files are left
     to the Save button. Never after the deadline, never once submitted."""
-    ctx = Context(session, _own_application(session, user, application_id), stage)
+    ctx = Context(session, own_application(session, user, application_id), stage)
     section = ctx.section(section_id)
     now = clock()
     if not ctx.editable:
@@ -539,7 +546,7 @@ def check_answers(
     pages: PagesDep,
     clock: ClockDep,
 ) -> Response:
-    ctx = Context(session, _own_application(session, user, application_id), stage)
+    ctx = Context(session, own_application(session, user, application_id), stage)
     return _render_check(request, pages, session, ctx, closed=ctx.closed(clock()))
 
 
@@ -611,7 +618,7 @@ def submit(
     clock: ClockDep,
     declaration: Annotated[str, Form()] = "",
 ) -> Response:
-    application = _own_application(session, user, application_id)
+    application = own_application(session, user, application_id)
     ctx = Context(session, application, stage)
     confirmation = RedirectResponse(f"{ctx.base}/submitted", status_code=303)
     if ctx.submitted:  # a retried or double-clicked submission: the first one stands
@@ -666,7 +673,7 @@ def submitted(
     session: SessionDep,
     pages: PagesDep,
 ) -> Response:
-    ctx = Context(session, _own_application(session, user, application_id), stage)
+    ctx = Context(session, own_application(session, user, application_id), stage)
     if not ctx.submitted:
         return RedirectResponse(ctx.base, status_code=303)
     return pages.render(
@@ -684,7 +691,7 @@ def receipt(
     session: SessionDep,
     settings: SettingsDep,
 ) -> Response:
-    ctx = Context(session, _own_application(session, user, application_id), stage)
+    ctx = Context(session, own_application(session, user, application_id), stage)
     document = _receipt(session, ctx)
     if document is None:
         raise HTTPException(status_code=404)
