@@ -8,16 +8,19 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
 import test_browser as harness
+import test_returns_portal as returns_tests
 import uvicorn
 from conftest import ROOT
 from playwright.sync_api import Page, expect
 from sqlmodel import col, select
 
 from cbflow import stages
+from cbflow.clock import Clock, FixedClock
 from cbflow.db import session_scope
 from cbflow.models import Application, OutboxMessage, User
 from cbflow.settings import Settings
@@ -30,6 +33,7 @@ browser = harness.browser
 page = harness.page
 portal = harness.portal
 check_page = harness.check_page
+round_refs = returns_tests.round_refs  # a round driven by its stage events to implementation
 
 LAUNCHED = datetime(2011, 10, 17, 9, tzinfo=UTC)
 DURING_EOI = datetime(2011, 11, 1, 10, 0, tzinfo=UTC)
@@ -50,15 +54,14 @@ class RunningClock:
         return self.start + timedelta(seconds=time.monotonic() - self.began)
 
 
-@pytest.fixture
-def quick_timeout_portal(cbflow_env: Settings) -> Iterator[str]:
-    """The portal with a clock that runs and sessions that time out after nine idle seconds."""
+@contextmanager
+def serve(settings: Settings, clock: Clock) -> Iterator[str]:
+    """The portal on a free port, in a thread of this process, with the given clock."""
     port = harness._free_port()
     url = f"http://127.0.0.1:{port}"
-    settings = cbflow_env.model_copy(
-        update={"portal_port": port, "portal_base_url": url, "session_idle_minutes": IDLE_MINUTES}
+    app = create_app(
+        settings.model_copy(update={"portal_port": port, "portal_base_url": url}), clock=clock
     )
-    app = create_app(settings, clock=RunningClock(DURING_EOI))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -73,9 +76,19 @@ def quick_timeout_portal(cbflow_env: Settings) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def add_applicant(email: str = "pat@essex.gov.uk") -> None:
+@pytest.fixture
+def quick_timeout_portal(cbflow_env: Settings) -> Iterator[str]:
+    """The portal with a clock that runs and sessions that time out after nine idle seconds."""
+    settings = cbflow_env.model_copy(update={"session_idle_minutes": IDLE_MINUTES})
+    with serve(settings, RunningClock(DURING_EOI)) as url:
+        yield url
+
+
+def add_applicant(
+    email: str = "pat@essex.gov.uk", council: str = "ESS", name: str = "Pat Jones"
+) -> None:
     with session_scope() as session:
-        session.add(User(email=email, name="Pat Jones", role="applicant", council_code="ESS"))
+        session.add(User(email=email, name=name, role="applicant", council_code=council))
 
 
 def sign_in(page: Page, portal: str, email: str = "pat@essex.gov.uk") -> None:
@@ -164,3 +177,61 @@ def test_time_out_warning_offers_to_stay_signed_in_then_signs_out(
 
     sign_in(page, portal_url)  # back to the page the person was on
     assert page.url == f"{portal_url}/applications"
+
+
+def test_council_invites_a_colleague(portal: str, page: Page) -> None:
+    add_applicant()
+    sign_in(page, portal)
+    page.goto(f"{portal}/applications")
+    page.get_by_role("link", name="Your council’s team").click()
+    page.wait_for_load_state()
+    check_page(page, "team")
+
+    page.get_by_label("Full name").fill("Sam Smith")
+    page.get_by_label("Email address").fill("sam@essex.gov.uk")
+    page.get_by_role("button", name="Send invitation").click()
+    page.wait_for_load_state()
+
+    assert (
+        "We have emailed an invitation to sam@essex.gov.uk"
+        in page.locator(".govuk-notification-banner").inner_text()
+    )
+    assert page.get_by_role("cell", name="Sam Smith").is_visible()
+    check_page(page, "team-invited")
+    page.get_by_label("Full name").fill("Pat again")
+    page.get_by_label("Email address").fill("PAT@essex.gov.uk")
+    page.get_by_role("button", name="Send invitation").click()
+    page.wait_for_load_state()
+    summary = page.locator(".govuk-error-summary")
+    assert "already has an account" in summary.inner_text()
+    check_page(page, "team-error")
+
+
+def test_council_makes_an_implementation_return(
+    cbflow_env: Settings, round_refs: dict[str, str], page: Page
+) -> None:
+    add_applicant("bea@birmingham.gov.uk", "BIR", "Bea Brown")
+    with serve(cbflow_env, FixedClock(returns_tests.RETURN_DAY)) as url:
+        sign_in(page, url, "bea@birmingham.gov.uk")
+        page.goto(f"{url}/applications")
+        page.get_by_role("link", name="Whole-place community budgets").click()
+        page.wait_for_load_state()
+        assert page.get_by_role("heading", level=1).inner_text() == "Implementation returns"
+        check_page(page, "returns")
+        page.get_by_role("link", name="Make return for period 1").click()
+        page.wait_for_load_state()
+        check_page(page, "return-form")
+        page.get_by_label("Families attached this period").fill("40")
+        page.get_by_role("button", name="Continue").last.click()
+        page.wait_for_load_state()
+        assert "this question must be answered" in page.locator(".govuk-error-summary").inner_text()
+        check_page(page, "return-form-error")
+        page.get_by_label("Families turned around this period").fill("5")
+        page.get_by_role("button", name="Continue").last.click()
+        page.wait_for_load_state()
+        assert "£132,000.00" in page.locator("main").inner_text()
+        check_page(page, "return-check")
+        page.get_by_role("button", name="Submit return").click()
+        page.wait_for_load_state()
+        assert "Return submitted" in page.locator(".govuk-panel").inner_text()
+        check_page(page, "return-submitted")
