@@ -108,6 +108,9 @@ def sign_in(page: Page, portal: str, email: str = "pat@essex.gov.uk") -> None:
     assert link is not None
     page.goto(link.group(0))
     page.get_by_role("button", name="Sign in").click()
+    # wait for the page signing in leads to: going elsewhere before it has loaded can leave the
+    # browser with the cookie of a request it gave up, and a CSRF token that no longer matches
+    page.wait_for_url(lambda url: "/sign-in" not in url)
     page.wait_for_load_state()
 
 
@@ -124,7 +127,7 @@ def test_typed_answers_are_saved_in_the_background(portal: str, page: Page) -> N
     sign_in(page, portal)
     page.goto(f"{portal}/applications")
     page.get_by_role("button", name="Start an expression of interest").click()
-    page.wait_for_load_state()
+    page.wait_for_url("**/eoi")
     page.get_by_role("link", name="Your place").click()
     page.wait_for_load_state()
     status = page.get_by_role("status")
