@@ -37,7 +37,8 @@ class Settings(BaseSettings):
     portal_base_url: str = ""  # the address in e-mailed links; empty: http://127.0.0.1:<port>
     secret_key: str = ""  # signs session cookies; empty: generated once, kept in the data dir
     frontend_dir: Path = PACKAGE_DIR.parent / "node_modules"  # npm packages from ./dev setup
-    session_hours: int = 8
+    session_hours: int = 8  # a session ends this long after signing in, whatever happens
+    session_idle_minutes: float = 30  # ...and after this long without a request
     # e-mail: with no SMTP host, messages are kept in the outbox administrators read
     smtp_host: str = ""
     smtp_port: int = 25

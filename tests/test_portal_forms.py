@@ -230,6 +230,7 @@ def test_after_the_deadline_submission_is_refused_and_drafts_stay_readable(
     portal: TestClient, clock: FixedClock
 ) -> None:
     slug = launch()
+    clock.set(london(2011, 11, 10, 11, 45))  # a quarter of an hour before: the session stays alive
     sign_in(portal, "pat@essex.gov.uk")
     base = start(portal, slug)
     fill_example(portal, base)

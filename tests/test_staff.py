@@ -46,7 +46,10 @@ def clock() -> FixedClock:
 @pytest.fixture
 def client(cbflow_env: Settings, clock: FixedClock) -> Iterator[TestClient]:
     """The portal, signed in as programme staff; no Prefect server is configured."""
-    settings = cbflow_env.model_copy(update={"prefect_api_url": ""})
+    # the tests move the round's clock by days: the session must not time out meanwhile
+    settings = cbflow_env.model_copy(
+        update={"prefect_api_url": "", "session_idle_minutes": 10 * 365 * 24 * 60}
+    )
     add_user(STAFF, "staff", name="Programme lead")
     with TestClient(create_app(settings, clock=clock)) as client:
         sign_in(client, STAFF)

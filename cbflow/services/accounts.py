@@ -1,4 +1,4 @@
-"""Accounts: signing in by e-mailed link."""
+"""Accounts: signing in by e-mailed link, and councils inviting their colleagues."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from cbflow import notify
@@ -35,6 +36,18 @@ def find_user(session: Session, email: str) -> User | None:
     return session.exec(select(User).where(User.email == normalise_email(email))).first()
 
 
+def _new_link(session: Session, user: User, now: datetime) -> str:
+    """A single-use sign-in link for the user: persisted as the token's hash; returns the token."""
+    assert user.id is not None
+    token = secrets.token_urlsafe(32)
+    session.add(
+        MagicLink(
+            token_hash=_hash(token), user_id=user.id, created_at=now, expires_at=now + LINK_LIFETIME
+        )
+    )
+    return token
+
+
 def send_sign_in_link(
     session: Session, *, email: str, base_url: str, settings: Settings, now: datetime
 ) -> bool:
@@ -48,12 +61,7 @@ def send_sign_in_link(
     user = find_user(session, email)
     if user is None or user.id is None:
         return False
-    token = secrets.token_urlsafe(32)
-    session.add(
-        MagicLink(
-            token_hash=_hash(token), user_id=user.id, created_at=now, expires_at=now + LINK_LIFETIME
-        )
-    )
+    token = _new_link(session, user, now)
     message = notify.compose(
         settings.templates_dir,
         "sign-in-link",
@@ -65,6 +73,70 @@ def send_sign_in_link(
     )
     notify.send(message, settings=settings, session=session, now=now)
     return True
+
+
+class AccountExists(CbflowError):
+    """An address that already belongs to an account. Nothing was changed."""
+
+
+def council_team(session: Session, council_code: str) -> list[User]:
+    """The council's own people, by name."""
+    statement = select(User).where(User.council_code == council_code)
+    return list(session.exec(statement.order_by(col(User.name), col(User.id))))
+
+
+def invite_colleague(
+    session: Session,
+    *,
+    inviter: User,
+    name: str,
+    email: str,
+    base_url: str,
+    settings: Settings,
+    now: datetime,
+) -> User:
+    """An applicant invites a colleague from their own council: persists a new applicant account
+    for the council, then the audit event and a sign-in link, and e-mails the invitation with
+    the link (before the transaction commits, as for sign-in links). An address any account
+    already has is refused with AccountExists."""
+    if inviter.role != "applicant" or not inviter.council_code:
+        raise CbflowError("only a council's applicants can invite colleagues")
+    council = session.get(Council, inviter.council_code)
+    assert council is not None
+    address = normalise_email(email)
+    if find_user(session, address) is not None:
+        raise AccountExists(f"{address} already has an account")
+    user = User(email=address, name=name.strip(), role="applicant", council_code=council.code)
+    try:
+        with session.begin_nested():  # two invitations racing: the second is refused
+            session.add(user)
+            session.flush()
+    except IntegrityError:
+        raise AccountExists(f"{address} already has an account") from None
+    assert user.id is not None
+    record(
+        session,
+        entity="user",
+        entity_id=user.id,
+        action="invited",
+        actor=inviter.email,
+        now=now,
+        reason=f"applicant for {council.code}",
+    )
+    token = _new_link(session, user, now)
+    message = notify.compose(
+        settings.templates_dir,
+        "invitation",
+        to=user.email,
+        name=user.name,
+        inviter=inviter.name,
+        council=council.name,
+        link=f"{base_url}/sign-in/{token}",
+        minutes=int(LINK_LIFETIME.total_seconds() // 60),
+        sign_in_page=f"{base_url}/sign-in",
+    )
+    notify.send(message, settings=settings, session=session, now=now)
+    return user
 
 
 def link_is_usable(session: Session, *, token: str, now: datetime) -> bool:

@@ -122,12 +122,23 @@ def payment_for(prospectus: Prospectus, answers: dict[str, Any]) -> int:
     return money_to_pence(total)
 
 
+def return_opens(record_: ReturnRecord, prospectus: Prospectus) -> datetime:
+    """A return can be made from the start of the day after its period ends (local)."""
+    return datetime.combine(
+        record_.period_end + timedelta(days=1), time(0, 0), tzinfo=prospectus.zone
+    )
+
+
 def submit_return(
     session: Session, *, record_: ReturnRecord, answers: dict[str, Any], actor: str, now: datetime
 ) -> ReturnRecord:
     """A place's return for one period. Accepted from the day after the period ends (late returns
     are accepted and marked by their time). Persists the validated answers, the submission time
     and the payment by results, then an audit event. Submitting again changes nothing."""
+    # read the row afresh (locked where the database can): a second request racing the first
+    # then sees the first submission instead of making another
+    session.flush()
+    session.refresh(record_, with_for_update=True)
     if record_.submitted_at is not None:
         return record_
     application = session.get(Application, record_.application_id)
@@ -139,9 +150,7 @@ def submit_return(
     prospectus = prospectus_of(round_)
     stage = prospectus.stages.implementation
     assert stage is not None and stage.returns is not None
-    opens = datetime.combine(
-        record_.period_end + timedelta(days=1), time(0, 0), tzinfo=prospectus.zone
-    )
+    opens = return_opens(record_, prospectus)
     if now < opens:
         raise DeadlinePassed(
             f"the return for period {record_.period} can be made from {opens.date()}"

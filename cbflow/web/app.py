@@ -13,7 +13,18 @@ from starlette.middleware.sessions import SessionMiddleware
 from cbflow.clock import Clock, system_clock
 from cbflow.errors import CbflowError
 from cbflow.settings import Settings, get_settings
-from cbflow.web import admin, applications, assessor, auth, pages, replication, staff
+from cbflow.web import (
+    admin,
+    applications,
+    assessor,
+    auth,
+    pages,
+    replication,
+    returns,
+    staff,
+    team,
+    timeout,
+)
 from cbflow.web.security import (
     SecurityHeaders,
     content_security_policy,
@@ -62,11 +73,13 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
-        dependencies=[Depends(require_csrf)],
+        # an idle session is cleared before the CSRF check, so that check does not hide why
+        dependencies=[Depends(timeout.check_activity), Depends(require_csrf)],
     )
     app.state.settings = settings
     app.state.clock = clock
     app.state.pages = renderer
+    env.globals["session_idle_seconds"] = int(timeout.idle_limit(settings).total_seconds())
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret_key(settings),
@@ -83,10 +96,15 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(auth.router)
     app.include_router(admin.router)
+    # before applications, whose /applications/{id}/{stage} would take their addresses
+    app.include_router(team.router)
+    app.include_router(returns.router)
     app.include_router(applications.router)
     app.include_router(staff.router)
     app.include_router(assessor.router)
     app.include_router(replication.router)
+    app.include_router(timeout.router)
+    app.add_exception_handler(timeout.SignedOutForInactivity, timeout.signed_out_response)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> PlainTextResponse:

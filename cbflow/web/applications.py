@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlmodel import Session, col, select
 
@@ -56,6 +56,8 @@ APP_STATES = {
 }
 STAGE_NAMES = {"eoi": "Expression of interest", "bid": "Bid"}
 BID_STATES = frozenset({AppState.INVITED, AppState.BID_DRAFT})
+# returns are made while implementing; afterwards they can still be read
+RETURNS_STATES = frozenset({AppState.IMPLEMENTING, AppState.COMPLETED, AppState.PUBLISHED})
 
 
 def _council_of(user: User) -> str:
@@ -69,7 +71,14 @@ def _current_stage(application: Application) -> Stage:
     return "bid" if application.state in BID_STATES or application.bid_answers else "eoi"
 
 
-def _own_application(session: Session, user: User, application_id: int) -> Application:
+def _home_of(application: Application) -> str:
+    """An application's page: its returns once implementing, otherwise its current form."""
+    if application.state in RETURNS_STATES:
+        return f"/applications/{application.id}/returns"
+    return f"/applications/{application.id}/{_current_stage(application)}"
+
+
+def own_application(session: Session, user: User, application_id: int) -> Application:
     application = session.get(Application, application_id)
     if application is None or application.council_code != _council_of(user):
         raise HTTPException(status_code=404)
@@ -196,7 +205,7 @@ def applications_home(
             "reference": a.reference,
             "round": titles.get(a.round_id, ""),
             "state": APP_STATES.get(a.state, a.state),
-            "stage": _current_stage(a),
+            "href": _home_of(a),
         }
         for a in mine
     ]
@@ -231,10 +240,8 @@ def start(
 
 @router.get("/{application_id}")
 def application_home(application_id: int, user: Applicant, session: SessionDep) -> Response:
-    application = _own_application(session, user, application_id)
-    return RedirectResponse(
-        f"/applications/{application.id}/{_current_stage(application)}", status_code=303
-    )
+    application = own_application(session, user, application_id)
+    return RedirectResponse(_home_of(application), status_code=303)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,7 +258,7 @@ def task_list(
     pages: PagesDep,
     clock: ClockDep,
 ) -> Response:
-    ctx = Context(session, _own_application(session, user, application_id), stage)
+    ctx = Context(session, own_application(session, user, application_id), stage)
     errors = _complete_errors(session, ctx)
     items = []
     statuses = [_section_status(s, ctx.answers, errors) for s in ctx.form.sections]
@@ -292,6 +299,7 @@ def _render_section(
     status_code: int = 200,
     problem: str | None = None,
     closed: bool = False,
+    unsaved: bool = False,
 ) -> Response:
     councils = councils_service.all_councils(session)
     fields = forms_ui.section_fields(section, raw, errors, councils)
@@ -312,6 +320,7 @@ def _render_section(
             multipart=multipart,
             problem=problem,
             closed=closed,
+            unsaved=unsaved,
         ),
     )
 
@@ -328,7 +337,7 @@ def section_page(
     clock: ClockDep,
     check: int = 0,
 ) -> Response:
-    ctx = Context(session, _own_application(session, user, application_id), stage)
+    ctx = Context(session, own_application(session, user, application_id), stage)
     section = ctx.section(section_id)
     errors: dict[str, str] = {}
     if check:  # sent back from "check your answers": show what stops the submission
@@ -360,7 +369,7 @@ async def save_section(
     settings: SettingsDep,
     clock: ClockDep,
 ) -> Response:
-    ctx = Context(session, _own_application(session, user, application_id), stage)
+    ctx = Context(session, own_application(session, user, application_id), stage)
     section = ctx.section(section_id)
     posted = await request.form()
     raw = {q.id: forms_ui.read_raw(q, posted) for q in section.questions}
@@ -375,11 +384,11 @@ async def save_section(
                 rows.append({})
             elif index.isdigit() and int(index) < len(rows):
                 rows.pop(int(index))
-        return _render_section(request, pages, session, ctx, section, raw, {})
+        # what was typed is on the page again, not yet saved: the page's script saves it
+        return _render_section(request, pages, session, ctx, section, raw, {}, unsaved=True)
 
     if not ctx.editable:
         raise HTTPException(status_code=404)
-    draft = dict(ctx.answers)
     errors: dict[str, str] = {}
     for question in section.questions:
         if isinstance(question, FileQuestion):
@@ -393,15 +402,8 @@ async def save_section(
                     continue
                 folder = settings.data_dir / "uploads" / str(ctx.application.id)
                 raw[question.id] = forms_ui.store_upload(folder, upload)
-        try:
-            value = forms_ui.from_raw(question, raw[question.id])
-        except forms_ui.Unreadable as exc:
-            errors[question.id] = f"{question.label}: {exc}"
-            continue
-        if value is None:
-            draft.pop(question.id, None)
-        else:
-            draft[question.id] = value
+    draft, unreadable = _draft_with(ctx, section, raw)
+    errors = {q.id: m for q in section.questions if (m := errors.get(q.id) or unreadable.get(q.id))}
     if not errors:
         try:
             service.save_draft(
@@ -436,6 +438,94 @@ async def save_section(
     return RedirectResponse(target, status_code=303)
 
 
+@router.post("/{application_id}/{stage}/section/{section_id}/autosave")
+async def autosave_section(
+    request: Request,
+    application_id: int,
+    stage: Stage,
+    section_id: str,
+    user: Applicant,
+    session: SessionDep,
+    clock: ClockDep,
+) -> JSONResponse:
+    """What the section page's script sends a moment after typing stops, and on leaving: the
+    draft is saved as "Save and continue" saves it (nothing need be complete), except that an
+    answer that cannot be saved keeps its stored value while the rest are saved. Files are left
+    to the Save button. Never after the deadline, never once submitted."""
+    ctx = Context(session, own_application(session, user, application_id), stage)
+    section = ctx.section(section_id)
+    now = clock()
+    if not ctx.editable:
+        return _not_saved(409, f"this {STAGE_NAMES[stage].lower()} can no longer be changed")
+    if ctx.closed(now):
+        return _not_saved(409, f"the deadline has passed: it was {ctx.deadline()}")
+    posted = await request.form()
+    raw = {
+        q.id: ctx.answers.get(q.id) if isinstance(q, FileQuestion) else forms_ui.read_raw(q, posted)
+        for q in section.questions
+    }
+    draft, errors = _draft_with(ctx, section, raw)
+    ids = {q.id for q in section.questions}
+    for _ in range(2):  # a second try without the answers the first one refused
+        for question_id in errors.keys() & ids:
+            if question_id in ctx.answers:
+                draft[question_id] = ctx.answers[question_id]
+            else:
+                draft.pop(question_id, None)
+        if draft == ctx.answers:
+            break
+        try:
+            service.save_draft(
+                session,
+                application=ctx.application,
+                stage=stage,
+                answers=draft,
+                actor=user.email,
+                now=now,
+            )
+            break
+        except ValidationFailed as failed:
+            errors |= failed.errors
+        except DeadlinePassed:
+            return _not_saved(409, f"the deadline has passed: it was {ctx.deadline()}")
+    else:
+        return _not_saved(422, "; ".join(errors.values()), errors)
+    at = now.astimezone(ctx.prospectus.zone)
+    message = f"Saved at {at:%H:%M}"
+    if errors:
+        message += ", except: " + "; ".join(
+            errors[q.id] for q in section.questions if q.id in errors
+        )
+    return JSONResponse({"saved": True, "message": message, "errors": errors})
+
+
+def _not_saved(status: int, why: str, errors: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"saved": False, "message": f"Not saved: {why}", "errors": errors or {}},
+        status_code=status,
+    )
+
+
+def _draft_with(
+    ctx: Context, section: Section, raw: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The stored draft with this section's answers as typed put in (blank ones taken out), and
+    the questions whose typed value cannot be an answer (left as they were stored)."""
+    draft = dict(ctx.answers)
+    errors: dict[str, str] = {}
+    for question in section.questions:
+        try:
+            value = forms_ui.from_raw(question, raw[question.id])
+        except forms_ui.Unreadable as exc:
+            errors[question.id] = f"{question.label}: {exc}"
+            continue
+        if value is None:
+            draft.pop(question.id, None)
+        else:
+            draft[question.id] = value
+    return draft, errors
+
+
 def _next_section(ctx: Context, section: Section) -> Section | None:
     sections = ctx.form.sections
     index = sections.index(section)
@@ -456,7 +546,7 @@ def check_answers(
     pages: PagesDep,
     clock: ClockDep,
 ) -> Response:
-    ctx = Context(session, _own_application(session, user, application_id), stage)
+    ctx = Context(session, own_application(session, user, application_id), stage)
     return _render_check(request, pages, session, ctx, closed=ctx.closed(clock()))
 
 
@@ -528,7 +618,7 @@ def submit(
     clock: ClockDep,
     declaration: Annotated[str, Form()] = "",
 ) -> Response:
-    application = _own_application(session, user, application_id)
+    application = own_application(session, user, application_id)
     ctx = Context(session, application, stage)
     confirmation = RedirectResponse(f"{ctx.base}/submitted", status_code=303)
     if ctx.submitted:  # a retried or double-clicked submission: the first one stands
@@ -583,7 +673,7 @@ def submitted(
     session: SessionDep,
     pages: PagesDep,
 ) -> Response:
-    ctx = Context(session, _own_application(session, user, application_id), stage)
+    ctx = Context(session, own_application(session, user, application_id), stage)
     if not ctx.submitted:
         return RedirectResponse(ctx.base, status_code=303)
     return pages.render(
@@ -601,7 +691,7 @@ def receipt(
     session: SessionDep,
     settings: SettingsDep,
 ) -> Response:
-    ctx = Context(session, _own_application(session, user, application_id), stage)
+    ctx = Context(session, own_application(session, user, application_id), stage)
     document = _receipt(session, ctx)
     if document is None:
         raise HTTPException(status_code=404)

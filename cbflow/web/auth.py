@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from cbflow.forms import EMAIL
 from cbflow.models import User
 from cbflow.services import accounts
+from cbflow.web import timeout
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep
 from cbflow.web.templating import signed_in
 
@@ -44,8 +45,10 @@ def require_role(*roles: str) -> Any:
 
 
 @router.get("/sign-in")
-def sign_in_page(request: Request, pages: PagesDep) -> Response:
-    return pages.render(request, "sign-in.html", email="", errors={})
+def sign_in_page(request: Request, pages: PagesDep, settings: SettingsDep) -> Response:
+    idle = request.session.pop(timeout.NOTICE, False)
+    notice = timeout.signed_out_message(settings) if idle else None
+    return pages.render(request, "sign-in.html", email="", errors={}, notice=notice)
 
 
 @router.post("/sign-in")
@@ -102,6 +105,7 @@ def sign_in_with_link(
         user = accounts.use_sign_in_link(session, token=token, now=clock())
     except accounts.SignInFailed:
         return pages.render(request, "sign-in-failed.html", status_code=400)
+    back = timeout.local_path(request.session.get(timeout.RETURN_TO))
     request.session.clear()  # a fresh session, with a fresh CSRF token
     request.session["user"] = {
         "id": user.id,
@@ -109,7 +113,7 @@ def sign_in_with_link(
         "email": user.email,
         "role": user.role,
     }
-    return RedirectResponse("/", status_code=303)
+    return RedirectResponse(back or "/", status_code=303)
 
 
 @router.post("/sign-out")

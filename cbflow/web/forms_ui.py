@@ -105,6 +105,29 @@ def _int(value: Any, default: int) -> int:
         return default
 
 
+def raw_as_fields(question: Question, raw: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """The (name, value) pairs a form posts for a raw value: read_raw reads them back as it
+    was. For hidden fields that carry what was typed to a confirmation page (files are not
+    carried)."""
+    name = prefix + question.id
+    match question:
+        case TableQuestion():
+            rows = raw if isinstance(raw, list) else []
+            pairs = [(f"{name}-rows", str(len(rows)))]
+            for i, row in enumerate(rows):
+                for column in question.columns:
+                    pairs += raw_as_fields(column, row.get(column.id), f"{name}-{i}-")
+            return pairs
+        case MultichoiceQuestion():
+            return [(name, str(v)) for v in raw or []]
+        case FileQuestion():
+            return []
+    if question.type == "date":
+        parts = raw if isinstance(raw, Mapping) else {}
+        return [(f"{name}-{part}", str(parts.get(part, ""))) for part in ("day", "month", "year")]
+    return [(name, "" if raw is None else str(raw))]
+
+
 # ---------------------------------------------------------------------------------------------
 # raw -> answer
 

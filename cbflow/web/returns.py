@@ -1,0 +1,420 @@
+"""A selected council's implementation returns: each period with its due date and status, and the
+return form the prospectus sets (`stages.implementation.returns.form`), drawn and checked as the
+EOI and bid forms are, then a check-your-answers page before the one submission.
+
+What was typed travels from the form to the check page in hidden fields and is checked again
+when submitted, so nothing half-done is stored with the returns the progress reports read.
+Like every page under /applications/{id}, the application's own council only: anything else is
+404."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import RedirectResponse, Response
+from markupsafe import Markup
+from sqlmodel import Session
+from starlette.datastructures import FormData
+
+from cbflow.errors import CbflowError, DeadlinePassed, ValidationFailed
+from cbflow.forms import display_answer, is_shown, pence_to_money, validate_answers
+from cbflow.lifecycle import AppState
+from cbflow.models import Application, ReturnRecord, Round, User
+from cbflow.prospectus import Form, Prospectus
+from cbflow.services import councils as councils_service
+from cbflow.services import implementation, rounds
+from cbflow.services.applications import local_deadline, local_time
+from cbflow.web import forms_ui
+from cbflow.web.applications import RETURNS_STATES, own_application
+from cbflow.web.auth import require_role
+from cbflow.web.deps import ClockDep, PagesDep, SessionDep
+from cbflow.web.templating import Pages
+
+router = APIRouter(prefix="/applications")
+
+Applicant = Annotated[User, require_role("applicant")]
+
+
+def _day(day: date) -> str:
+    return f"{day.day} {day:%B %Y}"
+
+
+def _money(pence: int) -> str:
+    return f"£{pence_to_money(pence):,.2f}"
+
+
+@dataclass
+class Status:
+    """A return's status: words first, the tag's colour only repeats them."""
+
+    text: str
+    tag: str
+    detail: str
+    open: bool  # can be made now
+
+
+def status_of(record_: ReturnRecord, prospectus: Prospectus, now: datetime) -> Status:
+    due = local_deadline(record_.due, prospectus)
+    if record_.submitted_at is not None:
+        late = record_.submitted_at > record_.due
+        when = local_time(record_.submitted_at, prospectus)
+        return Status(
+            "Submitted late" if late else "Submitted",
+            "govuk-tag--green",
+            f"Submitted at {when}",
+            False,
+        )
+    opens = implementation.return_opens(record_, prospectus)
+    if now < opens:
+        return Status("Not yet open", "govuk-tag--grey", f"Opens on {_day(opens.date())}", False)
+    if now >= record_.due:
+        return Status("Overdue", "govuk-tag--red", f"Was due by {due}", True)
+    return Status("Due", "govuk-tag--yellow", f"Due by {due}", True)
+
+
+class Returns:
+    """An application's returns: its round, prospectus and the returns form."""
+
+    def __init__(self, session: Session, application: Application) -> None:
+        round_ = session.get(Round, application.round_id)
+        assert round_ is not None
+        self.prospectus = rounds.prospectus_of(round_)
+        stage = self.prospectus.stages.implementation
+        if application.state not in RETURNS_STATES or stage is None or stage.returns is None:
+            raise HTTPException(status_code=404)
+        self.application = application
+        self.round = round_
+        self.form: Form = stage.returns.form
+        self.records = implementation.returns_of(session, application)
+        self.base = f"/applications/{application.id}/returns"
+        self.payments = bool(stage.payments)
+
+    @property
+    def implementing(self) -> bool:
+        return self.application.state == AppState.IMPLEMENTING
+
+    def record(self, period: int) -> ReturnRecord:
+        for record_ in self.records:
+            if record_.period == period:
+                return record_
+        raise HTTPException(status_code=404)
+
+    def page(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "application": self.application,
+            "round": self.round,
+            "base": self.base,
+            "implementing": self.implementing,
+        } | extra
+
+    def period_name(self, record_: ReturnRecord) -> str:
+        return f"{_day(record_.period_start)} to {_day(record_.period_end)}"
+
+
+def _context(session: Session, user: User, application_id: int) -> Returns:
+    return Returns(session, own_application(session, user, application_id))
+
+
+@router.get("/{application_id}/returns")
+def returns_list(
+    request: Request,
+    application_id: int,
+    user: Applicant,
+    session: SessionDep,
+    pages: PagesDep,
+    clock: ClockDep,
+) -> Response:
+    ctx = _context(session, user, application_id)
+    now = clock()
+    rows = []
+    for record_ in ctx.records:
+        status = status_of(record_, ctx.prospectus, now)
+        rows.append(
+            {
+                "period": record_.period,
+                "dates": ctx.period_name(record_),
+                "due": local_deadline(record_.due, ctx.prospectus),
+                "status": status,
+                "href": f"{ctx.base}/{record_.period}",
+                "action": "View"
+                if record_.submitted_at
+                else ("Make return" if status.open and ctx.implementing else None),
+            }
+        )
+    return pages.render(
+        request,
+        "application/returns.html",
+        **ctx.page(rows=rows, milestones=implementation.milestones_of(session, ctx.application)),
+    )
+
+
+def _summary(session: Session, form: Form, answers: dict[str, Any]) -> list[dict[str, Any]]:
+    names = {c.code: c.name for c in councils_service.all_councils(session)}
+    sections = []
+    for section in form.sections:
+        rows = [
+            {
+                "key": {"text": question.label},
+                "value": {
+                    "html": Markup("<br>").join(
+                        display_answer(question, answers.get(question.id), names).splitlines()
+                        or ["Not answered"]
+                    )
+                },
+            }
+            for question in section.questions
+            if is_shown(question, answers)
+        ]
+        sections.append({"title": section.title, "rows": rows})
+    return sections
+
+
+def _render_form(
+    request: Request,
+    pages: Pages,
+    session: Session,
+    ctx: Returns,
+    record_: ReturnRecord,
+    raw: dict[str, Any],
+    errors: dict[str, str],
+    *,
+    now: datetime,
+    status_code: int = 200,
+    problem: str | None = None,
+) -> Response:
+    councils = councils_service.all_councils(session)
+    sections = [
+        {
+            "section": section,
+            "fields": forms_ui.section_fields(section, raw, errors, councils),
+        }
+        for section in ctx.form.sections
+    ]
+    anchors = {q.id: forms_ui.error_anchor(q) for q in ctx.form.questions()}
+    status = status_of(record_, ctx.prospectus, now)
+    return pages.render(
+        request,
+        "application/return-form.html",
+        status_code=status_code,
+        **ctx.page(
+            record=record_,
+            period_name=ctx.period_name(record_),
+            status=status,
+            sections=sections,
+            errors=errors,
+            error_list=[
+                {"text": message, "href": f"#{anchors.get(qid, qid)}"}
+                for qid, message in errors.items()
+            ],
+            problem=problem,
+            # the fields' table macro asks these: rows can be added while the form can be sent
+            editable=ctx.implementing and status.open,
+            closed=False,
+            answers=_summary(session, ctx.form, record_.answers) if record_.submitted_at else [],
+        ),
+    )
+
+
+@router.get("/{application_id}/returns/{period}")
+def return_form(
+    request: Request,
+    application_id: int,
+    period: int,
+    user: Applicant,
+    session: SessionDep,
+    pages: PagesDep,
+    clock: ClockDep,
+) -> Response:
+    ctx = _context(session, user, application_id)
+    record_ = ctx.record(period)
+    raw = {q.id: forms_ui.to_raw(q, None) for q in ctx.form.questions()}
+    return _render_form(request, pages, session, ctx, record_, raw, {}, now=clock())
+
+
+def _read(ctx: Returns, posted: FormData) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """What was posted: (raw as typed, answers, errors of what cannot be an answer)."""
+    raw: dict[str, Any] = {}
+    answers: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for question in ctx.form.questions():
+        raw[question.id] = forms_ui.read_raw(question, posted)
+        try:
+            value = forms_ui.from_raw(question, raw[question.id])
+        except forms_ui.Unreadable as exc:
+            errors[question.id] = f"{question.label}: {exc}"
+            continue
+        if value is not None:
+            answers[question.id] = value
+    return raw, answers, errors
+
+
+def _refusal(ctx: Returns, record_: ReturnRecord, now: datetime) -> str | None:
+    """Why this return cannot be made now, if it cannot."""
+    if not ctx.implementing:
+        return "Returns can no longer be made: implementation has ended."
+    status = status_of(record_, ctx.prospectus, now)
+    if not status.open:
+        return f"This return cannot be made yet. {status.detail}."
+    return None
+
+
+@router.post("/{application_id}/returns/{period}")
+async def check_return(
+    request: Request,
+    application_id: int,
+    period: int,
+    user: Applicant,
+    session: SessionDep,
+    pages: PagesDep,
+    clock: ClockDep,
+) -> Response:
+    """The form's button: check what was typed, then show it to confirm. Also the table
+    buttons (add or remove a row, without JavaScript) and "Change" on the check page."""
+    ctx = _context(session, user, application_id)
+    record_ = ctx.record(period)
+    now = clock()
+    if record_.submitted_at is not None:
+        return RedirectResponse(f"{ctx.base}/{period}/submitted", status_code=303)
+    posted = await request.form()
+    raw, answers, errors = _read(ctx, posted)
+    action = str(posted.get("action") or "check")
+    if action.startswith(("add:", "remove:")):
+        verb, _, target = action.partition(":")
+        question_id, _, index = target.partition(":")
+        rows = raw.get(question_id)
+        if isinstance(rows, list):
+            if verb == "add":
+                rows.append({})
+            elif index.isdigit() and int(index) < len(rows):
+                rows.pop(int(index))
+        return _render_form(request, pages, session, ctx, record_, raw, {}, now=now)
+    refusal = _refusal(ctx, record_, now)
+    if refusal:
+        return _render_form(
+            request,
+            pages,
+            session,
+            ctx,
+            record_,
+            raw,
+            {},
+            now=now,
+            status_code=400,
+            problem=refusal,
+        )
+    if action == "change":
+        return _render_form(request, pages, session, ctx, record_, raw, {}, now=now)
+    if not errors:
+        try:
+            answers = validate_answers(ctx.form, answers, complete=True)
+        except ValidationFailed as failed:
+            errors = failed.errors
+    if errors:
+        ordered = {q.id: errors[q.id] for q in ctx.form.questions() if q.id in errors}
+        return _render_form(
+            request, pages, session, ctx, record_, raw, ordered, now=now, status_code=400
+        )
+    hidden = [pair for q in ctx.form.questions() for pair in forms_ui.raw_as_fields(q, raw[q.id])]
+    payment = implementation.payment_for(ctx.prospectus, answers) if ctx.payments else None
+    return pages.render(
+        request,
+        "application/return-check.html",
+        **ctx.page(
+            record=record_,
+            period_name=ctx.period_name(record_),
+            sections=_summary(session, ctx.form, answers),
+            hidden=hidden,
+            payment=_money(payment) if payment is not None else None,
+        ),
+    )
+
+
+@router.post("/{application_id}/returns/{period}/submit")
+async def submit_return(
+    request: Request,
+    application_id: int,
+    period: int,
+    user: Applicant,
+    session: SessionDep,
+    pages: PagesDep,
+    clock: ClockDep,
+) -> Response:
+    ctx = _context(session, user, application_id)
+    record_ = ctx.record(period)
+    confirmation = RedirectResponse(f"{ctx.base}/{period}/submitted", status_code=303)
+    if record_.submitted_at is not None:  # sent again: the first submission stands
+        return confirmation
+    now = clock()
+    posted = await request.form()
+    raw, answers, errors = _read(ctx, posted)
+    refusal = _refusal(ctx, record_, now)
+    if refusal:
+        return _render_form(
+            request,
+            pages,
+            session,
+            ctx,
+            record_,
+            raw,
+            {},
+            now=now,
+            status_code=400,
+            problem=refusal,
+        )
+    if not errors:
+        try:
+            implementation.submit_return(
+                session, record_=record_, answers=answers, actor=user.email, now=now
+            )
+        except ValidationFailed as failed:
+            errors = failed.errors
+        except (DeadlinePassed, CbflowError) as exc:
+            return _render_form(
+                request,
+                pages,
+                session,
+                ctx,
+                record_,
+                raw,
+                {},
+                now=now,
+                status_code=400,
+                problem=f"The return was not submitted: {exc}.",
+            )
+    if errors:
+        ordered = {q.id: errors[q.id] for q in ctx.form.questions() if q.id in errors}
+        return _render_form(
+            request, pages, session, ctx, record_, raw, ordered, now=now, status_code=400
+        )
+    return confirmation
+
+
+@router.get("/{application_id}/returns/{period}/submitted")
+def return_submitted(
+    request: Request,
+    application_id: int,
+    period: int,
+    user: Applicant,
+    session: SessionDep,
+    pages: PagesDep,
+) -> Response:
+    ctx = _context(session, user, application_id)
+    record_ = ctx.record(period)
+    if record_.submitted_at is None:
+        return RedirectResponse(f"{ctx.base}/{period}", status_code=303)
+    payment = record_.payment_pence if ctx.payments else None
+    return pages.render(
+        request,
+        "application/return-submitted.html",
+        **ctx.page(
+            record=record_,
+            period_name=ctx.period_name(record_),
+            submitted_at=local_time(record_.submitted_at, ctx.prospectus),
+            late=record_.submitted_at > record_.due,
+            payment=_money(payment) if payment is not None else None,
+            sections=_summary(session, ctx.form, record_.answers),
+        ),
+    )
