@@ -114,3 +114,23 @@ def test_round_status_of_unknown_round_fails_in_one_line(tmp_path: Path) -> None
     assert "no-such-round" in done.stderr
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_user_add_makes_the_first_administrator_and_refuses_bad_input(tmp_path: Path) -> None:
+    added = cbflow(
+        tmp_path, "user", "add", "Ada@Example.gov.uk", "--name", "Ada", "--role", "admin"
+    )
+    assert added.returncode == 0, added.stderr
+    assert "Added Ada <ada@example.gov.uk> as Administrator" in added.stdout
+    again = cbflow(tmp_path, "user", "add", "ada@example.gov.uk", "--name", "A", "--role", "admin")
+    assert again.returncode == 1
+    assert "already uses this email address" in again.stderr
+    no_council = cbflow(
+        tmp_path, "user", "add", "pat@essex.example", "--name", "Pat", "--role", "applicant"
+    )
+    assert no_council.returncode == 1 and "council the applicant applies for" in no_council.stderr
+    with sqlite3.connect(tmp_path / "cbflow.db") as db:
+        rows = db.execute("select email, role from user").fetchall()
+        events = db.execute("select action, actor from auditevent where entity = 'user'").fetchall()
+    assert rows == [("ada@example.gov.uk", "admin")]
+    assert events == [("user_added", "cli")]
