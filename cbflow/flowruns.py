@@ -54,6 +54,7 @@ class RunView:
     state: str
     expected_start: datetime | None
     url: str
+    tags: tuple[str, ...] = ()
 
     @property
     def final(self) -> bool:
@@ -140,6 +141,7 @@ def _view(settings: Settings, run: Any, flows: dict[str, str]) -> RunView:
         state=STATE_NAMES.get(state_type, state_type.title()),
         expected_start=run.expected_start_time,
         url=run_url(settings, str(run.id)),
+        tags=tuple(run.tags or ()),
     )
 
 

@@ -140,12 +140,13 @@ def test_overview_shows_the_timetable_the_counts_and_the_deadline_runs(
     assert "nothing was started" in answer.text
     with session_scope() as session:
         assert rounds.get_round(session, SLUG).state == "launched"
-    # a deadline not yet due is refused outright
+    # a deadline not yet due is refused, saying why
     answer = client.post(
         f"/staff/rounds/{SLUG}/run-deadline",
         data={"event": "close-bids", "nonce": "x", "csrf_token": csrf(page.text)},
     )
-    assert answer.status_code == 400
+    assert answer.status_code == 409
+    assert "this deadline has not passed yet" in answer.text
 
 
 def test_a_referral_is_decided_with_a_reason_recorded_against_the_person(
@@ -335,7 +336,8 @@ def test_the_what_if_shows_what_would_change_and_changes_nothing(
         f"/staff/rounds/{SLUG}/selection/release",
         data={"confirm": "yes"},
     )
-    assert no_release.status_code == 400
+    assert no_release.status_code == 409
+    assert "decisions are released once it is bids assessed" in no_release.text
 
 
 def test_the_dashboard_filters_sorts_pages_and_exports(client: TestClient) -> None:

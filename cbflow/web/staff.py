@@ -20,6 +20,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -169,12 +170,14 @@ def _start(
     nonce: str,
     back: str,
     now: datetime,
+    slug: str = "",
 ) -> Response:
     """Start `flow` as a run of its deployment, record it, and show its page; or say why
-    nothing was started."""
+    nothing was started. The run is tagged with the round's id (`slug` for a round not yet
+    launched), so the round's pages find it."""
     deployment = DEADLINE if flow in flowruns.DEADLINE_FLOWS else PORTAL
     title = FLOW_TITLES.get(flow, flow)
-    slug = round_.slug if round_ is not None else parameters.get("path", "")
+    slug = round_.slug if round_ is not None else slug
     key = f"portal:{flow}:{nonce}" if nonce else None
     try:
         run_id = flowruns.start(
@@ -182,7 +185,7 @@ def _start(
             flow,
             {**parameters, "actor": user.email},
             name=f"{slug} · {title.lower()} · started by {user.email}",
-            tags=[slug] if round_ is not None else [],
+            tags=[slug] if slug else [],
             deployment=deployment,
             idempotency_key=key,
         )
@@ -208,6 +211,14 @@ def _start(
             )
         )
     return RedirectResponse(f"/staff/runs/{run_id}", status_code=303)
+
+
+def _refuse(request: Request, pages: Any, title: str, problem: str, back: str) -> Response:
+    """An action no longer possible (the page was old, or someone else did it first): say so;
+    nothing is started."""
+    return pages.render(
+        request, "staff/not-started.html", status_code=409, title=title, problem=problem, back=back
+    )
 
 
 def _round_page(round_: Round, prospectus: Prospectus, here: str, **extra: Any) -> dict[str, Any]:
@@ -322,6 +333,7 @@ async def launch(
         },
         nonce=nonce,
         back="/staff/launch",
+        slug=parsed.id,
         now=clock(),
     )
 
@@ -345,13 +357,12 @@ def run_page(
     except FlowsUnavailable as exc:
         view, problem = None, str(exc)
     round_ = session.get(Round, started.round_id) if started.round_id is not None else None
-    if round_ is None and started.flow == "launch-round" and view is not None and view.final:
-        # the round a launch created: the newest launched by this person
-        round_ = session.exec(
-            select(Round)
-            .where(Round.launched_by == started.started_by)
-            .order_by(col(Round.id).desc())
-        ).first()
+    if round_ is None and view is not None and view.final:
+        # the round a launch created, named by the run's tag; recorded once it exists
+        round_ = session.exec(select(Round).where(col(Round.slug).in_(view.tags))).first()
+        if round_ is not None:
+            started.round_id = round_.id
+            session.add(started)
     return pages.render(
         request,
         "staff/run.html",
@@ -485,8 +496,16 @@ def run_deadline(
     round_ = _round(session, slug)
     prospectus = rounds.prospectus_of(round_)
     due = [flow for flow, when in deadline_events(prospectus) if when <= clock()]
+    if event not in DEADLINE_NAMES:
+        raise HTTPException(status_code=404)
     if event not in due or _event_done(event, round_):
-        raise HTTPException(status_code=400, detail="not due")
+        return _refuse(
+            request,
+            pages,
+            DEADLINE_NAMES[event],
+            "this deadline has not passed yet, or its work is already done",
+            f"/staff/rounds/{slug}",
+        )
     return _start(
         request,
         session,
@@ -559,8 +578,6 @@ class Listing:
         values = {"state": self.state, "q": self.q, "sort": self.sort} | changes
         values["order"] = "desc" if changes.get("descending", self.descending) else "asc"
         values.pop("descending", None)
-        from urllib.parse import urlencode
-
         return "?" + urlencode({k: v for k, v in values.items() if v not in ("", None)})
 
 
@@ -1412,7 +1429,14 @@ def release_decisions(
         else (RoundState.BIDS_CLOSED if prospectus.stages.bid else RoundState.EOI_CLOSED)
     )
     if round_.state != ready:
-        raise HTTPException(status_code=400, detail="not ready")
+        return _refuse(
+            request,
+            pages,
+            FLOW_TITLES["decide"],
+            f"the round is {ROUND_STATES.get(round_.state, round_.state).lower()}; decisions "
+            f"are released once it is {ROUND_STATES.get(ready.value, ready.value).lower()}",
+            f"/staff/rounds/{slug}/selection",
+        )
     if confirm != "yes":
         return RedirectResponse(
             f"/staff/rounds/{slug}/selection?confirm=missing#release", status_code=303
@@ -1530,7 +1554,13 @@ def start_implementation(
 ) -> Response:
     round_ = _round(session, slug)
     if round_.state != RoundState.DECIDED:
-        raise HTTPException(status_code=400, detail="not decided")
+        return _refuse(
+            request,
+            pages,
+            FLOW_TITLES["start-implementation"],
+            "implementation starts once the decisions are released, and only once",
+            f"/staff/rounds/{slug}/implementation",
+        )
     return _start(
         request,
         session,
@@ -1561,7 +1591,13 @@ def publish_model(
     round_ = _round(session, slug)
     application = _application(session, round_, application_id)
     if application.state != AppState.COMPLETED:
-        raise HTTPException(status_code=400, detail="not completed")
+        return _refuse(
+            request,
+            pages,
+            FLOW_TITLES["publish-model"],
+            "a place is published as a model once it has completed, and only once",
+            f"/staff/rounds/{slug}/implementation",
+        )
     return _start(
         request,
         session,
