@@ -447,7 +447,8 @@ def round_page(
             and r.expected_start is not None
             and abs((r.expected_start - when).total_seconds()) < 1
         ]
-        done = _event_done(flow, round_)
+        # done when the round has moved on, or when its scheduled run has completed
+        done = _event_done(flow, round_) or any(r.state_type == "COMPLETED" for r in runs)
         events.append(
             {
                 "number": number,
