@@ -1176,8 +1176,11 @@ def assessment_action(
     user: Staff,
     nonce: Annotated[str, Form()] = "",
 ) -> Response:
-    flows = {"assign": "assign-assessors", "moderation": "open-moderation"}
-    flows["finalise"] = "finalise-assessment"
+    flows = {
+        "assign": "assign-assessors",
+        "moderation": "open-moderation",
+        "finalise": "finalise-assessment",
+    }
     if action not in flows:
         raise HTTPException(status_code=404)
     round_ = _round(session, slug)
