@@ -12,6 +12,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from cbflow.clock import Clock, system_clock
 from cbflow.errors import CbflowError
+from cbflow.flowruns import ReceiptBatches
 from cbflow.settings import Settings, get_settings
 from cbflow.web import admin, applications, auth, pages
 from cbflow.web.security import (
@@ -67,6 +68,7 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
     app.state.settings = settings
     app.state.clock = clock
     app.state.pages = renderer
+    app.state.receipt_batches = ReceiptBatches(settings)
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret_key(settings),
