@@ -34,7 +34,10 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# "function": the transaction ends when the route returns, before the answer is sent, so
+# whatever a page or a redirect says has happened has been committed (FastAPI's default,
+# "request", would commit only after the answer had gone)
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_clock(request: Request) -> Clock:
