@@ -8,10 +8,12 @@ Prefect UI run that did the work and show how it went.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -37,6 +39,14 @@ STATE_NAMES = {
     "PAUSED": "Paused",
 }
 FINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+
+RECEIPTS_EVERY = timedelta(seconds=30)  # submissions acknowledged together by one flow run
+# a run may start up to half a second before its scheduled time (the server rounds the wait to
+# whole seconds): a batch runs this long after its interval, so it sees every submission in it
+SETTLE = timedelta(seconds=1)
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+logger = logging.getLogger(__name__)
 
 
 class FlowsUnavailable(CbflowError):
@@ -103,10 +113,13 @@ def start(
     tags: Iterable[str] = (),
     deployment: str = PORTAL,
     idempotency_key: str | None = None,
+    scheduled_time: datetime | None = None,
 ) -> str:
-    """Create a flow run of `flow`'s deployment, to be run now. Returns the run's id. With an
-    idempotency key already used, returns the run created the first time."""
+    """Create a flow run of `flow`'s deployment, to be run now (or at `scheduled_time`). Returns
+    the run's id. With an idempotency key already used, returns the run created the first
+    time."""
     from prefect.exceptions import ObjectNotFound
+    from prefect.states import Scheduled
 
     try:
         with _client(settings) as client:
@@ -123,6 +136,7 @@ def start(
                 name=name,
                 tags=["cbflow", *tags],
                 idempotency_key=idempotency_key,
+                state=Scheduled(scheduled_time=scheduled_time) if scheduled_time else None,
             )
     except FlowsUnavailable:
         raise
@@ -191,3 +205,62 @@ def round_runs(settings: Settings, slug: str, limit: int = 200) -> list[RunView]
     except Exception as exc:
         raise _unavailable(settings, exc) from exc
     return [_view(settings, run, flows) for run in runs]
+
+
+class ReceiptBatches:
+    """Asks for the `issue-receipts` run that acknowledges a round's new submissions.
+
+    One run per round per interval (`every`), scheduled just after the interval ends, so a surge
+    of submissions makes a few runs that each issue many receipts, and none is made per
+    submission. The run's idempotency key is the round and the interval, so every portal process
+    asking for it gets the same run; within a process only the first submission of an interval
+    asks at all. Ask only after the submission has committed: the run then finds it.
+
+    If Prefect cannot be reached, the submission still stands: this logs a warning and the
+    next interval's run, or the run that closes the window, issues every missing receipt.
+    """
+
+    def __init__(self, settings: Settings, every: timedelta = RECEIPTS_EVERY) -> None:
+        self.settings = settings
+        self.every = every
+        self._lock = threading.Lock()
+        self._asked: dict[str, datetime] = {}  # round: the batch last asked for
+
+    def batch_time(self, now: datetime) -> datetime:
+        """When the run for a submission committed at `now` starts: after its interval ends."""
+        intervals = (now - _EPOCH) // self.every
+        return _EPOCH + (intervals + 1) * self.every + SETTLE
+
+    def request(self, slug: str, now: datetime) -> str | None:
+        """Make sure the round's batch for `now` is scheduled. Returns the run's id when this
+        call asked for it, None when this process already had."""
+        when = self.batch_time(now)
+        with self._lock:
+            if self._asked.get(slug) == when:
+                return None
+            self._asked[slug] = when  # asked once per interval, even if the asking fails
+        if not self.settings.resolved_prefect_api_url:
+            logger.warning(
+                "%s: no Prefect server is configured, so no receipts run was started; the "
+                "receipts will be issued when the window closes",
+                slug,
+            )
+            return None
+        try:
+            return start(
+                self.settings,
+                "issue-receipts",
+                {"slug": slug, "now": when.isoformat()},
+                name=f"{slug} · receipts · {when:%-d %b %Y %H:%M:%S} UTC",
+                tags=[slug, "receipts"],
+                idempotency_key=f"{slug}:issue-receipts:{when.isoformat()}",
+                scheduled_time=when,
+            )
+        except FlowsUnavailable as exc:
+            logger.warning(
+                "%s: no receipts run was started (%s); the next one, or the run that closes the "
+                "window, issues the missing receipts",
+                slug,
+                exc,
+            )
+            return None

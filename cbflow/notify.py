@@ -4,6 +4,8 @@ outbox administrators read when no SMTP server is configured)."""
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -19,10 +21,26 @@ from cbflow.settings import Settings
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file sent with a message, read when the message is sent."""
+
+    filename: str  # the name the recipient sees
+    path: Path
+    content_type: str = "application/pdf"
+
+    def note(self) -> str:
+        """How the outbox shows it: the outbox keeps text, not files."""
+        size = self.path.stat().st_size if self.path.is_file() else 0
+        kind = self.content_type.rpartition("/")[2].upper()
+        return f"[Attachment: {self.filename} ({kind}, {max(1, round(size / 1024))} KB)]"
+
+
+@dataclass(frozen=True)
 class Message:
     to: str
     subject: str
     body: str
+    attachments: tuple[Attachment, ...] = ()
 
 
 @cache
@@ -36,29 +54,101 @@ def _environment(folder: Path) -> Environment:
     )
 
 
-def compose(templates_dir: Path, template: str, to: str, **context: Any) -> Message:
+def compose(
+    templates_dir: Path,
+    template: str,
+    to: str,
+    *,
+    attachments: Sequence[Attachment] = (),
+    **context: Any,
+) -> Message:
     """A message from templates/email/<template>.txt: its first line is the subject, the rest (after
     a blank line) the body."""
     text = _environment(templates_dir / "email").get_template(f"{template}.txt").render(**context)
     subject, _, body = text.partition("\n")
-    return Message(to=to, subject=subject.removeprefix("Subject:").strip(), body=body.lstrip("\n"))
+    return Message(
+        to=to,
+        subject=subject.removeprefix("Subject:").strip(),
+        body=body.lstrip("\n"),
+        attachments=tuple(attachments),
+    )
 
 
-def send(message: Message, *, settings: Settings, session: Session, now: datetime) -> None:
-    """Deliver by SMTP to CBFLOW_SMTP_HOST; without one, keep the message in the outbox."""
-    if not settings.smtp_host:
-        session.add(
-            OutboxMessage(to=message.to, subject=message.subject, body=message.body, created_at=now)
-        )
-        return
+def uses_outbox(settings: Settings) -> bool:
+    return not settings.smtp_host
+
+
+def _email(message: Message, settings: Settings) -> EmailMessage:
     email = EmailMessage()
     email["From"] = settings.mail_from
     email["To"] = message.to
     email["Subject"] = message.subject
     email.set_content(message.body)
+    for attachment in message.attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        email.add_attachment(
+            attachment.path.read_bytes(),
+            maintype=maintype,
+            subtype=subtype,
+            filename=attachment.filename,
+        )
+    return email
+
+
+@contextmanager
+def _smtp(settings: Settings) -> Iterator[smtplib.SMTP]:
     with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=30) as smtp:
         if settings.smtp_starttls:
             smtp.starttls()
         if settings.smtp_username:
             smtp.login(settings.smtp_username, settings.smtp_password)
-        smtp.send_message(email)
+        yield smtp
+
+
+def _keep(message: Message, session: Session, now: datetime) -> None:
+    body = message.body
+    if message.attachments:
+        notes = "\n".join(a.note() for a in message.attachments)
+        body = f"{body.rstrip()}\n\n{notes}\n"
+    session.add(OutboxMessage(to=message.to, subject=message.subject, body=body, created_at=now))
+
+
+def send(message: Message, *, settings: Settings, session: Session, now: datetime) -> None:
+    """Deliver by SMTP to CBFLOW_SMTP_HOST; without one, keep the message in the outbox."""
+    if uses_outbox(settings):
+        _keep(message, session, now)
+        return
+    with _smtp(settings) as smtp:
+        smtp.send_message(_email(message, settings))
+
+
+def send_all(
+    messages: Sequence[Message], *, settings: Settings, session: Session, now: datetime
+) -> list[tuple[Message, str]]:
+    """Deliver many messages: by SMTP (see `mail_all`), or into the outbox. Returns the ones not
+    delivered, each with the reason."""
+    if uses_outbox(settings):
+        for message in messages:
+            _keep(message, session, now)
+        return []
+    return mail_all(messages, settings)
+
+
+def mail_all(messages: Sequence[Message], settings: Settings) -> list[tuple[Message, str]]:
+    """Send by SMTP over one connection. A message the server refuses does not stop the others.
+    Returns the ones not sent, each with the reason."""
+    if not messages:
+        return []
+    failed: list[tuple[Message, str]] = []
+    handled = 0  # messages sent or refused one by one
+    try:
+        with _smtp(settings) as smtp:
+            for message in messages:
+                try:
+                    smtp.send_message(_email(message, settings))
+                except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError) as exc:
+                    failed.append((message, str(exc)))
+                handled += 1
+    except (smtplib.SMTPException, OSError) as exc:  # unreachable, or the connection dropped
+        failed += [(message, str(exc)) for message in messages[handled:]]
+    return failed

@@ -8,6 +8,7 @@ Every event is safe to run again: nothing is done or issued twice.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -16,6 +17,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
+from cbflow import notify
 from cbflow.db import session_scope
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, Document, Round, User
@@ -24,10 +26,12 @@ from cbflow.render import render_many
 from cbflow.services import assessment, implementation, replication, rounds, selection, sift
 from cbflow.services.documents import Issuer, Pending, record_rendered
 from cbflow.services.implementation import return_periods
+from cbflow.services.receipts import receipt_messages
 from cbflow.settings import get_settings
 
 Progress = Callable[[int], None] | None
 SYSTEM = "system:cbflow"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,7 +70,14 @@ def launch(
 
 
 def issue_receipts(slug: str, *, now: datetime, progress: Progress = None) -> Outcome:
-    """Receipts for every EOI and bid submitted and not yet acknowledged, in one batch."""
+    """Receipts for every EOI and bid submitted and not yet acknowledged, in one batch.
+
+    Each receipt issued for the first time is e-mailed to whoever submitted, the PDF attached.
+    Without SMTP the message goes into the outbox in the transaction that records the receipt;
+    with SMTP it is sent once that transaction has committed. Either way a re-run, which finds
+    the receipt recorded, never sends it again.
+    """
+    settings = get_settings()
     with session_scope() as session:
         round_ = rounds.get_round(session, slug)
         issuer = Issuer(session, round_, now)
@@ -75,7 +86,21 @@ def issue_receipts(slug: str, *, now: datetime, progress: Progress = None) -> Ou
         if issuer.prospectus.stages.bid:
             pendings += issuer.receipts("bid", [a for a in apps if a.bid_submitted_at is not None])
     outcome = Outcome(slug, "receipts", {"receipts": len(pendings)})
-    outcome.documents = issue(pendings, now, progress)
+    if not pendings:
+        return outcome
+    outcome.documents = render_many([p.job for p in pendings], progress=progress)
+    with session_scope() as session:
+        recorded = record_rendered(session, pendings, now)
+        messages = receipt_messages(session, recorded, settings)
+        if notify.uses_outbox(settings):
+            notify.send_all(messages, settings=settings, session=session, now=now)
+    failed = [] if notify.uses_outbox(settings) else notify.mail_all(messages, settings)
+    if messages:
+        outcome.counts["e-mailed"] = len(messages) - len(failed)
+    for message, reason in failed:
+        note = f"the receipt e-mail to {message.to} was not sent: {reason}"
+        logger.warning("%s: %s", slug, note)
+        outcome.notes.append(note)
     return outcome
 
 

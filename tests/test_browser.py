@@ -297,7 +297,11 @@ def test_council_fills_in_and_submits_an_expression_of_interest(portal: str, pag
 
     assert "Expression of interest submitted" in page.locator(".govuk-panel").inner_text()
     assert "whole-place-2011/ESS" in page.locator(".govuk-panel").inner_text()
+    assert "Your receipt is being prepared" in page.locator("main").inner_text()
     check_page(page, "eoi-submitted")
+    stages.issue_receipts("whole-place-2011", now=DURING_EOI)  # the flow run's work
+    page.reload()
+    check_page(page, "eoi-submitted-receipt")
     with page.expect_download() as download:
         page.get_by_role("link", name="Download your receipt (PDF)").click()
     assert download.value.suggested_filename.endswith(".pdf")

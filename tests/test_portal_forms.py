@@ -146,8 +146,21 @@ def test_applicant_sees_open_rounds_starts_fills_and_submits_once(portal: TestCl
     confirmation = portal.get(f"{base}/submitted")
     assert "Expression of interest submitted" in confirmation.text
     assert f"{slug}/ESS" in confirmation.text
+    assert "We will email you a receipt" in confirmation.text
+    # the receipt is a flow's work (the issue-receipts run the submission asked for)
+    assert "Your receipt is being prepared" in confirmation.text
+    assert portal.get(f"{base}/receipt.pdf").status_code == 404
+    stages.issue_receipts(slug, now=DURING_EOI)
+    assert "Download your receipt (PDF)" in portal.get(f"{base}/submitted").text
     receipt = portal.get(f"{base}/receipt.pdf")
     assert receipt.status_code == 200 and receipt.content.startswith(b"%PDF")
+    with session_scope() as session:
+        mail = session.exec(
+            select(OutboxMessage).where(OutboxMessage.to == "pat@essex.gov.uk")
+        ).all()
+    receipts = [m for m in mail if m.subject.startswith("Expression of interest received")]
+    assert len(receipts) == 1 and f"{slug}/ESS" in receipts[0].subject
+    assert "[Attachment: whole-place-2011-ESS-eoi-receipt.pdf (PDF," in receipts[0].body
     assert "Expression of interest submitted" in portal.get("/applications").text
 
 
@@ -362,6 +375,8 @@ def test_another_councils_application_is_not_found(cbflow_env: Settings, clock: 
         base = start(essex, slug)
         fill_example(essex, base)
         assert submit(essex, base).status_code == 303
+        stages.issue_receipts(slug, now=DURING_EOI)
+        assert essex.get(f"{base}/receipt.pdf").status_code == 200
         token = csrf(kent.get("/applications").text)
         for page in ("", "/check", "/section/place", "/submitted", "/receipt.pdf"):
             assert kent.get(f"{base}{page}").status_code == 404, page
@@ -463,6 +478,7 @@ def test_invited_council_fills_in_and_submits_its_bid(
         assert application.support_requested_pence == 150_000_000
         assert application.bid_answers["pooled_budget"][1]["amount_gbp"] == "250000.50"
     assert "Bid submitted" in portal.get(f"{bid}/submitted").text
+    stages.issue_receipts(slug, now=clock())
     assert portal.get(f"{bid}/receipt.pdf").content.startswith(b"%PDF")
 
 

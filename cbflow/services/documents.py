@@ -688,14 +688,14 @@ def _return_values(
     ]
 
 
-def record_rendered(session: Session, pendings: Sequence[Pending], now: datetime) -> int:
-    """Record documents whose files now exist; a key already recorded is skipped. Returns how
-    many were recorded."""
+def record_rendered(session: Session, pendings: Sequence[Pending], now: datetime) -> list[Pending]:
+    """Record documents whose files now exist; a key already recorded is skipped. Returns the
+    ones recorded now (issued for the first time)."""
     root = get_settings().documents_dir
     known = set(
         session.exec(select(Document.key).where(col(Document.key).in_([p.key for p in pendings])))
     )
-    added = 0
+    added = []
     for pending in pendings:
         if pending.key in known or not pending.job.out_path.exists():
             continue
@@ -711,7 +711,7 @@ def record_rendered(session: Session, pendings: Sequence[Pending], now: datetime
             )
         )
         known.add(pending.key)
-        added += 1
+        added.append(pending)
     session.flush()
     return added
 

@@ -12,6 +12,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from cbflow.clock import Clock, system_clock
 from cbflow.errors import CbflowError
+from cbflow.flowruns import ReceiptBatches
 from cbflow.settings import Settings, get_settings
 from cbflow.web import (
     admin,
@@ -80,6 +81,7 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
     app.state.clock = clock
     app.state.pages = renderer
     env.globals["session_idle_seconds"] = int(timeout.idle_limit(settings).total_seconds())
+    app.state.receipt_batches = ReceiptBatches(settings)
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret_key(settings),

@@ -14,9 +14,11 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlmodel import Session, col, select
+from starlette.background import BackgroundTask
 
-from cbflow import stages
+from cbflow.clock import Clock
 from cbflow.errors import CbflowError, DeadlinePassed, ValidationFailed
+from cbflow.flowruns import ReceiptBatches
 from cbflow.forms import display_answer, is_shown, validate_answers
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, Council, Document, Round, User
@@ -649,10 +651,17 @@ def submit(
         return RedirectResponse(f"{ctx.base}/section/{first.id}?check=1", status_code=303)
     except DeadlinePassed:
         return _render_check(request, pages, session, ctx, closed=True, status_code=400)
-    # the submission is durable before it is acknowledged, and before its receipt is made
+    # the submission is durable before it is acknowledged, and before its receipt is asked for
     session.commit()
-    stages.issue_receipts(ctx.round.slug, now=now)
+    # the receipt is a flow's work: asked for once the answer is on its way, so the person
+    # waits neither for Prefect nor for the PDF
+    confirmation.background = BackgroundTask(_ask_for_receipt, request, ctx.round.slug, clock)
     return confirmation
+
+
+def _ask_for_receipt(request: Request, slug: str, clock: Clock) -> None:
+    batches: ReceiptBatches = request.app.state.receipt_batches
+    batches.request(slug, clock())
 
 
 def _receipt(session: Session, ctx: Context) -> Document | None:

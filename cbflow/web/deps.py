@@ -34,8 +34,9 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
         yield session
 
 
-# "function": committed before the response is sent, so the page a redirect leads to reads
-# what the post changed (FastAPI's default would commit only after the response had gone)
+# "function": the transaction ends when the route returns, before the answer is sent, so
+# whatever a page or a redirect says has happened has been committed (FastAPI's default,
+# "request", would commit only after the answer had gone)
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
