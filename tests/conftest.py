@@ -245,6 +245,7 @@ def flow_runner(cbflow_env: Settings, prefect_api: str, tmp_path: Path) -> Itera
         stderr=subprocess.STDOUT,
     )
     settings = cbflow_env.model_copy(update={"prefect_api_url": prefect_api})
+    _forget_flow_runs(prefect_api)  # a clean slate: no run left over by an earlier test
 
     def deployed() -> bool:
         assert runner.poll() is None, f"the flow runner stopped: {log_path.read_text()}"
@@ -260,3 +261,19 @@ def flow_runner(cbflow_env: Settings, prefect_api: str, tmp_path: Path) -> Itera
         except subprocess.TimeoutExpired:
             runner.kill()
         log.close()
+        # runs still scheduled (a receipts batch, say) must not run in the next test's world
+        _forget_flow_runs(prefect_api)
+
+
+def _forget_flow_runs(api: str) -> None:
+    """Delete every flow run on the session's Prefect server."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with (
+        temporary_settings(updates={PREFECT_API_URL: api}),
+        get_client(sync_client=True) as client,
+    ):
+        while runs := client.read_flow_runs(limit=200):
+            for run in runs:
+                client.delete_flow_run(run.id)
