@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -50,6 +53,17 @@ def govuk_frontend(settings: Settings) -> Path:
     return dist
 
 
+def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # the worker threads that run routes: a few are enough (the database is local and the
+        # GIL runs one at a time), and more only make each one wait longer for its turn
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.portal_threads
+        yield
+
+    return lifespan
+
+
 def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
     """The portal for one configuration: its database, data dir, secret and mail settings.
     Tests and the demo pass their own clock."""
@@ -64,8 +78,10 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
         dependencies=[Depends(require_csrf)],
+        lifespan=_lifespan(settings),
     )
     app.state.settings = settings
+    app.state.database_url = settings.resolved_database_url
     app.state.clock = clock
     app.state.pages = renderer
     app.state.receipt_batches = ReceiptBatches(settings)
