@@ -1,5 +1,7 @@
-"""The portal answers only once its transaction has committed: a redirect that says something
-was saved, sent or submitted is never ahead of the database."""
+"""The portal under load: it answers only once its transaction has committed (a redirect that
+says something was saved, sent or submitted is never ahead of the database), more requests than
+threads all finish without waiting on each other, and portal processes started together share
+one secret key."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from cbflow.db import session_scope
 from cbflow.models import Application, Council, OutboxMessage, User
 from cbflow.settings import Settings
 from cbflow.web import create_app
+from cbflow.web.security import secret_key
 
 
 class SeenAtAnswer:
@@ -133,3 +136,18 @@ def sign_in_over_http(client: httpx.Client, email: str) -> str:
     assert path is not None
     client.post(path.group(0), data={"csrf_token": csrf(client.get(path.group(0)).text)})
     return csrf(client.get("/applications").text)
+
+
+def test_portal_processes_starting_together_share_one_secret_key(cbflow_env: Settings) -> None:
+    """`cbflow serve` starts one portal process per core; the first to start makes the key."""
+    start = threading.Barrier(8)
+
+    def key() -> str:
+        start.wait()
+        return secret_key(cbflow_env)
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = list(pool.map(lambda _: key(), range(8)))
+
+    assert len(set(keys)) == 1 and len(keys[0]) > 40
+    assert (cbflow_env.data_dir / "secret_key").read_text(encoding="utf-8").strip() == keys[0]

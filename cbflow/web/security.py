@@ -6,6 +6,7 @@ import base64
 import hashlib
 import re
 import secrets
+import time
 from pathlib import Path
 
 from fastapi import HTTPException, Request
@@ -28,9 +29,16 @@ def secret_key(settings: Settings) -> str:
         return path.read_text(encoding="utf-8").strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
-    with path.open("x", encoding="utf-8") as file:  # "x": never overwrite a key in use
-        path.chmod(0o600)
-        file.write(key)
+    try:
+        with path.open("x", encoding="utf-8") as file:  # "x": never overwrite a key in use
+            path.chmod(0o600)
+            file.write(key)
+    except FileExistsError:  # another portal process made it first: use theirs
+        for _ in range(50):
+            if written := path.read_text(encoding="utf-8").strip():
+                return written
+            time.sleep(0.01)
+        raise
     return key
 
 
