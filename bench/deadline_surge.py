@@ -47,6 +47,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's cbflow, here and in `cbflow serve` below
 SOURCE = ROOT / "bench" / "national-round.yaml"
 SLUG = "deadline-surge-bench"
 LONDON = ZoneInfo("Europe/London")
@@ -525,7 +526,7 @@ def main() -> None:
     server = subprocess.Popen(
         [sys.executable, "-m", "cbflow.cli", "serve"],
         cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
