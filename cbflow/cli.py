@@ -427,6 +427,8 @@ def serve(
             "127.0.0.1",
             "--port",
             str(settings.portal_port),
+            "--workers",
+            str(settings.portal_workers or os.cpu_count() or 1),
         ],
         env=portal_env,
         stdout=portal_log_path.open("ab"),

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     documents_base_url: str = ""
     # the portal
     portal_port: int = 8000
+    portal_workers: int = 0  # processes serving the portal; 0: one per CPU core
+    portal_threads: int = 8  # worker threads of each portal process that run its routes
     portal_base_url: str = ""  # the address in e-mailed links; empty: http://127.0.0.1:<port>
     secret_key: str = ""  # signs session cookies; empty: generated once, kept in the data dir
     frontend_dir: Path = PACKAGE_DIR.parent / "node_modules"  # npm packages from ./dev setup

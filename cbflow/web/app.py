@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -61,6 +64,17 @@ def govuk_frontend(settings: Settings) -> Path:
     return dist
 
 
+def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # the worker threads that run routes: a few are enough (the database is local and the
+        # GIL runs one at a time), and more only make each one wait longer for its turn
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.portal_threads
+        yield
+
+    return lifespan
+
+
 def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
     """The portal for one configuration: its database, data dir, secret and mail settings.
     Tests and the demo pass their own clock."""
@@ -76,8 +90,10 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
         openapi_url=None,
         # an idle session is cleared before the CSRF check, so that check does not hide why
         dependencies=[Depends(timeout.check_activity), Depends(require_csrf)],
+        lifespan=_lifespan(settings),
     )
     app.state.settings = settings
+    app.state.database_url = settings.resolved_database_url
     app.state.clock = clock
     app.state.pages = renderer
     env.globals["session_idle_seconds"] = int(timeout.idle_limit(settings).total_seconds())

@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from markupsafe import Markup
 from sqlmodel import Session, col, select
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 
 from cbflow.clock import Clock
 from cbflow.errors import CbflowError, DeadlinePassed, ValidationFailed
@@ -408,7 +409,10 @@ async def save_section(
     errors = {q.id: m for q in section.questions if (m := errors.get(q.id) or unreadable.get(q.id))}
     if not errors:
         try:
-            service.save_draft(
+            # off the event loop: waiting for SQLite's write lock there would stall every
+            # request, the one holding the lock (and about to commit) among them
+            await run_in_threadpool(
+                service.save_draft,
                 session,
                 application=ctx.application,
                 stage=stage,

@@ -1,4 +1,8 @@
-"""Dependencies shared by the portal's routes."""
+"""Dependencies shared by the portal's routes.
+
+The ones that only read the app's state are `async`: a plain function would cost each request a
+trip to a worker thread for nothing.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +18,12 @@ from cbflow.settings import Settings
 from cbflow.web.templating import Pages
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_pages(request: Request) -> Pages:
+async def get_pages(request: Request) -> Pages:
     renderer: Pages = request.app.state.pages
     return renderer
 
@@ -28,9 +32,10 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 PagesDep = Annotated[Pages, Depends(get_pages)]
 
 
-def get_session(settings: SettingsDep) -> Iterator[Session]:
-    """One transaction per request: committed when the route returns, rolled back on error."""
-    with session_scope(settings.resolved_database_url) as session:
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request: committed when the route returns, rolled back on error.
+    (FastAPI runs the commit in a thread of its own, never waiting for one of the routes'.)"""
+    with session_scope(request.app.state.database_url) as session:
         yield session
 
 
@@ -40,7 +45,7 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     clock: Clock = request.app.state.clock
     return clock
 

@@ -6,11 +6,13 @@ import base64
 import hashlib
 import re
 import secrets
+import time
 from pathlib import Path
 
 from fastapi import HTTPException, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cbflow.errors import CbflowError
 from cbflow.settings import Settings
 
 CSRF_FIELD = "csrf_token"
@@ -24,14 +26,21 @@ def secret_key(settings: Settings) -> str:
     if settings.secret_key:
         return settings.secret_key
     path: Path = settings.data_dir / "secret_key"
-    if path.exists():
-        return path.read_text(encoding="utf-8").strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    with path.open("x", encoding="utf-8") as file:  # "x": never overwrite a key in use
-        path.chmod(0o600)
-        file.write(key)
-    return key
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        try:
+            with path.open("x", encoding="utf-8") as file:  # "x": never overwrite a key in use
+                path.chmod(0o600)
+                file.write(key)
+            return key
+        except FileExistsError:  # another portal process is making it: use theirs
+            pass
+    for _ in range(100):  # written by a process that started at the same moment
+        if key := path.read_text(encoding="utf-8").strip():
+            return key
+        time.sleep(0.01)
+    raise CbflowError(f"{path} is empty: delete it, and a new key is made on the next start")
 
 
 def csrf_token(request: Request) -> str:
