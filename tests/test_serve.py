@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from conftest import EXAMPLE
 
+from flows.stages import DEADLINE_FLOWS, PORTAL_FLOWS
+
 pytestmark = pytest.mark.slow
 
 
@@ -80,10 +82,17 @@ def test_serve_shows_the_demo_runs_through_the_prefect_api_when_demo_runs_agains
         home = urllib.request.urlopen(portal, timeout=10).read().decode()
         assert "Funding rounds – cbflow – GOV.UK" in home
         assert "No rounds have been launched yet." in home
-        deployments = _wait_for(
-            lambda: _post(f"{api}/deployments/filter", {}), 90, "the deadline deployments"
-        )
-        assert {d["name"] for d in deployments} == {"deadline"}
+        # the runner serves every deadline flow, and every flow staff start from the portal
+        wanted = {(name, "deadline") for name in DEADLINE_FLOWS} | {
+            (name, "portal") for name in PORTAL_FLOWS
+        }
+
+        def served() -> bool:
+            deployments = _post(f"{api}/deployments/filter", {})
+            flows = {f["id"]: f["name"] for f in _post(f"{api}/flows/filter", {})}
+            return {(flows[d["flow_id"]], d["name"]) for d in deployments} == wanted
+
+        _wait_for(served, 90, "the runner's deployments")
 
         demo = subprocess.run(
             [

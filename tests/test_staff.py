@@ -456,3 +456,11 @@ def test_implementation_highlights_overdue_returns_in_words(
             select(Application).where(Application.state == AppState.IMPLEMENTING)
         ).all()
     assert page.text.count("govuk-tag--red") == len(funded)
+
+
+def test_the_portal_starts_each_flow_on_the_deployment_the_runner_serves_it_under() -> None:
+    from cbflow import flowruns
+    from flows.stages import DEADLINE_FLOWS, PORTAL_FLOWS
+
+    assert set(flowruns.DEADLINE_FLOWS) == set(DEADLINE_FLOWS)
+    assert not set(DEADLINE_FLOWS) & set(PORTAL_FLOWS)
