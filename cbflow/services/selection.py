@@ -20,6 +20,7 @@ from cbflow.errors import CbflowError
 from cbflow.forms import money_to_pence, pence_to_money
 from cbflow.lifecycle import FUNDED, AppState, RoundState
 from cbflow.models import Application, Round
+from cbflow.prospectus import Prospectus
 from cbflow.services.assessment import results
 from cbflow.services.audit import transition
 from cbflow.services.rounds import applications_of, prospectus_of
@@ -109,6 +110,14 @@ def plan(session: Session, round_: Round, scenario: Scenario | None = None) -> l
     return decisions
 
 
+def ready_state(prospectus: Prospectus) -> RoundState:
+    """The state a round must be in before its decisions: assessed, or, without an assessment,
+    its last window closed."""
+    if prospectus.stages.assessment:
+        return RoundState.ASSESSED
+    return RoundState.BIDS_CLOSED if prospectus.stages.bid else RoundState.EOI_CLOSED
+
+
 RELEASED = frozenset({RoundState.DECIDED, RoundState.IMPLEMENTING, RoundState.COMPLETED})
 
 
@@ -119,11 +128,7 @@ def decide(session: Session, *, round_: Round, actor: str, now: datetime) -> lis
     if round_.state in RELEASED:
         return recorded(session, round_)
     prospectus = prospectus_of(round_)
-    ready = (
-        RoundState.ASSESSED
-        if prospectus.stages.assessment
-        else (RoundState.BIDS_CLOSED if prospectus.stages.bid else RoundState.EOI_CLOSED)
-    )
+    ready = ready_state(prospectus)
     if round_.state != ready:
         raise CbflowError(f"round {round_.slug} is {round_.state}; decisions follow {ready.value}")
     if not prospectus.stages.bid and applications_of(session, round_, AppState.SIFT_REFER):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlalchemy import func
 from sqlalchemy import select as sa_select
@@ -157,68 +157,84 @@ def _nonce() -> str:
     return secrets.token_urlsafe(16)
 
 
-def _start(
-    request: Request,
-    session: Session,
-    settings: Settings,
-    pages: Any,
-    user: User,
-    *,
-    round_: Round | None,
-    flow: str,
-    parameters: dict[str, Any],
-    nonce: str,
-    back: str,
-    now: datetime,
-    slug: str = "",
-) -> Response:
-    """Start `flow` as a run of its deployment, record it, and show its page; or say why
-    nothing was started. The run is tagged with the round's id (`slug` for a round not yet
-    launched), so the round's pages find it."""
-    deployment = DEADLINE if flow in flowruns.DEADLINE_FLOWS else PORTAL
-    title = FLOW_TITLES.get(flow, flow)
-    slug = round_.slug if round_ is not None else slug
-    key = f"portal:{flow}:{nonce}" if nonce else None
-    try:
-        run_id = flowruns.start(
-            settings,
-            flow,
-            {**parameters, "actor": user.email},
-            name=f"{slug} · {title.lower()} · started by {user.email}",
-            tags=[slug] if slug else [],
-            deployment=deployment,
-            idempotency_key=key,
-        )
-    except FlowsUnavailable as exc:
-        return pages.render(
-            request,
+class Desk:
+    """What every staff action needs: the request, its transaction, the settings, the pages,
+    the time it happens and the person acting. Starts the action's flow run, or refuses it."""
+
+    def __init__(
+        self,
+        request: Request,
+        session: SessionDep,
+        settings: SettingsDep,
+        pages: PagesDep,
+        clock: ClockDep,
+        user: Staff,
+    ) -> None:
+        self.request, self.session, self.settings = request, session, settings
+        self.pages, self.user, self.now = pages, user, clock()
+
+    def start(
+        self,
+        flow: str,
+        parameters: dict[str, Any],
+        *,
+        round_: Round | None,
+        nonce: str,
+        back: str,
+        slug: str = "",
+    ) -> Response:
+        """Start `flow` as a run of its deployment (with `now` and the acting person), record
+        it, and show its page; or say why nothing was started. The run is tagged with the
+        round's id (`slug` for a round not yet launched), so the round's pages find it."""
+        deployment = DEADLINE if flow in flowruns.DEADLINE_FLOWS else PORTAL
+        title = FLOW_TITLES.get(flow, flow)
+        slug = round_.slug if round_ is not None else slug
+        email = self.user.email
+        try:
+            run_id = flowruns.start(
+                self.settings,
+                flow,
+                {**parameters, "now": self.now, "actor": email},
+                name=f"{slug} · {title.lower()} · started by {email}",
+                tags=[slug] if slug else [],
+                deployment=deployment,
+                idempotency_key=f"portal:{flow}:{nonce}" if nonce else None,
+            )
+        except FlowsUnavailable as exc:
+            return self._not_started(503, title, str(exc), back)
+        known = self.session.exec(
+            select(StartedRun).where(StartedRun.flow_run_id == run_id)
+        ).first()
+        if known is None:
+            self.session.add(
+                StartedRun(
+                    flow_run_id=run_id,
+                    flow=flow,
+                    title=title,
+                    round_id=round_.id if round_ is not None else None,
+                    started_by=email,
+                    started_at=self.now,
+                )
+            )
+        return RedirectResponse(f"/staff/runs/{run_id}", status_code=303)
+
+    def refuse(self, flow: str, problem: str, back: str) -> Response:
+        """An action no longer possible (the page was old, or someone else did it first): say
+        so; nothing is started."""
+        return self._not_started(409, FLOW_TITLES.get(flow, flow), problem, back)
+
+    def _not_started(self, status: int, title: str, problem: str, back: str) -> Response:
+        return self.pages.render(
+            self.request,
             "staff/not-started.html",
-            status_code=503,
+            status_code=status,
             title=title,
-            problem=str(exc),
+            problem=problem,
             back=back,
         )
-    known = session.exec(select(StartedRun).where(StartedRun.flow_run_id == run_id)).first()
-    if known is None:
-        session.add(
-            StartedRun(
-                flow_run_id=run_id,
-                flow=flow,
-                title=title,
-                round_id=round_.id if round_ is not None else None,
-                started_by=user.email,
-                started_at=now,
-            )
-        )
-    return RedirectResponse(f"/staff/runs/{run_id}", status_code=303)
 
 
-def _refuse(request: Request, pages: Any, title: str, problem: str, back: str) -> Response:
-    """An action no longer possible (the page was old, or someone else did it first): say so;
-    nothing is started."""
-    return pages.render(
-        request, "staff/not-started.html", status_code=409, title=title, problem=problem, back=back
-    )
+DeskDep = Annotated[Desk, Depends()]
 
 
 def _round_page(round_: Round, prospectus: Prospectus, here: str, **extra: Any) -> dict[str, Any]:
@@ -269,12 +285,7 @@ def launch_page(request: Request, pages: PagesDep, user: Staff) -> Response:
 
 @router.post("/launch")
 async def launch(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    pages: PagesDep,
-    user: Staff,
+    desk: DeskDep,
     prospectus: UploadFile | None = None,
     nonce: Annotated[str, Form()] = "",
 ) -> Response:
@@ -282,8 +293,8 @@ async def launch(
     launches it (and schedules its deadline runs)."""
 
     def refuse(message: str, problems: Sequence[str] = ()) -> Response:
-        return pages.render(
-            request,
+        return desk.pages.render(
+            desk.request,
             "staff/launch.html",
             status_code=400,
             errors={"prospectus": message},
@@ -311,30 +322,23 @@ async def launch(
             f"{'s' if len(exc.problems) != 1 else ''}: correct the file and upload it again",
             exc.problems,
         )
-    existing = session.exec(select(Round).where(Round.slug == parsed.id)).first()
+    existing = desk.session.exec(select(Round).where(Round.slug == parsed.id)).first()
     if existing is not None:
         return refuse(
             f"A round with the id {parsed.id} has already been launched: give the new round "
             "its own id"
         )
-    return _start(
-        request,
-        session,
-        settings,
-        pages,
-        user,
-        round_=None,
-        flow="launch-round",
-        parameters={
+    return desk.start(
+        "launch-round",
+        {
             "source": source,
             "path": name,
-            "now": clock(),
-            "schedule": settings.schedule_deadlines,
+            "schedule": desk.settings.schedule_deadlines,
         },
+        round_=None,
         nonce=nonce,
         back="/staff/launch",
         slug=parsed.id,
-        now=clock(),
     )
 
 
@@ -482,44 +486,24 @@ def round_page(
 
 @router.post("/rounds/{slug}/run-deadline")
 def run_deadline(
-    request: Request,
     slug: str,
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    pages: PagesDep,
-    user: Staff,
+    desk: DeskDep,
     event: Annotated[str, Form()] = "",
     nonce: Annotated[str, Form()] = "",
 ) -> Response:
     """Run a deadline's flow now: for a deadline that has passed without its run (the runner
     was down, say). Not before the deadline, and not once its work is done."""
-    round_ = _round(session, slug)
+    round_ = _round(desk.session, slug)
     prospectus = rounds.prospectus_of(round_)
-    due = [flow for flow, when in deadline_events(prospectus) if when <= clock()]
+    due = [flow for flow, when in deadline_events(prospectus) if when <= desk.now]
     if event not in DEADLINE_NAMES:
         raise HTTPException(status_code=404)
+    back = f"/staff/rounds/{slug}"
     if event not in due or _event_done(event, round_):
-        return _refuse(
-            request,
-            pages,
-            DEADLINE_NAMES[event],
-            "this deadline has not passed yet, or its work is already done",
-            f"/staff/rounds/{slug}",
+        return desk.refuse(
+            event, "this deadline has not passed yet, or its work is already done", back
         )
-    return _start(
-        request,
-        session,
-        settings,
-        pages,
-        user,
-        round_=round_,
-        flow=event,
-        parameters={"slug": slug, "now": clock()},
-        nonce=nonce,
-        back=f"/staff/rounds/{slug}",
-        now=clock(),
-    )
+    return desk.start(event, {"slug": slug}, round_=round_, nonce=nonce, back=back)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -933,15 +917,8 @@ def review_referral(
 
 
 @router.post("/rounds/{slug}/sift/shortlist")
-async def confirm_shortlist(
-    request: Request,
-    slug: str,
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    pages: PagesDep,
-    user: Staff,
-) -> Response:
+async def confirm_shortlist(slug: str, desk: DeskDep) -> Response:
+    request, session = desk.request, desk.session
     round_ = _round(session, slug)
     prospectus = rounds.prospectus_of(round_)
     form = await request.form()
@@ -962,20 +939,14 @@ async def confirm_shortlist(
         error = f"Select at most {size} places: the prospectus shortlists {size}"
     if error:
         return _render_sift(
-            request, session, settings, pages, round_, {"chosen": error}, 400, chosen
+            request, session, desk.settings, desk.pages, round_, {"chosen": error}, 400, chosen
         )
-    return _start(
-        request,
-        session,
-        settings,
-        pages,
-        user,
+    return desk.start(
+        "invite-to-bid",
+        {"slug": slug, "chosen": sorted(chosen)},
         round_=round_,
-        flow="invite-to-bid",
-        parameters={"slug": slug, "now": clock(), "chosen": sorted(chosen)},
         nonce=nonce,
         back=f"/staff/rounds/{slug}/sift",
-        now=clock(),
     )
 
 
@@ -1166,15 +1137,7 @@ def _justifications(session: Session, task: ModerationTask) -> list[tuple[int, s
 
 @router.post("/rounds/{slug}/assessment/{action}")
 def assessment_action(
-    request: Request,
-    slug: str,
-    action: str,
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    pages: PagesDep,
-    user: Staff,
-    nonce: Annotated[str, Form()] = "",
+    slug: str, action: str, desk: DeskDep, nonce: Annotated[str, Form()] = ""
 ) -> Response:
     flows = {
         "assign": "assign-assessors",
@@ -1183,20 +1146,14 @@ def assessment_action(
     }
     if action not in flows:
         raise HTTPException(status_code=404)
-    round_ = _round(session, slug)
+    round_ = _round(desk.session, slug)
     _stage_of(rounds.prospectus_of(round_))
-    return _start(
-        request,
-        session,
-        settings,
-        pages,
-        user,
+    return desk.start(
+        flows[action],
+        {"slug": slug},
         round_=round_,
-        flow=flows[action],
-        parameters={"slug": slug, "now": clock()},
         nonce=nonce,
         back=f"/staff/rounds/{slug}/assessment",
-        now=clock(),
     )
 
 
@@ -1357,11 +1314,7 @@ def selection_page(
     scenario, errors = _scenario(prospectus, places, budget, weights)
     state = RoundState(round_.state)
     released = state in selection.RELEASED
-    ready = (
-        RoundState.ASSESSED
-        if prospectus.stages.assessment
-        else (RoundState.BIDS_CLOSED if prospectus.stages.bid else RoundState.EOI_CLOSED)
-    )
+    ready = selection.ready_state(prospectus)
     names = {c.code: c.name for c in session.exec(select(Council))}
     decisions: list[selection.Decision] = []
     changes: list[selection.Change] = []
@@ -1415,28 +1368,16 @@ def selection_page(
 
 @router.post("/rounds/{slug}/selection/release")
 def release_decisions(
-    request: Request,
     slug: str,
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    pages: PagesDep,
-    user: Staff,
+    desk: DeskDep,
     confirm: Annotated[str, Form()] = "",
     nonce: Annotated[str, Form()] = "",
 ) -> Response:
-    round_ = _round(session, slug)
-    prospectus = rounds.prospectus_of(round_)
-    ready = (
-        RoundState.ASSESSED
-        if prospectus.stages.assessment
-        else (RoundState.BIDS_CLOSED if prospectus.stages.bid else RoundState.EOI_CLOSED)
-    )
+    round_ = _round(desk.session, slug)
+    ready = selection.ready_state(rounds.prospectus_of(round_))
     if round_.state != ready:
-        return _refuse(
-            request,
-            pages,
-            FLOW_TITLES["decide"],
+        return desk.refuse(
+            "decide",
             f"the round is {ROUND_STATES.get(round_.state, round_.state).lower()}; decisions "
             f"are released once it is {ROUND_STATES.get(ready.value, ready.value).lower()}",
             f"/staff/rounds/{slug}/selection",
@@ -1445,18 +1386,12 @@ def release_decisions(
         return RedirectResponse(
             f"/staff/rounds/{slug}/selection?confirm=missing#release", status_code=303
         )
-    return _start(
-        request,
-        session,
-        settings,
-        pages,
-        user,
+    return desk.start(
+        "decide",
+        {"slug": slug},
         round_=round_,
-        flow="decide",
-        parameters={"slug": slug, "now": clock()},
         nonce=nonce,
         back=f"/staff/rounds/{slug}/selection",
-        now=clock(),
     )
 
 
@@ -1546,72 +1481,39 @@ def implementation_page(
 
 
 @router.post("/rounds/{slug}/implementation/start")
-def start_implementation(
-    request: Request,
-    slug: str,
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    pages: PagesDep,
-    user: Staff,
-    nonce: Annotated[str, Form()] = "",
-) -> Response:
-    round_ = _round(session, slug)
+def start_implementation(slug: str, desk: DeskDep, nonce: Annotated[str, Form()] = "") -> Response:
+    round_ = _round(desk.session, slug)
     if round_.state != RoundState.DECIDED:
-        return _refuse(
-            request,
-            pages,
-            FLOW_TITLES["start-implementation"],
+        return desk.refuse(
+            "start-implementation",
             "implementation starts once the decisions are released, and only once",
             f"/staff/rounds/{slug}/implementation",
         )
-    return _start(
-        request,
-        session,
-        settings,
-        pages,
-        user,
+    return desk.start(
+        "start-implementation",
+        {"slug": slug},
         round_=round_,
-        flow="start-implementation",
-        parameters={"slug": slug, "now": clock()},
         nonce=nonce,
         back=f"/staff/rounds/{slug}/implementation",
-        now=clock(),
     )
 
 
 @router.post("/rounds/{slug}/implementation/publish/{application_id}")
 def publish_model(
-    request: Request,
-    slug: str,
-    application_id: int,
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    pages: PagesDep,
-    user: Staff,
-    nonce: Annotated[str, Form()] = "",
+    slug: str, application_id: int, desk: DeskDep, nonce: Annotated[str, Form()] = ""
 ) -> Response:
-    round_ = _round(session, slug)
-    application = _application(session, round_, application_id)
+    round_ = _round(desk.session, slug)
+    application = _application(desk.session, round_, application_id)
     if application.state != AppState.COMPLETED:
-        return _refuse(
-            request,
-            pages,
-            FLOW_TITLES["publish-model"],
+        return desk.refuse(
+            "publish-model",
             "a place is published as a model once it has completed, and only once",
             f"/staff/rounds/{slug}/implementation",
         )
-    return _start(
-        request,
-        session,
-        settings,
-        pages,
-        user,
+    return desk.start(
+        "publish-model",
+        {"reference": application.reference},
         round_=round_,
-        flow="publish-model",
-        parameters={"reference": application.reference, "now": clock()},
         nonce=nonce,
         back=f"/staff/rounds/{slug}/implementation",
-        now=clock(),
     )
