@@ -251,6 +251,11 @@ def _round_page(round_: Round, prospectus: Prospectus, here: str, **extra: Any) 
     } | extra
 
 
+def _council_names(session: Session) -> dict[str, str]:
+    """Council code -> name, for the pages that list applications by council."""
+    return dict(session.exec(select(Council.code, Council.name)).all())
+
+
 def _has_page(prospectus: Prospectus, path: str) -> bool:
     if path == "assessment":
         return prospectus.stages.assessment is not None
@@ -718,7 +723,7 @@ def application_page(
     prospectus = rounds.prospectus_of(round_)
     application = _application(session, round_, application_id)
     council = session.get(Council, application.council_code)
-    names = {c.code: c.name for c in session.exec(select(Council))}
+    names = _council_names(session)
     forms = [("Expression of interest", prospectus.stages.eoi.form, application.eoi_answers)]
     if prospectus.stages.bid and application.bid_answers:
         forms.append(("Bid", prospectus.stages.bid.form, application.bid_answers))
@@ -828,7 +833,7 @@ def _render_sift(
     chosen: Iterable[str] | None = None,
 ) -> Response:
     prospectus = rounds.prospectus_of(round_)
-    names = {c.code: c.name for c in session.exec(select(Council))}
+    names = _council_names(session)
     rules = {r.id: r.description for r in prospectus.stages.eoi.sift}
     referred = [
         {
@@ -1015,7 +1020,7 @@ def _render_assessment(
 ) -> Response:
     prospectus = rounds.prospectus_of(round_)
     stage = _stage_of(prospectus)
-    names = {c.code: c.name for c in session.exec(select(Council))}
+    names = _council_names(session)
     assessors = list(
         session.exec(select(User).where(User.role == "assessor").order_by(col(User.name)))
     )
@@ -1032,6 +1037,12 @@ def _render_assessment(
     ]
     tasks = assessment.moderation_tasks(session, round_)
     apps_by_id = {a.id: a for a in assessed}
+    # every submitted score and its reason on each disputed criterion
+    justifications = {
+        task.id or 0: [(score.score, score.justification) for _, score in given]
+        for application_id in {t.application_id for t in tasks if t.application_id in apps_by_id}
+        for task, given in assessment.disagreements(session, apps_by_id[application_id])
+    }
     criteria = {c.id: c for c in stage.criteria}
     scores = assessment.scores_by_application(session, round_)
     load = Counter(a.assessor_id for a in assignments)
@@ -1093,7 +1104,7 @@ def _render_assessment(
                     ),
                     "criterion": criteria.get(t.criterion_id),
                     "scores": scores.get(t.application_id, {}).get(t.criterion_id, []),
-                    "justifications": _justifications(session, t),
+                    "justifications": justifications.get(t.id or 0, []),
                 }
                 for t in tasks
                 if t.application_id in apps_by_id
@@ -1119,20 +1130,6 @@ def _render_assessment(
             names=names,
         ),
     )
-
-
-def _justifications(session: Session, task: ModerationTask) -> list[tuple[int, str]]:
-    statement = (
-        select(Score.score, Score.justification)
-        .join(Assignment, col(Assignment.id) == Score.assignment_id)
-        .where(
-            Assignment.application_id == task.application_id,
-            Score.criterion_id == task.criterion_id,
-            col(Assignment.submitted_at).is_not(None),
-        )
-        .order_by(col(Assignment.id))
-    )
-    return [(score, text) for score, text in session.exec(statement)]
 
 
 @router.post("/rounds/{slug}/assessment/{action}")
@@ -1315,7 +1312,7 @@ def selection_page(
     state = RoundState(round_.state)
     released = state in selection.RELEASED
     ready = selection.ready_state(prospectus)
-    names = {c.code: c.name for c in session.exec(select(Council))}
+    names = _council_names(session)
     decisions: list[selection.Decision] = []
     changes: list[selection.Change] = []
     if released:
@@ -1424,7 +1421,7 @@ def implementation_page(
     if stage is None:
         raise HTTPException(status_code=404)
     now = clock()
-    names = {c.code: c.name for c in session.exec(select(Council))}
+    names = _council_names(session)
     places = rounds.applications_of(session, round_, *FUNDED)
     rows: list[dict[str, Any]] = []
     periods: list[str] = []
