@@ -20,6 +20,7 @@ from rich.table import Table
 
 from cbflow.errors import CbflowError, ProspectusError
 from cbflow.settings import get_settings
+from cbflow.web.worker import PortalProcesses
 
 app = typer.Typer(
     help="Run competitive public funding rounds from one prospectus file.", no_args_is_help=True
@@ -332,12 +333,17 @@ def demo(
 
 
 def _wait_healthy(
-    url: str, process: subprocess.Popen[bytes], name: str, log: Path, timeout: float = 90
+    url: str,
+    processes: list[subprocess.Popen[bytes]],
+    name: str,
+    log: Path,
+    timeout: float = 90,
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            _fail(f"{name} stopped (exit code {process.returncode}); see its log: {log}")
+        for process in processes:
+            if process.poll() is not None:
+                _fail(f"{name} stopped (exit code {process.returncode}); see its log: {log}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -415,32 +421,21 @@ def serve(
     )
     portal_log_path = log_dir / "portal.log"
     # the portal starts flow runs on this server (staff actions) and links to its UI
-    portal_env = {**env, "PREFECT_API_URL": api}
-    portal = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "cbflow.web.app:portal",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(settings.portal_port),
-            "--workers",
-            str(settings.portal_workers or os.cpu_count() or 1),
-        ],
-        env=portal_env,
-        stdout=portal_log_path.open("ab"),
-        stderr=subprocess.STDOUT,
+    portal = PortalProcesses(
+        settings.portal_workers or os.cpu_count() or 1,
+        "127.0.0.1",
+        settings.portal_port,
+        {**env, "PREFECT_API_URL": api},
+        portal_log_path,
     )
     runner: subprocess.Popen[bytes] | None = None
     try:
         console.print(f"Starting the portal (log: {portal_log_path}) ...")
+        portal.start()
         console.print(f"Starting the Prefect server (log: {server_log_path}) ...")
-        _wait_healthy(f"{portal_address}/healthz", portal, "the portal", portal_log_path)
+        _wait_healthy(f"{portal_address}/healthz", portal.processes, "the portal", portal_log_path)
         console.print(f"[bold]Portal: {portal_address}[/]")
-        _wait_healthy(f"{api}/health", server, "the Prefect server", server_log_path)
+        _wait_healthy(f"{api}/health", [server], "the Prefect server", server_log_path)
         env["PREFECT_API_URL"] = api
         _use_prefect(api)
         runner_log = (log_dir / "deadline-runner.log").open("ab")
@@ -462,17 +457,23 @@ def serve(
             if exit_after_demo:
                 return
         console.print(f"Serving: the portal at {portal_address}. Press Ctrl-C to stop.")
-        while server.poll() is None and portal.poll() is None:
+        while server.poll() is None:
+            for code in portal.replace_stopped():
+                errors.print(
+                    f"a portal process stopped (exit code {code}); started another "
+                    f"(see {portal_log_path})"
+                )
             time.sleep(1)
-        if portal.returncode is not None:
-            _fail(f"the portal stopped (exit code {portal.returncode}); see {portal_log_path}")
         _fail(f"the Prefect server stopped (exit code {server.returncode})")
+    except CbflowError as exc:
+        _fail(str(exc))
     except KeyboardInterrupt:
         console.print("Stopping ...")
     finally:
         if runner is not None:
             _stop(runner, "the deadline runner")
-        _stop(portal, "the portal")
+        for process in portal.processes:
+            _stop(process, "the portal")
         _stop(server, "the Prefect server")
 
 

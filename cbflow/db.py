@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -26,42 +27,73 @@ BUSY_SECONDS = 30  # how long a write waits for another to finish before giving 
 
 
 class _Writers:
-    """One SQLite writer at a time in this process, queued on a lock rather than left to
-    SQLite's busy handler, which retries after sleeps of up to 100 ms: under a surge of
-    submissions those sleeps, not the work, made the slowest answers. The lock is taken at a
-    transaction's first write and released when it commits or rolls back (or, failing that, when
-    its connection goes back to the pool). Other processes still wait by SQLite's busy timeout.
+    """One SQLite writer at a time across every process using the database (the portal's
+    workers, the flow runs, the command line), queued on locks rather than left to SQLite's busy
+    handler, which retries after sleeps of up to 100 ms: under a surge of submissions those
+    sleeps, not the work, made the slowest answers.
+
+    In a process, threads queue on a lock (for up to BUSY_SECONDS); the thread holding it then
+    takes an exclusive lock on a file beside the database, which other processes' writers wait
+    for in the kernel, woken as soon as it is free (and freed by the kernel if its holder dies).
+    Both are taken at a transaction's first write (or by `lock_for_update`) and released when
+    its connection goes back to the pool, that is after its commit or rollback has completed.
     """
 
     DML = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
-    def __init__(self) -> None:
+    def __init__(self, lock_file: Path | None) -> None:
         self._lock = threading.Lock()
+        self._file = lock_file.open("a+b") if lock_file is not None else None
 
     def before_execute(self, conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if conn.info.get("writing") or not statement.lstrip()[:7].upper().startswith(self.DML):
+        if statement.lstrip()[:7].upper().startswith(self.DML):
+            self.acquire(conn.info)
+
+    def acquire(self, info: dict[str, Any]) -> None:
+        """Make the connection with this `info` the database's only writer."""
+        if info.get("writing"):
             return
         if not self._lock.acquire(timeout=BUSY_SECONDS):
-            raise OperationalError(statement, None, sqlite3.OperationalError("database is locked"))
-        conn.info["writing"] = True
-
-    def done(self, conn: Any, *_: Any) -> None:
-        self._release(conn.info)
+            raise _locked()
+        try:
+            if self._file is not None:
+                fcntl.flock(self._file, fcntl.LOCK_EX)
+        except BaseException:
+            self._lock.release()
+            raise
+        info["writing"] = True
 
     def returned(self, _dbapi_connection: Any, record: Any, *_: Any) -> None:
-        if record is not None:
-            self._release(record.info)
-
-    def _release(self, info: dict[str, Any]) -> None:
-        if info.pop("writing", False):
+        if record is not None and record.info.pop("writing", False):
+            if self._file is not None:
+                fcntl.flock(self._file, fcntl.LOCK_UN)
             self._lock.release()
 
     def watch(self, engine: Engine) -> None:
         event.listen(engine, "before_cursor_execute", self.before_execute)
-        event.listen(engine, "commit", self.done)
-        event.listen(engine, "rollback", self.done)
         for name in ("checkin", "invalidate", "soft_invalidate"):
             event.listen(engine.pool, name, self.returned)
+
+
+def _locked() -> OperationalError:
+    return OperationalError(
+        "waiting to write", None, sqlite3.OperationalError("database is locked")
+    )
+
+
+_WRITERS: dict[Engine, _Writers] = {}
+
+
+def lock_for_update(session: Session) -> None:
+    """Before a read that decides a write (has this already been submitted?): make the session
+    the database's only writer until its transaction ends, so a second request racing this one,
+    in this process or another, reads after this one has committed. PostgreSQL does this with
+    the read's FOR UPDATE, which SQLite ignores; on SQLite the writer lock is taken here."""
+    session.flush()
+    connection = session.connection()
+    writers = _WRITERS.get(connection.engine)
+    if writers is not None:
+        writers.acquire(connection.info)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -81,7 +113,8 @@ def get_engine(url: str | None = None) -> Engine:
 def _engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         database = url.split("///", 1)[-1]
-        if database and database != ":memory:":
+        on_disk = bool(database) and database != ":memory:"
+        if on_disk:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         # a portal request holds its connection while it waits for a worker thread, so a
         # bounded pool can be emptied by requests that wait for threads held by requests that
@@ -90,7 +123,8 @@ def _engine(url: str) -> Engine:
             url, connect_args={"check_same_thread": False}, pool_size=20, max_overflow=-1
         )
         event.listen(engine, "connect", _sqlite_pragmas)
-        _Writers().watch(engine)
+        writers = _WRITERS[engine] = _Writers(Path(f"{database}-writer") if on_disk else None)
+        writers.watch(engine)
         return engine
     return create_engine(url, pool_pre_ping=True)
 

@@ -90,11 +90,23 @@ def _client(settings: Settings) -> Iterator[Any]:
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    if PREFECT_API_URL.value() == api:  # as `cbflow serve` starts the portal: no settings copy
+        with get_client(sync_client=True) as client:
+            yield client
+        return
     with (
         temporary_settings(updates={PREFECT_API_URL: api}),
         get_client(sync_client=True) as client,
     ):
         yield client
+
+
+def load_client(settings: Settings) -> None:
+    """Import Prefect's client now, when a portal process starts, if it will talk to a Prefect
+    server. The import takes a second or two of CPU, which the first submission of a deadline
+    surge would otherwise pay while fifty others wait behind it."""
+    if settings.resolved_prefect_api_url:
+        import prefect.client.orchestration  # noqa: F401
 
 
 def _unavailable(settings: Settings, exc: Exception) -> FlowsUnavailable:
@@ -230,6 +242,12 @@ class ReceiptBatches:
         """When the run for a submission committed at `now` starts: after its interval ends."""
         intervals = (now - _EPOCH) // self.every
         return _EPOCH + (intervals + 1) * self.every + SETTLE
+
+    def asked(self, slug: str, now: datetime) -> bool:
+        """Whether this process has already asked for the round's batch for `now` (then
+        `request` would do nothing)."""
+        with self._lock:
+            return self._asked.get(slug) == self.batch_time(now)
 
     def request(self, slug: str, now: datetime) -> str | None:
         """Make sure the round's batch for `now` is scheduled. Returns the run's id when this

@@ -9,7 +9,7 @@ multichoice -> list of strings; file -> {"name", "size", "sha256"}; table -> lis
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Container, Mapping
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -68,7 +68,7 @@ def _is_blank(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
-def _scalar(question: Question, value: Any, councils: Collection[str] | None) -> Any:
+def _scalar(question: Question, value: Any, councils: Container[str] | None) -> Any:
     """One answer, cleaned, or ValueError with a message for the person filling in the form."""
     match question:
         case TextQuestion() | TextareaQuestion():
@@ -158,7 +158,7 @@ def _scalar(question: Question, value: Any, councils: Collection[str] | None) ->
 
 
 def _table(
-    question: TableQuestion, value: Any, councils: Collection[str] | None
+    question: TableQuestion, value: Any, councils: Container[str] | None
 ) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(row, Mapping) for row in value):
         raise ValueError("enter the table's rows")
@@ -192,7 +192,7 @@ def validate_answers(
     answers: Mapping[str, Any],
     *,
     complete: bool,
-    councils: Collection[str] | None = None,
+    councils: Container[str] | None = None,
 ) -> dict[str, Any]:
     """Check answers against a form and return them cleaned.
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlmodel import Session, select
 
+from cbflow.db import lock_for_update
 from cbflow.errors import CbflowError, DeadlinePassed, NotFound
 from cbflow.forms import money_to_pence, parse_money, validate_answers
 from cbflow.lifecycle import AppState
@@ -139,11 +141,27 @@ def start_application(
     return application, True
 
 
-def council_codes(session: Session) -> set[str]:
-    """The register's codes, read once per session (a batch of submissions shares them)."""
-    codes: set[str] | None = session.info.get("council_codes")
+class CouncilCodes(Container[str]):
+    """The council register as the forms check answers against it: each code an answer names
+    is looked up once, by its key, rather than the whole register read for every submission."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._known: dict[str, bool] = {}
+
+    def __contains__(self, code: object) -> bool:
+        if not isinstance(code, str):
+            return False
+        if code not in self._known:
+            self._known[code] = self.session.get(Council, code) is not None
+        return self._known[code]
+
+
+def council_codes(session: Session) -> CouncilCodes:
+    """The register's codes for this session (a batch of submissions shares the lookups)."""
+    codes: CouncilCodes | None = session.info.get("council_codes")
     if codes is None:
-        codes = session.info["council_codes"] = set(session.exec(select(Council.code)))
+        codes = session.info["council_codes"] = CouncilCodes(session)
     return codes
 
 
@@ -209,9 +227,9 @@ def submit(
     or double-clicked submission is one submission.
     """
     submitted_state = AppState.EOI_SUBMITTED if stage == "eoi" else AppState.BID_SUBMITTED
-    # read the row afresh (locked where the database can): a second request racing the first
-    # then sees the first submission instead of making another
-    session.flush()
+    # read the row afresh as the database's only writer: a second request racing the first, in
+    # this process or another, then sees the first submission instead of making another
+    lock_for_update(session)
     session.refresh(application, with_for_update=True)
     already = application.eoi_submitted_at if stage == "eoi" else application.bid_submitted_at
     if already is not None:
@@ -231,9 +249,6 @@ def submit(
         else (application.eoi_answers if stage == "eoi" else application.bid_answers)
     )
     cleaned = validate_answers(form, given, complete=True, councils=council_codes(session))
-    transition(
-        session, application, submitted_state, actor=actor, now=now, reason=f"{stage} submitted"
-    )
     if stage == "eoi":
         application.eoi_answers, application.eoi_submitted_at = cleaned, now
     else:
@@ -241,8 +256,10 @@ def submit(
     support = prospectus.support_question()
     if support is not None and support in cleaned:
         application.support_requested_pence = money_to_pence(parse_money(cleaned[support]))
-    session.add(application)
-    session.flush()
+    # the state change flushes the answers with it, and with its audit event
+    transition(
+        session, application, submitted_state, actor=actor, now=now, reason=f"{stage} submitted"
+    )
     return application, True
 
 

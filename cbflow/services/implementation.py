@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from cbflow.db import lock_for_update
 from cbflow.errors import CbflowError, DeadlinePassed
 from cbflow.forms import money_to_pence, validate_answers
 from cbflow.lifecycle import AppState, RoundState
@@ -135,9 +136,9 @@ def submit_return(
     """A place's return for one period. Accepted from the day after the period ends (late returns
     are accepted and marked by their time). Persists the validated answers, the submission time
     and the payment by results, then an audit event. Submitting again changes nothing."""
-    # read the row afresh (locked where the database can): a second request racing the first
-    # then sees the first submission instead of making another
-    session.flush()
+    # read the row afresh as the database's only writer: a second request racing the first, in
+    # this process or another, then sees the first submission instead of making another
+    lock_for_update(session)
     session.refresh(record_, with_for_update=True)
     if record_.submitted_at is not None:
         return record_

@@ -15,7 +15,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from cbflow.clock import Clock, system_clock
 from cbflow.errors import CbflowError
-from cbflow.flowruns import ReceiptBatches
+from cbflow.flowruns import ReceiptBatches, load_client
 from cbflow.settings import Settings, get_settings
 from cbflow.web import (
     admin,
@@ -70,6 +70,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
         # the worker threads that run routes: a few are enough (the database is local and the
         # GIL runs one at a time), and more only make each one wait longer for its turn
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.portal_threads
+        load_client(settings)
         yield
 
     return lifespan

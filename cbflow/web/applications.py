@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from markupsafe import Markup
@@ -663,9 +664,12 @@ def submit(
     return confirmation
 
 
-def _ask_for_receipt(request: Request, slug: str, clock: Clock) -> None:
+async def _ask_for_receipt(request: Request, slug: str, clock: Clock) -> None:
     batches: ReceiptBatches = request.app.state.receipt_batches
-    batches.request(slug, clock())
+    now = clock()
+    if not batches.asked(slug, now):  # most submissions: asked already, no thread needed
+        # a thread of its own: the routes' threads go on answering while Prefect is asked
+        await anyio.to_thread.run_sync(batches.request, slug, now, limiter=anyio.CapacityLimiter(1))
 
 
 def _receipt(session: Session, ctx: Context) -> Document | None:

@@ -34,7 +34,7 @@ def require_role(*roles: str) -> Any:
     """A dependency: the signed-in user, if their role is one of `roles`; otherwise a redirect to
     sign in (not signed in) or 403 (signed in, not allowed)."""
 
-    def dependency(user: CurrentUser) -> User:
+    async def dependency(user: CurrentUser) -> User:
         if user is None:
             raise HTTPException(status_code=303, headers={"Location": "/sign-in"})
         if user.role not in roles:

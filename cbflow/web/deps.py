@@ -6,14 +6,15 @@ trip to a worker thread for nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Depends, Request
 from sqlmodel import Session
 
 from cbflow.clock import Clock
-from cbflow.db import session_scope
+from cbflow.db import get_engine
 from cbflow.settings import Settings
 from cbflow.web.templating import Pages
 
@@ -32,11 +33,28 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 PagesDep = Annotated[Pages, Depends(get_pages)]
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
     """One transaction per request: committed when the route returns, rolled back on error.
-    (FastAPI runs the commit in a thread of its own, never waiting for one of the routes'.)"""
-    with session_scope(request.app.state.database_url) as session:
+
+    Opening a session does no I/O (it connects at its first query, in the route's thread), so
+    this runs on the event loop rather than costing every request a trip to a worker thread.
+    The commit or rollback, when there is one, runs in a thread of its own, never waiting for
+    one of the routes': those may be waiting for the database this transaction holds."""
+    session = Session(get_engine(request.app.state.database_url), expire_on_commit=False)
+    try:
         yield session
+        if session.in_transaction():
+            await _own_thread(session.commit)
+    except BaseException:
+        if session.in_transaction():
+            await _own_thread(session.rollback)
+        raise
+    finally:
+        session.close()  # after a commit or rollback it holds no connection: no I/O
+
+
+async def _own_thread(work: Callable[[], None]) -> None:
+    await anyio.to_thread.run_sync(work, limiter=anyio.CapacityLimiter(1))
 
 
 # "function": the transaction ends when the route returns, before the answer is sent, so

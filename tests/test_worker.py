@@ -1,0 +1,95 @@
+"""The portal's processes as `cbflow serve` runs them: each on its own socket of the one port,
+one that stops replaced, a port already in use refused with a clear error."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from cbflow.errors import CbflowError
+from cbflow.settings import Settings
+from cbflow.web.worker import PortalProcesses
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _healthy(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+                if answer.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError("the portal did not answer")
+
+
+def _listening(pid: int, port: int) -> bool:
+    """Whether the process holds a listening socket on the port (from /proc)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port:  # 0A: LISTEN
+            inodes.add(fields[9])
+    links = {os.readlink(f) for f in Path(f"/proc/{pid}/fd").glob("*") if f.is_symlink()}
+    return any(f"socket:[{inode}]" in links for inode in inodes)
+
+
+def test_every_portal_process_listens_on_the_port_and_a_stopped_one_is_replaced(
+    cbflow_env: Settings, tmp_path: Path
+) -> None:
+    port = _free_port()
+    portal = PortalProcesses(2, "127.0.0.1", port, os.environ, tmp_path / "portal.log", 0)
+    portal.start()
+    try:
+        _healthy(port)
+        deadline = time.monotonic() + 60
+        while not all(_listening(p.pid, port) for p in portal.processes):
+            assert time.monotonic() < deadline, "each process listens on a socket of its own"
+            time.sleep(0.3)
+        first = portal.processes[0]
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        assert portal.replace_stopped() == [-signal.SIGKILL]
+        assert portal.processes[0].pid != first.pid and portal.processes[0].poll() is None
+        _healthy(port)  # the other process answered meanwhile; the new one joins it
+    finally:
+        for process in portal.processes:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def test_a_port_in_use_is_refused_rather_than_shared(cbflow_env: Settings, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        portal = PortalProcesses(2, "127.0.0.1", port, os.environ, tmp_path / "portal.log")
+        with pytest.raises(CbflowError, match=f"port {port} is in use"):
+            portal.start()
+    assert portal.processes == []
+
+
+def test_a_process_that_stops_as_soon_as_it_starts_stops_serve(
+    cbflow_env: Settings, tmp_path: Path
+) -> None:
+    port = _free_port()
+    portal = PortalProcesses(1, "127.0.0.1", port, os.environ, tmp_path / "portal.log")
+    portal.start()
+    portal.processes[0].kill()
+    portal.processes[0].wait()
+    with pytest.raises(CbflowError, match="soon after starting"):
+        portal.replace_stopped()
