@@ -84,16 +84,18 @@ def _locked() -> OperationalError:
 _WRITERS: dict[Engine, _Writers] = {}
 
 
-def lock_for_update(session: Session) -> None:
-    """Before a read that decides a write (has this already been submitted?): make the session
-    the database's only writer until its transaction ends, so a second request racing this one,
-    in this process or another, reads after this one has committed. PostgreSQL does this with
-    the read's FOR UPDATE, which SQLite ignores; on SQLite the writer lock is taken here."""
+def lock_for_update(session: Session, row: Any) -> None:
+    """Read `row` afresh before a write that depends on it (has this already been submitted?),
+    as the database's only writer until the transaction ends: a second request racing this one,
+    in this process or another, then reads after this one has committed. PostgreSQL does this
+    with the read's FOR UPDATE; SQLite ignores FOR UPDATE, so there the writer lock is taken
+    first."""
     session.flush()
     connection = session.connection()
     writers = _WRITERS.get(connection.engine)
     if writers is not None:
         writers.acquire(connection.info)
+    session.refresh(row, with_for_update=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

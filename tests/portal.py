@@ -1,16 +1,48 @@
-"""Helpers for tests that drive the portal through its pages (TestClient): the CSRF token of a
-page, signing in by the link in the outbox, posting a form as a browser would."""
+"""Helpers for tests that drive the portal through its pages (TestClient, or a real server in
+a thread): the CSRF token of a page, signing in by the link in the outbox, posting a form as a
+browser would."""
 
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import uvicorn
+from conftest import free_port
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
+from cbflow.clock import Clock
 from cbflow.db import session_scope
 from cbflow.models import OutboxMessage, User
+from cbflow.settings import Settings
+from cbflow.web import create_app
+
+
+@contextmanager
+def serving(settings: Settings, clock: Clock, **updates: Any) -> Iterator[str]:
+    """The portal on a free port, in a thread of this process, with the given clock and these
+    settings changed; yields its address."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = settings.model_copy(update={"portal_port": port, "portal_base_url": url, **updates})
+    app = create_app(settings, clock=clock)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the portal did not start"
+        time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def csrf(html: str) -> str:

@@ -6,18 +6,15 @@ is photographed into test-artifacts/ for people to look at."""
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from conftest import ROOT, example_text
 from playwright.sync_api import Browser, ConsoleMessage, Page, Response, sync_playwright
+from portal import serving
 from sqlmodel import select
 
 from cbflow import stages
@@ -25,7 +22,6 @@ from cbflow.clock import FixedClock
 from cbflow.db import session_scope
 from cbflow.models import OutboxMessage, User
 from cbflow.settings import Settings
-from cbflow.web import create_app
 
 pytestmark = pytest.mark.browser
 
@@ -45,12 +41,6 @@ ARTIFACTS = ROOT / "test-artifacts"
 DURING_EOI = datetime(2011, 11, 1, 10, 0, tzinfo=UTC)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
@@ -67,24 +57,8 @@ def browser() -> Iterator[Browser]:
 def portal(cbflow_env: Settings) -> Iterator[str]:
     """The portal on a free port, in a thread of this process, against the test's database,
     with its clock stopped during the expression-of-interest window of the example rounds."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    app = create_app(
-        cbflow_env.model_copy(update={"portal_port": port, "portal_base_url": url}),
-        clock=FixedClock(DURING_EOI),
-    )
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the portal did not start"
-        time.sleep(0.05)
-    try:
+    with serving(cbflow_env, FixedClock(DURING_EOI)) as url:
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture

@@ -5,26 +5,23 @@ axe-checked and photographed, as in test_browser."""
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
 import test_browser as harness
 import test_returns_portal as returns_tests
-import uvicorn
 from conftest import ROOT
 from playwright.sync_api import Page, expect
+from portal import serving
 from sqlmodel import col, select
 
 from cbflow import stages
-from cbflow.clock import Clock, FixedClock
+from cbflow.clock import FixedClock
 from cbflow.db import session_scope
 from cbflow.models import Application, OutboxMessage, User
 from cbflow.settings import Settings
-from cbflow.web import create_app
 
 pytestmark = pytest.mark.browser
 
@@ -54,26 +51,7 @@ class RunningClock:
         return self.start + timedelta(seconds=time.monotonic() - self.began)
 
 
-@contextmanager
-def serve(settings: Settings, clock: Clock) -> Iterator[str]:
-    """The portal on a free port, in a thread of this process, with the given clock."""
-    port = harness._free_port()
-    url = f"http://127.0.0.1:{port}"
-    app = create_app(
-        settings.model_copy(update={"portal_port": port, "portal_base_url": url}), clock=clock
-    )
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the portal did not start"
-        time.sleep(0.05)
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+serve = serving
 
 
 @pytest.fixture

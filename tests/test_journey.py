@@ -14,25 +14,22 @@ photographed into test-artifacts/journey-*.png.
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from conftest import edit, example_text, london
 from playwright.sync_api import Locator, Page, expect
-from portal import add_user
+from portal import add_user, serving
 from sqlmodel import col, select
-from test_browser import _free_port, browser, serious_violations  # noqa: F401
+from test_browser import browser, serious_violations  # noqa: F401
 from test_browser import page as page
 
 from cbflow.clock import FixedClock
 from cbflow.db import session_scope
 from cbflow.models import Application, OutboxMessage, PublishedModel
 from cbflow.settings import Settings
-from cbflow.web import create_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -121,27 +118,11 @@ class Journey:
 def journey(flow_runner: Settings, page: Page) -> Iterator[Journey]:
     """The portal in a thread, with a clock the journey moves through the round's dates, its
     staff actions run by a real Prefect server and flow runner."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     clock = FixedClock(london(2011, 10, 17, 9, 0))
-    settings = flow_runner.model_copy(
-        # the clock is in 2011: scheduled deadline runs would fall due at once in real time,
-        # so staff run each deadline from the round's page
-        update={"portal_port": port, "portal_base_url": url, "schedule_deadlines": False}
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, clock=clock), port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive()
-        time.sleep(0.05)
-    try:
+    # the clock is in 2011: scheduled deadline runs would fall due at once in real time, so
+    # staff run each deadline from the round's page
+    with serving(flow_runner, clock, schedule_deadlines=False) as url:
         yield Journey(page, url, clock)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_one_round_from_launch_to_replication_through_the_pages(

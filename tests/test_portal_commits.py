@@ -6,7 +6,6 @@ one secret key."""
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,8 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
+from portal import serving
 from sqlmodel import select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from test_portal_forms import csrf
@@ -65,30 +64,11 @@ def test_the_answer_is_sent_after_the_commit(cbflow_env: Settings) -> None:
     assert portal.seen[-1] == ["pat@essex.gov.uk"]  # the link was in the outbox as it answered
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def served(cbflow_env: Settings) -> Iterator[str]:
     """The portal on a free port in a thread, with only two threads for its routes."""
-    port = _free_port()
-    settings = cbflow_env.model_copy(update={"portal_threads": 2})
-    app = create_app(settings, clock=FixedClock(NOW))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the portal did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(cbflow_env, FixedClock(NOW), portal_threads=2) as url:
+        yield url
 
 
 def test_more_requests_than_threads_all_finish_without_waiting_on_each_other(

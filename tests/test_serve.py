@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,17 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLE
+from conftest import EXAMPLE, free_port
 
 from flows.stages import DEADLINE_FLOWS, PORTAL_FLOWS
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _post(url: str, body: dict[str, Any]) -> Any:
@@ -55,8 +48,8 @@ def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
 def test_serve_shows_the_demo_runs_through_the_prefect_api_when_demo_runs_against_it(
     tmp_path: Path,
 ) -> None:
-    port = _free_port()
-    portal = f"http://127.0.0.1:{_free_port()}"
+    port = free_port()
+    portal = f"http://127.0.0.1:{free_port()}"
     env = {
         **os.environ,
         "CBFLOW_DATA_DIR": str(tmp_path / "data"),

@@ -11,18 +11,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from cbflow.errors import CbflowError
 from cbflow.settings import Settings
 from cbflow.web.worker import PortalProcesses
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _healthy(port: int, timeout: float = 60) -> None:
@@ -51,7 +46,7 @@ def _listening(pid: int, port: int) -> bool:
 def test_every_portal_process_listens_on_the_port_and_a_stopped_one_is_replaced(
     cbflow_env: Settings, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     portal = PortalProcesses(2, "127.0.0.1", port, os.environ, tmp_path / "portal.log", 0)
     portal.start()
     try:
@@ -86,7 +81,7 @@ def test_a_port_in_use_is_refused_rather_than_shared(cbflow_env: Settings, tmp_p
 def test_a_process_that_stops_as_soon_as_it_starts_stops_serve(
     cbflow_env: Settings, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     portal = PortalProcesses(1, "127.0.0.1", port, os.environ, tmp_path / "portal.log")
     portal.start()
     portal.processes[0].kill()

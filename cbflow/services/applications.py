@@ -227,10 +227,8 @@ def submit(
     or double-clicked submission is one submission.
     """
     submitted_state = AppState.EOI_SUBMITTED if stage == "eoi" else AppState.BID_SUBMITTED
-    # read the row afresh as the database's only writer: a second request racing the first, in
-    # this process or another, then sees the first submission instead of making another
-    lock_for_update(session)
-    session.refresh(application, with_for_update=True)
+    # a second request racing this one then sees this submission instead of making another
+    lock_for_update(session, application)
     already = application.eoi_submitted_at if stage == "eoi" else application.bid_submitted_at
     if already is not None:
         return application, False

@@ -136,10 +136,8 @@ def submit_return(
     """A place's return for one period. Accepted from the day after the period ends (late returns
     are accepted and marked by their time). Persists the validated answers, the submission time
     and the payment by results, then an audit event. Submitting again changes nothing."""
-    # read the row afresh as the database's only writer: a second request racing the first, in
-    # this process or another, then sees the first submission instead of making another
-    lock_for_update(session)
-    session.refresh(record_, with_for_update=True)
+    # a second request racing this one then sees this submission instead of making another
+    lock_for_update(session, record_)
     if record_.submitted_at is not None:
         return record_
     application = session.get(Application, record_.application_id)

@@ -10,7 +10,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import anyio.to_thread
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from markupsafe import Markup
@@ -32,7 +31,7 @@ from cbflow.services import rounds
 from cbflow.services.applications import Stage
 from cbflow.web import forms_ui
 from cbflow.web.auth import require_role
-from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep
+from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, in_own_thread
 from cbflow.web.templating import Pages
 
 router = APIRouter(prefix="/applications")
@@ -668,8 +667,7 @@ async def _ask_for_receipt(request: Request, slug: str, clock: Clock) -> None:
     batches: ReceiptBatches = request.app.state.receipt_batches
     now = clock()
     if not batches.asked(slug, now):  # most submissions: asked already, no thread needed
-        # a thread of its own: the routes' threads go on answering while Prefect is asked
-        await anyio.to_thread.run_sync(batches.request, slug, now, limiter=anyio.CapacityLimiter(1))
+        await in_own_thread(batches.request, slug, now)  # the routes go on while Prefect answers
 
 
 def _receipt(session: Session, ctx: Context) -> Document | None:

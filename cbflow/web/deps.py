@@ -44,17 +44,19 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     try:
         yield session
         if session.in_transaction():
-            await _own_thread(session.commit)
+            await in_own_thread(session.commit)
     except BaseException:
         if session.in_transaction():
-            await _own_thread(session.rollback)
+            await in_own_thread(session.rollback)
         raise
     finally:
         session.close()  # after a commit or rollback it holds no connection: no I/O
 
 
-async def _own_thread(work: Callable[[], None]) -> None:
-    await anyio.to_thread.run_sync(work, limiter=anyio.CapacityLimiter(1))
+async def in_own_thread(work: Callable[..., object], *args: object) -> None:
+    """Run blocking work in a thread of its own rather than one of the routes' (which may all
+    be busy, or waiting for what this work would release)."""
+    await anyio.to_thread.run_sync(work, *args, limiter=anyio.CapacityLimiter(1))
 
 
 # "function": the transaction ends when the route returns, before the answer is sent, so
