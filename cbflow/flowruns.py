@@ -45,6 +45,7 @@ RECEIPTS_EVERY = timedelta(seconds=30)  # submissions acknowledged together by o
 # whole seconds): a batch runs this long after its interval, so it sees every submission in it
 SETTLE = timedelta(seconds=1)
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+READ_SECONDS = 3.0  # how long a page waits for Prefect to tell it about runs
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,10 @@ def run_url(settings: Settings, run_id: str) -> str:
 
 
 @contextmanager
-def _client(settings: Settings) -> Iterator[Any]:
+def _client(settings: Settings, *, reading: bool = False) -> Iterator[Any]:
+    """Prefect's client for the configured server. `reading`: for what a page shows, a quick
+    answer or none (READ_SECONDS, no retries), rather than Prefect's default of a minute a try
+    and five retries, which would hold a page, and a portal thread, for minutes."""
     api = settings.resolved_prefect_api_url
     if not api:
         raise FlowsUnavailable(
@@ -88,15 +92,21 @@ def _client(settings: Settings) -> Iterator[Any]:
             "run it with `cbflow serve` (or set CBFLOW_PREFECT_API_URL)"
         )
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-    if PREFECT_API_URL.value() == api:  # as `cbflow serve` starts the portal: no settings copy
-        with get_client(sync_client=True) as client:
+    updates: dict[Any, Any] = {}
+    if PREFECT_API_URL.value() != api:  # `cbflow serve` sets it: then no settings copy
+        updates[PREFECT_API_URL] = api
+    if reading:
+        updates[PREFECT_CLIENT_MAX_RETRIES] = 0
+    httpx_settings = {"timeout": READ_SECONDS} if reading else None
+    if not updates:
+        with get_client(httpx_settings, sync_client=True) as client:
             yield client
         return
     with (
-        temporary_settings(updates={PREFECT_API_URL: api}),
-        get_client(sync_client=True) as client,
+        temporary_settings(updates=updates),
+        get_client(httpx_settings, sync_client=True) as client,
     ):
         yield client
 
@@ -186,7 +196,7 @@ def read_runs(settings: Settings, ids: Iterable[str]) -> dict[str, RunView]:
     if not wanted:
         return {}
     try:
-        with _client(settings) as client:
+        with _client(settings, reading=True) as client:
             runs = client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=wanted))
             )
@@ -205,7 +215,7 @@ def round_runs(settings: Settings, slug: str, limit: int = 200) -> list[RunView]
     from prefect.client.schemas.sorting import FlowRunSort
 
     try:
-        with _client(settings) as client:
+        with _client(settings, reading=True) as client:
             runs = client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[slug])),
                 sort=FlowRunSort.EXPECTED_START_TIME_ASC,

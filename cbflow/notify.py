@@ -3,6 +3,7 @@ outbox administrators read when no SMTP server is configured)."""
 
 from __future__ import annotations
 
+import logging
 import smtplib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,6 +19,8 @@ from sqlmodel import Session
 
 from cbflow.models import OutboxMessage
 from cbflow.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -113,13 +116,26 @@ def _keep(message: Message, session: Session, now: datetime) -> None:
     session.add(OutboxMessage(to=message.to, subject=message.subject, body=body, created_at=now))
 
 
-def send(message: Message, *, settings: Settings, session: Session, now: datetime) -> None:
-    """Deliver by SMTP to CBFLOW_SMTP_HOST; without one, keep the message in the outbox."""
+def send_after_commit(
+    message: Message, *, settings: Settings, session: Session, now: datetime
+) -> Message | None:
+    """For a page's request: without SMTP, keep the message in the outbox (it commits with the
+    request's transaction) and return None; with SMTP, return the message for `deliver` to mail
+    once the transaction has committed and the answer has gone. The person then waits neither
+    for the mail server nor for its time-outs, and how long the answer took says nothing about
+    whether a message was sent."""
     if uses_outbox(settings):
         _keep(message, session, now)
-        return
-    with _smtp(settings) as smtp:
-        smtp.send_message(_email(message, settings))
+        return None
+    return message
+
+
+def deliver(message: Message, settings: Settings) -> bool:
+    """Mail one message by SMTP, logging (not raising) a failure. Returns whether it was sent."""
+    for failed, reason in mail_all([message], settings):
+        logger.warning("mail to %s (%s) was not sent: %s", failed.to, failed.subject, reason)
+        return False
+    return True
 
 
 def send_all(

@@ -35,6 +35,19 @@ SLUG = "whole-place-2011"
 COUNCILS = ["BIR", "BOL", "BRD", "CAM", "WSM"]
 BIDDERS = ["BIR", "BOL", "BRD"]
 SOURCE = edit(example_text(), ("places: 4 ", "places: 2 "), ("shortlist: 6 ", "shortlist: 4 "))
+# the programme's second wave: its expressions of interest are open when the model is
+# published (PUBLISH_DAY)
+SECOND_WAVE = edit(
+    example_text(),
+    ("id: whole-place-2011", "id: whole-place-2013"),
+    ("title: Whole-place community budgets", "title: Whole-place community budgets, second wave"),
+    ('{opens: 2011-10-17, closes: "2011-11-10T12:00"}', "{opens: 2013-03-18, closes: 2013-04-30}"),
+    ("{opens: 2011-11-21, closes: 2011-12-09}", "{opens: 2013-05-20, closes: 2013-06-10}"),
+    ("{opens: 2011-12-10, closes: 2011-12-16}", "{opens: 2013-06-11, closes: 2013-06-20}"),
+    ("{by: 2011-12-21}", "{by: 2013-06-28}"),
+    ("{starts: 2012-04-01, ends: 2013-03-31}", "{starts: 2013-10-01, ends: 2014-09-30}"),
+    ("due: 2012-10-31", "due: 2014-03-31"),
+)
 ASSESSORS = ["Ann Archer", "Ben Baxter", "Cat Cooper", "Dan Dyer", "Eve Ellis"]
 # council -> each criterion's scores, one per assessor in the order they were assigned
 SCORES = {

@@ -8,11 +8,16 @@ test-artifacts/."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
+from portal import serving
 from round_walk import (
     ASSESS_DAY,
+    PUBLISH_DAY,
+    SECOND_WAVE,
     SLUG,
     email_of,
     score_everything,
@@ -22,8 +27,10 @@ from round_walk import (
 from test_browser import browser, check_page, page, portal, sign_in_by_link  # noqa: F401
 
 from cbflow import stages
+from cbflow.clock import FixedClock
 from cbflow.db import session_scope
 from cbflow.models import User
+from cbflow.settings import Settings
 
 pytestmark = pytest.mark.browser
 
@@ -111,13 +118,25 @@ def test_assessor_scores_an_application(portal: str, page: Page) -> None:  # noq
     check_page(page, "assess-moderation")
 
 
-def test_council_reads_and_adopts_a_published_model(portal: str, page: Page) -> None:  # noqa: F811
+@pytest.fixture
+def portal_at_publication(cbflow_env: Settings) -> Iterator[str]:
+    """The portal with its clock on the day the model is published."""
+    with serving(cbflow_env, FixedClock(PUBLISH_DAY)) as url:
+        yield url
+
+
+def test_council_reads_and_adopts_a_published_model(
+    portal_at_publication: str,
+    page: Page,  # noqa: F811
+) -> None:
+    url = portal_at_publication
     model_id = to_publication()
+    stages.launch(SECOND_WAVE, "second-wave.yaml", now=PUBLISH_DAY - timedelta(days=20))
     with session_scope() as session:
         session.add(
             User(email="lead@dev.gov.uk", name="Lee Devon", role="applicant", council_code="DEV")
         )
-    sign_in_by_link(page, portal, "lead@dev.gov.uk")
+    sign_in_by_link(page, url, "lead@dev.gov.uk")
 
     go(page, page.get_by_role("link", name="Models to adopt"))
     assert page.get_by_role("heading", level=1).inner_text() == "Models to adopt"
@@ -130,8 +149,17 @@ def test_council_reads_and_adopts_a_published_model(portal: str, page: Page) -> 
         page.get_by_role("link", name=re.compile("Grant offer")).click()
     assert download.value.suggested_filename.endswith(".pdf")
 
+    # two rounds take an adoption: the model's own and the programme's second wave
+    go(page, page.get_by_role("button", name="Adopt this model"))
+    summary = page.locator(".govuk-error-summary")
+    assert summary.inner_text().endswith("Select the round to apply to")
+    check_page(page, "model-choose-round")
+    summary.get_by_role("link", name="Select the round to apply to").click()
+    expect(page.get_by_label("Whole-place community budgets", exact=True)).to_be_focused()
+    page.get_by_label("Whole-place community budgets, second wave").check()
     go(page, page.get_by_role("button", name="Adopt this model"))
     assert re.search(r"/applications/\d+/(eoi|bid)$", page.url)
+    assert page.get_by_text("Whole-place community budgets, second wave").first.is_visible()
     check_page(page, "model-adopted")
-    page.goto(f"{portal}/models/{model_id}")
+    page.goto(f"{url}/models/{model_id}")
     assert page.get_by_text("Your council has adopted this model").is_visible()

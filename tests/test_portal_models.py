@@ -6,15 +6,17 @@ served."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from conftest import edit
 from fastapi.testclient import TestClient
-from round_walk import PUBLISH_DAY, SOURCE, email_of, to_publication
+from round_walk import PUBLISH_DAY, SECOND_WAVE, SOURCE, email_of, to_publication
 from sqlmodel import col, select
 from test_portal_forms import csrf, sign_in_as_existing
 
+from cbflow import stages
 from cbflow.clock import FixedClock
 from cbflow.db import session_scope
 from cbflow.models import Application, AuditEvent, Document, PublishedModel, User
@@ -183,3 +185,65 @@ def test_models_are_for_council_applicants_only(app: Any) -> None:
     assert assessor.get(f"/models/{model_id}").status_code == 403
     anonymous = TestClient(app).get("/models", follow_redirects=False)
     assert anonymous.status_code == 303 and anonymous.headers["location"] == "/sign-in"
+
+
+def test_a_council_adopts_a_model_into_a_later_wave_of_the_programme(app: Any) -> None:
+    model_id = to_publication()
+    stages.launch(SECOND_WAVE, "second-wave.yaml", now=PUBLISH_DAY - timedelta(days=20))
+    devon = applicant(app, "DEV")
+    page = devon.get(f"/models/{model_id}").text
+    assert "Which round do you want to apply to?" in page
+    assert 'value="whole-place-2011"' in page and "The round this model comes from" in page
+    assert 'value="whole-place-2013"' in page
+    assert "Expressions of interest are due by the end of 30 April 2013" in page
+
+    unchosen = devon.post(
+        f"/models/{model_id}/adopt", data={"csrf_token": csrf(page)}, follow_redirects=False
+    )
+    assert unchosen.status_code == 400
+    assert '<a href="#into">Select the round to apply to</a>' in unchosen.text
+    assert unchosen.text.count("Error: ") == 1  # in the page's title
+    not_offered = devon.post(
+        f"/models/{model_id}/adopt",
+        data={"csrf_token": csrf(page), "into": "neighbourhood-2011"},
+        follow_redirects=False,
+    )
+    assert not_offered.status_code == 400 and "That round is not open to you" in not_offered.text
+    assert applications_of("DEV") == []
+
+    adopted = devon.post(
+        f"/models/{model_id}/adopt",
+        data={"csrf_token": csrf(page), "into": "whole-place-2013"},
+        follow_redirects=False,
+    )
+
+    assert adopted.status_code == 303
+    [application] = applications_of("DEV")
+    assert adopted.headers["location"] == f"/applications/{application.id}"
+    assert application.reference == f"whole-place-2013/DEV/adopts-{model_id}"
+    assert application.adopted_from_model_id == model_id
+    assert set(application.eoi_answers) == {"partners"}
+    assert set(application.bid_answers) == {"pooled_budget"}
+    check = devon.get(f"/applications/{application.id}/eoi/check").text
+    assert "Whole-place community budgets, second wave" in check
+    assert "Primary care trust, Health" in check
+
+
+def test_a_later_wave_is_offered_only_to_councils_it_takes(app: Any) -> None:
+    model_id = to_publication()
+    counties_only = edit(
+        SECOND_WAVE, ("council_types: [CTY, UA, MD, LBO, CC, NMD]", "council_types: [CTY]")
+    )
+    stages.launch(counties_only, "second-wave.yaml", now=PUBLISH_DAY - timedelta(days=20))
+    leeds = applicant(app, "LDS")  # a metropolitan district
+
+    page = leeds.get(f"/models/{model_id}").text
+    assert "Which round do you want to apply to?" not in page
+    assert 'name="into" value="whole-place-2011"' in page
+    refused = leeds.post(
+        f"/models/{model_id}/adopt",
+        data={"csrf_token": csrf(page), "into": "whole-place-2013"},
+        follow_redirects=False,
+    )
+    assert refused.status_code == 400
+    assert applications_of("LDS") == []

@@ -302,3 +302,19 @@ def test_outbox_is_forbidden_to_other_roles(
 
     assert answer.status_code == 403
     assert "You cannot do that" in answer.text
+
+
+def test_mail_server_down_still_answers_and_the_failure_is_logged(
+    cbflow_env: Settings, clock: FixedClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    add_user("pat.jones@essex.gov.uk")
+    nobody_listens = {"smtp_host": "127.0.0.1", "smtp_port": free_port()}
+    client = _client(cbflow_env.model_copy(update=nobody_listens), clock)
+
+    answer = ask_for_link(client, "pat.jones@essex.gov.uk")
+
+    assert answer.status_code == 200
+    assert "Check your email" in answer.text
+    assert "mail to pat.jones@essex.gov.uk (Your link to sign in to cbflow) was not sent" in (
+        caplog.text
+    )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import re
+import socket
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +20,7 @@ from fastapi.testclient import TestClient
 from portal import add_user, csrf, nonce, post, sign_in
 from sqlmodel import col, select
 
-from cbflow import simulate, stages
+from cbflow import flowruns, simulate, stages
 from cbflow.clock import FixedClock
 from cbflow.db import session_scope
 from cbflow.lifecycle import AppState
@@ -147,6 +149,32 @@ def test_overview_shows_the_timetable_the_counts_and_the_deadline_runs(
     )
     assert answer.status_code == 409
     assert "this deadline has not passed yet" in answer.text
+
+
+def test_a_prefect_server_that_never_answers_does_not_hold_the_page(
+    cbflow_env: Settings, clock: FixedClock
+) -> None:
+    """A server that takes the connection and says nothing (hung, or behind a stuck proxy):
+    the page waits a few seconds for it, once, then says so."""
+    field_of(2)
+    add_user(STAFF, "staff", name="Programme lead")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections complete in the backlog; nothing ever reads or answers
+        settings = cbflow_env.model_copy(
+            update={"prefect_api_url": f"http://127.0.0.1:{silent.getsockname()[1]}/api"}
+        )
+        with TestClient(create_app(settings, clock=clock)) as client:
+            sign_in(client, STAFF)
+            started = time.monotonic()
+            page = client.get(f"/staff/rounds/{SLUG}")
+            waited = time.monotonic() - started
+
+    assert page.status_code == 200
+    assert "Expressions of interest close" in page.text
+    assert "Prefect server at" in page.text and "did not answer" in page.text
+    # not minutes: Prefect's own client would wait a minute a try and retry five times
+    assert waited < 10 * flowruns.READ_SECONDS
 
 
 def test_a_referral_is_decided_with_a_reason_recorded_against_the_person(

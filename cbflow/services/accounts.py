@@ -50,17 +50,18 @@ def _new_link(session: Session, user: User, now: datetime) -> str:
 
 def send_sign_in_link(
     session: Session, *, email: str, base_url: str, settings: Settings, now: datetime
-) -> bool:
-    """E-mail a single-use sign-in link to the user with this address. Returns whether there is
-    such a user; callers must not tell the person, so as to leak nothing about who has an
-    account.
+) -> notify.Message | None:
+    """A single-use sign-in link for the user with this address. Callers must not tell the
+    person whether there is one, so as to leak nothing about who has an account.
 
-    Persists the link (only the token's hash) and, without SMTP, the message in the outbox; the
-    mail is sent before the transaction commits, so a failed send leaves no usable link.
+    Persists the link (only the token's hash) and, without SMTP, the message in the outbox.
+    With SMTP, returns the message for the caller to `notify.deliver` after its transaction
+    commits (`notify.send_after_commit`); None when there is no such user or nothing is left
+    to send.
     """
     user = find_user(session, email)
     if user is None or user.id is None:
-        return False
+        return None
     token = _new_link(session, user, now)
     message = notify.compose(
         settings.templates_dir,
@@ -71,8 +72,7 @@ def send_sign_in_link(
         minutes=int(LINK_LIFETIME.total_seconds() // 60),
         sign_in_page=f"{base_url}/sign-in",
     )
-    notify.send(message, settings=settings, session=session, now=now)
-    return True
+    return notify.send_after_commit(message, settings=settings, session=session, now=now)
 
 
 class AccountExists(CbflowError):
@@ -94,11 +94,11 @@ def invite_colleague(
     base_url: str,
     settings: Settings,
     now: datetime,
-) -> User:
+) -> tuple[User, notify.Message | None]:
     """An applicant invites a colleague from their own council: persists a new applicant account
-    for the council, then the audit event and a sign-in link, and e-mails the invitation with
-    the link (before the transaction commits, as for sign-in links). An address any account
-    already has is refused with AccountExists."""
+    for the council, then the audit event and a sign-in link, and the invitation with the link,
+    as for sign-in links: in the outbox, or returned to be mailed after the transaction commits.
+    An address any account already has is refused with AccountExists."""
     if inviter.role != "applicant" or not inviter.council_code:
         raise CbflowError("only a council's applicants can invite colleagues")
     council = session.get(Council, inviter.council_code)
@@ -135,8 +135,7 @@ def invite_colleague(
         minutes=int(LINK_LIFETIME.total_seconds() // 60),
         sign_in_page=f"{base_url}/sign-in",
     )
-    notify.send(message, settings=settings, session=session, now=now)
-    return user
+    return user, notify.send_after_commit(message, settings=settings, session=session, now=now)
 
 
 def link_is_usable(session: Session, *, token: str, now: datetime) -> bool:

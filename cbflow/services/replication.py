@@ -13,7 +13,7 @@ from cbflow.models import Application, Council, Document, PublishedModel, Round
 from cbflow.services.applications import all_answers, start_application
 from cbflow.services.audit import record, transition
 from cbflow.services.implementation import milestones_of, returns_of
-from cbflow.services.rounds import prospectus_of
+from cbflow.services.rounds import all_rounds, prospectus_of
 
 
 def publish_model(
@@ -193,7 +193,33 @@ def adoption_refusal(
         )
     if council.code == model.bundle["council"]["code"]:
         return "a place cannot adopt its own model"
+    if target.id != source_round.id:  # a later round takes whom its own prospectus takes
+        types = prospectus_of(target).eligibility.council_types
+        if types is not None and council.type not in types:
+            kind = council.type_name.lower()
+            return f"{council.name} ({kind}) is not eligible for {target.title}"
     return None
+
+
+def adoption_rounds(
+    session: Session, model: PublishedModel, council: Council, now: datetime
+) -> list[Round]:
+    """The rounds the council may adopt the model into: the model's own round, then every other
+    round whose expressions of interest are open at `now` and that takes the council (a later
+    wave of the programme). Empty when the council may not adopt the model at all."""
+    if adoption_refusal(session, model, council) is not None:
+        return []
+    offered: list[Round] = []
+    for round_ in all_rounds(session):
+        if round_.id == model.round_id:
+            offered.insert(0, round_)
+            continue
+        prospectus = prospectus_of(round_)
+        if not prospectus.timetable.eoi.is_open(prospectus.zone, now):
+            continue
+        if adoption_refusal(session, model, council, into=round_) is None:
+            offered.append(round_)
+    return offered
 
 
 def latest_models(session: Session) -> list[PublishedModel]:

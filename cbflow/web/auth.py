@@ -11,7 +11,7 @@ from cbflow.forms import EMAIL
 from cbflow.models import User
 from cbflow.services import accounts
 from cbflow.web import timeout
-from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep
+from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, mail_after
 from cbflow.web.templating import signed_in
 
 router = APIRouter()
@@ -66,7 +66,7 @@ def sign_in_request(
     elif not EMAIL.match(email):
         error = "Enter an email address in the correct format, like name@example.gov.uk"
     else:
-        accounts.send_sign_in_link(
+        message = accounts.send_sign_in_link(
             session,
             email=email,
             base_url=settings.resolved_portal_base_url,
@@ -74,7 +74,9 @@ def sign_in_request(
             now=clock(),
         )
         request.session["sign_in_email"] = email
-        return RedirectResponse("/sign-in/check-your-email", status_code=303)
+        return mail_after(
+            RedirectResponse("/sign-in/check-your-email", status_code=303), message, settings
+        )
     return pages.render(
         request, "sign-in.html", status_code=400, email=email, errors={"email": error}
     )

@@ -11,8 +11,11 @@ from typing import Annotated
 
 import anyio.to_thread
 from fastapi import Depends, Request
+from fastapi.responses import Response
 from sqlmodel import Session
+from starlette.background import BackgroundTask
 
+from cbflow import notify
 from cbflow.clock import Clock
 from cbflow.db import get_engine
 from cbflow.settings import Settings
@@ -57,6 +60,14 @@ async def in_own_thread(work: Callable[..., object], *args: object) -> None:
     """Run blocking work in a thread of its own rather than one of the routes' (which may all
     be busy, or waiting for what this work would release)."""
     await anyio.to_thread.run_sync(work, *args, limiter=anyio.CapacityLimiter(1))
+
+
+def mail_after(response: Response, message: notify.Message | None, settings: Settings) -> Response:
+    """Mail `message` (if any) once `response` has gone: the route's transaction has committed
+    by then, and the person waits neither for the mail server nor for its time-outs."""
+    if message is not None:
+        response.background = BackgroundTask(in_own_thread, notify.deliver, message, settings)
+    return response
 
 
 # "function": the transaction ends when the route returns, before the answer is sent, so

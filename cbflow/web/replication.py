@@ -10,14 +10,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
 from cbflow.errors import CbflowError
 from cbflow.models import Council, Document, PublishedModel, Round, User
 from cbflow.services import replication, rounds
-from cbflow.services.applications import local_time
+from cbflow.services.applications import local_deadline, local_time
 from cbflow.services.councils import all_councils
 from cbflow.web.answers import answer_view, long_date, question_of
 from cbflow.web.auth import require_role
@@ -92,8 +92,10 @@ def _render_model(
     session: Session,
     model: PublishedModel,
     council: Council,
+    now: datetime,
     *,
     problem: str | None = None,
+    into_error: str | None = None,
     status_code: int = 200,
 ) -> Response:
     round_ = session.get(Round, model.round_id)
@@ -150,6 +152,14 @@ def _render_model(
         model,
     )
     adopted = replication.adoption_of(session, model, council.code)
+    choices = [
+        {
+            "value": target.slug,
+            "text": target.title,
+            "hint": {"text": _round_hint(target, round_, now)},
+        }
+        for target in replication.adoption_rounds(session, model, council, now)
+    ]
     return pages.render(
         request,
         "models/model.html",
@@ -166,16 +176,33 @@ def _render_model(
         council=council,
         adopted=adopted.id if adopted else None,
         refusal=replication.adoption_refusal(session, model, council),
+        choices=choices,
         problem=problem,
+        into_error=into_error,
+        errors={"into": into_error} if into_error else {},
     )
+
+
+def _round_hint(target: Round, source: Round, now: datetime) -> str:
+    prospectus = rounds.prospectus_of(target)
+    if target.id == source.id:
+        return "The round this model comes from"
+    closes = prospectus.timetable.eoi.closes_at(prospectus.zone)
+    return f"Expressions of interest are due by {local_deadline(closes, prospectus)}"
 
 
 @router.get("/{model_id}")
 def model_page(
-    request: Request, model_id: int, user: Applicant, session: SessionDep, pages: PagesDep
+    request: Request,
+    model_id: int,
+    user: Applicant,
+    session: SessionDep,
+    pages: PagesDep,
+    clock: ClockDep,
 ) -> Response:
     council = _council_of(session, user)
-    return _render_model(request, pages, session, _model(session, model_id), council)
+    model = _model(session, model_id)
+    return _render_model(request, pages, session, model, council, clock())
 
 
 @router.post("/{model_id}/adopt")
@@ -186,25 +213,42 @@ def adopt(
     session: SessionDep,
     pages: PagesDep,
     clock: ClockDep,
+    into: Annotated[str, Form()] = "",
 ) -> Response:
+    """Adopt into the round chosen (`into`, a round's slug), or the only round offered."""
     council = _council_of(session, user)
     model = _model(session, model_id)
+    now = clock()
     existing = replication.adoption_of(session, model, council.code)
     if existing is not None:  # adopting again, or another version: the first adoption stands
         return RedirectResponse(f"/applications/{existing.id}", status_code=303)
     refusal = replication.adoption_refusal(session, model, council)
     if refusal is not None:
         return _render_model(
-            request, pages, session, model, council, problem=refusal, status_code=403
+            request, pages, session, model, council, now, problem=refusal, status_code=403
+        )
+    offered = {r.slug: r for r in replication.adoption_rounds(session, model, council, now)}
+    if not into and len(offered) == 1:
+        into = next(iter(offered))
+    target = offered.get(into)
+    if target is None:
+        error = "Select the round to apply to" if not into else "That round is not open to you"
+        return _render_model(
+            request, pages, session, model, council, now, into_error=error, status_code=400
         )
     assert model.id is not None
     try:
         application, _ = replication.adopt_model(
-            session, model_id=model.id, council_code=council.code, actor=user.email, now=clock()
+            session,
+            model_id=model.id,
+            council_code=council.code,
+            actor=user.email,
+            now=now,
+            into=target,
         )
     except CbflowError as exc:
         return _render_model(
-            request, pages, session, model, council, problem=str(exc), status_code=400
+            request, pages, session, model, council, now, problem=str(exc), status_code=400
         )
     return RedirectResponse(f"/applications/{application.id}", status_code=303)
 

@@ -15,7 +15,7 @@ from cbflow.forms import EMAIL
 from cbflow.models import Council, User
 from cbflow.services import accounts
 from cbflow.web.auth import require_role
-from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep
+from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, mail_after
 
 router = APIRouter(prefix="/applications/team")
 
@@ -87,7 +87,7 @@ def invite(
         errors["email"] = "Enter an email address in the correct format, like name@example.gov.uk"
     if not errors:
         try:
-            invited = accounts.invite_colleague(
+            invited, message = accounts.invite_colleague(
                 session,
                 inviter=user,
                 name=name,
@@ -103,7 +103,9 @@ def invite(
             )
         else:
             request.session[INVITED] = invited.email
-            return RedirectResponse("/applications/team", status_code=303)
+            return mail_after(
+                RedirectResponse("/applications/team", status_code=303), message, settings
+            )
     return _render(
         request, pages, session, user, name=name, email=email, errors=errors, status_code=400
     )
