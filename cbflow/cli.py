@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -216,6 +217,47 @@ def round_status(
             for state, count in sorted(rounds.state_counts(session, round_).items()):
                 table.add_row(state, str(count))
             console.print(table)
+
+
+class OpenDataKind(StrEnum):
+    threesixty = "360giving"
+    ocds = "ocds"
+
+
+@app.command("export")
+def export(
+    kind: Annotated[
+        OpenDataKind,
+        typer.Argument(help="360giving: the grants awarded; ocds: the round's stages."),
+    ],
+    slug: Annotated[str, typer.Argument(help="The round's id, as in its prospectus.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Where to write it; default: open-data/ROUND-KIND.json."
+        ),
+    ] = None,
+) -> None:
+    """Publish a round as open data: its awarded grants as a 360Giving data package, or its
+    stages as OCDS releases (JSON)."""
+    from cbflow import opendata
+    from cbflow.db import migrate, session_scope
+    from cbflow.services import rounds
+
+    settings = get_settings()
+    path = output or settings.data_dir / "open-data" / f"{slug}-{kind.value}.json"
+    url = opendata.download_url(settings, slug, kind.value)
+    migrate()
+    with session_scope() as session:
+        try:
+            round_ = rounds.get_round(session, slug)
+            data = opendata.package(session, round_, kind.value, now=datetime.now(UTC), url=url)
+        except CbflowError as exc:
+            _fail(str(exc))
+    opendata.write(data, path)
+    count = len(data["grants"]) if kind is OpenDataKind.threesixty else len(data["releases"])
+    noun = "grants" if kind is OpenDataKind.threesixty else "releases"
+    console.print(f"{path}: {count} {noun} ({kind.value})", highlight=False)
 
 
 @user_app.command("add")

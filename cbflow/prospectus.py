@@ -481,6 +481,17 @@ class Capacity(Strict):
     requested_by: str | None = None
 
 
+class OpenData(Strict):
+    """How the round is identified when it is published as open data (`cbflow export`)."""
+
+    # the org-id.guide identifier of the body issuing the prospectus, e.g. GB-GOVUK-<its slug>
+    funder_id: Annotated[str, Field(pattern=r"^[A-Z]{2}-[A-Z0-9]+-\S+$")]
+    # the publisher's 360Giving prefix: every grant identifier starts with it
+    grant_prefix: Annotated[str, Field(pattern=r"^360G-[A-Za-z0-9-]+$")]
+    # the publisher's OCDS prefix (ocds- and six characters): the round's ocid starts with it
+    ocid_prefix: Annotated[str, Field(pattern=r"^ocds-[a-z0-9]{6}$")]
+
+
 class Prospectus(Strict):
     format: Literal[1]
     id: Annotated[str, Field(pattern=SLUG, max_length=80)]
@@ -492,6 +503,7 @@ class Prospectus(Strict):
     capacity: Capacity = Capacity()
     timetable: Timetable
     stages: Stages
+    open_data: OpenData | None = None
 
     @field_validator("timezone")
     @classmethod

@@ -28,7 +28,7 @@ from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from cbflow import flowruns
+from cbflow import flowruns, opendata
 from cbflow.charts import bar_chart
 from cbflow.errors import CbflowError, NotFound, ProspectusError, ValidationFailed
 from cbflow.flowruns import DEADLINE, PORTAL, FlowsUnavailable, RunView
@@ -485,7 +485,55 @@ def round_page(
             counts=[(APP_STATES.get(s, s), n) for s, n in sorted(counts.items())],
             total=sum(counts.values()),
             started=_started_runs(session, settings, round_)[:10],
+            open_data=[
+                {
+                    "kind": kind,
+                    "title": OPEN_DATA_TITLES[kind],
+                    "href": f"/staff/rounds/{slug}/open-data/{kind}.json",
+                    "why_not": why_not,
+                }
+                for kind, why_not in opendata.unavailable(session, round_).items()
+            ],
         ),
+    )
+
+
+OPEN_DATA_TITLES = {
+    "360giving": "Grants awarded, as 360Giving data (JSON)",
+    "ocds": "The round's stages, as OCDS releases (JSON)",
+}
+
+
+@router.get("/rounds/{slug}/open-data/{kind}.json")
+def open_data(
+    request: Request,
+    slug: str,
+    kind: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    pages: PagesDep,
+    user: Staff,
+) -> Response:
+    """The round as open data, built from what is recorded now (as `cbflow export` writes it)."""
+    round_ = _round(session, slug)
+    if kind not in opendata.KINDS:
+        raise HTTPException(status_code=404)
+    url = opendata.download_url(settings, slug, kind)
+    try:
+        data = opendata.package(session, round_, kind, now=clock(), url=url)
+    except opendata.OpenDataUnavailable as exc:
+        return pages.render(
+            request,
+            "error.html",
+            status_code=409,
+            title="This open data cannot be published yet",
+            message=f"{str(exc)[0].upper()}{str(exc)[1:]}.",
+        )
+    return Response(
+        opendata.to_json(data),
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{slug}-{kind}.json"'},
     )
 
 
