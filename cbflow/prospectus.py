@@ -404,6 +404,10 @@ class AssessmentStage(Strict):
     justification_required: bool = True
     moderation: Moderation | None = None
     criteria: Annotated[list[Criterion], Field(min_length=1)]
+    # no assessor on an application from a council of their own region
+    exclude_own_region: bool = False
+    # rank by scores normalised per assessor (harsh and lenient assessors evened out)
+    normalise: bool = False
 
     @model_validator(mode="after")
     def _criteria(self) -> AssessmentStage:
@@ -481,6 +485,26 @@ class Capacity(Strict):
     requested_by: str | None = None
 
 
+class GroupRule(Strict):
+    """A limit on the places chosen per region or per council type: at most so many from any
+    one (`at_most`), or at least so many from each that has an application in the running
+    (`at_least`)."""
+
+    per: Literal["region", "council_type"]
+    at_most: Annotated[int, Field(gt=0)] | None = None
+    at_least: Annotated[int, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> GroupRule:
+        if (self.at_most is None) == (self.at_least is None):
+            raise ValueError("give either at_most or at_least")
+        return self
+
+
+class Selection(Strict):
+    constraints: list[GroupRule] = []
+
+
 class OpenData(Strict):
     """How the round is identified when it is published as open data (`cbflow export`)."""
 
@@ -503,6 +527,7 @@ class Prospectus(Strict):
     capacity: Capacity = Capacity()
     timetable: Timetable
     stages: Stages
+    selection: Selection = Selection()
     open_data: OpenData | None = None
 
     @field_validator("timezone")

@@ -34,7 +34,12 @@ PUBLISH_DAY = london(2013, 4, 2, 9, 0)
 SLUG = "whole-place-2011"
 COUNCILS = ["BIR", "BOL", "BRD", "CAM", "WSM"]
 BIDDERS = ["BIR", "BOL", "BRD"]
-SOURCE = edit(example_text(), ("places: 4 ", "places: 2 "), ("shortlist: 6 ", "shortlist: 4 "))
+SOURCE = edit(
+    example_text(), ("places: 4 ", "places: 2 "), ("shortlist: 6 ", "shortlist: 4 ")
+) + (  # so that the round can be published as open data
+    "\nopen_data:\n  funder_id: GB-GOVUK-department-for-communities-and-local-government\n"
+    "  grant_prefix: 360G-cbflow\n  ocid_prefix: ocds-cbflow\n"
+)
 # the programme's second wave: its expressions of interest are open when the model is
 # published (PUBLISH_DAY)
 SECOND_WAVE = edit(

@@ -117,6 +117,7 @@ def world(cbflow_env: Settings) -> World:
             "token": "not-a-token",
             "model_id": str(model_id),
             "period": "1",
+            "kind": "ocds",
         }
         assert mine is not None
         emails = {"assessor": mine.email, "other-assessor": "nobody@assessors.example"}

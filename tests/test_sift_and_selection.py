@@ -3,6 +3,7 @@ budget, all through the real services with hand-chosen answers and scores."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -10,13 +11,14 @@ from typing import Any
 
 import pytest
 from conftest import edit, example_text, london
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from cbflow.db import session_scope
 from cbflow.errors import CbflowError
 from cbflow.lifecycle import AppState, RoundState
-from cbflow.models import Application, AuditEvent, ModerationTask, User
+from cbflow.models import Application, Assignment, AuditEvent, ModerationTask, User
 from cbflow.services import applications, assessment, rounds, selection, sift
+from cbflow.services.audit import transition
 from cbflow.settings import Settings
 
 EOI_DAY = london(2011, 10, 20, 9, 0)
@@ -404,9 +406,21 @@ def assessed_round(
     budget: str = "4800000",
     gateway: bool = True,
     finalise: bool = True,
+    extra: str = "",
+    edits: tuple[tuple[str, str], ...] = (),
+    panel: dict[str, list[str]] | None = None,
+    scorer: Callable[[str, str], Scores] | None = None,
+    regions: dict[str, str] | None = None,
+    scoring: bool = True,
 ) -> tuple[str, dict[str, str]]:
     """A round taken through EOI, bid and assessment with these scores; returns (slug, council
-    code -> reference). Every assessor gives the entry's score unless a list says otherwise."""
+    code -> reference). Every assessor gives the entry's score unless a list says otherwise.
+    `extra` is added to the end of the prospectus (a `selection` section, say) and `edits`
+    made in it. `panel` (assessor name -> the councils they assess) plants the assignments
+    instead of assigning three assessors by load; `scorer` (assessor name, council) gives the
+    scores instead of the entries. `regions` (assessor name -> region) gives the assessors
+    assigned by load instead of three from nowhere in particular. Without `scoring` it stops
+    once the assessors are assigned."""
     pairs = [
         ("places: 4 ", f"places: {places} "),
         ("budget_gbp: 4800000 ", f"budget_gbp: {budget} "),
@@ -414,7 +428,7 @@ def assessed_round(
     ]
     if not gateway:
         pairs.append((EXAMPLE_GATEWAY, ""))
-    slug = launch(edit(example_text(), *pairs))
+    slug = launch(edit(example_text(), *pairs, *edits) + extra)
     references = {
         e.council: submit_eoi(slug, eoi_answers(e.council), EOI_DAY + timedelta(minutes=n))
         for n, e in enumerate(entries)
@@ -439,15 +453,26 @@ def assessed_round(
     with session_scope() as session:
         round_ = rounds.get_round(session, slug)
         sift.close_bids(session, round_=round_, actor=STAFF, now=BID_CLOSE)
+        names = list(panel or regions or {f"Assessor {n}": "" for n in range(1, 4)})
         assessors = [
-            User(email=f"assessor{n}@assessors.example", name=f"Assessor {n}", role="assessor")
-            for n in range(1, 4)
+            User(
+                email=f"{name.lower().replace(' ', '.')}@assessors.example",
+                name=name,
+                role="assessor",
+                region=(regions or {}).get(name),
+            )
+            for name in names
         ]
         session.add_all(assessors)
         session.flush()
-        assessment.assign_assessors(
-            session, round_=round_, assessors=assessors, actor=STAFF, now=ASSESS_DAY
-        )
+        if panel is None:
+            assessment.assign_assessors(
+                session, round_=round_, assessors=assessors, actor=STAFF, now=ASSESS_DAY
+            )
+        else:
+            plant_assignments(session, panel, assessors, references)
+    if not scoring:
+        return slug, references
     by_reference = {references[e.council]: e for e in entries}
     with session_scope() as session:
         round_ = rounds.get_round(session, slug)
@@ -457,12 +482,15 @@ def assessed_round(
             assert application is not None
             entry = by_reference[application.reference]
             which = seen[assignment.application_id] = seen.get(assignment.application_id, -1) + 1
+            assessor = session.get(User, assignment.assessor_id)
+            assert assessor is not None
+            scores = scorer(assessor.name, entry.council) if scorer else entry.scores
             assessment.submit_scores(
                 session,
                 assignment=assignment,
                 scores={
                     criterion: (given if isinstance(given, int) else given[which], "Justified.")
-                    for criterion, given in entry.scores.items()
+                    for criterion, given in scores.items()
                 },
                 actor=f"assessor:{assignment.assessor_id}",
                 now=ASSESS_DAY,
@@ -485,6 +513,26 @@ def assessed_round(
                 )
             assessment.finalise(session, round_=round_, actor=STAFF, now=ASSESS_DAY)
     return slug, references
+
+
+def plant_assignments(
+    session: Session, panel: dict[str, list[str]], assessors: list[User], refs: dict[str, str]
+) -> None:
+    """Assign each assessor the councils the panel gives them, as staff re-assigning by hand
+    would leave it, and move every application to under assessment."""
+    by_name = {a.name: a for a in assessors}
+    moved = set()
+    for name, councils in panel.items():
+        for council in councils:
+            application = applications.get_application(session, refs[council])
+            assert application.id is not None and by_name[name].id is not None
+            session.add(Assignment(application_id=application.id, assessor_id=by_name[name].id))
+            if application.id not in moved:
+                moved.add(application.id)
+                transition(
+                    session, application, AppState.UNDER_ASSESSMENT, actor=STAFF, now=ASSESS_DAY
+                )
+    session.flush()
 
 
 def decide(slug: str) -> dict[str, selection.Decision]:
@@ -588,18 +636,19 @@ def test_decide_never_selects_more_than_places(cbflow_env: Settings) -> None:
 
     selected = [c for c, d in decisions.items() if d.outcome == AppState.SELECTED]
     assert sorted(selected) == ["BOL", "BUR"]
-    assert outcome_of(refs["CLD"]) == (
-        "reserve",
-        1,
-        "Reserve 1: All 2 places were filled by higher-ranked applications",
-    )
+    full = "all 2 places went to the combination of applications with the highest total score"
+    assert outcome_of(refs["CLD"]) == ("reserve", 1, f"Reserve 1 (rank 3, score 82.50%): {full}")
     assert outcome_of(refs["BIR"])[:2] == ("reserve", 2)
     assert outcome_of(refs["BRD"]) == (
         "unsuccessful",
         None,
-        "All 2 places were filled by higher-ranked applications",
+        f"Not selected (rank 5, score 50.00%): {full}",
     )
-    assert outcome_of(refs["BOL"]) == ("selected", None, "Selected: place 1 of 2")
+    assert outcome_of(refs["BOL"]) == (
+        "selected",
+        None,
+        "Selected: place 1 of 2 (rank 1, score 100.00%)",
+    )
     assert round_state(slug) == RoundState.DECIDED
     assert all(app(r).decided_at == DECIDE_DAY for r in refs.values())
 
@@ -662,8 +711,11 @@ def test_decide_budget_skips_dear_request_for_cheaper_lower_ranked(cbflow_env: S
     assert awarded == 480_000_000  # exactly the budget, in pence
     state, position, reason = outcome_of(refs["BUR"])
     assert (state, position) == ("reserve", 1)
-    assert reason is not None and "budget" in reason
-    assert "£1,000,000.00" in reason and "£300,000.00" in reason
+    assert reason == (
+        "Reserve 1 (rank 4, score 75.00%): all 4 places went to the combination of applications "
+        "with the highest total score; its request of £1,000,000.00 is more than the £0.00 of "
+        "the budget left"
+    )
     assert outcome_of(refs["CAM"])[:2] == ("reserve", 2)
     with session_scope() as session:
         total = selection.total_awarded(session, rounds.get_round(session, slug))
@@ -699,7 +751,7 @@ def test_decide_gateway_below_minimum_unsuccessful_despite_top_total(cbflow_env:
     assert outcome_of(refs["BIR"]) == (
         "unsuccessful",
         None,
-        "Below the minimum score on Partnership working",
+        "Not selected (rank 1, score 70.00%): below the minimum score on Partnership working",
     )
     assert outcome_of(refs["BOL"])[0] == "selected"
     assert outcome_of(refs["BRD"])[:2] == ("reserve", 1)

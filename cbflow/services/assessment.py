@@ -1,10 +1,11 @@
 """Assessment: assigning assessors, scores with justifications, moderation, weighted totals.
 
 Scoring rule (documented for staff): a criterion's final score is the moderated score where
-moderation took place, otherwise the mean of the assessors' scores. An application's total is
-the weighted mean of its criteria's final scores, each scaled to 0..1 across the prospectus's
-scale, as a percentage with two decimals. A criterion with a `minimum` is a gateway: a final score
-below it bars selection, whatever the total.
+moderation took place, otherwise the mean of the assessors' scores: as given, or, when the
+prospectus sets `normalise`, each normalised for its assessor (see `normalise`); both are shown.
+An application's total is the weighted mean of its criteria's final scores, each scaled to 0..1
+across the prospectus's scale, as a percentage with two decimals. A criterion with a `minimum` is
+a gateway: a final score below it bars selection, whatever the total.
 """
 
 from __future__ import annotations
@@ -19,12 +20,27 @@ from sqlmodel import Session, col, select
 
 from cbflow.errors import CbflowError, ValidationFailed
 from cbflow.lifecycle import AppState, RoundState
-from cbflow.models import Application, Assignment, Conflict, ModerationTask, Round, Score, User
+from cbflow.models import (
+    Application,
+    Assignment,
+    Conflict,
+    Council,
+    ModerationTask,
+    Round,
+    Score,
+    User,
+)
 from cbflow.prospectus import AssessmentStage
 from cbflow.services.audit import record, transition
 from cbflow.services.rounds import applications_of, prospectus_of
 
 HUNDREDTH = Decimal("0.01")
+
+
+def _round_of(session: Session, application: Application) -> Round:
+    round_ = session.get(Round, application.round_id)
+    assert round_ is not None
+    return round_
 
 
 def _stage(round_: Round) -> AssessmentStage:
@@ -38,6 +54,33 @@ def candidates(session: Session, round_: Round) -> list[Application]:
     """Applications waiting for assessment: submitted bids, or sift passes without a bid stage."""
     waiting = AppState.BID_SUBMITTED if prospectus_of(round_).stages.bid else AppState.SIFT_PASS
     return applications_of(session, round_, waiting)
+
+
+def _barred(
+    assessor: User,
+    council: Council,
+    stage: AssessmentStage,
+    conflicts: set[tuple[int, str]],
+) -> str | None:
+    """Why the assessor may not assess an application from the council, or None if they may:
+    they work for it, have declared a conflict with it, or (when the prospectus asks) are from
+    its region."""
+    if assessor.council_code is not None and assessor.council_code == council.code:
+        return f"{assessor.name} works for the applying council: that is a conflict"
+    if (assessor.id, council.code) in conflicts:
+        return f"{assessor.name} has declared a conflict with {council.code}"
+    if stage.exclude_own_region and assessor.region and assessor.region == council.region:
+        return (
+            f"{assessor.name} is from {council.region}, the applying council's region, and "
+            "this round does not let assessors assess their own region"
+        )
+    return None
+
+
+def _council(session: Session, code: str) -> Council:
+    council = session.get(Council, code)
+    assert council is not None
+    return council
 
 
 def assign_assessors(
@@ -62,15 +105,14 @@ def assign_assessors(
     conflicts = declared_conflicts(session)
     result: dict[int, list[int]] = {}
     for application in candidates(session, round_):
-        eligible = [
-            a
-            for a in assessors
-            if a.council_code != application.council_code
-            and (a.id, application.council_code) not in conflicts
-        ]
+        council = _council(session, application.council_code)
+        eligible = [a for a in assessors if _barred(a, council, stage, conflicts) is None]
         if len(eligible) < stage.assessors_per_application:
+            barred = "from the council or its region" if stage.exclude_own_region else "from it"
             raise CbflowError(
-                f"not enough assessors without a conflict for {application.reference}"
+                f"not enough assessors for {application.reference}: "
+                f"{stage.assessors_per_application} are needed and {len(eligible)} are neither "
+                f"{barred} nor in conflict with it"
             )
         eligible.sort(key=lambda a: (load[a.id or 0], a.id))
         chosen = eligible[: stage.assessors_per_application]
@@ -308,19 +350,22 @@ def declare_conflict(
             a.assessor_id
             for a in session.exec(select(Assignment).where(Assignment.application_id == app.id))
         }
+        stage = _stage(_round_of(session, app))
+        applying = _council(session, council)
         free = [
             u
             for u in assessors
             if u.id is not None
             and u.id not in on_it
-            and u.council_code != council
-            and (u.id, council) not in conflicts
+            and _barred(u, applying, stage, conflicts) is None
         ]
         if not free:
             raise NoAssessorFree(
                 f"no other assessor is free to take {app.reference}: every other assessor is "
-                "already on it, is from the council or has a conflict with it. Nothing has "
-                "changed; ask programme staff to find another assessor"
+                "already on it, is from the council"
+                + (" or its region" if stage.exclude_own_region else "")
+                + " or has a conflict with it. Nothing has changed; ask programme staff to "
+                "find another assessor"
             )
         chosen = min(free, key=lambda u: (load[u.id or 0], u.id or 0))
         load[chosen.id or 0] += 1
@@ -367,6 +412,66 @@ class CriterionResult:
     moderated: int | None
     final: Decimal
     below_minimum: bool
+    normalised: list[Decimal] = field(default_factory=list)  # each score, per its assessor
+    normalised_mean: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How scores spread: their mean and (population) standard deviation."""
+
+    mean: Decimal
+    spread: Decimal
+
+    @classmethod
+    def of(cls, scores: list[int]) -> Scoring:
+        mean = Decimal(sum(scores)) / len(scores)
+        variance = sum(((Decimal(s) - mean) ** 2 for s in scores), Decimal(0)) / len(scores)
+        return cls(mean, variance.sqrt())
+
+
+def normalise(score: int, by: Scoring, pooled: Scoring, stage: AssessmentStage) -> Decimal:
+    """A score as it would be from an assessor who scores like the panel as a whole: its
+    distance from its assessor's mean, in its assessor's spreads, placed at the same distance
+    from the panel's mean in the panel's spreads (z-scores), kept within the scale. An
+    assessor whose scores do not vary is only moved by the difference of the means."""
+    if by.spread == 0:
+        moved = pooled.mean + (score - by.mean)
+    else:
+        moved = pooled.mean + (score - by.mean) * pooled.spread / by.spread
+    return min(max(moved, Decimal(stage.scale.min)), Decimal(stage.scale.max))
+
+
+def scores_by_assessor(
+    session: Session, round_: Round
+) -> dict[int, dict[str, list[tuple[int, int]]]]:
+    """Application id -> criterion id -> (assessor id, score) for every submitted score."""
+    result: dict[int, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
+    statement = (
+        select(Assignment.application_id, Assignment.assessor_id, Score.criterion_id, Score.score)
+        .join(Score, col(Score.assignment_id) == Assignment.id)
+        .join(Application, col(Application.id) == Assignment.application_id)
+        .where(Application.round_id == round_.id, col(Assignment.submitted_at).is_not(None))
+        .order_by(col(Score.id))
+    )
+    for application_id, assessor_id, criterion_id, score in session.exec(statement):
+        result[application_id][criterion_id].append((assessor_id, score))
+    return result
+
+
+def scorings(
+    by_application: dict[int, dict[str, list[tuple[int, int]]]],
+) -> tuple[dict[int, Scoring], Scoring]:
+    """How each assessor scores (every score they submitted in the round), and the panel."""
+    given: dict[int, list[int]] = defaultdict(list)
+    for criteria in by_application.values():
+        for pairs in criteria.values():
+            for assessor_id, score in pairs:
+                given[assessor_id].append(score)
+    pooled = Scoring.of([s for scores in given.values() for s in scores]) if given else None
+    return {a: Scoring.of(scores) for a, scores in given.items()}, pooled or Scoring(
+        Decimal(0), Decimal(0)
+    )
 
 
 @dataclass
@@ -393,6 +498,44 @@ def scores_by_application(session: Session, round_: Round) -> dict[int, dict[str
     for application_id, criterion_id, score in session.exec(statement):
         result[application_id][criterion_id].append(score)
     return result
+
+
+@dataclass(frozen=True)
+class AssessorProfile:
+    """How one assessor scored the round, before and after normalisation."""
+
+    assessor: User
+    count: int
+    raw: Scoring
+    normalised_mean: Decimal
+
+
+def assessor_profiles(session: Session, round_: Round) -> tuple[list[AssessorProfile], Scoring]:
+    """Each assessor who submitted scores in the round (by name), and the panel as a whole."""
+    stage = _stage(round_)
+    scores = scores_by_assessor(session, round_)
+    by_assessor, pooled = scorings(scores)
+    given: dict[int, list[int]] = defaultdict(list)
+    for criteria in scores.values():
+        for pairs in criteria.values():
+            for assessor_id, score in pairs:
+                given[assessor_id].append(score)
+    profiles = []
+    for assessor_id, raw in given.items():
+        assessor = session.get(User, assessor_id)
+        assert assessor is not None
+        scoring = by_assessor[assessor_id]
+        evened = [normalise(s, scoring, pooled, stage) for s in raw]
+        profiles.append(
+            AssessorProfile(
+                assessor=assessor,
+                count=len(raw),
+                raw=scoring,
+                normalised_mean=sum(evened, Decimal(0)) / len(evened),
+            )
+        )
+    profiles.sort(key=lambda p: (p.assessor.name, p.assessor.id or 0))
+    return profiles, pooled
 
 
 def moderation_tasks(session: Session, round_: Round) -> list[ModerationTask]:
@@ -498,7 +641,8 @@ def results(
                 ]
             }
         )
-    scores = scores_by_application(session, round_)
+    scores = scores_by_assessor(session, round_)
+    by_assessor, pooled = scorings(scores)
     moderated = {
         (t.application_id, t.criterion_id): t.moderated_score
         for t in moderation_tasks(session, round_)
@@ -516,12 +660,18 @@ def results(
         result = ApplicationResult(application=application)
         weighted = Decimal(0)
         for criterion in stage.criteria:
-            given = scores[application.id].get(criterion.id, [])
-            if not given:
+            pairs = scores[application.id].get(criterion.id, [])
+            if not pairs:
                 continue
+            given = [score for _, score in pairs]
             mean = Decimal(sum(given)) / len(given)
+            evened = [normalise(s, by_assessor[a], pooled, stage) for a, s in pairs]
+            evened_mean = sum(evened, Decimal(0)) / len(evened)
             override = moderated.get((application.id, criterion.id))
-            final = Decimal(override) if override is not None else mean
+            if override is not None:
+                final = Decimal(override)
+            else:
+                final = evened_mean if stage.normalise else mean
             weighted += criterion.weight * (final - stage.scale.min) / span
             result.criteria.append(
                 CriterionResult(
@@ -533,6 +683,8 @@ def results(
                     moderated=override,
                     final=final.quantize(HUNDREDTH, ROUND_HALF_UP),
                     below_minimum=criterion.minimum is not None and final < criterion.minimum,
+                    normalised=[e.quantize(HUNDREDTH, ROUND_HALF_UP) for e in evened],
+                    normalised_mean=evened_mean.quantize(HUNDREDTH, ROUND_HALF_UP),
                 )
             )
         result.total = (weighted * 100 / total_weight).quantize(HUNDREDTH, ROUND_HALF_UP)
@@ -621,10 +773,14 @@ def reassign(
         raise CbflowError(f"{application.reference} is not under assessment")
     if to.role != "assessor":
         raise CbflowError(f"{to.name} is not an assessor")
-    if to.council_code is not None and to.council_code == application.council_code:
-        raise CbflowError(f"{to.name} works for the applying council: that is a conflict")
-    if to.id is not None and _conflicted(session, to.id, application.council_code):
-        raise CbflowError(f"{to.name} has declared a conflict with {application.council_code}")
+    barred = _barred(
+        to,
+        _council(session, application.council_code),
+        _stage(_round_of(session, application)),
+        declared_conflicts(session),
+    )
+    if barred is not None:
+        raise CbflowError(barred)
     on_it = session.exec(
         select(Assignment).where(
             Assignment.application_id == application.id, Assignment.assessor_id == to.id

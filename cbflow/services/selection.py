@@ -1,29 +1,36 @@
 """Selection and decisions: a fixed number of places within the budget.
 
-Rule (documented for staff): applications are taken in ranking order (see
-`assessment.ranking_key`; without an assessment stage, in order of submission). An application
-below a gateway minimum is unsuccessful. Otherwise it is selected while places remain and its
-request fits in the budget left; one that does not fit goes on the reserve list, in order, up to
-as many reserves as there are places (every one, when places are not limited); the rest are
-unsuccessful. Each decision carries its reason.
+Rule (documented for staff): the places go to the combination of applications with the highest
+total weighted score (see `assessment.results`; without an assessment stage every application
+counts the same, so as many as fit are chosen), within the places, the budget (the sum of the
+support requested) and the prospectus's limits per region or council type. It is solved exactly
+as an integer programme (`cbflow.solver`). Among combinations with equal totals, the one whose
+places rank higher overall is chosen (by the sum of their ranks; see `assessment.ranking_key`;
+without an assessment, the order of submission). An application below a gateway minimum is
+unsuccessful. Every other application not chosen is told which limits keep it out: the ones it
+would break if it were added to the chosen places. The reserve list takes them in rank order, up
+to as many reserves as there are places (every one, when places are not limited); the rest are
+unsuccessful.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from cbflow.errors import CbflowError
 from cbflow.forms import money_to_pence, pence_to_money
 from cbflow.lifecycle import FUNDED, AppState, RoundState
-from cbflow.models import Application, Round
-from cbflow.prospectus import Prospectus
+from cbflow.models import Application, Council, Round
+from cbflow.prospectus import GroupRule, Prospectus
 from cbflow.services.assessment import results
 from cbflow.services.audit import transition
 from cbflow.services.rounds import applications_of, prospectus_of
+from cbflow.solver import GroupLimit, Infeasible, Item, choose
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,10 @@ class Decision:
     outcome: AppState  # SELECTED, RESERVE or UNSUCCESSFUL
     reason: str
     reserve_position: int | None = None
+
+
+class SelectionImpossible(CbflowError):
+    """No choice of places meets every limit of the prospectus (or of the what-if)."""
 
 
 def _pounds(pence: int) -> str:
@@ -47,67 +58,206 @@ class Scenario:
     weights: dict[str, Decimal] | None = None
 
 
+@dataclass(frozen=True)
+class _Candidate:
+    application: Application
+    rank: int
+    score: Decimal | None  # the total weighted score, % of the maximum; None without assessment
+    gateway_failed: list[str]
+
+    @property
+    def request(self) -> int:
+        return self.application.support_requested_pence or 0
+
+    @property
+    def standing(self) -> str:
+        if self.score is None:
+            return f"{_ordinal(self.rank)} to apply"
+        return f"rank {self.rank}, score {self.score}%"
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One region or council type under one of the prospectus's limits."""
+
+    rule: GroupRule
+    name: str  # "North West", "County council"
+    members: frozenset[int]  # application ids in the running
+
+    def limit(self) -> GroupLimit:
+        if self.rule.at_least is not None:  # each group with a candidate: as many as it has
+            return GroupLimit(
+                self.name, self.members, min(self.rule.at_least, len(self.members)), True
+            )
+        assert self.rule.at_most is not None
+        return GroupLimit(self.name, self.members, self.rule.at_most)
+
+    def full_text(self) -> str:
+        kind = "region" if self.rule.per == "region" else "council type"
+        count = self.rule.at_most
+        places = "place" if count == 1 else "places"
+        return f"{self.name} already has the {count} {places} allowed for each {kind}"
+
+
+def _candidates(
+    session: Session, round_: Round, prospectus: Prospectus, scenario: Scenario
+) -> list[_Candidate]:
+    if prospectus.stages.assessment:
+        return [
+            _Candidate(r.application, rank, r.total, r.gateway_failed)
+            for rank, r in enumerate(results(session, round_, weights=scenario.weights), 1)
+        ]
+    waiting = AppState.BID_SUBMITTED if prospectus.stages.bid else AppState.SIFT_PASS
+    pending = applications_of(session, round_, waiting)
+    pending.sort(key=lambda a: (a.bid_submitted_at or a.eoi_submitted_at, a.council_code))
+    return [_Candidate(a, rank, None, []) for rank, a in enumerate(pending, 1)]
+
+
+def _groups(session: Session, prospectus: Prospectus, running: list[_Candidate]) -> list[_Group]:
+    codes = {c.application.council_code for c in running}
+    councils = {
+        c.code: c for c in session.exec(select(Council).where(col(Council.code).in_(codes)))
+    }
+    groups = []
+    for rule in prospectus.selection.constraints:
+        members: dict[str, set[int]] = defaultdict(set)
+        for candidate in running:
+            council = councils[candidate.application.council_code]
+            name = council.region if rule.per == "region" else council.type_name
+            assert candidate.application.id is not None
+            members[name].add(candidate.application.id)
+        groups += [_Group(rule, name, frozenset(ids)) for name, ids in sorted(members.items())]
+    return groups
+
+
+def rule_text(rule: GroupRule) -> str:
+    kind = "region" if rule.per == "region" else "council type"
+    if rule.at_most is not None:
+        return f"at most {rule.at_most} per {kind}"
+    return f"at least {rule.at_least} of each {kind} with an application in the running"
+
+
 def plan(session: Session, round_: Round, scenario: Scenario | None = None) -> list[Decision]:
     """The decisions the rule gives, without changing anything; under `scenario`, the ones it
-    would give with those weights, places or budget."""
+    would give with those weights, places or budget. Raises SelectionImpossible when no choice
+    meets every limit."""
     prospectus = prospectus_of(round_)
     scenario = scenario or Scenario()
-    if prospectus.stages.assessment:
-        ordered = [
-            (r.application, r.gateway_failed)
-            for r in results(session, round_, weights=scenario.weights)
-        ]
-    else:
-        waiting = AppState.BID_SUBMITTED if prospectus.stages.bid else AppState.SIFT_PASS
-        pending = applications_of(session, round_, waiting)
-        pending.sort(key=lambda a: (a.bid_submitted_at or a.eoi_submitted_at, a.council_code))
-        ordered = [(a, []) for a in pending]
+    candidates = _candidates(session, round_, prospectus, scenario)
     places = scenario.places if scenario.places is not None else prospectus.capacity.places
     budget = prospectus.capacity.budget_gbp
-    budget_left = money_to_pence(budget) if budget is not None else None
+    budget_pence = money_to_pence(budget) if budget is not None else None
     if scenario.budget_pence is not None:
-        budget_left = scenario.budget_pence
+        budget_pence = scenario.budget_pence
+    running = [c for c in candidates if not c.gateway_failed]
+    groups = _groups(session, prospectus, running)
+    items = [
+        Item(
+            key=c.application.id or 0,
+            value=int(c.score * 100) if c.score is not None else 1,
+            cost=c.request,
+            priority=len(candidates) - c.rank,
+        )
+        for c in running
+    ]
+    try:
+        chosen = choose(
+            items, places=places, budget=budget_pence, groups=[g.limit() for g in groups]
+        )
+    except Infeasible:
+        limits = [f"{places} places" if places else ""]
+        limits.append(f"a budget of {_pounds(budget_pence)}" if budget_pence else "")
+        limits += [rule_text(rule) for rule in prospectus.selection.constraints]
+        raise SelectionImpossible(
+            "no choice of places meets every limit: "
+            + "; ".join(x for x in limits if x)
+            + f", among {len(running)} applications in the running"
+        ) from None
+    selected = [c for c in running if c.application.id in chosen]
+    spent = sum(c.request for c in selected)
     decisions: list[Decision] = []
-    selected = reserves = 0
-    for application, gateway_failed in ordered:
-        request = application.support_requested_pence or 0
-        if gateway_failed:
+    reserves = 0
+    for candidate in candidates:
+        application = candidate.application
+        if candidate.gateway_failed:
             decisions.append(
                 Decision(
                     application,
                     AppState.UNSUCCESSFUL,
-                    "Below the minimum score on " + ", ".join(gateway_failed),
+                    f"Not selected ({candidate.standing}): below the minimum score on "
+                    + ", ".join(candidate.gateway_failed),
                 )
             )
             continue
-        full = places is not None and selected >= places
-        too_dear = budget_left is not None and request > budget_left
-        if not full and not too_dear:
-            selected += 1
-            if budget_left is not None:
-                budget_left -= request
+        if application.id in chosen:
+            place = selected.index(candidate) + 1
+            of = f" of {places}" if places else ""
             decisions.append(
                 Decision(
                     application,
                     AppState.SELECTED,
-                    f"Selected: place {selected}" + (f" of {places}" if places else ""),
+                    f"Selected: place {place}{of} ({candidate.standing})",
                 )
             )
             continue
-        why = (
-            f"All {places} places were filled by higher-ranked applications"
-            if full
-            else f"The request of {_pounds(request)} exceeds the "
-            f"{_pounds(budget_left or 0)} of the budget left"
-        )
+        why = _why_not(candidate, selected, spent, places, budget_pence, groups)
         if places is None or reserves < places:
             reserves += 1
             decisions.append(
-                Decision(application, AppState.RESERVE, f"Reserve {reserves}: {why}", reserves)
+                Decision(
+                    application,
+                    AppState.RESERVE,
+                    f"Reserve {reserves} ({candidate.standing}): {why}",
+                    reserves,
+                )
             )
         else:
-            decisions.append(Decision(application, AppState.UNSUCCESSFUL, why))
+            decisions.append(
+                Decision(
+                    application,
+                    AppState.UNSUCCESSFUL,
+                    f"Not selected ({candidate.standing}): {why}",
+                )
+            )
     return decisions
+
+
+def _why_not(
+    candidate: _Candidate,
+    selected: list[_Candidate],
+    spent: int,
+    places: int | None,
+    budget: int | None,
+    groups: list[_Group],
+) -> str:
+    """The limits the candidate would break if it were added to the chosen places."""
+    reasons = []
+    if places is not None and len(selected) >= places:
+        taken = "the only place went" if places == 1 else f"all {places} places went"
+        reasons.append(
+            f"{taken} to the combination of applications with the highest total score"
+            if candidate.score is not None
+            else f"{taken} to applications made earlier"
+        )
+    if budget is not None and spent + candidate.request > budget:
+        reasons.append(
+            f"its request of {_pounds(candidate.request)} is more than the "
+            f"{_pounds(budget - spent)} of the budget left"
+        )
+    chosen_ids = {c.application.id for c in selected}
+    for group in groups:
+        if group.rule.at_most is None or candidate.application.id not in group.members:
+            continue
+        if len(group.members & chosen_ids) >= group.rule.at_most:
+            reasons.append(group.full_text())
+    if not reasons:  # only when adding it would not raise the total
+        reasons.append("choosing it would not raise the total score")
+    return "; ".join(reasons)
 
 
 def ready_state(prospectus: Prospectus) -> RoundState:

@@ -1169,6 +1169,7 @@ def _render_assessment(
             and all(t.resolved_at is not None for t in tasks)
             and state in (RoundState.BIDS_CLOSED, RoundState.EOI_CLOSED),
             ranked=assessment.results(session, round_) if state != RoundState.LAUNCHED else [],
+            **_assessor_charts(session, round_),
             runs=_runs_of(
                 _started_runs(session, settings, round_),
                 "assign-assessors",
@@ -1178,6 +1179,38 @@ def _render_assessment(
             names=names,
         ),
     )
+
+
+def _assessor_charts(session: Session, round_: Round) -> dict[str, Any]:
+    """How each assessor scores, before and after normalisation: a table and two charts."""
+    profiles, pooled = assessment.assessor_profiles(session, round_)
+    if not profiles:
+        return {"profiles": [], "pooled": None}
+
+    def quantize(value: Decimal) -> Decimal:
+        return value.quantize(Decimal("0.01"))
+
+    return {
+        "profiles": [
+            {
+                "name": p.assessor.name,
+                "count": p.count,
+                "mean": quantize(p.raw.mean),
+                "spread": quantize(p.raw.spread),
+                "normalised": quantize(p.normalised_mean),
+            }
+            for p in profiles
+        ],
+        "pooled": {"mean": quantize(pooled.mean), "spread": quantize(pooled.spread)},
+        "raw_chart": bar_chart(
+            "Mean score each assessor gave",
+            [(p.assessor.name, quantize(p.raw.mean)) for p in profiles],
+        ),
+        "normalised_chart": bar_chart(
+            "Mean score each assessor gave, after normalisation",
+            [(p.assessor.name, quantize(p.normalised_mean)) for p in profiles],
+        ),
+    }
 
 
 @router.post("/rounds/{slug}/assessment/{action}")
@@ -1363,15 +1396,21 @@ def selection_page(
     names = _council_names(session)
     decisions: list[selection.Decision] = []
     changes: list[selection.Change] = []
+    impossible = ""
     if released:
         decisions = selection.recorded(session, round_)
     elif state == ready:
-        decisions = selection.plan(session, round_)
-    if scenario is not None and (released or state == ready):
+        try:
+            decisions = selection.plan(session, round_)
+        except selection.SelectionImpossible as exc:
+            impossible = str(exc)
+    if scenario is not None and (released or state == ready) and not impossible:
         try:
             changes = selection.what_if(session, round_, scenario)
         except ValidationFailed as exc:
             errors = {"places": str(exc)}
+        except selection.SelectionImpossible as exc:
+            errors = {"places": f"With these figures, {exc}"}
     selected = [d for d in decisions if d.outcome == AppState.SELECTED]
     stage = prospectus.stages.assessment
     return pages.render(
@@ -1386,6 +1425,8 @@ def selection_page(
             released=released,
             ready=state == ready,
             ready_state=ROUND_STATES.get(ready.value, ready.value),
+            impossible=impossible,
+            rules=[selection.rule_text(rule) for rule in prospectus.selection.constraints],
             decisions=[
                 (d, names.get(d.application.council_code, d.application.council_code))
                 for d in decisions
