@@ -22,11 +22,11 @@ from cbflow.clock import FixedClock
 from cbflow.db import migrate, session_scope
 from cbflow.errors import DeadlinePassed
 from cbflow.lifecycle import FUNDED, AppState
-from cbflow.models import Application
+from cbflow.models import Application, PublishedModel
 from cbflow.prospectus import Prospectus, load
 from cbflow.services import applications, councils, rounds
 from cbflow.services.implementation import return_periods
-from cbflow.services.replication import latest_model
+from cbflow.services.replication import latest_model, lineage
 from cbflow.stages import documents_summary
 
 Log = Callable[[str], None]
@@ -299,9 +299,17 @@ async def _replicate(
     clock.advance(timedelta(days=14))
     outcome = await _call(stages.adopt, model_id, adopter, now=clock())
     step("adopt model", outcome)
+    with session_scope() as session:
+        model = session.get(PublishedModel, model_id)
+        assert model is not None
+        report = lineage(session, model)
+        [adoption] = [a for a in report.adoptions if a.council.code == adopter]
+        valid = sum(1 for c in adoption.carried if c.problem is None)
     summary.adoption = {
         "model": reference,
         "adopter": adopter,
         "application": outcome.notes[0],
         "answers carried over": outcome.counts.get("answers carried over", 0),
+        "carried over and valid": valid,
+        "lineage report": f"/staff/rounds/{slug}/models/{model_id}/lineage",
     }

@@ -163,3 +163,14 @@ def test_council_reads_and_adopts_a_published_model(
     check_page(page, "model-adopted")
     page.goto(f"{url}/models/{model_id}")
     assert page.get_by_text("Your council has adopted this model").is_visible()
+
+    # staff follow the model's adoptions from the implementation page
+    page.context.clear_cookies()
+    with session_scope() as session:
+        session.add(User(email="sam@staff.example", name="Sam Staff", role="staff"))
+    sign_in_by_link(page, url, "sam@staff.example")
+    page.goto(f"{url}/staff/rounds/{SLUG}/implementation")
+    go(page, page.get_by_role("link", name="Who adopted it and how they compare"))
+    assert page.get_by_role("heading", level=1).inner_text() == "Birmingham's model: who adopted it"
+    expect(page.get_by_role("cell", name="Devon (version 1)")).to_be_visible()
+    check_page(page, "model-lineage")

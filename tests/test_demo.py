@@ -12,7 +12,8 @@ from sqlmodel import select
 
 from cbflow import demo, stages
 from cbflow.db import session_scope
-from cbflow.models import AuditEvent, Document
+from cbflow.models import AuditEvent, Document, PublishedModel
+from cbflow.services.replication import lineage
 from cbflow.settings import Settings
 
 SHIPPED = sorted((ROOT / "prospectus").glob("*.yaml"))
@@ -58,6 +59,17 @@ def test_demo_publishes_and_adopts_a_model_when_the_round_has_replication(
     summary = run_demo(EXAMPLE, councils=10)
 
     assert summary.adoption["answers carried over"] >= 1
+    # the adopter starts from answers its own form accepts, and the lineage report lists it
+    assert summary.adoption["carried over and valid"] == summary.adoption["answers carried over"]
+    with session_scope() as session:
+        model = session.exec(select(PublishedModel)).one()
+        report = lineage(session, model)
+    [adoption] = report.adoptions
+    assert adoption.council.code == summary.adoption["adopter"]
+    assert (
+        adoption.carried_valid
+        and adoption.application.reference == (summary.adoption["application"])
+    )
     assert summary.states.get("published") == 1
     assert summary.documents["by_kind"]["replication_pack"] == 1
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlmodel import Session, col, select
 
-from cbflow.errors import CbflowError, NotFound
+from cbflow.errors import CbflowError, NotFound, ValidationFailed
+from cbflow.forms import validate_answers
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, Council, Document, PublishedModel, Round
-from cbflow.services.applications import all_answers, start_application
+from cbflow.prospectus import Prospectus
+from cbflow.services.applications import all_answers, council_codes, start_application
 from cbflow.services.audit import record, transition
 from cbflow.services.implementation import milestones_of, returns_of
 from cbflow.services.rounds import all_rounds, prospectus_of
@@ -243,3 +247,170 @@ def adoption_of(session: Session, model: PublishedModel, council_code: str) -> A
         )
         .order_by(col(Application.id))
     ).first()
+
+
+# ---------------------------------------------------------------------------------------------
+# lineage: who adopted a model, how their applications stand, and how their results compare
+
+
+@dataclass(frozen=True)
+class CarriedAnswer:
+    question_id: str
+    label: str
+    problem: str | None  # None: valid as the adopter's form asks it
+
+
+@dataclass(frozen=True)
+class Adoption:
+    application: Application
+    council: Council
+    round: Round
+    version: int  # the version of the model adopted
+    started_at: datetime
+    submitted_at: datetime | None  # the expression of interest
+    carried: list[CarriedAnswer]
+    results: dict[int, Decimal]  # return period -> the measure, as made
+
+    @property
+    def days_to_submit(self) -> Decimal | None:
+        return _days(self.started_at, self.submitted_at)
+
+    @property
+    def carried_valid(self) -> bool:
+        return all(c.problem is None for c in self.carried)
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """A model, every adoption of any of its versions, and how they compare."""
+
+    model: PublishedModel
+    place: Council
+    round: Round
+    measure: str | None  # the label of the returns measure compared, or None without returns
+    original: dict[int, Decimal]  # the place's own results: return period -> the measure
+    adoptions: list[Adoption]
+    # median days from starting an application to submitting it: adopters, and the other
+    # applications of the rounds adopters have submitted in
+    adopted_days: Decimal | None
+    scratch_days: Decimal | None
+    scratch_count: int
+
+
+def _days(start: datetime, end: datetime | None) -> Decimal | None:
+    if end is None:
+        return None
+    return (Decimal((end - start).total_seconds()) / 86400).quantize(Decimal("0.1"))
+
+
+def _median(values: list[Decimal]) -> Decimal | None:
+    if not values:
+        return None
+    ordered, middle = sorted(values), len(values) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return ((ordered[middle - 1] + ordered[middle]) / 2).quantize(Decimal("0.1"))
+
+
+def _measure(prospectus: Prospectus) -> tuple[str, str] | None:
+    """The returns question the results are compared on: the first number question."""
+    stage = prospectus.stages.implementation
+    if stage is None or stage.returns is None:
+        return None
+    for question in stage.returns.form.questions():
+        if question.type in ("number", "money"):
+            return question.id, question.label
+    return None
+
+
+def _results(session: Session, application: Application, question_id: str) -> dict[int, Decimal]:
+    made = {}
+    for record_ in returns_of(session, application):
+        value = record_.answers.get(question_id)
+        if record_.submitted_at is not None and value is not None:
+            made[record_.period] = Decimal(str(value))
+    return made
+
+
+def _carried(
+    session: Session, application: Application, prospectus: Prospectus, carried_ids: list[str]
+) -> list[CarriedAnswer]:
+    """Each carried-over answer the adopter's forms ask, checked as a submission would be."""
+    out = []
+    forms = [(prospectus.stages.eoi.form, application.eoi_answers)]
+    if prospectus.stages.bid:
+        forms.append((prospectus.stages.bid.form, application.bid_answers))
+    for form, answers in forms:
+        try:
+            validate_answers(form, answers, complete=True, councils=council_codes(session))
+            problems: dict[str, str] = {}
+        except ValidationFailed as failed:
+            problems = failed.errors
+        for question in form.questions():
+            if question.id in carried_ids and question.id in answers:
+                out.append(CarriedAnswer(question.id, question.label, problems.get(question.id)))
+    return out
+
+
+def lineage(session: Session, model: PublishedModel) -> Lineage:
+    """Every adoption of any version of the model, with its carried-over answers checked, how
+    long it took to submit against applying from scratch, and its results beside the place's."""
+    versions = {
+        m.id: m.version
+        for m in session.exec(
+            select(PublishedModel).where(PublishedModel.application_id == model.application_id)
+        )
+    }
+    source = session.get(Application, model.application_id)
+    round_ = session.get(Round, model.round_id)
+    assert source is not None and round_ is not None
+    place = session.get(Council, source.council_code)
+    assert place is not None
+    measure = _measure(prospectus_of(round_))
+    carried_ids = list(model.bundle.get("answers", {}))
+    adopted = session.exec(
+        select(Application)
+        .where(col(Application.adopted_from_model_id).in_(list(versions)))
+        .order_by(col(Application.created_at), col(Application.id))
+    )
+    adoptions = []
+    for application in adopted:
+        target = session.get(Round, application.round_id)
+        council = session.get(Council, application.council_code)
+        assert target is not None and council is not None
+        adoptions.append(
+            Adoption(
+                application=application,
+                council=council,
+                round=target,
+                version=versions[application.adopted_from_model_id or 0],
+                started_at=application.created_at,
+                submitted_at=application.eoi_submitted_at,
+                carried=_carried(session, application, prospectus_of(target), carried_ids),
+                results=_results(session, application, measure[0]) if measure else {},
+            )
+        )
+    # applying from scratch: the other applications of the rounds adopters have submitted in
+    rounds_in = {a.round.id for a in adoptions if a.submitted_at is not None}
+    scratch = [
+        days
+        for a in session.exec(
+            select(Application).where(
+                col(Application.round_id).in_(rounds_in),
+                col(Application.adopted_from_model_id).is_(None),
+            )
+        )
+        if (days := _days(a.created_at, a.eoi_submitted_at)) is not None
+    ]
+    adopted_days = [d for a in adoptions if (d := a.days_to_submit) is not None]
+    return Lineage(
+        model=model,
+        place=place,
+        round=round_,
+        measure=measure[1] if measure else None,
+        original=_results(session, source, measure[0]) if measure else {},
+        adoptions=adoptions,
+        adopted_days=_median(adopted_days),
+        scratch_days=_median(scratch),
+        scratch_count=len(scratch),
+    )

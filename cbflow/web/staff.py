@@ -29,7 +29,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from cbflow import flowruns, opendata
-from cbflow.charts import bar_chart
+from cbflow.charts import bar_chart, line_chart
 from cbflow.errors import CbflowError, NotFound, ProspectusError, ValidationFailed
 from cbflow.flowruns import DEADLINE, PORTAL, FlowsUnavailable, RunView
 from cbflow.forms import money_to_pence, parse_money, pence_to_money
@@ -40,6 +40,7 @@ from cbflow.models import (
     Council,
     Document,
     ModerationTask,
+    PublishedModel,
     ReturnRecord,
     Round,
     Score,
@@ -1581,6 +1582,55 @@ def start_implementation(slug: str, desk: DeskDep, nonce: Annotated[str, Form()]
         round_=round_,
         nonce=nonce,
         back=f"/staff/rounds/{slug}/implementation",
+    )
+
+
+@router.get("/rounds/{slug}/models/{model_id}/lineage")
+def lineage_page(
+    request: Request,
+    slug: str,
+    model_id: int,
+    session: SessionDep,
+    pages: PagesDep,
+    user: Staff,
+) -> Response:
+    """Who adopted a published model, how their applications stand, and how they compare."""
+    round_ = _round(session, slug)
+    prospectus = rounds.prospectus_of(round_)
+    model = session.get(PublishedModel, model_id)
+    if model is None or model.round_id != round_.id:
+        raise HTTPException(status_code=404)
+    report = replication.lineage(session, model)
+    periods = sorted(set(report.original).union(*(a.results for a in report.adoptions)))
+    series = {
+        f"{report.place.name} (the model)": [
+            (f"Return {p}", report.original[p]) for p in periods if p in report.original
+        ]
+    }
+    for adoption in report.adoptions:
+        if adoption.results:
+            series[adoption.council.name] = [
+                (f"Return {p}", adoption.results[p]) for p in periods if p in adoption.results
+            ]
+    return pages.render(
+        request,
+        "staff/lineage.html",
+        **_round_page(
+            round_,
+            prospectus,
+            "implementation",
+            report=report,
+            adoptions=[
+                {
+                    "adoption": a,
+                    "started": local_time(a.started_at, prospectus),
+                    "submitted": local_time(a.submitted_at, prospectus) if a.submitted_at else "",
+                    "state": APP_STATES.get(a.application.state, a.application.state),
+                }
+                for a in report.adoptions
+            ],
+            chart=line_chart(report.measure, series) if report.measure and periods else None,
+        ),
     )
 
 
