@@ -207,3 +207,23 @@ def test_limits_that_cannot_all_be_met_are_refused_and_nothing_changes(
     )
     assert round_state(slug) == RoundState.ASSESSED
     assert {app(r).state for r in refs.values()} == {AppState.MODERATED}
+
+
+def test_the_frontier_gives_the_best_total_within_each_budget(cbflow_env: Settings) -> None:
+    entries = [
+        Entry("BIR", scored(4, 4, 4), request="1000000.00"),  # 100
+        Entry("BOL", scored(3, 3, 3), request="400000.00"),  # 75
+        Entry("CLD", scored(2, 2, 2), request="200000.00"),  # 50
+    ]
+    slug, _ = assessed_round(entries, places=2, budget="1200000")
+
+    with session_scope() as session:
+        points = dict(selection.frontier(session, rounds.get_round(session, slug), points=4))
+
+    # everything asked for is £1.6m: budgets of £0.4m, £0.8m, £1.2m (also the budget), £1.6m
+    assert points == {
+        40_000_000: Decimal("75.00"),  # Bolton alone
+        80_000_000: Decimal("125.00"),  # Bolton and Calderdale
+        120_000_000: Decimal("150.00"),  # Birmingham and Calderdale
+        160_000_000: Decimal("175.00"),  # Birmingham and Bolton: two places, whatever the money
+    }

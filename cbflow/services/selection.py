@@ -142,29 +142,83 @@ def rule_text(rule: GroupRule) -> str:
     return f"at least {rule.at_least} of each {kind} with an application in the running"
 
 
+@dataclass(frozen=True)
+class _Problem:
+    """What the selection chooses among, and within what."""
+
+    candidates: list[_Candidate]
+    running: list[_Candidate]  # not barred by a gateway minimum
+    groups: list[_Group]
+    places: int | None
+    budget_pence: int | None
+    items: list[Item]
+
+    @classmethod
+    def of(
+        cls, session: Session, round_: Round, prospectus: Prospectus, scenario: Scenario
+    ) -> _Problem:
+        candidates = _candidates(session, round_, prospectus, scenario)
+        places = scenario.places if scenario.places is not None else prospectus.capacity.places
+        budget = prospectus.capacity.budget_gbp
+        budget_pence = money_to_pence(budget) if budget is not None else None
+        if scenario.budget_pence is not None:
+            budget_pence = scenario.budget_pence
+        running = [c for c in candidates if not c.gateway_failed]
+        items = [
+            Item(
+                key=c.application.id or 0,
+                value=int(c.score * 100) if c.score is not None else 1,
+                cost=c.request,
+                priority=len(candidates) - c.rank,
+            )
+            for c in running
+        ]
+        groups = _groups(session, prospectus, running)
+        return cls(candidates, running, groups, places, budget_pence, items)
+
+
+def frontier(
+    session: Session, round_: Round, *, points: int = 8
+) -> list[tuple[int, Decimal | None]]:
+    """The best total score the rule can reach within each of `points` budgets, evenly spaced
+    up to everything the applications in the running ask for together, and within the
+    prospectus's own budget: where more money stops buying a better selection. A budget no
+    selection can meet every limit within has None."""
+    prospectus = prospectus_of(round_)
+    if prospectus.stages.assessment is None:  # no scores to trade money against
+        return []
+    problem = _Problem.of(session, round_, prospectus, Scenario())
+    everything = sum(c.request for c in problem.running)
+    if not problem.running or everything == 0:
+        return []
+    budgets = {everything * step // points for step in range(1, points + 1)}
+    if problem.budget_pence is not None:
+        budgets.add(problem.budget_pence)
+    values = {item.key: item.value for item in problem.items}
+    out: list[tuple[int, Decimal | None]] = []
+    for budget in sorted(budgets):
+        try:
+            chosen = choose(
+                problem.items,
+                places=problem.places,
+                budget=budget,
+                groups=[g.limit() for g in problem.groups],
+            )
+        except Infeasible:
+            out.append((budget, None))
+            continue
+        out.append((budget, Decimal(sum(values[key] for key in chosen)) / 100))
+    return out
+
+
 def plan(session: Session, round_: Round, scenario: Scenario | None = None) -> list[Decision]:
     """The decisions the rule gives, without changing anything; under `scenario`, the ones it
     would give with those weights, places or budget. Raises SelectionImpossible when no choice
     meets every limit."""
     prospectus = prospectus_of(round_)
-    scenario = scenario or Scenario()
-    candidates = _candidates(session, round_, prospectus, scenario)
-    places = scenario.places if scenario.places is not None else prospectus.capacity.places
-    budget = prospectus.capacity.budget_gbp
-    budget_pence = money_to_pence(budget) if budget is not None else None
-    if scenario.budget_pence is not None:
-        budget_pence = scenario.budget_pence
-    running = [c for c in candidates if not c.gateway_failed]
-    groups = _groups(session, prospectus, running)
-    items = [
-        Item(
-            key=c.application.id or 0,
-            value=int(c.score * 100) if c.score is not None else 1,
-            cost=c.request,
-            priority=len(candidates) - c.rank,
-        )
-        for c in running
-    ]
+    problem = _Problem.of(session, round_, prospectus, scenario or Scenario())
+    candidates, running, groups = problem.candidates, problem.running, problem.groups
+    places, budget_pence, items = problem.places, problem.budget_pence, problem.items
     try:
         chosen = choose(
             items, places=places, budget=budget_pence, groups=[g.limit() for g in groups]
