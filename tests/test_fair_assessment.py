@@ -5,20 +5,24 @@ they are assigned or re-assigned."""
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from portal import add_user, sign_in
+from pypdf import PdfReader
 from sqlmodel import col, select
 from test_sift_and_selection import ASSESS_DAY, Entry, Scores, assessed_round, scored
 
+from cbflow import stages
 from cbflow.clock import FixedClock
 from cbflow.db import session_scope
 from cbflow.errors import CbflowError
-from cbflow.models import Application, Assignment, Council, User
+from cbflow.models import Application, Assignment, Council, Document, User
 from cbflow.services import applications, assessment, rounds
 from cbflow.settings import Settings
 from cbflow.web import create_app
@@ -193,3 +197,25 @@ def test_too_few_assessors_outside_the_region_is_said_before_anything_is_assigne
     )
     with session_scope() as session:
         assert session.exec(select(Assignment)).all() == []
+
+
+def test_the_assessment_summary_pdf_charts_each_assessor_before_and_after(
+    cbflow_env: Settings, tmp_path: Path
+) -> None:
+    planted(NORMALISE)
+    stages.finalise_assessment("whole-place-2011", now=ASSESS_DAY)
+    with session_scope() as session:
+        summary = session.exec(select(Document).where(Document.kind == "assessment_summary")).one()
+    path = cbflow_env.documents_dir / summary.path
+
+    text = " ".join(page.extract_text() for page in PdfReader(path).pages)
+
+    assert "How each assessor scores" in text
+    assert "Mean score each assessor gave, after normalisation" in text
+    assert "Hilda Hard" in text and "Normalised" in text
+    # the page with the charts, as a reader sees it
+    subprocess.run(
+        ["pdftoppm", "-png", "-r", "50", "-f", "1", "-l", "2", str(path), str(tmp_path / "p")],
+        check=True,
+    )
+    assert len(list(tmp_path.glob("p-*.png"))) == 2

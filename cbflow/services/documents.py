@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
 from sqlmodel import Session, col, select
 
 from cbflow.charts import bar_chart, line_chart
@@ -39,7 +40,7 @@ from cbflow.services.applications import (
     local_deadline,
     local_time,
 )
-from cbflow.services.assessment import ApplicationResult, moderation_tasks
+from cbflow.services.assessment import ApplicationResult, assessor_profiles, moderation_tasks
 from cbflow.services.implementation import milestones_of, returns_of
 from cbflow.services.rounds import prospectus_of
 from cbflow.settings import get_settings
@@ -307,6 +308,23 @@ class Issuer:
             "regret", applications, lambda a: {"reason": a.decision_reason or "not shortlisted"}
         )
 
+    def _assessor_charts(self) -> list[Markup]:
+        """Each assessor's mean score, as given and after normalisation."""
+        profiles, _ = assessor_profiles(self.session, self.round)
+        if not profiles:
+            return []
+        hundredth = Decimal("0.01")
+        return [
+            bar_chart(
+                "Mean score each assessor gave",
+                [(p.assessor.name, p.raw.mean.quantize(hundredth)) for p in profiles],
+            ),
+            bar_chart(
+                "Mean score each assessor gave, after normalisation",
+                [(p.assessor.name, p.normalised_mean.quantize(hundredth)) for p in profiles],
+            ),
+        ]
+
     def assessment_documents(
         self, ranked: Sequence[ApplicationResult], assessors: Sequence[User]
     ) -> list[Pending]:
@@ -322,6 +340,7 @@ class Issuer:
                         "scores": c.scores,
                         "mean": str(c.mean),
                         "moderated": None if c.moderated is None else str(c.moderated),
+                        "normalised": str(c.normalised_mean),
                         "final": str(c.final),
                     }
                     for c in r.criteria
@@ -343,6 +362,7 @@ class Issuer:
                     "applications": applications,
                     "assessors": [a.name for a in assessors],
                     "chart": chart,
+                    "assessor_charts": self._assessor_charts(),
                 },
                 None,
                 "assessment-summary",
