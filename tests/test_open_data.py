@@ -46,31 +46,38 @@ def _schema(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def grants_validator() -> Draft202012Validator:
-    """360Giving 1.4.3: the package schema names its grant schema by URL; that URL resolves to
-    the local copy."""
-    folder = SCHEMAS / "360giving-1.4.3"
-    package = _schema(folder / "360-giving-package-schema.json")
-    grant = _schema(folder / "360-giving-schema.json")
-    url = package["properties"]["grants"]["items"]["$ref"]
-    registry = Registry().with_resource(url, Resource.from_contents(grant, DRAFT202012))
-    return Draft202012Validator(
-        package, registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER
+Validator = Draft4Validator | Draft202012Validator
+
+
+def package_validator(folder: str, package_file: str, item_file: str, items: str) -> Validator:
+    """A package schema whose items (`items`: grants, releases) name the item schema by URL:
+    that URL resolves to the local copy, and the validator is of the package schema's draft,
+    with format checking on."""
+    package = _schema(SCHEMAS / folder / package_file)
+    item = _schema(SCHEMAS / folder / item_file)
+    url = package["properties"][items]["items"]["$ref"]
+    draft4 = "draft-04" in package["$schema"]
+    validator = Draft4Validator if draft4 else Draft202012Validator
+    resource = Resource.from_contents(item, DRAFT4 if draft4 else DRAFT202012)
+    registry: Registry[Any] = Registry().with_resource(url, resource)
+    return validator(package, registry=registry, format_checker=validator.FORMAT_CHECKER)
+
+
+def grants_validator() -> Validator:
+    """360Giving 1.4.3 (JSON Schema 2020-12)."""
+    return package_validator(
+        "360giving-1.4.3", "360-giving-package-schema.json", "360-giving-schema.json", "grants"
     )
 
 
-def ocds_validator() -> Draft4Validator:
-    folder = SCHEMAS / "ocds-1.1.5"
-    package = _schema(folder / "release-package-schema.json")
-    release = _schema(folder / "release-schema.json")
-    url = package["properties"]["releases"]["items"]["$ref"]
-    registry = Registry().with_resource(url, Resource.from_contents(release, DRAFT4))
-    return Draft4Validator(
-        package, registry=registry, format_checker=Draft4Validator.FORMAT_CHECKER
+def ocds_validator() -> Validator:
+    """OCDS 1.1.5 (JSON Schema draft 4)."""
+    return package_validator(
+        "ocds-1.1.5", "release-package-schema.json", "release-schema.json", "releases"
     )
 
 
-def problems(validator: Draft4Validator | Draft202012Validator, data: Any) -> list[str]:
+def problems(validator: Validator, data: Any) -> list[str]:
     return [
         f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(data)
     ]
