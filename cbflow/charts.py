@@ -267,3 +267,18 @@ def _fit(text: str, width: float) -> Markup:
     """Escaped text, cut with an ellipsis where it would overflow `width`."""
     room = max(int(width / CHAR_WIDTH), 2)
     return escape(text if len(text) <= room else text[: room - 1] + "…")
+
+
+def frontier_chart(points: Sequence[tuple[int, Number | None]]) -> Markup | None:
+    """The selection frontier: (budget in pence, the best total score within it) as a line;
+    budgets no selection fits within are left out. None when there is nothing to draw."""
+    line = [
+        (f"£{Decimal(pence) / 100_000_000:,.2f}m", total)
+        for pence, total in points
+        if total is not None
+    ]
+    if not line:
+        return None
+    return line_chart(
+        "Best total score within each budget", {"Best total score (sum of the places' %)": line}
+    )

@@ -17,7 +17,7 @@ from typing import Any
 from markupsafe import Markup
 from sqlmodel import Session, col, select
 
-from cbflow.charts import bar_chart, line_chart
+from cbflow.charts import bar_chart, frontier_chart, line_chart
 from cbflow.forms import display_answer, is_shown, pence_to_money
 from cbflow.models import (
     Application,
@@ -43,6 +43,7 @@ from cbflow.services.applications import (
 from cbflow.services.assessment import ApplicationResult, assessor_profiles, moderation_tasks
 from cbflow.services.implementation import milestones_of, returns_of
 from cbflow.services.rounds import prospectus_of
+from cbflow.services.selection import frontier
 from cbflow.settings import get_settings
 
 DOCUMENT_TITLES = {
@@ -363,6 +364,7 @@ class Issuer:
                     "assessors": [a.name for a in assessors],
                     "chart": chart,
                     "assessor_charts": self._assessor_charts(),
+                    "frontier": frontier_chart(frontier(self.session, self.round)),
                 },
                 None,
                 "assessment-summary",

@@ -24,13 +24,12 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, RedirectResponse, Response
-from markupsafe import Markup
 from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from cbflow import flowruns, opendata
-from cbflow.charts import bar_chart, line_chart
+from cbflow.charts import bar_chart, frontier_chart, line_chart
 from cbflow.errors import CbflowError, NotFound, ProspectusError, ValidationFailed
 from cbflow.flowruns import DEADLINE, PORTAL, FlowsUnavailable, RunView
 from cbflow.forms import money_to_pence, parse_money, pence_to_money
@@ -1418,7 +1417,7 @@ def selection_page(
     return pages.render(
         request,
         "staff/selection.html",
-        frontier=_frontier_chart(session, round_) if decisions else None,
+        frontier=frontier_chart(selection.frontier(session, round_)) if decisions else None,
         status_code=400 if errors else 200,
         **_round_page(
             round_,
@@ -1452,21 +1451,6 @@ def selection_page(
             names=names,
             runs=_runs_of(_started_runs(session, settings, round_), "decide"),
         ),
-    )
-
-
-def _frontier_chart(session: Session, round_: Round) -> Markup | None:
-    """The best total score within each budget (the prospectus's own among them)."""
-    points = selection.frontier(session, round_)
-    if not points:
-        return None
-    line = [
-        (f"£{pence_to_money(pence) / 1_000_000:,.2f}m", total)
-        for pence, total in points
-        if total is not None
-    ]
-    return line_chart(
-        "Best total score within each budget", {"Best total score (sum of the places' %)": line}
     )
 
 
