@@ -459,19 +459,27 @@ def scores_by_assessor(
     return result
 
 
-def scorings(
+def _given_by(
     by_application: dict[int, dict[str, list[tuple[int, int]]]],
-) -> tuple[dict[int, Scoring], Scoring]:
-    """How each assessor scores (every score they submitted in the round), and the panel."""
+) -> dict[int, list[int]]:
+    """Assessor id -> every score they submitted."""
     given: dict[int, list[int]] = defaultdict(list)
     for criteria in by_application.values():
         for pairs in criteria.values():
             for assessor_id, score in pairs:
                 given[assessor_id].append(score)
-    pooled = Scoring.of([s for scores in given.values() for s in scores]) if given else None
-    return {a: Scoring.of(scores) for a, scores in given.items()}, pooled or Scoring(
-        Decimal(0), Decimal(0)
-    )
+    return given
+
+
+def scorings(
+    by_application: dict[int, dict[str, list[tuple[int, int]]]],
+) -> tuple[dict[int, Scoring], Scoring]:
+    """How each assessor scores (every score they submitted in the round), and the panel."""
+    given = _given_by(by_application)
+    if not given:
+        return {}, Scoring(Decimal(0), Decimal(0))
+    pooled = Scoring.of([s for scores in given.values() for s in scores])
+    return {a: Scoring.of(scores) for a, scores in given.items()}, pooled
 
 
 @dataclass
@@ -515,13 +523,8 @@ def assessor_profiles(session: Session, round_: Round) -> tuple[list[AssessorPro
     stage = _stage(round_)
     scores = scores_by_assessor(session, round_)
     by_assessor, pooled = scorings(scores)
-    given: dict[int, list[int]] = defaultdict(list)
-    for criteria in scores.values():
-        for pairs in criteria.values():
-            for assessor_id, score in pairs:
-                given[assessor_id].append(score)
     profiles = []
-    for assessor_id, raw in given.items():
+    for assessor_id, raw in _given_by(scores).items():
         assessor = session.get(User, assessor_id)
         assert assessor is not None
         scoring = by_assessor[assessor_id]
