@@ -282,3 +282,15 @@ def frontier_chart(points: Sequence[tuple[int, Number | None]]) -> Markup | None
     return line_chart(
         "Best total score within each budget", {"Best total score (sum of the places' %)": line}
     )
+
+
+def assessor_charts(rows: Sequence[tuple[str, Number, Number]]) -> list[Markup]:
+    """Each assessor's mean score, as given and after normalisation: (name, mean, normalised
+    mean) for each, as two charts on the same scale of the round's scores."""
+    return [
+        bar_chart("Mean score each assessor gave", [(name, mean) for name, mean, _ in rows]),
+        bar_chart(
+            "Mean score each assessor gave, after normalisation",
+            [(name, evened) for name, _, evened in rows],
+        ),
+    ]

@@ -17,7 +17,7 @@ from typing import Any
 from markupsafe import Markup
 from sqlmodel import Session, col, select
 
-from cbflow.charts import bar_chart, frontier_chart, line_chart
+from cbflow.charts import assessor_charts, bar_chart, frontier_chart, line_chart
 from cbflow.forms import display_answer, is_shown, pence_to_money
 from cbflow.models import (
     Application,
@@ -312,19 +312,12 @@ class Issuer:
     def _assessor_charts(self) -> list[Markup]:
         """Each assessor's mean score, as given and after normalisation."""
         profiles, _ = assessor_profiles(self.session, self.round)
-        if not profiles:
-            return []
         hundredth = Decimal("0.01")
-        return [
-            bar_chart(
-                "Mean score each assessor gave",
-                [(p.assessor.name, p.raw.mean.quantize(hundredth)) for p in profiles],
-            ),
-            bar_chart(
-                "Mean score each assessor gave, after normalisation",
-                [(p.assessor.name, p.normalised_mean.quantize(hundredth)) for p in profiles],
-            ),
+        rows = [
+            (p.assessor.name, p.raw.mean.quantize(hundredth), p.normalised_mean.quantize(hundredth))
+            for p in profiles
         ]
+        return assessor_charts(rows) if rows else []
 
     def assessment_documents(
         self, ranked: Sequence[ApplicationResult], assessors: Sequence[User]

@@ -29,7 +29,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from cbflow import flowruns, opendata
-from cbflow.charts import bar_chart, frontier_chart, line_chart
+from cbflow.charts import assessor_charts, bar_chart, frontier_chart, line_chart
 from cbflow.errors import CbflowError, NotFound, ProspectusError, ValidationFailed
 from cbflow.flowruns import DEADLINE, PORTAL, FlowsUnavailable, RunView
 from cbflow.forms import money_to_pence, parse_money, pence_to_money
@@ -1203,13 +1203,8 @@ def _assessor_charts(session: Session, round_: Round) -> dict[str, Any]:
             for p in profiles
         ],
         "pooled": {"mean": quantize(pooled.mean), "spread": quantize(pooled.spread)},
-        "raw_chart": bar_chart(
-            "Mean score each assessor gave",
-            [(p.assessor.name, quantize(p.raw.mean)) for p in profiles],
-        ),
-        "normalised_chart": bar_chart(
-            "Mean score each assessor gave, after normalisation",
-            [(p.assessor.name, quantize(p.normalised_mean)) for p in profiles],
+        "assessor_charts": assessor_charts(
+            [(p.assessor.name, quantize(p.raw.mean), quantize(p.normalised_mean)) for p in profiles]
         ),
     }
 
