@@ -286,11 +286,16 @@ def frontier_chart(points: Sequence[tuple[int, Number | None]]) -> Markup | None
 
 def assessor_charts(rows: Sequence[tuple[str, Number, Number]]) -> list[Markup]:
     """Each assessor's mean score, as given and after normalisation: (name, mean, normalised
-    mean) for each, as two charts on the same scale of the round's scores."""
+    mean) for each, as two charts, the values to two decimals."""
+    shown = [(name, _hundredths(mean), _hundredths(evened)) for name, mean, evened in rows]
     return [
-        bar_chart("Mean score each assessor gave", [(name, mean) for name, mean, _ in rows]),
+        bar_chart("Mean score each assessor gave", [(name, mean) for name, mean, _ in shown]),
         bar_chart(
             "Mean score each assessor gave, after normalisation",
-            [(name, evened) for name, _, evened in rows],
+            [(name, evened) for name, _, evened in shown],
         ),
     ]
+
+
+def _hundredths(value: Number) -> Decimal:
+    return Decimal(str(value)).quantize(Decimal("0.01"))

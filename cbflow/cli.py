@@ -255,9 +255,8 @@ def export(
         except CbflowError as exc:
             _fail(str(exc))
     opendata.write(data, path)
-    count = len(data["grants"]) if kind is OpenDataKind.threesixty else len(data["releases"])
-    noun = "grants" if kind is OpenDataKind.threesixty else "releases"
-    console.print(f"{path}: {count} {noun} ({kind.value})", highlight=False)
+    listed = "grants" if kind is OpenDataKind.threesixty else "releases"
+    console.print(f"{path}: {len(data[listed])} {listed} ({kind.value})", highlight=False)
 
 
 @user_app.command("add")

@@ -132,10 +132,10 @@ def send_after_commit(
 
 def deliver(message: Message, settings: Settings) -> bool:
     """Mail one message by SMTP, logging (not raising) a failure. Returns whether it was sent."""
-    for failed, reason in mail_all([message], settings):
-        logger.warning("mail to %s (%s) was not sent: %s", failed.to, failed.subject, reason)
-        return False
-    return True
+    failed = mail_all([message], settings)
+    for _, reason in failed:
+        logger.warning("mail to %s (%s) was not sent: %s", message.to, message.subject, reason)
+    return not failed
 
 
 def send_all(

@@ -228,8 +228,12 @@ def ocds_package(session: Session, round_: Round, *, now: datetime, url: str) ->
     ids = _identifiers(prospectus)
     ocid = f"{ids.ocid_prefix}-{round_.slug}"
     scheme, uid = _scheme_and_id(ids.funder_id)
+    # read once: each release takes from these what had happened by its moment
+    applications = applications_of(session, round_)
+    funded = _funded(session, round_)
+    councils = _councils(session, {a.council_code for a in applications})
     releases = [
-        _release(session, round_, prospectus, ids, ocid, event)
+        _release(session, round_, prospectus, ids, ocid, event, applications, funded, councils)
         for event in _stage_changes(session, round_)
     ]
     if not releases:
@@ -251,16 +255,15 @@ def _release(
     ids: OpenData,
     ocid: str,
     event: AuditEvent,
+    applications: list[Application],
+    funded: list[Application],
+    councils: dict[str, Council],
 ) -> dict[str, Any]:
     stage = STAGES[str(event.to_state)]
     at = event.at
-    applications = applications_of(session, round_)
     eois = [a for a in applications if a.eoi_submitted_at and a.eoi_submitted_at <= at]
     bids = [a for a in applications if a.bid_submitted_at and a.bid_submitted_at <= at]
-    awarded = [
-        a for a in _funded(session, round_) if a.decided_at is not None and a.decided_at <= at
-    ]
-    councils = _councils(session, {a.council_code for a in eois})
+    awarded = [a for a in funded if a.decided_at is not None and a.decided_at <= at]
     funder = {"id": ids.funder_id, "name": prospectus.issued_by}
     scheme, uid = _scheme_and_id(ids.funder_id)
     tenderers = bids if prospectus.stages.bid and bids else eois

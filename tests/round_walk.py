@@ -87,14 +87,17 @@ BID_ANSWERS = {
 }
 
 
-def submit_eoi(slug: str, council: str, at: datetime, ambition: str) -> str:
+def submit_eoi(
+    slug: str, council: str, at: datetime, ambition: str, started: datetime | None = None
+) -> str:
+    """The council's EOI, submitted `at`, started then or at `started`."""
     with session_scope() as session:
         application, _ = applications.start_application(
             session,
             round_=rounds.get_round(session, slug),
             council_code=council,
             actor=f"council:{council}",
-            now=at,
+            now=started or at,
         )
         applications.submit(
             session,

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from fastapi.testclient import TestClient
 from portal import add_user, sign_in
-from round_walk import PUBLISH_DAY, SECOND_WAVE, eoi_answers, to_publication
+from round_walk import PUBLISH_DAY, SECOND_WAVE, submit_eoi, to_publication
 
 from cbflow import stages
 from cbflow.clock import FixedClock
@@ -26,22 +26,7 @@ WAVE = "whole-place-2013"
 def apply_from_scratch(council: str, days: int) -> None:
     """A council of the second wave starts on the day the model is published and submits its
     expression of interest `days` later."""
-    with session_scope() as session:
-        application, _ = applications.start_application(
-            session,
-            round_=rounds.get_round(session, WAVE),
-            council_code=council,
-            actor=f"council:{council}",
-            now=PUBLISH_DAY,
-        )
-        applications.submit(
-            session,
-            application=application,
-            stage="eoi",
-            answers=eoi_answers(council, "Join up services."),
-            actor=f"council:{council}",
-            now=PUBLISH_DAY + timedelta(days=days),
-        )
+    submit_eoi(WAVE, council, PUBLISH_DAY + timedelta(days=days), "Join up.", PUBLISH_DAY)
 
 
 def test_adopters_are_traced_checked_and_compared_with_applying_from_scratch(

@@ -312,11 +312,7 @@ class Issuer:
     def _assessor_charts(self) -> list[Markup]:
         """Each assessor's mean score, as given and after normalisation."""
         profiles, _ = assessor_profiles(self.session, self.round)
-        hundredth = Decimal("0.01")
-        rows = [
-            (p.assessor.name, p.raw.mean.quantize(hundredth), p.normalised_mean.quantize(hundredth))
-            for p in profiles
-        ]
+        rows = [(p.assessor.name, p.raw.mean, p.normalised_mean) for p in profiles]
         return assessor_charts(rows) if rows else []
 
     def assessment_documents(

@@ -98,10 +98,9 @@ class _Group:
         return GroupLimit(self.name, self.members, self.rule.at_most)
 
     def full_text(self) -> str:
-        kind = "region" if self.rule.per == "region" else "council type"
         count = self.rule.at_most
         places = "place" if count == 1 else "places"
-        return f"{self.name} already has the {count} {places} allowed for each {kind}"
+        return f"{self.name} already has the {count} {places} allowed for each {_kind(self.rule)}"
 
 
 def _candidates(
@@ -135,11 +134,14 @@ def _groups(session: Session, prospectus: Prospectus, running: list[_Candidate])
     return groups
 
 
+def _kind(rule: GroupRule) -> str:
+    return "region" if rule.per == "region" else "council type"
+
+
 def rule_text(rule: GroupRule) -> str:
-    kind = "region" if rule.per == "region" else "council type"
     if rule.at_most is not None:
-        return f"at most {rule.at_most} per {kind}"
-    return f"at least {rule.at_least} of each {kind} with an application in the running"
+        return f"at most {rule.at_most} per {_kind(rule)}"
+    return f"at least {rule.at_least} of each {_kind(rule)} with an application in the running"
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,7 @@ def _render_model(
         {
             "value": target.slug,
             "text": target.title,
-            "hint": {"text": _round_hint(target, round_, now)},
+            "hint": {"text": _round_hint(target, round_)},
         }
         for target in replication.adoption_rounds(session, model, council, now)
     ]
@@ -183,7 +183,7 @@ def _render_model(
     )
 
 
-def _round_hint(target: Round, source: Round, now: datetime) -> str:
+def _round_hint(target: Round, source: Round) -> str:
     prospectus = rounds.prospectus_of(target)
     if target.id == source.id:
         return "The round this model comes from"

@@ -1204,7 +1204,7 @@ def _assessor_charts(session: Session, round_: Round) -> dict[str, Any]:
         ],
         "pooled": {"mean": quantize(pooled.mean), "spread": quantize(pooled.spread)},
         "assessor_charts": assessor_charts(
-            [(p.assessor.name, quantize(p.raw.mean), quantize(p.normalised_mean)) for p in profiles]
+            [(p.assessor.name, p.raw.mean, p.normalised_mean) for p in profiles]
         ),
     }
 
