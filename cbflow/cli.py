@@ -325,8 +325,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
         adoption = summary["adoption"]
         console.print(
             f"Replication: {adoption['adopter']} adopted the model of {adoption['model']} "
-            f"({adoption['answers carried over']} answers carried over) "
-            f"as {adoption['application']}"
+            f"({adoption['answers carried over']} answers carried over, "
+            f"{adoption['carried over and valid']} of them valid as its form asks them) "
+            f"as {adoption['application']}; who adopted it and how they compare: "
+            f"{adoption['lineage report']} on the portal"
         )
 
 
