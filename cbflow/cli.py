@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cbflow.errors import CbflowError, ProspectusError
+from cbflow.lifeline import with_parent
 from cbflow.settings import get_settings
 from cbflow.web.worker import PortalProcesses
 
@@ -421,6 +422,46 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
 
 
+def _log_event(line: str) -> None:
+    """What `serve` did about its processes, on its error stream with the time."""
+    errors.print(f"{datetime.now().astimezone():%Y-%m-%d %H:%M:%S %Z}  {line}", highlight=False)
+
+
+class FlowRunner:
+    """The flow runner `serve` starts (`python -m flows.deployments`): it executes the deadline
+    runs and the runs staff start. Started again when it stops, unless it stops soon after
+    starting (then it is failing, and its log says why)."""
+
+    def __init__(self, env: dict[str, str], log: Path, crash_loop_seconds: float = 30) -> None:
+        self.env, self.log, self.crash_loop_seconds = env, log, crash_loop_seconds
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flows.deployments"],
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parent.parent,
+            preexec_fn=with_parent(),
+        )
+        self.started = time.monotonic()
+
+    def restart_if_stopped(self) -> int | None:
+        """Start it again if it has stopped; returns its exit code then, else None."""
+        assert self.process is not None
+        code = self.process.poll()
+        if code is None:
+            return None
+        if time.monotonic() - self.started < self.crash_loop_seconds:
+            raise CbflowError(
+                f"the flow runner stopped (exit code {code}) soon after starting; see {self.log}"
+            )
+        self.start()
+        return code
+
+
 @app.command()
 def serve(
     demo_round: Annotated[
@@ -437,6 +478,7 @@ def serve(
     """Start the portal, a local Prefect server with its UI and the runner of the deadline
     deployments; their state stays under the data directory. Stop with Ctrl-C."""
     from cbflow.db import migrate, session_scope
+    from cbflow.render import remove_partial_files
     from cbflow.services.councils import load_register
     from cbflow.web.app import govuk_frontend
 
@@ -449,6 +491,8 @@ def serve(
             load_register(session)
     except CbflowError as exc:
         _fail(str(exc))
+    for partial in remove_partial_files(settings.documents_dir):
+        _log_event(f"removed {partial}, left by a rendering that was killed")
     env = {**os.environ, **_prefect_environment()}
     address = f"http://127.0.0.1:{settings.prefect_port}"
     api = f"{address}/api"
@@ -461,6 +505,7 @@ def serve(
         env=env,
         stdout=server_log_path.open("ab"),
         stderr=subprocess.STDOUT,
+        preexec_fn=with_parent(),  # killed, `serve` takes what it started with it
     )
     portal_log_path = log_dir / "portal.log"
     # the portal starts flow runs on this server (staff actions) and links to its UI
@@ -471,7 +516,7 @@ def serve(
         {**env, "PREFECT_API_URL": api},
         portal_log_path,
     )
-    runner: subprocess.Popen[bytes] | None = None
+    runner: FlowRunner | None = None
     try:
         console.print(f"Starting the portal (log: {portal_log_path}) ...")
         portal.start()
@@ -481,14 +526,9 @@ def serve(
         _wait_healthy(f"{api}/health", [server], "the Prefect server", server_log_path)
         env["PREFECT_API_URL"] = api
         _use_prefect(api)
-        runner_log = (log_dir / "deadline-runner.log").open("ab")
-        runner = subprocess.Popen(
-            [sys.executable, "-m", "flows.deployments"],
-            env=env,
-            stdout=runner_log,
-            stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parent.parent,
-        )
+        runner_log_path = log_dir / "deadline-runner.log"
+        runner = FlowRunner(env, runner_log_path)
+        runner.start()
         console.print(
             f"[bold]Prefect UI: {address}[/]  "
             f"(deadline runner log: {log_dir / 'deadline-runner.log'})"
@@ -502,9 +542,17 @@ def serve(
         console.print(f"Serving: the portal at {portal_address}. Press Ctrl-C to stop.")
         while server.poll() is None:
             for code in portal.replace_stopped():
-                errors.print(
+                _log_event(
                     f"a portal process stopped (exit code {code}); started another "
                     f"(see {portal_log_path})"
+                )
+            for line in portal.replace_unanswering():
+                _log_event(f"{line} (see {portal_log_path})")
+            stopped = runner.restart_if_stopped()
+            if stopped is not None:
+                _log_event(
+                    f"the flow runner stopped (exit code {stopped}); started another "
+                    f"(see {runner_log_path})"
                 )
             time.sleep(1)
         _fail(f"the Prefect server stopped (exit code {server.returncode})")
@@ -513,8 +561,8 @@ def serve(
     except KeyboardInterrupt:
         console.print("Stopping ...")
     finally:
-        if runner is not None:
-            _stop(runner, "the deadline runner")
+        if runner is not None and runner.process is not None:
+            _stop(runner.process, "the flow runner")
         for process in portal.processes:
             _stop(process, "the portal")
         _stop(server, "the Prefect server")

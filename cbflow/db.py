@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -23,7 +24,15 @@ from cbflow.settings import get_settings
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-BUSY_SECONDS = 30  # how long a write waits for another to finish before giving up
+# how long a write waits for the others before it gives up (the portal then answers 503, and
+# nothing of the request is kept): writes last milliseconds, so a wait this long means one is
+# stuck, and the person is better told than kept waiting
+BUSY_SECONDS = 10
+
+
+POOL_SECONDS = 10  # how long a request waits for a database connection (PostgreSQL)
+# a transaction left open this long without a statement is ended by PostgreSQL, its locks freed
+IDLE_IN_TRANSACTION_SECONDS = 60
 
 
 class _Writers:
@@ -53,15 +62,32 @@ class _Writers:
         """Make the connection with this `info` the database's only writer."""
         if info.get("writing"):
             return
+        give_up = time.monotonic() + BUSY_SECONDS
         if not self._lock.acquire(timeout=BUSY_SECONDS):
             raise _locked()
         try:
             if self._file is not None:
-                fcntl.flock(self._file, fcntl.LOCK_EX)
+                self._lock_file(give_up)
         except BaseException:
             self._lock.release()
             raise
         info["writing"] = True
+
+    def _lock_file(self, give_up: float) -> None:
+        """The lock between processes, waited for until `give_up` at most: tried without
+        blocking, then again after pauses growing from half a millisecond to four (a write
+        takes a few milliseconds; the kernel's blocking wait could not be bounded)."""
+        assert self._file is not None
+        pause = 0.0005
+        while True:
+            try:
+                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() + pause > give_up:
+                    raise _locked() from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.004)
 
     def returned(self, _dbapi_connection: Any, record: Any, *_: Any) -> None:
         if record is not None and record.info.pop("writing", False):
@@ -79,6 +105,13 @@ def _locked() -> OperationalError:
     return OperationalError(
         "waiting to write", None, sqlite3.OperationalError("database is locked")
     )
+
+
+def busy(error: OperationalError) -> bool:
+    """Whether a database error means "not now" (a write or a lock waited for too long), not
+    "broken": the request may be tried again."""
+    text = str(error.orig).lower()
+    return "database is locked" in text or "lock timeout" in text or "lock_timeout" in text
 
 
 _WRITERS: dict[Engine, _Writers] = {}
@@ -128,7 +161,22 @@ def _engine(url: str) -> Engine:
         writers = _WRITERS[engine] = _Writers(Path(f"{database}-writer") if on_disk else None)
         writers.watch(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    settings = get_settings()
+    # every route thread of a portal process may hold a connection, and so may the
+    # transactions committing in threads of their own: the pool has room for all of them, and
+    # a request that still finds none waits POOL_SECONDS, then is answered 503
+    threads = settings.portal_threads
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=threads + 2,
+        max_overflow=threads,
+        pool_timeout=POOL_SECONDS,
+        connect_args={
+            "options": f"-c lock_timeout={BUSY_SECONDS * 1000} "
+            f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_SECONDS * 1000}"
+        },
+    )
 
 
 def alembic_config(url: str) -> Config:

@@ -20,7 +20,7 @@ from typing import Any
 from cbflow import simulate
 from cbflow.clock import FixedClock
 from cbflow.db import migrate, session_scope
-from cbflow.errors import DeadlinePassed
+from cbflow.errors import OutsideWindow
 from cbflow.lifecycle import FUNDED, AppState
 from cbflow.models import Application, PublishedModel
 from cbflow.prospectus import Prospectus, load
@@ -167,7 +167,7 @@ async def run(
                 actor=f"council:{field_[0].code}",
                 now=clock(),
             )
-    except DeadlinePassed as refused:
+    except OutsideWindow as refused:
         summary.late_refused += 1
         log(f"{clock().astimezone(zone):%Y-%m-%d %H:%M %Z}  late EOI refused: {refused}")
 

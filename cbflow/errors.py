@@ -21,8 +21,17 @@ class IllegalTransition(CbflowError):
     """A state change that the transition table does not allow. Nothing was changed."""
 
 
-class DeadlinePassed(CbflowError):
-    """An action came after its window closed (or before it opened). Nothing was changed."""
+class OutsideWindow(CbflowError):
+    """An action outside the time it is allowed in. Nothing was changed."""
+
+
+class DeadlinePassed(OutsideWindow):
+    """An action came after its window closed. Nothing was changed."""
+
+
+class NotYet(OutsideWindow):
+    """An action came before its time: a window not yet open, or a deadline not yet reached
+    by the run that acts on it. Nothing was changed."""
 
 
 class ValidationFailed(CbflowError):

@@ -38,11 +38,13 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from weasyprint.text.fonts import FontConfiguration
 
+from cbflow.lifeline import end_with
 from cbflow.settings import get_settings
 
 # Tagged PDF with the PDF/UA-1 identification: screen readers get the structure, and WeasyPrint
 # takes the title and language from the document's <title> and <html lang>.
 PDF_VARIANT = "pdf/ua-1"
+PARTIAL = ".part"  # the suffix of a document being written
 
 PENNY = Decimal("0.01")
 # Spelled out here because strftime's %B follows the process locale; documents are en-GB.
@@ -224,18 +226,32 @@ def render_pdf(
         base_url=(root / template).parent.as_uri() + "/",
         url_fetcher=fetcher,
     )
+    # rendered in memory first: the file exists only for the moment of writing it, so a
+    # worker killed while it renders (its parent gone, say) leaves nothing half-made behind
+    pdf = html.write_pdf(font_config=_font_config(), pdf_variant=PDF_VARIANT)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
-        dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".part"
+        dir=out_path.parent, prefix=f".{out_path.name}.", suffix=PARTIAL
     )
     try:
         with os.fdopen(handle, "wb") as file:
-            html.write_pdf(file, font_config=_font_config(), pdf_variant=PDF_VARIANT)
+            file.write(pdf)
         os.replace(temporary, out_path)
     except BaseException:
         os.unlink(temporary)
         raise
     return out_path
+
+
+def remove_partial_files(folder: Path) -> list[Path]:
+    """Remove what a rendering killed at the moment of writing left under `folder` (files
+    named .NAME.*.part); returns them. Run only when nothing renders: at `cbflow serve`'s
+    start."""
+    removed = []
+    for partial in folder.rglob(f".*{PARTIAL}") if folder.is_dir() else ():
+        partial.unlink(missing_ok=True)
+        removed.append(partial)
+    return removed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,9 +279,12 @@ def render_serial(
     return paths
 
 
-def _warm_worker() -> None:
+def _warm_worker(owner: int) -> None:
     # Runs once in each worker: the template environment and font configuration then serve
     # every chunk that worker renders (WeasyPrint itself is imported with this module).
+    # The worker ends with the process that owns the pool, however that ends (killed, it
+    # could not stop them, and they waited for work for ever: some 350 MB).
+    end_with(owner)
     _tools(_templates_dir(None))
     _font_config()
 
@@ -288,7 +307,9 @@ def _executor(workers: int) -> ProcessPoolExecutor:
             # single-threaded process that imports WeasyPrint once; workers fork from it.
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload([__name__])
-            _pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_warm_worker)
+            _pool = ProcessPoolExecutor(
+                workers, mp_context=context, initializer=_warm_worker, initargs=(os.getpid(),)
+            )
             _pool_size = workers
         return _pool
 

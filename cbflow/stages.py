@@ -24,6 +24,7 @@ from cbflow.models import Application, Document, Round, User
 from cbflow.prospectus import Prospectus
 from cbflow.render import render_many
 from cbflow.services import assessment, implementation, replication, rounds, selection, sift
+from cbflow.services.audit import record
 from cbflow.services.documents import Issuer, Pending, record_rendered
 from cbflow.services.implementation import return_periods
 from cbflow.services.receipts import receipt_messages
@@ -295,6 +296,47 @@ def documents_summary(slug: str) -> dict[str, Any]:
         "by_kind": by_kind,
         "total": len(docs),
     }
+
+
+LATE = timedelta(minutes=1)  # a deadline run later than this says so in the round's audit
+
+
+def _duration(span: timedelta) -> str:
+    minutes, seconds = divmod(int(span.total_seconds()), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    parts = [(days, "day"), (hours, "hour"), (minutes, "min"), (seconds, "s")]
+    shown = [
+        f"{n} {unit}{'s' if n != 1 and unit in ('day', 'hour') else ''}" for n, unit in parts if n
+    ]
+    return " ".join(shown[:2]) or "0 s"
+
+
+def record_late_run(slug: str, event: str, due: datetime, ran: datetime) -> str | None:
+    """Audit a deadline run that started more than LATE after its time (the flow runner was
+    stopped over the deadline and caught up when it came back); returns what was recorded.
+    Persists one audit event on the round, before the run's work."""
+    if ran - due <= LATE:
+        return None
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        assert round_.id is not None
+        local = due.astimezone(rounds.prospectus_of(round_).zone)
+        note = (
+            f"{event} ran {_duration(ran - due)} late: it was due at {local:%H:%M:%S} on "
+            f"{local.day} {local:%B %Y} ({local:%Z}), when no flow runner was running"
+        )
+        record(
+            session,
+            entity="round",
+            entity_id=round_.id,
+            action="deadline_run_late",
+            actor=SYSTEM,
+            now=ran,
+            reason=note,
+        )
+    logger.warning("%s: %s", slug, note)
+    return note
 
 
 def deadline_events(prospectus: Prospectus) -> list[tuple[str, datetime]]:

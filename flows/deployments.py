@@ -25,7 +25,14 @@ from flows.stages import DEADLINE_FLOWS, PORTAL_FLOWS
 
 def serve() -> None:
     """Register the deadline deployments and the portal's, and run their flow runs until
-    stopped. A deadline flow is also the portal's way to run a missed deadline by hand."""
+    stopped. A deadline flow is also the portal's way to run a missed deadline by hand.
+
+    First, runs that an earlier runner left running when it was killed are marked crashed.
+    Deadline runs scheduled while no runner was running are then run as soon as it polls,
+    each acting at the real time (see flows.stages) and audited as late."""
+    crashed = mark_abandoned_runs()
+    if crashed:
+        print(f"marked {len(crashed)} flow run(s) crashed: {', '.join(crashed)}", flush=True)
     deployments = [
         flow.to_deployment(name=DEPLOYMENT, tags=["cbflow", "deadline"])
         for flow in DEADLINE_FLOWS.values()
@@ -33,6 +40,41 @@ def serve() -> None:
         flow.to_deployment(name=PORTAL, tags=["cbflow", "portal"]) for flow in PORTAL_FLOWS.values()
     ]
     prefect_serve(*deployments, print_starting_message=True)  # type: ignore[arg-type]
+
+
+ABANDONED = "the flow runner stopped while this run was running; run it again if still needed"
+
+
+def mark_abandoned_runs() -> list[str]:
+    """Mark crashed every run of cbflow's deployments that Prefect still has as pending or
+    running: a runner is starting, so no runner is executing them (the runner `cbflow serve`
+    starts is the only one). Without this, a run whose process was killed stays "Running" in
+    the Prefect UI for ever. Returns the runs' names."""
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    unfinished = FlowRunFilter(
+        state=FlowRunFilterState(
+            type=FlowRunFilterStateType(
+                any_=[StateType.PENDING, StateType.RUNNING, StateType.CANCELLING]
+            )
+        ),
+        tags=FlowRunFilterTags(all_=["cbflow"]),
+    )
+    names = []
+    with get_client(sync_client=True) as client:
+        for run in client.read_flow_runs(flow_run_filter=unfinished, limit=200):
+            if run.deployment_id is None:
+                continue  # run in a process of its own (the demo), not by a runner
+            client.set_flow_run_state(run.id, Crashed(message=ABANDONED), force=True)
+            names.append(run.name)
+    return names
 
 
 async def schedule_round(slug: str, now: datetime | None = None) -> list[tuple[str, datetime]]:

@@ -10,6 +10,8 @@ system's time; the demo and tests pass the round's own dates.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +21,7 @@ from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 
 from cbflow import stages
+from cbflow.lifeline import end_with_parent
 from cbflow.settings import get_settings
 from cbflow.stages import SYSTEM, Outcome, documents_summary
 
@@ -27,6 +30,28 @@ __all__ = ["documents_summary"]
 
 def _now(now: datetime | None) -> datetime:
     return now if now is not None else datetime.now(UTC)
+
+
+async def _deadline(event: str, slug: str, now: datetime | None) -> datetime:
+    """The moment a deadline run acts at: `now` when given (the demo, tests); otherwise the
+    real time, never before the time the run was scheduled for. Prefect's runner may start a
+    scheduled run a fraction of a second early (seen: 22:13:59.814 for 22:14:00), and acting
+    then would find the deadline not yet passed, so an early run waits for its moment. A run
+    that starts well after it (the runner was down over the deadline and caught up) is audited
+    with how late it ran."""
+    if now is not None:
+        return now
+    from prefect.runtime import flow_run
+
+    scheduled: datetime = flow_run.scheduled_start_time
+    current = datetime.now(UTC)
+    while current < scheduled:
+        await asyncio.sleep(max((scheduled - current).total_seconds(), 0.001))
+        current = datetime.now(UTC)
+    late = await asyncio.to_thread(stages.record_late_run, slug, event, scheduled, current)
+    if late is not None:
+        get_run_logger().warning("%s: %s", slug, late)
+    return current
 
 
 def _link(path: Any) -> str:
@@ -62,6 +87,10 @@ async def _report(outcome: Outcome) -> Outcome:
 
 
 async def _run(event: Callable[..., Outcome], *args: Any, **kwargs: Any) -> Outcome:
+    if os.environ.get("PREFECT__DEPLOYMENT_NAME"):
+        # a process of its own, started by the flow runner: it ends (reported crashed by
+        # Prefect's engine) when the runner ends, rather than run on with nobody watching
+        end_with_parent(signal.SIGTERM)
     outcome = await asyncio.to_thread(event, *args, **kwargs)
     return await _report(outcome)
 
@@ -110,7 +139,9 @@ async def issue_receipts(slug: str, now: datetime | None = None) -> Outcome:
 
 @flow(name="close-eoi", flow_run_name=_named("{slug} · EOI close and sift"))
 async def close_eoi(slug: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
-    return await _run(stages.close_eoi, slug, now=_now(now), actor=actor)
+    return await _run(
+        stages.close_eoi, slug, now=await _deadline("close-eoi", slug, now), actor=actor
+    )
 
 
 @flow(name="invite-to-bid", flow_run_name=_named("{slug} · invite to bid"))
@@ -125,7 +156,9 @@ async def invite_to_bid(
 
 @flow(name="close-bids", flow_run_name=_named("{slug} · bids close"))
 async def close_bids(slug: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
-    return await _run(stages.close_bids, slug, now=_now(now), actor=actor)
+    return await _run(
+        stages.close_bids, slug, now=await _deadline("close-bids", slug, now), actor=actor
+    )
 
 
 @flow(name="assign-assessors", flow_run_name=_named("{slug} · assessment: assign"))
@@ -147,7 +180,7 @@ async def finalise_assessment(
 
 @flow(name="decide", flow_run_name=_named("{slug} · selection and decisions"))
 async def decide(slug: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
-    return await _run(stages.decide, slug, now=_now(now), actor=actor)
+    return await _run(stages.decide, slug, now=await _deadline("decide", slug, now), actor=actor)
 
 
 @flow(name="start-implementation", flow_run_name=_named("{slug} · implementation starts"))
@@ -159,12 +192,16 @@ async def start_implementation(
 
 @flow(name="returns-cycle", flow_run_name=_named("{slug} · returns cycle"))
 async def returns_cycle(slug: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
-    return await _run(stages.returns_cycle, slug, now=_now(now), actor=actor)
+    return await _run(
+        stages.returns_cycle, slug, now=await _deadline("returns-cycle", slug, now), actor=actor
+    )
 
 
 @flow(name="complete-round", flow_run_name=_named("{slug} · complete"))
 async def complete(slug: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
-    return await _run(stages.complete, slug, now=_now(now), actor=actor)
+    return await _run(
+        stages.complete, slug, now=await _deadline("complete-round", slug, now), actor=actor
+    )
 
 
 @flow(name="publish-model", flow_run_name=_named("{reference} · publish model"))

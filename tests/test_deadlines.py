@@ -13,7 +13,7 @@ from conftest import edit, example_text, london
 from sqlmodel import select
 
 from cbflow.db import session_scope
-from cbflow.errors import DeadlinePassed
+from cbflow.errors import DeadlinePassed, NotYet, OutsideWindow
 from cbflow.lifecycle import AppState, RoundState
 from cbflow.models import Application, AuditEvent, Round
 from cbflow.prospectus import parse
@@ -165,7 +165,7 @@ def assert_eoi_untouched(reference: str) -> None:
 
 
 def refused_eoi(reference: str, at: datetime, message: str) -> None:
-    with pytest.raises(DeadlinePassed, match=message):
+    with pytest.raises(OutsideWindow, match=message):
         submit(reference, "eoi", at)
     assert_eoi_untouched(reference)
 
@@ -339,7 +339,7 @@ def test_bid_submit_outside_window_is_refused(
     slug = launch(example_text())
     reference = invited(slug, london(2011, 11, 1, 10, 0), EXAMPLE_EOI_CLOSE)
 
-    with pytest.raises(DeadlinePassed, match=message):
+    with pytest.raises(OutsideWindow, match=message):
         submit(reference, "bid", at)
 
     assert_bid_untouched(reference)
@@ -435,7 +435,11 @@ def test_close_eoi_before_deadline_is_refused_and_sifts_nothing(cbflow_env: Sett
     submit(reference, "eoi", london(2011, 11, 1, 10, 0))
 
     with (
-        pytest.raises(DeadlinePassed, match="open until 12:00 on 10 November 2011"),
+        pytest.raises(
+            NotYet,
+            match="EOI deadline of .* had not yet passed: it is at 12:00:00 on 10 November 2011 "
+            r"\(GMT\), and the time was 11:59:59",
+        ),
         session_scope() as session,
     ):
         round_ = rounds.get_round(session, slug)
@@ -469,7 +473,11 @@ def test_close_bids_before_deadline_is_refused(cbflow_env: Settings) -> None:
     reference = invited(slug, london(2011, 11, 1, 10, 0), EXAMPLE_EOI_CLOSE)
 
     with (
-        pytest.raises(DeadlinePassed, match="open until the end of 9 December 2011"),
+        pytest.raises(
+            NotYet,
+            match=r"bid deadline of .* had not yet passed: it is at the end of 9 December 2011, "
+            "and the time was 23:59:59 on 9 December 2011",
+        ),
         session_scope() as session,
     ):
         round_ = rounds.get_round(session, slug)

@@ -33,7 +33,7 @@ from cbflow.services import rounds
 from cbflow.settings import Settings
 from cbflow.web import create_app
 
-SCHEMAS = ROOT.parent / "shared" / "schemas"
+SCHEMAS = ROOT / "tests" / "data" / "schemas"  # the standards' own schemas, pinned (README there)
 WHOLE_PLACE = ROOT / "prospectus" / "whole-place-2011.yaml"
 SLUG = "whole-place-2011"
 NOW = datetime(2013, 5, 1, 12, 0, tzinfo=UTC)
@@ -41,7 +41,7 @@ LONDON = ZoneInfo("Europe/London")
 
 
 def _schema(path: Path) -> dict[str, Any]:
-    assert path.is_file(), f"the pinned schema {path} is missing (../shared/schemas)"
+    assert path.is_file(), f"the pinned schema {path} is missing (tests/data/schemas)"
     loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return loaded
 

@@ -3,46 +3,20 @@ runs visible through the server's API, Prefect's state under the data directory,
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import EXAMPLE, free_port
+from conftest import EXAMPLE, ROOT, free_port
+from served import Served, post_json, wait_for
 
 from flows.stages import DEADLINE_FLOWS, PORTAL_FLOWS
 
 pytestmark = pytest.mark.slow
-
-
-def _post(url: str, body: dict[str, Any]) -> Any:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
-
-
-def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = predicate()
-        except OSError:
-            result = None
-        if result:
-            return result
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_serve_shows_the_demo_runs_through_the_prefect_api_when_demo_runs_against_it(
@@ -67,7 +41,7 @@ def test_serve_shows_the_demo_runs_through_the_prefect_api_when_demo_runs_agains
         start_new_session=True,
     )
     try:
-        _wait_for(
+        wait_for(
             lambda: urllib.request.urlopen(f"{api}/health", timeout=2).status == 200,
             120,
             "the server",
@@ -81,11 +55,11 @@ def test_serve_shows_the_demo_runs_through_the_prefect_api_when_demo_runs_agains
         }
 
         def served() -> bool:
-            deployments = _post(f"{api}/deployments/filter", {})
-            flows = {f["id"]: f["name"] for f in _post(f"{api}/flows/filter", {})}
+            deployments = post_json(f"{api}/deployments/filter", {})
+            flows = {f["id"]: f["name"] for f in post_json(f"{api}/flows/filter", {})}
             return {(flows[d["flow_id"]], d["name"]) for d in deployments} == wanted
 
-        _wait_for(served, 90, "the runner's deployments")
+        wait_for(served, 90, "the runner's deployments")
 
         demo = subprocess.run(
             [
@@ -106,7 +80,7 @@ def test_serve_shows_the_demo_runs_through_the_prefect_api_when_demo_runs_agains
 
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert "Selected places" in demo.stdout
-        runs = _post(f"{api}/flow_runs/filter", {"limit": 200})
+        runs = post_json(f"{api}/flow_runs/filter", {"limit": 200})
         by_name = {run["name"]: run["state_type"] for run in runs}
         assert by_name["demo · format-example"] == "COMPLETED"
         # stage runs are named by round, stage and the date they acted on
@@ -131,3 +105,75 @@ def test_serve_shows_the_demo_runs_through_the_prefect_api_when_demo_runs_agains
         urllib.request.urlopen(f"{api}/health", timeout=2)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{portal}/healthz", timeout=2)
+
+
+def _descendants(root: int) -> dict[int, tuple[str, str]]:
+    """The processes below `root`: pid -> (start time, command line)."""
+    children: dict[int, list[int]] = {}
+    found: dict[int, tuple[str, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        found[int(entry.name)] = (fields[19], command)
+    below: dict[int, tuple[str, str]] = {}
+    stack = list(children.get(root, []))
+    while stack:
+        pid = stack.pop()
+        if pid in found:
+            below[pid] = found[pid]
+            stack.extend(children.get(pid, []))
+    return below
+
+
+def _alive(pid: int, started: str) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[19] == started and fields[0] != "Z"
+
+
+def test_serve_killed_while_rendering_leaves_no_process_and_no_partial_document(
+    tmp_path: Path,
+) -> None:
+    served = Served(tmp_path / "data", CBFLOW_RENDER_WORKERS="2")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cbflow.cli", "serve", "--demo"],
+        env=served.env,
+        stdout=served.output.open("ab"),
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    try:
+        # the demo renders its documents in a pool of worker processes under `serve`
+        def rendering() -> dict[int, tuple[str, str]]:
+            assert process.poll() is None, served.output.read_text()
+            below = _descendants(process.pid)
+            workers = [pid for pid, (_, command) in below.items() if "forkserver" in command]
+            return below if len(workers) >= 2 else {}
+
+        below = wait_for(rendering, 300, "the demo's rendering workers", every=0.2)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+        def survivors() -> list[str]:
+            return [command for pid, (started, command) in below.items() if _alive(pid, started)]
+
+        try:
+            wait_for(lambda: not survivors(), 60, "every process `serve` started to end")
+        except AssertionError:
+            raise AssertionError(f"still running: {survivors()}") from None
+    finally:
+        if process.poll() is None:
+            process.kill()
+    commands = "\n".join(command for _, command in below.values())
+    assert "prefect" in commands and "cbflow.web.worker" in commands  # all of it was there
+    assert list((served.data_dir / "documents").rglob("*.part")) == []

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from sqlmodel import Session, select
 
 from cbflow.db import lock_for_update
-from cbflow.errors import CbflowError, DeadlinePassed, NotFound
+from cbflow.errors import CbflowError, DeadlinePassed, NotFound, NotYet
 from cbflow.forms import money_to_pence, parse_money, validate_answers
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, Council, Round
@@ -36,6 +36,21 @@ def local_deadline(moment: datetime, prospectus: Prospectus) -> str:
     return local_time(moment, prospectus)
 
 
+def not_reached(deadline: str, moment: datetime, now: datetime, prospectus: Prospectus) -> NotYet:
+    """The refusal of a deadline's work before its moment, to the second: a run that starts a
+    moment early is told exactly when the deadline is, not that it 'passed'."""
+    local, current = moment.astimezone(prospectus.zone), now.astimezone(prospectus.zone)
+    when = (
+        local_deadline(moment, prospectus)
+        if (local.hour, local.minute, local.second) == (0, 0, 0)
+        else f"{local:%H:%M:%S} on {local.day} {local:%B %Y} ({local:%Z})"
+    )
+    return NotYet(
+        f"the {deadline} had not yet passed: it is at {when}, and the time was "
+        f"{current:%H:%M:%S} on {current.day} {current:%B %Y}"
+    )
+
+
 def window_of(prospectus: Prospectus, stage: Stage) -> Window:
     window = prospectus.timetable.eoi if stage == "eoi" else prospectus.timetable.bid
     if window is None:
@@ -57,7 +72,7 @@ def check_window(prospectus: Prospectus, stage: Stage, now: datetime) -> None:
     window = window_of(prospectus, stage)
     opens, closes = window.opens_at(prospectus.zone), window.closes_at(prospectus.zone)
     if now < opens:
-        raise DeadlinePassed(
+        raise NotYet(
             f"the {stage} window of {prospectus.id} opens at {local_time(opens, prospectus)}"
         )
     if now >= closes:

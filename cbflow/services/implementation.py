@@ -10,11 +10,12 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from cbflow.db import lock_for_update
-from cbflow.errors import CbflowError, DeadlinePassed
+from cbflow.errors import CbflowError, NotYet
 from cbflow.forms import money_to_pence, validate_answers
 from cbflow.lifecycle import AppState, RoundState
 from cbflow.models import Application, MilestoneRecord, ReturnRecord, Round
 from cbflow.prospectus import Prospectus
+from cbflow.services.applications import not_reached
 from cbflow.services.audit import record, transition
 from cbflow.services.rounds import applications_of, prospectus_of
 
@@ -151,9 +152,7 @@ def submit_return(
     assert stage is not None and stage.returns is not None
     opens = return_opens(record_, prospectus)
     if now < opens:
-        raise DeadlinePassed(
-            f"the return for period {record_.period} can be made from {opens.date()}"
-        )
+        raise NotYet(f"the return for period {record_.period} can be made from {opens.date()}")
     record_.answers = validate_answers(stage.returns.form, answers, complete=True)
     record_.submitted_at = now
     record_.payment_pence = payment_for(prospectus, record_.answers)
@@ -225,7 +224,7 @@ def complete(session: Session, *, round_: Round, actor: str, now: datetime) -> i
     if period is not None:
         ends = datetime.combine(period.ends + timedelta(days=1), time(0, 0), tzinfo=prospectus.zone)
         if now < ends:
-            raise DeadlinePassed(f"implementation of {round_.slug} runs until {period.ends}")
+            raise not_reached(f"end of {round_.slug}'s implementation", ends, now, prospectus)
     if round_.state == RoundState.COMPLETED:
         return 0
     done = 0

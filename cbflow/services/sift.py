@@ -9,11 +9,11 @@ from typing import Any
 
 from sqlmodel import Session
 
-from cbflow.errors import CbflowError, DeadlinePassed
+from cbflow.errors import CbflowError
 from cbflow.lifecycle import AppState, RoundState
 from cbflow.models import Application, Round
 from cbflow.prospectus import SiftCheck
-from cbflow.services.applications import local_deadline
+from cbflow.services.applications import not_reached
 from cbflow.services.audit import transition
 from cbflow.services.rounds import applications_of, prospectus_of
 
@@ -59,9 +59,7 @@ def close_eoi(session: Session, *, round_: Round, actor: str, now: datetime) -> 
     prospectus = prospectus_of(round_)
     closes = prospectus.timetable.eoi.closes_at(prospectus.zone)
     if now < closes:
-        raise DeadlinePassed(
-            f"the EOI window of {round_.slug} is open until {local_deadline(closes, prospectus)}"
-        )
+        raise not_reached(f"EOI deadline of {round_.slug}", closes, now, prospectus)
     if round_.state != RoundState.LAUNCHED:
         return Counter(a.state for a in applications_of(session, round_))
     outcomes: Counter[str] = Counter()
@@ -182,9 +180,7 @@ def close_bids(session: Session, *, round_: Round, actor: str, now: datetime) ->
     assert prospectus.timetable.bid is not None
     closes = prospectus.timetable.bid.closes_at(prospectus.zone)
     if now < closes:
-        raise DeadlinePassed(
-            f"the bid window of {round_.slug} is open until {local_deadline(closes, prospectus)}"
-        )
+        raise not_reached(f"bid deadline of {round_.slug}", closes, now, prospectus)
     if round_.state == RoundState.BIDS_INVITED:
         for application in applications_of(session, round_, AppState.INVITED, AppState.BID_DRAFT):
             application.decision_reason = "no bid was submitted by the deadline"

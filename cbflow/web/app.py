@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from cbflow.clock import Clock, system_clock
+from cbflow.db import busy
 from cbflow.errors import CbflowError
 from cbflow.flowruns import ReceiptBatches, load_client
 from cbflow.settings import Settings, get_settings
@@ -38,6 +42,7 @@ from cbflow.web.security import (
 )
 from cbflow.web.templating import Pages, environment, govuk_template_source
 
+logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 SESSION_COOKIE = "cbflow_session"
 
@@ -46,6 +51,19 @@ ERRORS = {
     404: ("Page not found", "If you typed the web address, check it is correct."),
     405: ("Page not found", "If you typed the web address, check it is correct."),
 }
+# what a person is told when their request could not be carried out: nothing of it was kept
+# (its transaction was rolled back), and everything saved or submitted before it still is
+BUSY = (
+    "Sorry, the service is busy",
+    "What you just sent was not saved: the service could not get to it in time. Everything "
+    "you saved or submitted before it is kept. Wait a minute, then try again.",
+)
+FAILED = (
+    "Sorry, there is a problem with the service",
+    "What you just sent was not saved. Everything you saved or submitted before it is kept. "
+    "Try again later; if it happens again, contact the team running the round.",
+)
+BUSY_SECONDS_TO_RETRY = 30
 CSRF_PROBLEM = (
     "Your session has expired",
     "We could not accept the form because the page was too old or was not sent by this "
@@ -125,9 +143,45 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
     app.include_router(timeout.router)
     app.add_exception_handler(timeout.SignedOutForInactivity, timeout.signed_out_response)
 
+    # answered on the event loop, never waiting for a thread: `cbflow serve` replaces a process
+    # that stops answering it, and a process whose threads are all busy is still answering
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> PlainTextResponse:
+    async def healthz() -> PlainTextResponse:
         return PlainTextResponse("ok")
+
+    def problem(request: Request, status_code: int, title: str, message: str) -> Response:
+        headers = {"Retry-After": str(BUSY_SECONDS_TO_RETRY)} if status_code == 503 else {}
+        if request.url.path.endswith("/autosave"):
+            return JSONResponse(
+                {"saved": False, "message": f"Not saved: {message}", "errors": {}},
+                status_code=status_code,
+                headers=headers,
+            )
+        try:
+            response = renderer.render(
+                request, "error.html", status_code=status_code, title=title, message=message
+            )
+        except Exception:  # the page itself could not be made: say it plainly
+            response = PlainTextResponse(f"{title}\n\n{message}\n", status_code=status_code)
+        response.headers.update(headers)
+        return response
+
+    @app.exception_handler(OperationalError)
+    async def database_busy(request: Request, exc: OperationalError) -> Response:
+        if not busy(exc):
+            raise exc
+        logger.warning("%s %s: answered 503, %s", request.method, request.url.path, exc.orig)
+        return problem(request, 503, *BUSY)
+
+    @app.exception_handler(PoolTimeout)
+    async def no_connection(request: Request, exc: PoolTimeout) -> Response:
+        logger.warning("%s %s: answered 503, %s", request.method, request.url.path, exc)
+        return problem(request, 503, *BUSY)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Starlette logs the exception with its traceback once this has answered
+        return problem(request, 500, *FAILED)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

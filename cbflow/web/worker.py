@@ -5,12 +5,20 @@ the kernel deals new connections out evenly between the processes. With one sock
 every process, whichever process woke first accepted a whole burst of connections: in a
 deadline surge one process queued most of the submissions while the other had little to do.
 
-    python -m cbflow.web.worker HOST PORT
+    python -m cbflow.web.worker HOST PORT [HEALTH_SOCKET]
+
+`cbflow serve` also gives each process a socket of its own (HEALTH_SOCKET, in Linux's abstract
+namespace) on which it asks that process, and only that one, for /healthz: a process that has
+stopped answering is killed and replaced, where a probe of the shared port would reach
+whichever process the kernel chose.
 """
 
 from __future__ import annotations
 
 import gc
+import http.client
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,10 +27,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cbflow.errors import CbflowError
+from cbflow.lifeline import with_parent
 
 BACKLOG = 2048  # connections the kernel holds for a process before it accepts them
 # a process that stops sooner than this after starting is failing, not to be started again
 CRASH_LOOP_SECONDS = 30
+HEALTH_EVERY = 5.0  # seconds between two health checks of a process
+HEALTH_TIMEOUT = 5.0  # how long one check waits for its answer
+HEALTH_FAILURES = 3  # checks failed in a row (about 30 s unanswered) before a process is replaced
+STARTING_SECONDS = 60  # a process that has never answered is given this long to start
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -50,9 +63,48 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def health_socket(name: str) -> socket.socket:
+    """The process's own socket for health checks: `name` in the abstract namespace (no file,
+    gone with the process)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind("\0" + name)
+    sock.listen(16)
+    return sock
+
+
+class _HealthConnection(http.client.HTTPConnection):
+    def __init__(self, name: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.name = name
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect("\0" + self.name)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def answers_health_check(name: str, timeout: float = HEALTH_TIMEOUT) -> bool:
+    """Whether the process listening on health socket `name` answers /healthz in time."""
+    connection = _HealthConnection(name, timeout)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
 class PortalProcesses:
-    """The portal's processes for `cbflow serve`: started, watched (one that stops is replaced,
-    unless it stopped soon after starting), stopped. They write to one log."""
+    """The portal's processes for `cbflow serve`: started, watched, stopped. A process that
+    stops is replaced, unless it stopped soon after starting (then it is failing, and starting
+    it again would only fail again); one that stops answering its health check is killed and
+    replaced. They write to one log, and end with the process that started them."""
 
     def __init__(
         self,
@@ -67,6 +119,8 @@ class PortalProcesses:
         self.crash_loop_seconds = crash_loop_seconds
         self.processes: list[subprocess.Popen[bytes]] = []
         self._started: dict[int, float] = {}
+        self._health: dict[int, _Health] = {}
+        self._spawned = 0
 
     def start(self) -> None:
         if not port_is_free(self.host, self.port):
@@ -77,13 +131,18 @@ class PortalProcesses:
         self.processes = [self._spawn() for _ in range(self.count)]
 
     def _spawn(self) -> subprocess.Popen[bytes]:
+        self._spawned += 1
+        name = f"cbflow-portal-{os.getpid()}-{self.port}-{self._spawned}"
         process = subprocess.Popen(
-            [sys.executable, "-m", "cbflow.web.worker", self.host, str(self.port)],
+            [sys.executable, "-m", "cbflow.web.worker", self.host, str(self.port), name],
             env=dict(self.env),
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
+            preexec_fn=with_parent(),
         )
-        self._started[process.pid] = time.monotonic()
+        now = time.monotonic()
+        self._started[process.pid] = now
+        self._health[process.pid] = _Health(name, checked=now)
         return process
 
     def replace_stopped(self) -> list[int]:
@@ -94,6 +153,7 @@ class PortalProcesses:
             code = process.poll()
             if code is None:
                 continue
+            self._health.pop(process.pid, None)
             if time.monotonic() - self._started.pop(process.pid) < self.crash_loop_seconds:
                 raise CbflowError(
                     f"the portal stopped (exit code {code}) soon after starting; see {self.log}"
@@ -101,6 +161,42 @@ class PortalProcesses:
             codes.append(code)
             self.processes[i] = self._spawn()
         return codes
+
+    def replace_unanswering(self) -> list[str]:
+        """Ask each process that is due a check for /healthz on its own socket; kill and
+        replace one that has failed HEALTH_FAILURES checks in a row (or never answered within
+        STARTING_SECONDS). Returns a line for the log about each one replaced."""
+        replaced = []
+        for i, process in enumerate(self.processes):
+            health = self._health[process.pid]
+            now = time.monotonic()
+            if process.poll() is not None or now - health.checked < HEALTH_EVERY:
+                continue
+            answered = answers_health_check(health.name)
+            health.checked = time.monotonic()
+            if answered:
+                health.answered, health.failures = True, 0
+                continue
+            health.failures += 1
+            starting = not health.answered and now - self._started[process.pid] < STARTING_SECONDS
+            if starting or (health.answered and health.failures < HEALTH_FAILURES):
+                continue
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            del self._health[process.pid], self._started[process.pid]
+            replaced.append(
+                f"portal process {process.pid} did not answer its health check "
+                f"{health.failures} times in a row; killed it and started another"
+            )
+            self.processes[i] = self._spawn()
+        return replaced
+
+
+class _Health:
+    def __init__(self, name: str, checked: float) -> None:
+        self.name, self.checked = name, checked
+        self.answered = False
+        self.failures = 0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -110,7 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     from cbflow.settings import get_settings
     from cbflow.web.app import portal
 
-    host, port = (argv or sys.argv[1:])[:2]
+    args = argv or sys.argv[1:]
+    host, port = args[:2]
     settings = get_settings()
     app = portal()
     load_client(settings)  # the slow imports happen before the process takes any connection
@@ -124,8 +221,10 @@ def main(argv: list[str] | None = None) -> None:
     # submissions of a deadline surge.
     gc.collect()
     gc.freeze()
-    sock = listening_socket(host, int(port))
-    uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
+    sockets = [listening_socket(host, int(port))]
+    if len(args) > 2:
+        sockets.append(health_socket(args[2]))
+    uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=sockets)
 
 
 if __name__ == "__main__":
