@@ -88,3 +88,41 @@ def test_a_process_that_stops_as_soon_as_it_starts_stops_serve(
     portal.processes[0].wait()
     with pytest.raises(CbflowError, match="soon after starting"):
         portal.replace_stopped()
+
+
+def test_a_portal_process_that_stops_answering_is_killed_and_replaced(
+    cbflow_env: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    portal = PortalProcesses(
+        2, "127.0.0.1", port, os.environ, tmp_path / "portal.log", 0, health_every=1
+    )
+    portal.start()
+    try:
+        _healthy(port)
+        deadline = time.monotonic() + 60
+        while not portal.answering():
+            assert time.monotonic() < deadline, "each process answers on its own socket"
+            assert portal.replace_unanswering() == []
+            time.sleep(0.3)
+        frozen, other = portal.processes
+        frozen.send_signal(signal.SIGSTOP)  # alive, holding its socket, answering nothing
+        replaced: list[str] = []
+        deadline = time.monotonic() + 30
+        while not replaced:
+            assert time.monotonic() < deadline, "the frozen process was not replaced"
+            replaced = portal.replace_unanswering()
+            time.sleep(0.2)
+        assert replaced == [
+            f"portal process {frozen.pid} did not answer its health check 3 times in a row; "
+            "killed it and started another"
+        ]
+        assert frozen.poll() == -signal.SIGKILL
+        assert portal.processes[1] is other and other.poll() is None, "the other one is kept"
+        assert portal.processes[0].pid != frozen.pid
+        _healthy(port)
+    finally:
+        for process in portal.processes:
+            process.send_signal(signal.SIGCONT)
+            process.terminate()
+            process.wait(timeout=30)

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from cbflow.errors import CbflowError
@@ -114,9 +115,11 @@ class PortalProcesses:
         env: Mapping[str, str],
         log: Path,
         crash_loop_seconds: float = CRASH_LOOP_SECONDS,
+        health_every: float = HEALTH_EVERY,
     ) -> None:
         self.count, self.host, self.port, self.env, self.log = count, host, port, env, log
         self.crash_loop_seconds = crash_loop_seconds
+        self.health_every = health_every
         self.processes: list[subprocess.Popen[bytes]] = []
         self._started: dict[int, float] = {}
         self._health: dict[int, _Health] = {}
@@ -145,6 +148,13 @@ class PortalProcesses:
         self._health[process.pid] = _Health(name, checked=now)
         return process
 
+    def answering(self) -> bool:
+        """Whether every process has answered its last health check."""
+        return all(
+            self._health[p.pid].answered and not self._health[p.pid].failures
+            for p in self.processes
+        )
+
     def replace_stopped(self) -> list[int]:
         """Start a new process for each that has stopped; returns their exit codes. Raises
         CbflowError for a process that stopped within `crash_loop_seconds` of starting."""
@@ -170,9 +180,9 @@ class PortalProcesses:
         for i, process in enumerate(self.processes):
             health = self._health[process.pid]
             now = time.monotonic()
-            if process.poll() is not None or now - health.checked < HEALTH_EVERY:
+            if process.poll() is not None or now - health.checked < self.health_every:
                 continue
-            answered = answers_health_check(health.name)
+            answered = answers_health_check(health.name, min(HEALTH_TIMEOUT, self.health_every))
             health.checked = time.monotonic()
             if answered:
                 health.answered, health.failures = True, 0
@@ -192,11 +202,14 @@ class PortalProcesses:
         return replaced
 
 
+@dataclass
 class _Health:
-    def __init__(self, name: str, checked: float) -> None:
-        self.name, self.checked = name, checked
-        self.answered = False
-        self.failures = 0
+    """What the supervisor knows of one process's health checks."""
+
+    name: str  # of its health socket
+    checked: float  # when it was last asked (monotonic)
+    answered: bool = False  # whether it has ever answered
+    failures: int = 0  # checks failed in a row
 
 
 def main(argv: list[str] | None = None) -> None:
