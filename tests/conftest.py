@@ -9,21 +9,18 @@ server: the one in CBFLOW_TEST_POSTGRES_URL, or one started here from Debian's b
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import create_engine, text
+import throwaway_postgres
 
 from cbflow.db import migrate, session_scope
 from cbflow.settings import Settings, get_settings
@@ -44,11 +41,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _postgres_bin() -> Path | None:
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
-    return candidates[0].parent if candidates else None
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A PostgreSQL server URL (without database name) for this test session."""
@@ -56,66 +48,22 @@ def postgres_server() -> Iterator[str]:
     if given:
         yield given.rstrip("/")
         return
-    binaries = _postgres_bin()
-    if binaries is None:
+    if throwaway_postgres.binaries() is None:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL is not installed: CI must run the PostgreSQL tests")
         pytest.skip(
             "PostgreSQL is not installed (apt-get install postgresql) "
             "and CBFLOW_TEST_POSTGRES_URL is unset"
         )
-    # not under pytest's temporary folder: the postgres user cannot enter root's folders
-    folder = Path(tempfile.mkdtemp(prefix="cbflow-test-postgres-"))
-    data = folder / "data"
-    as_postgres: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(folder, "postgres", "postgres")
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    for command in (
-        [str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"],
-        [
-            str(binaries / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(folder / "log"),
-            "-w",
-            "-o",
-            f"-h 127.0.0.1 -p {port} -k {folder} -F",
-            "start",
-        ],
-    ):
-        done = subprocess.run([*as_postgres, *command], capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.fail(
-                f"starting PostgreSQL failed: {' '.join(command)}\n{done.stdout}\n{done.stderr}"
-            )
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run(
-            [*as_postgres, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
+        with throwaway_postgres.server(max_connections=300) as url:
+            yield url
+    except throwaway_postgres.Unavailable as exc:
+        pytest.fail(str(exc))
 
 
 def _fresh_postgres_database(server: str) -> str:
-    name = f"cbflow_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with admin.connect() as connection:
-                connection.execute(text(f'CREATE DATABASE "{name}"'))
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-    admin.dispose()
-    return f"{server}/{name}"
+    return throwaway_postgres.fresh_database(server)
 
 
 def configure(monkeypatch: pytest.MonkeyPatch, data_dir: Path, database_url: str = "") -> Settings:
