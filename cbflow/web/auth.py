@@ -14,6 +14,7 @@ from cbflow.models import User
 from cbflow.services import accounts
 from cbflow.web import timeout
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, mail_after
+from cbflow.web.security import SAFE_METHODS
 from cbflow.web.templating import signed_in
 
 router = APIRouter()
@@ -80,10 +81,16 @@ CurrentUser = Annotated[User | None, Depends(current_user)]
 
 def require_role(*roles: str) -> Any:
     """A dependency: the signed-in user, if their role is one of `roles`; otherwise a redirect to
-    sign in (not signed in) or 403 (signed in, not allowed)."""
+    sign in (not signed in) or 403 (signed in, not allowed). A page asked for before signing in
+    is kept in the session, to go on to once signed in (a document linked from the Prefect UI,
+    say)."""
 
-    async def dependency(user: CurrentUser) -> User:
+    async def dependency(request: Request, user: CurrentUser) -> User:
         if user is None:
+            path = timeout.local_path(request.url.path)
+            if request.method in SAFE_METHODS and path:
+                query = f"?{request.url.query}" if request.url.query else ""
+                request.session[timeout.RETURN_TO] = path + query
             raise HTTPException(status_code=303, headers={"Location": "/sign-in"})
         if user.role not in roles:
             raise HTTPException(status_code=403)
