@@ -13,7 +13,7 @@ import urllib.request
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,6 +23,9 @@ from cbflow.errors import CbflowError, ProspectusError
 from cbflow.lifeline import with_parent
 from cbflow.settings import get_settings
 from cbflow.web.worker import PortalProcesses
+
+if TYPE_CHECKING:
+    from cbflow.services.accounts import HandedLink
 
 app = typer.Typer(
     help="Run competitive public funding rounds from one prospectus file.", no_args_is_help=True
@@ -272,13 +275,20 @@ def user_add(
         typer.Option(help="Council code: the applicant's council, or the assessor's employer."),
     ] = None,
 ) -> None:
-    """Add a person who signs in to the portal by e-mailed link (administrators add the others
-    on the portal's People page)."""
+    """Add a person who signs in to the portal (administrators add the others on the portal's
+    People page), and give them a single-use sign-in link: mailed when an SMTP server is
+    configured, otherwise printed here to hand over."""
+    from cbflow import notify
     from cbflow.clock import system_clock
     from cbflow.db import migrate, session_scope
     from cbflow.errors import ValidationFailed
     from cbflow.services import accounts
 
+    settings = get_settings()
+    base_url = settings.resolved_portal_base_url
+    now = system_clock()
+    handed: accounts.HandedLink | None = None
+    message: notify.Message | None = None
     migrate()
     try:
         with session_scope() as session:
@@ -289,11 +299,80 @@ def user_add(
                 role=role,
                 council_code=council,
                 actor="cli",
-                now=system_clock(),
+                now=now,
             )
-            console.print(f"Added {user.name} <{user.email}> as {accounts.ROLES[user.role]}.")
+            if notify.uses_outbox(settings):
+                handed = accounts.hand_over_sign_in_link(
+                    session, email=user.email, base_url=base_url, actor="cli", now=now
+                )
+            else:
+                message = accounts.send_sign_in_link(
+                    session, email=user.email, base_url=base_url, settings=settings, now=now
+                )
+            added = f"Added {user.name} <{user.email}> as {accounts.ROLES[user.role]}."
     except ValidationFailed as exc:
         _fail("; ".join(exc.errors.values()))
+    console.print(added, markup=False, highlight=False)
+    if handed is not None:
+        _print_link(
+            handed, "No mail server is set (CBFLOW_SMTP_HOST), so here is their sign-in link:"
+        )
+    elif message is not None:
+        failed = notify.mail_all([message], settings)
+        if failed:
+            _fail(
+                f"their sign-in link was not mailed ({failed[0][1]}): check the CBFLOW_SMTP_ "
+                f"settings, or print a link to hand over with `cbflow user link {message.to}`"
+            )
+        minutes = int(accounts.LINK_LIFETIME.total_seconds() // 60)
+        console.print(
+            f"Mailed them a sign-in link: it works once, within {minutes} minutes.",
+            highlight=False,
+        )
+
+
+@user_app.command("link")
+def user_link(
+    email: Annotated[str, typer.Argument(help="The address of someone who signs in.")],
+) -> None:
+    """Print a fresh single-use sign-in link for someone who can already sign in, to hand over:
+    the first administrator's way in without a mail server (after that, the portal). The link
+    is stored only as its hash, and handing it over is recorded in the audit log."""
+    from cbflow.clock import system_clock
+    from cbflow.db import migrate, session_scope
+    from cbflow.services import accounts
+
+    settings = get_settings()
+    migrate()
+    try:
+        with session_scope() as session:
+            handed = accounts.hand_over_sign_in_link(
+                session,
+                email=email,
+                base_url=settings.resolved_portal_base_url,
+                actor="cli",
+                now=system_clock(),
+            )
+    except accounts.UnknownPerson as exc:
+        _fail(f"{exc}: check the address, or add them with `cbflow user add`")
+    _print_link(handed, f"Sign-in link for {handed.name} <{handed.email}>:")
+
+
+def _print_link(handed: HandedLink, lead: str) -> None:
+    """Print a handed-over sign-in link on a line of its own, with when it expires in the
+    service's time zone."""
+    from zoneinfo import ZoneInfo
+
+    expires = handed.expires_at.astimezone(ZoneInfo(get_settings().timezone))
+    console.print(lead, markup=False, highlight=False)
+    console.print(handed.url, markup=False, highlight=False, crop=False, overflow="ignore")
+    console.print(
+        f"It works once, until {expires:%H:%M %Z on %-d %B %Y}, and signs in as "
+        f"{handed.email}: give it to them alone. For a fresh one: "
+        f"cbflow user link {handed.email}",
+        markup=False,
+        highlight=False,
+    )
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

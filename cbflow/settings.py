@@ -30,13 +30,13 @@ class Settings(BaseSettings):
     prefect_ui_url: str = ""  # where staff pages link runs to; empty: the API's server
     # whether launching a round schedules its deadline runs (close EOI, close bids, ...)
     schedule_deadlines: bool = True
-    # where documents are served from (the portal); empty: link to the files themselves
-    documents_base_url: str = ""
     # the portal
     portal_port: int = 8000
     portal_workers: int = 0  # processes serving the portal; 0: one per CPU core
     portal_threads: int = 8  # worker threads of each portal process that run its routes
-    portal_base_url: str = ""  # the address in e-mailed links; empty: http://127.0.0.1:<port>
+    # the address in e-mailed and printed links and in flow artifacts' document links; empty:
+    # http://127.0.0.1:<port>
+    portal_base_url: str = ""
     secret_key: str = ""  # signs session cookies; empty: generated once, kept in the data dir
     frontend_dir: Path = PACKAGE_DIR.parent / "node_modules"  # npm packages from ./dev setup
     session_hours: int = 8  # a session ends this long after signing in, whatever happens

@@ -12,16 +12,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
+from sqlmodel import col, select
 
 from cbflow import stages
+from cbflow.db import session_scope
 from cbflow.lifeline import end_with_parent
+from cbflow.models import Document
 from cbflow.settings import get_settings
 from cbflow.stages import SYSTEM, Outcome, documents_summary
 
@@ -54,16 +57,36 @@ async def _deadline(event: str, slug: str, now: datetime | None) -> datetime:
     return current
 
 
-def _link(path: Any) -> str:
-    settings = get_settings()
-    root = settings.documents_dir.resolve()
-    absolute = path.resolve()
-    if settings.documents_base_url:
-        return f"{settings.documents_base_url.rstrip('/')}/{absolute.relative_to(root).as_posix()}"
-    return absolute.as_uri()
+def _link(document_id: int) -> str:
+    """A document's address on the portal: staff open it there (a browser will not follow a
+    file:// link from a web page such as the Prefect UI)."""
+    return f"{get_settings().resolved_portal_base_url}/staff/documents/{document_id}"
+
+
+def _document_ids(paths: Sequence[Path]) -> dict[Path, int]:
+    """The id of each issued document, by the path it was rendered to: its Document row is found
+    by its path under the documents folder, in one query for every 500 paths."""
+    root = get_settings().documents_dir.resolve()
+    by_stored: dict[str, Path] = {}  # as Document.path has it (see record_rendered)
+    for path in paths:
+        absolute = path.resolve()
+        by_stored[str(absolute.relative_to(root) if absolute.is_relative_to(root) else path)] = path
+    found: dict[Path, int] = {}
+    stored = list(by_stored)
+    with session_scope() as session:
+        for start in range(0, len(stored), 500):
+            rows = session.exec(
+                select(Document.path, Document.id).where(
+                    col(Document.path).in_(stored[start : start + 500])
+                )
+            )
+            found |= {by_stored[row_path]: row_id for row_path, row_id in rows if row_id}
+    return found
 
 
 async def _report(outcome: Outcome) -> Outcome:
+    """Log what the stage did and attach one markdown artifact to its flow run: its counts, and
+    a link on the portal to every document it issued. Persists nothing in cbflow's database."""
     logger = get_run_logger()
     counts = ", ".join(f"{k}: {v}" for k, v in outcome.counts.items()) or "nothing to do"
     logger.info(
@@ -76,8 +99,12 @@ async def _report(outcome: Outcome) -> Outcome:
     lines = [f"# {outcome.round}: {outcome.stage}", "", "| what | count |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in outcome.counts.items()]
     if outcome.documents:
+        ids = await asyncio.to_thread(_document_ids, outcome.documents)
         lines += ["", f"## Documents issued ({len(outcome.documents)})", ""]
-        lines += [f"- [{p.parent.name}/{p.name}]({_link(p)})" for p in outcome.documents]
+        for path in outcome.documents:
+            name = f"{path.parent.name}/{path.name}"
+            found = ids.get(path)
+            lines.append(f"- [{name}]({_link(found)})" if found else f"- {name} (not recorded)")
     await acreate_markdown_artifact(
         markdown="\n".join(lines),
         key=f"{outcome.round}-{outcome.stage}".lower(),

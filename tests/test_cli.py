@@ -1,30 +1,45 @@
-"""The `cbflow` command, run for real in a subprocess against a test's own data folder."""
+"""The `cbflow` command, run for real in a subprocess against a test's own data folder; the
+sign-in links it prints are used on the portal of that folder."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
+from conftest import configure, free_port
+from fastapi.testclient import TestClient
+from httpx import Response
+from portal import csrf
+from test_sign_in import Inbox, link_in
 
 from cbflow.prospectus import load
+from cbflow.settings import get_settings
+from cbflow.web import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 PROSPECTUSES = sorted((ROOT / "prospectus").glob("*.yaml"))
 WHOLE_PLACE = ROOT / "prospectus" / "whole-place-2011.yaml"
 
 
-def cbflow(data_dir: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+def cbflow(
+    data_dir: Path, *args: str | Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "CBFLOW_DATA_DIR": str(data_dir),
         "CBFLOW_DATABASE_URL": "",
         "CBFLOW_RENDER_WORKERS": "1",
+        "CBFLOW_SMTP_HOST": "",  # no mail server unless a test gives one
         "COLUMNS": "200",  # rich wraps long lines at the terminal's width
+        **(env or {}),
     }
     env.pop("PREFECT_API_URL", None)  # no scheduling on a Prefect server
     return subprocess.run(
@@ -133,4 +148,126 @@ def test_user_add_makes_the_first_administrator_and_refuses_bad_input(tmp_path: 
         rows = db.execute("select email, role from user").fetchall()
         events = db.execute("select action, actor from auditevent where entity = 'user'").fetchall()
     assert rows == [("ada@example.gov.uk", "admin")]
-    assert events == [("user_added", "cli")]
+    assert events == [("user_added", "cli"), ("sign_in_link_handed_over", "cli")]
+
+
+LINK = re.compile(r"^(http://127\.0\.0\.1:8000)(/sign-in/[\w-]+)$", re.MULTILINE)
+
+
+def printed_link(output: str) -> str:
+    """The path of the one sign-in link a command printed, on a line of its own."""
+    found = LINK.findall(output)
+    assert len(found) == 1, output
+    return str(found[0][1])
+
+
+def sign_in_with(client: TestClient, path: str) -> Response:
+    """Open a sign-in link's page and press 'Sign in', as a person does."""
+    page = client.get(path)
+    if page.status_code != 200:
+        return page
+    return client.post(path, data={"csrf_token": csrf(page.text)}, follow_redirects=False)
+
+
+@pytest.fixture
+def portal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    """The portal on the data folder the commands use (tmp_path/data)."""
+    settings = configure(monkeypatch, tmp_path / "data")
+    with TestClient(create_app(settings)) as client:
+        yield client
+    get_settings.cache_clear()
+
+
+def test_user_add_without_a_mail_server_prints_a_link_that_signs_in_once(
+    tmp_path: Path, portal: TestClient
+) -> None:
+    added = cbflow(
+        tmp_path / "data", "user", "add", "ada@example.gov.uk", "--name", "Ada", "--role", "admin"
+    )
+
+    assert added.returncode == 0, added.stderr
+    assert "No mail server is set" in added.stdout
+    assert "It works once, until " in added.stdout
+    path = printed_link(added.stdout)
+    assert portal.get("/admin/people", follow_redirects=False).status_code == 303
+    signed_in = sign_in_with(portal, path)
+    assert signed_in.status_code == 303
+    assert portal.get("/admin/people").status_code == 200  # the administrator is in
+    portal.cookies.clear()
+    again = sign_in_with(portal, path)
+    assert again.status_code == 400 and "This link cannot be used" in again.text
+    with sqlite3.connect(tmp_path / "data" / "cbflow.db") as db:
+        (outbox,) = db.execute("select count(*) from outboxmessage").fetchone()
+        (stored,) = db.execute("select token_hash from magiclink").fetchone()
+    assert outbox == 0, "the link is printed, not left in an outbox nobody can read yet"
+    assert path.rsplit("/", 1)[1] not in stored
+
+
+def test_user_link_prints_a_fresh_link_for_someone_who_can_sign_in(
+    tmp_path: Path, portal: TestClient
+) -> None:
+    data = tmp_path / "data"
+    first = cbflow(data, "user", "add", "ada@example.gov.uk", "--name", "Ada", "--role", "admin")
+    assert first.returncode == 0, first.stderr
+
+    fresh = cbflow(data, "user", "link", "  Ada@Example.gov.uk ")
+
+    assert fresh.returncode == 0, fresh.stderr
+    assert "Sign-in link for Ada <ada@example.gov.uk>" in fresh.stdout
+    path = printed_link(fresh.stdout)
+    assert path != printed_link(first.stdout)
+    assert sign_in_with(portal, path).status_code == 303
+    assert portal.get("/admin/outbox").status_code == 200
+    with sqlite3.connect(data / "cbflow.db") as db:
+        events = db.execute("select action, actor from auditevent where entity = 'user'").fetchall()
+    assert events.count(("sign_in_link_handed_over", "cli")) == 2
+    assert ("sign-in", "ada@example.gov.uk") in events
+
+
+def test_user_link_for_an_unknown_address_fails_in_one_line(tmp_path: Path) -> None:
+    done = cbflow(tmp_path / "data", "user", "link", "nobody@example.gov.uk")
+
+    assert done.returncode == 1
+    assert "nobody signs in as nobody@example.gov.uk" in done.stderr
+    assert "cbflow user add" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "/sign-in/" not in done.stdout + done.stderr
+
+
+def test_user_add_with_a_mail_server_mails_the_link_and_prints_none(
+    tmp_path: Path, portal: TestClient
+) -> None:
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        added = cbflow(
+            tmp_path / "data",
+            *("user", "add", "ada@example.gov.uk", "--name", "Ada", "--role", "admin"),
+            env={"CBFLOW_SMTP_HOST": "127.0.0.1", "CBFLOW_SMTP_PORT": str(port)},
+        )
+    finally:
+        controller.stop()
+
+    assert added.returncode == 0, added.stderr
+    assert "Mailed them a sign-in link" in added.stdout
+    assert "/sign-in/" not in added.stdout
+    assert [m["To"] for m in inbox.messages] == ["ada@example.gov.uk"]
+    assert (
+        sign_in_with(portal, "/" + link_in(inbox.messages[0]).split("/", 3)[3]).status_code == 303
+    )
+
+
+def test_user_add_whose_mail_is_not_sent_says_how_to_get_a_link(tmp_path: Path) -> None:
+    added = cbflow(
+        tmp_path / "data",
+        *("user", "add", "ada@example.gov.uk", "--name", "Ada", "--role", "admin"),
+        env={"CBFLOW_SMTP_HOST": "127.0.0.1", "CBFLOW_SMTP_PORT": str(free_port())},
+    )
+
+    assert added.returncode == 1
+    assert "Added Ada" in added.stdout
+    assert "not mailed" in added.stderr and "cbflow user link ada@example.gov.uk" in added.stderr
+    assert "Traceback" not in added.stderr

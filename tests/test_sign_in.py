@@ -318,3 +318,32 @@ def test_mail_server_down_still_answers_and_the_failure_is_logged(
     assert "mail to pat.jones@essex.gov.uk (Your link to sign in to cbflow) was not sent" in (
         caplog.text
     )
+
+
+def test_log_records_keep_the_path_of_a_sign_in_link_but_not_its_token() -> None:
+    import logging
+
+    from cbflow.web.auth import RedactSignInTokens
+
+    access = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "POST", "/sign-in/Ab-3_x9?next=1", "1.1", 303),
+        None,
+    )
+    message = logging.LogRecord(
+        "cbflow", logging.WARNING, __file__, 1, "opened http://x/sign-in/Zz-9 twice", None, None
+    )
+    page = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, "%s", ("/sign-in/check-your-email",), None
+    )
+
+    for record in (access, message, page):
+        assert RedactSignInTokens().filter(record)
+
+    assert access.getMessage() == '127.0.0.1:5000 - "POST /sign-in/[token]?next=1 HTTP/1.1" 303'
+    assert message.getMessage() == "opened http://x/sign-in/[token] twice"
+    assert page.getMessage() == "/sign-in/check-your-email"

@@ -8,6 +8,7 @@ import signal
 import socket
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,48 @@ def test_a_portal_process_that_stops_answering_is_killed_and_replaced(
             process.send_signal(signal.SIGCONT)
             process.terminate()
             process.wait(timeout=30)
+
+
+def test_signing_in_through_the_portal_writes_no_token_to_its_log(
+    cbflow_env: Settings, tmp_path: Path
+) -> None:
+    """Anyone who can read the portal's log must not find a sign-in link in it: the web
+    server's access log records every request's path, and a link's path is its token."""
+    import httpx
+    from portal import add_user, csrf
+
+    from cbflow.db import session_scope
+    from cbflow.services import accounts
+
+    port = free_port()
+    log = tmp_path / "portal.log"
+    add_user("ada@example.gov.uk", "admin", name="Ada")
+    with session_scope() as session:
+        handed = accounts.hand_over_sign_in_link(
+            session,
+            email="ada@example.gov.uk",
+            base_url=f"http://127.0.0.1:{port}",
+            actor="cli",
+            now=datetime.now(UTC),
+        )
+    token = handed.url.rsplit("/", 1)[1]
+    portal = PortalProcesses(1, "127.0.0.1", port, os.environ, log, 0)
+    portal.start()
+    try:
+        _healthy(port)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as browser:
+            page = browser.get(f"/sign-in/{token}")
+            assert page.status_code == 200
+            signed_in = browser.post(f"/sign-in/{token}", data={"csrf_token": csrf(page.text)})
+            assert signed_in.status_code == 303
+            assert browser.get("/admin/people").status_code == 200
+            assert browser.get(f"/sign-in/{token}").status_code == 400  # used: refused, logged
+    finally:
+        for process in portal.processes:
+            process.terminate()
+            process.wait(timeout=30)
+
+    written = log.read_text()
+    assert "/admin/people" in written, "the access log is on: it records each request"
+    assert token not in written
+    assert written.count("/sign-in/[token]") == 3

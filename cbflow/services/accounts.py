@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
@@ -34,6 +35,11 @@ def normalise_email(email: str) -> str:
 
 def find_user(session: Session, email: str) -> User | None:
     return session.exec(select(User).where(User.email == normalise_email(email))).first()
+
+
+def sign_in_url(base_url: str, token: str) -> str:
+    """The address of a sign-in link on the portal at `base_url`."""
+    return f"{base_url}/sign-in/{token}"
 
 
 def _new_link(session: Session, user: User, now: datetime) -> str:
@@ -68,11 +74,55 @@ def send_sign_in_link(
         "sign-in-link",
         to=user.email,
         name=user.name,
-        link=f"{base_url}/sign-in/{token}",
+        link=sign_in_url(base_url, token),
         minutes=int(LINK_LIFETIME.total_seconds() // 60),
         sign_in_page=f"{base_url}/sign-in",
     )
     return notify.send_after_commit(message, settings=settings, session=session, now=now)
+
+
+class UnknownPerson(CbflowError):
+    """An address no account has. Nothing was changed."""
+
+
+@dataclass(frozen=True)
+class HandedLink:
+    """A sign-in link given to whoever asked for it, rather than mailed to the person."""
+
+    email: str
+    name: str
+    url: str
+    expires_at: datetime
+
+
+def hand_over_sign_in_link(
+    session: Session, *, email: str, base_url: str, actor: str, now: datetime
+) -> HandedLink:
+    """A fresh single-use sign-in link for the person with this address, returned to the caller
+    (the command line prints it) instead of being mailed: the way in for the first
+    administrator when there is no mail server.
+
+    Persists the link (only its token's hash) and an audit event `sign_in_link_handed_over` by
+    `actor`: unlike a link the person asks for at /sign-in, this one reaches someone else
+    first. Refused with UnknownPerson, nothing changed, for an address no account has."""
+    user = find_user(session, email)
+    if user is None or user.id is None:
+        raise UnknownPerson(f"nobody signs in as {normalise_email(email)}")
+    token = _new_link(session, user, now)
+    record(
+        session,
+        entity="user",
+        entity_id=user.id,
+        action="sign_in_link_handed_over",
+        actor=actor,
+        now=now,
+    )
+    return HandedLink(
+        email=user.email,
+        name=user.name,
+        url=sign_in_url(base_url, token),
+        expires_at=now + LINK_LIFETIME,
+    )
 
 
 class AccountExists(CbflowError):
@@ -131,7 +181,7 @@ def invite_colleague(
         name=user.name,
         inviter=inviter.name,
         council=council.name,
-        link=f"{base_url}/sign-in/{token}",
+        link=sign_in_url(base_url, token),
         minutes=int(LINK_LIFETIME.total_seconds() // 60),
         sign_in_page=f"{base_url}/sign-in",
     )

@@ -132,6 +132,7 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(pages.router)
     app.include_router(auth.router)
+    auth.keep_sign_in_tokens_out_of_logs()  # the web server logs paths, and a link's is its token
     app.include_router(admin.router)
     # before applications, whose /applications/{id}/{stage} would take their addresses
     app.include_router(team.router)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
@@ -12,9 +14,56 @@ from cbflow.models import User
 from cbflow.services import accounts
 from cbflow.web import timeout
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, mail_after
+from cbflow.web.security import SAFE_METHODS
 from cbflow.web.templating import signed_in
 
 router = APIRouter()
+
+# the token of a sign-in link in a path (/sign-in/check-your-email is a page, not a token)
+_TOKEN = re.compile(r"(/sign-in/)(?!check-your-email(?:[\s/?#\"']|$))[^\s/?#\"']+")
+REDACTED = "[token]"
+
+
+def redact_sign_in_tokens(text: str) -> str:
+    """The text with the token of every sign-in link path in it replaced by [token]."""
+    return _TOKEN.sub(rf"\g<1>{REDACTED}", text) if "/sign-in/" in text else text
+
+
+class RedactSignInTokens(logging.Filter):
+    """Keeps sign-in links out of logs: the web server logs each request's path, and a sign-in
+    link's path is its token, which signs in whoever reads the log. Replaces the token in a
+    record's message and arguments; the record is kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_sign_in_tokens(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redacted(arg) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {key: _redacted(arg) for key, arg in record.args.items()}
+        return True
+
+
+def _redacted(arg: object) -> object:
+    if isinstance(arg, int | float) or arg is None:
+        return arg  # numbers keep their type for %d
+    text = arg if isinstance(arg, str) else str(arg)
+    redacted = redact_sign_in_tokens(text)
+    return arg if redacted == text else redacted
+
+
+# the loggers that write request paths: uvicorn's access log, and its error log's messages
+# about refused connections
+LOGGERS_OF_PATHS = ("uvicorn.access", "uvicorn.error")
+
+
+def keep_sign_in_tokens_out_of_logs() -> None:
+    """Attach RedactSignInTokens to the web server's loggers (once, however often called).
+    Filters on a logger outlast the server's own logging set-up, so this may run first."""
+    for name in LOGGERS_OF_PATHS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSignInTokens) for f in logger.filters):
+            logger.addFilter(RedactSignInTokens())
 
 
 def current_user(request: Request, session: SessionDep) -> User | None:
@@ -32,10 +81,16 @@ CurrentUser = Annotated[User | None, Depends(current_user)]
 
 def require_role(*roles: str) -> Any:
     """A dependency: the signed-in user, if their role is one of `roles`; otherwise a redirect to
-    sign in (not signed in) or 403 (signed in, not allowed)."""
+    sign in (not signed in) or 403 (signed in, not allowed). A page asked for before signing in
+    is kept in the session, to go on to once signed in (a document linked from the Prefect UI,
+    say)."""
 
-    async def dependency(user: CurrentUser) -> User:
+    async def dependency(request: Request, user: CurrentUser) -> User:
         if user is None:
+            path = timeout.local_path(request.url.path)
+            if request.method in SAFE_METHODS and path:
+                query = f"?{request.url.query}" if request.url.query else ""
+                request.session[timeout.RETURN_TO] = path + query
             raise HTTPException(status_code=303, headers={"Location": "/sign-in"})
         if user.role not in roles:
             raise HTTPException(status_code=403)
