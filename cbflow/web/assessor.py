@@ -25,7 +25,7 @@ from cbflow.services.applications import all_answers, local_time
 from cbflow.services.councils import all_councils
 from cbflow.web.answers import answer_view, question_of
 from cbflow.web.auth import require_role
-from cbflow.web.deps import ClockDep, PagesDep, SessionDep
+from cbflow.web.deps import ClockDep, FormDep, PagesDep, SessionDep
 from cbflow.web.templating import Pages
 
 router = APIRouter(prefix="/assess")
@@ -272,18 +272,18 @@ def _read_scores(
 
 
 @router.post("/{application_id}")
-async def save_scores(
+def save_scores(
     request: Request,
     application_id: int,
     user: Assessor,
     session: SessionDep,
     pages: PagesDep,
     clock: ClockDep,
+    posted: FormDep,
 ) -> Response:
     work = Work(session, user, application_id)
     if work.submitted:  # a retried or double-clicked submission: the first one stands
         return RedirectResponse(work.base, status_code=303)
-    posted = await request.form()
     raw = {
         c.id: {
             "score": str(posted.get(f"score-{c.id}") or "").strip(),

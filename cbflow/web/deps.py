@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 from sqlmodel import Session
 from starlette.background import BackgroundTask
+from starlette.datastructures import FormData
 
 from cbflow import notify
 from cbflow.clock import Clock
@@ -74,6 +75,19 @@ def mail_after(response: Response, message: notify.Message | None, settings: Set
 # whatever a page or a redirect says has happened has been committed (FastAPI's default,
 # "request", would commit only after the answer had gone)
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+async def get_form(request: Request) -> FormData:
+    """The posted form, read on the event loop (reading the body is asynchronous) so that the
+    route itself can be a plain function: run in a worker thread, its database work may wait
+    for a lock without stalling every other request of the process (the one holding the lock,
+    about to commit, among them)."""
+    return await request.form()
+
+
+# the posted form of a route that writes: use it instead of an `async` route that awaits
+# `request.form()` and then does blocking work on the event loop
+FormDep = Annotated[FormData, Depends(get_form)]
 
 
 async def get_clock(request: Request) -> Clock:

@@ -55,7 +55,7 @@ from cbflow.settings import Settings
 from cbflow.stages import deadline_events
 from cbflow.web.applications import APP_STATES
 from cbflow.web.auth import require_role
-from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep
+from cbflow.web.deps import ClockDep, FormDep, PagesDep, SessionDep, SettingsDep
 from cbflow.web.pages import ROUND_STATES
 
 router = APIRouter(prefix="/staff", dependencies=[require_role("staff", "admin")])
@@ -290,7 +290,7 @@ def launch_page(request: Request, pages: PagesDep, user: Staff) -> Response:
 
 
 @router.post("/launch")
-async def launch(
+def launch(
     desk: DeskDep,
     prospectus: UploadFile | None = None,
     nonce: Annotated[str, Form()] = "",
@@ -313,7 +313,7 @@ async def launch(
     name = Path(prospectus.filename.replace("\\", "/")).name
     if not name.lower().endswith((".yaml", ".yml")):
         return refuse("The prospectus must be a YAML file (.yaml or .yml)")
-    content = await prospectus.read(MAX_PROSPECTUS_BYTES + 1)
+    content = prospectus.file.read(MAX_PROSPECTUS_BYTES + 1)  # in this thread: the file is spooled
     if len(content) > MAX_PROSPECTUS_BYTES:
         return refuse(f"The prospectus must be smaller than {MAX_PROSPECTUS_BYTES // 1024} KB")
     try:
@@ -971,11 +971,10 @@ def review_referral(
 
 
 @router.post("/rounds/{slug}/sift/shortlist")
-async def confirm_shortlist(slug: str, desk: DeskDep) -> Response:
+def confirm_shortlist(slug: str, desk: DeskDep, form: FormDep) -> Response:
     request, session = desk.request, desk.session
     round_ = _round(session, slug)
     prospectus = rounds.prospectus_of(round_)
-    form = await request.form()
     chosen = [str(v) for v in form.getlist("chosen")]
     nonce = str(form.get("nonce", ""))
     passed = {a.reference for a in rounds.applications_of(session, round_, AppState.SIFT_PASS)}
