@@ -6,7 +6,6 @@ is 404, so nobody learns whether another council's application exists."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from cbflow.flowruns import ReceiptBatches
 from cbflow.forms import display_answer, is_shown, validate_answers
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, Council, Document, Round, User
-from cbflow.prospectus import FileQuestion, Prospectus, Question, Section
+from cbflow.prospectus import FileQuestion, Prospectus, Section
 from cbflow.prospectus import Form as ProspectusForm
 from cbflow.services import applications as service
 from cbflow.services import councils as councils_service
@@ -38,7 +37,7 @@ from cbflow.services import drafts, rounds
 from cbflow.services.applications import Stage
 from cbflow.services.drafts import Change, EditConflict
 from cbflow.web import forms_ui
-from cbflow.web.answers import answer_view
+from cbflow.web.answers import conflict_view, names_of
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, in_own_thread
 from cbflow.web.templating import Pages
@@ -129,6 +128,10 @@ class Context:
         return drafts.Base(stored.version, drafts.digests(stored.answers, ids))
 
     @property
+    def stage_name(self) -> str:
+        return STAGE_NAMES[self.stage]
+
+    @property
     def submitted(self) -> bool:
         a = self.application
         return (a.eoi_submitted_at if self.stage == "eoi" else a.bid_submitted_at) is not None
@@ -156,7 +159,7 @@ class Context:
         return {
             "application": self.application,
             "stage": self.stage,
-            "stage_name": STAGE_NAMES[self.stage],
+            "stage_name": self.stage_name,
             "round": self.round,
             "base": self.base,
             "deadline": self.deadline(),
@@ -317,8 +320,6 @@ BUSY = (
     "Your answers were not saved: the service is busy. Wait a moment, then select "
     "Save and continue again."
 )
-ASKED_FIELD = "_asked"  # the questions a page asks whose answer to keep
-KEEP_FIELD = "_keep-"  # + question id: "mine" or "theirs"
 
 
 def _render_section(
@@ -475,32 +476,6 @@ def _save_section(
 
     if not ctx.editable:
         raise HTTPException(status_code=404)
-    keep_theirs: set[str] = set()
-    if action == "resolve":  # the choice of whose answers to keep
-        asked = _asked(posted, section)
-        choices = {q: posted.get(KEEP_FIELD + q) for q in asked}
-        missing = {
-            q.id: f"Select which answer to keep for “{q.label}”"
-            for q in section.questions
-            if q.id in asked and choices[q.id] not in ("mine", "theirs")
-        }
-        if missing:
-            return _conflict_page(
-                request,
-                pages,
-                session,
-                ctx,
-                section,
-                raw,
-                asked,
-                shown,
-                400,
-                errors=missing,
-                choices=choices,
-                files={q for q in asked if forms_ui.UPLOAD_FIELD + q in posted},
-            )
-        keep_theirs = {q for q, choice in choices.items() if choice == "theirs"}
-
     errors: dict[str, str] = {}
     files: set[str] = set()  # the file questions this post answers
     for question in section.questions:
@@ -518,6 +493,26 @@ def _save_section(
             elif (kept := forms_ui.kept_upload(posted, question.id, folder)) is not None:
                 raw[question.id] = kept
                 files.add(question.id)
+    keep_theirs: set[str] = set()
+    if action == "resolve":  # the choice of whose answers to keep
+        asked = forms_ui.asked(posted, section.questions)
+        keep_theirs, choices = forms_ui.keep_theirs(posted, asked)
+        missing = forms_ui.unchosen(section.questions, asked, choices)
+        if missing:
+            return _conflict_page(
+                request,
+                pages,
+                session,
+                ctx,
+                section,
+                raw,
+                asked,
+                shown,
+                400,
+                errors=missing,
+                choices=choices,
+                files=files,
+            )
     given, unreadable = _answers_of(section, raw)
     errors = {q.id: m for q in section.questions if (m := errors.get(q.id) or unreadable.get(q.id))}
     if errors:
@@ -571,18 +566,6 @@ def _save_section(
     return RedirectResponse(target, status_code=303)
 
 
-def _asked(posted: FormData, section: Section) -> list[str]:
-    """The questions of this section whose answer a conflict page asks to choose."""
-    listed = str(posted.get(ASKED_FIELD) or "").split(",")
-    return [q.id for q in section.questions if q.id in listed]
-
-
-def _names(session: Session, emails: set[str]) -> dict[str, str]:
-    """People's names by e-mail address (an address with no account stands for itself)."""
-    found = session.exec(select(User).where(col(User.email).in_(emails))).all() if emails else []
-    return {e: e for e in emails} | {u.email: u.name for u in found}
-
-
 def _conflict_page(
     request: Request,
     pages: Pages,
@@ -599,58 +582,31 @@ def _conflict_page(
     files: set[str] | None = None,
 ) -> Response:
     """The page that says who changed which of the person's answers, and when, shows both
-    answers and asks which to keep. It carries everything the person's page posted (`raw`)
-    and the draft's version and answers now (`shown`): posting it saves their choice as "Save
-    and continue" would, and can itself find newer changes."""
-    stored = service.stored_draft(ctx.application, ctx.stage)
-    changes = {q: change for q in asked if (change := stored.change_of(q)) is not None}
-    people = _names(session, {change[1] for change in changes.values()})
-    councils = {c.code: c.name for c in councils_service.all_councils(session)}
-    errors = errors or {}
-    items = []
-    for question in section.questions:
-        if question.id not in asked:
-            continue
-        _, by, at = changes.get(question.id) or (0, "", None)
-        who = people.get(by) or "a colleague"
-        items.append(
-            {
-                "id": question.id,
-                "label": question.label,
-                "who": who,
-                "at": service.local_time(at, ctx.prospectus) if at else None,
-                "mine": answer_view(question, _value_of(question, raw), councils),
-                "theirs": answer_view(question, stored.answers.get(question.id), councils),
-                "choice": (choices or {}).get(question.id),
-                "error": errors.get(question.id),
-            }
-        )
-    hidden = [pair for q in section.questions for pair in forms_ui.raw_as_fields(q, raw[q.id])]
-    for question_id in sorted(files or ()):  # uploads are kept in the application's folder
-        hidden.append((forms_ui.UPLOAD_FIELD + question_id, json.dumps(raw[question_id])))
-    hidden.append((ASKED_FIELD, ",".join(asked)))
-    hidden += list(_carried(shown).items())
+    answers and asks which to keep (cbflow.web.answers.conflict_view)."""
+    view = conflict_view(
+        session,
+        ctx.prospectus,
+        section.questions,
+        service.stored_draft(ctx.application, ctx.stage),
+        raw,
+        asked,
+        shown,
+        errors=errors,
+        choices=choices,
+        files=files,
+    )
     return pages.render(
         request,
         "application/conflict.html",
         status_code=status_code,
         **ctx.page(
-            section=section,
-            items=items,
-            people=sorted({item["who"] for item in items}),
-            hidden=hidden,
+            caption=f"{ctx.stage_name}: {ctx.round.title}",
+            title=f"{section.title}: {ctx.stage_name}",
             action=f"{ctx.base}/section/{section.id}",
-            errors=errors,
-            error_list=[{"text": m, "href": f"#{KEEP_FIELD}{q}"} for q, m in errors.items()],
+            back={"text": "Back to the task list", "href": ctx.base},
+            **view,
         ),
     )
-
-
-def _value_of(question: Question, raw: dict[str, Any]) -> Any:
-    try:
-        return forms_ui.from_raw(question, raw.get(question.id))
-    except forms_ui.Unreadable:
-        return None
 
 
 @router.post("/{application_id}/{stage}/section/{section_id}/autosave")
@@ -729,7 +685,7 @@ def _autosave(session: Session, post: Post) -> JSONResponse:
             errors[q.id] for q in section.questions if q.id in errors
         )
     if saved.unseen:
-        people = _names(session, {c.by for c in saved.unseen})
+        people = names_of(session, {c.by for c in saved.unseen})
         message += ". " + "; ".join(
             f"{people[c.by]} changed “{_label(ctx, c.question_id)}” at "
             f"{c.at.astimezone(ctx.prospectus.zone):%H:%M}"
@@ -754,7 +710,7 @@ def _label(ctx: Context, question_id: str) -> str:
 
 
 def _conflict_answer(session: Session, ctx: Context, conflict: EditConflict) -> JSONResponse:
-    people = _names(session, {c.by for c in conflict.changes})
+    people = names_of(session, {c.by for c in conflict.changes})
     latest: dict[str, Change] = {}
     for change in sorted(conflict.changes, key=lambda c: c.at):
         latest[change.by] = change

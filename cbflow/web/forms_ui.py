@@ -40,6 +40,8 @@ from cbflow.services.drafts import Base
 VERSION_FIELD = "_version"
 BASE_FIELD = "_base"
 UPLOAD_FIELD = "_upload-"
+ASKED_FIELD = "_asked"  # the questions a conflict page asks whose answer to keep
+KEEP_FIELD = "_keep-"  # + question id: "mine" or "theirs"
 
 PDF_MAGIC = b"%PDF-"
 MAGIC = {"pdf": PDF_MAGIC}
@@ -255,6 +257,30 @@ def kept_upload(form: FormData, question_id: str, folder: Path) -> dict[str, Any
     if not (folder / digest).is_file() or not isinstance(kept["size"], int):
         return None
     return {"name": str(kept["name"])[:200], "size": kept["size"], "sha256": digest}
+
+
+def asked(form: FormData, questions: Sequence[Question]) -> list[str]:
+    """The questions whose answer a conflict page asked to choose."""
+    listed = str(form.get(ASKED_FIELD) or "").split(",")
+    return [q.id for q in questions if q.id in listed]
+
+
+def keep_theirs(form: FormData, asked: list[str]) -> tuple[set[str], dict[str, Any]]:
+    """The questions a conflict page's choice keeps the colleague's answer of, and the choices
+    as made."""
+    choices = {q: form.get(KEEP_FIELD + q) for q in asked}
+    return {q for q, choice in choices.items() if choice == "theirs"}, choices
+
+
+def unchosen(
+    questions: Sequence[Question], asked: list[str], choices: Mapping[str, Any]
+) -> dict[str, str]:
+    """An error for each asked question without a choice."""
+    return {
+        q.id: f"Select which answer to keep for “{q.label}”"
+        for q in questions
+        if q.id in asked and choices.get(q.id) not in ("mine", "theirs")
+    }
 
 
 def read_base(form: FormData) -> Base:
