@@ -106,8 +106,7 @@ def conflict_view(
     for question_id in sorted(files or ()):  # uploads stay in the application's folder
         hidden.append((forms_ui.UPLOAD_FIELD + question_id, json.dumps(raw[question_id])))
     hidden.append((forms_ui.ASKED_FIELD, ",".join(asked)))
-    hidden.append((forms_ui.VERSION_FIELD, str(shown.version)))
-    hidden.append((forms_ui.BASE_FIELD, shown.encoded()))
+    hidden += list(forms_ui.carried(shown).items())
     return {
         "items": items,
         "people": sorted({item["who"] for item in items}),

@@ -359,17 +359,9 @@ def _render_section(
             problem=problem,
             closed=closed,
             unsaved=unsaved,
-            shown=_carried(shown),
+            shown=forms_ui.carried(shown),
         ),
     )
-
-
-def _carried(shown: drafts.Base) -> dict[str, str]:
-    """The hidden fields that carry a page's base."""
-    return {
-        forms_ui.VERSION_FIELD: str(shown.version),
-        forms_ui.BASE_FIELD: shown.encoded(),
-    }
 
 
 @router.get("/{application_id}/{stage}/section/{section_id}")

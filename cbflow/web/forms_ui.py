@@ -283,6 +283,11 @@ def unchosen(
     }
 
 
+def carried(base: Base) -> dict[str, str]:
+    """The hidden fields that carry a page's base."""
+    return {VERSION_FIELD: str(base.version), BASE_FIELD: base.encoded()}
+
+
 def read_base(form: FormData) -> Base:
     """The version and answers a page showed, as it posted them."""
     return Base.parse(form.get(VERSION_FIELD), form.get(BASE_FIELD))
