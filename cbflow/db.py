@@ -14,7 +14,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
@@ -128,6 +128,10 @@ def lock_for_update(session: Session, row: Any) -> None:
     writers = _WRITERS.get(connection.engine)
     if writers is not None:
         writers.acquire(connection.info)
+    elif connection.dialect.name == "postgresql":
+        # waits for the row as long as a SQLite writer would for the database (for the rest
+        # of this transaction; every connection also has it as its default)
+        session.execute(text(f"SET LOCAL lock_timeout = '{BUSY_SECONDS * 1000}ms'"))
     session.refresh(row, with_for_update=True)
 
 

@@ -41,6 +41,19 @@ def _json() -> Any:
     return Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
+def _version() -> Any:
+    """A draft's version (cbflow.services.drafts): rows made before versions start at 0."""
+    return Field(default=0, sa_column=Column(sa.Integer, nullable=False, server_default="0"))
+
+
+def _added_json() -> Any:
+    """A JSON column added to a table that had rows: those start with an empty one."""
+    return Field(
+        default_factory=dict,
+        sa_column=Column(JSON, nullable=False, server_default=sa.text("'{}'")),
+    )
+
+
 class Council(SQLModel, table=True):
     code: str = Field(primary_key=True, max_length=8)
     name: str
@@ -86,6 +99,13 @@ class Application(SQLModel, table=True):
     eoi_answers: dict[str, Any] = _json()
     bid_answers: dict[str, Any] = _json()
     sift_results: dict[str, Any] = _json()  # rule id -> {"passed": bool, "on_fail": ...}
+    # several people of the council edit the drafts at once: each save that changes a form's
+    # answers adds one to its version and notes, per question, who changed it and when
+    eoi_version: int = _version()
+    bid_version: int = _version()
+    # question id -> {"version", "by", "at"} of the answer's last change
+    eoi_changes: dict[str, Any] = _added_json()
+    bid_changes: dict[str, Any] = _added_json()
     eoi_submitted_at: datetime | None = _when()
     bid_submitted_at: datetime | None = _when()
     support_requested_pence: int | None = Field(default=None, sa_type=sa.BigInteger)
@@ -170,7 +190,10 @@ class ReturnRecord(SQLModel, table=True):
     period_start: date
     period_end: date
     due: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
-    answers: dict[str, Any] = _json()
+    answers: dict[str, Any] = _json()  # as submitted
+    draft: dict[str, Any] = _added_json()  # saved to come back to, until submitted
+    draft_version: int = _version()
+    draft_changes: dict[str, Any] = _added_json()  # as eoi_changes
     submitted_at: datetime | None = _when()
     chased_at: datetime | None = _when()
     payment_pence: int | None = Field(default=None, sa_type=sa.BigInteger)

@@ -80,7 +80,13 @@ def test_autosave_keeps_a_partial_draft_and_says_when(portal: TestClient) -> Non
     answer = autosave(portal, path, {"ambition": "Half a thought", "partners-rows": "1"})
 
     assert answer.status_code == 200
-    assert answer.json() == {"saved": True, "message": "Saved at 10:42", "errors": {}}
+    body = answer.json()
+    assert {k: body[k] for k in ("saved", "message", "errors")} == {
+        "saved": True,
+        "message": "Saved at 10:42",
+        "errors": {},
+    }
+    assert body["version"] == 1  # the page's next save carries it
     assert stored_answers() == {"ambition": "Half a thought"}  # nothing else need be there
     assert "Half a thought</textarea>" in portal.get(path).text
     assert "In progress" in portal.get(base).text

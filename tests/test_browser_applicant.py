@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import test_browser as harness
@@ -21,6 +22,7 @@ from cbflow import stages
 from cbflow.clock import FixedClock
 from cbflow.db import session_scope
 from cbflow.models import Application, OutboxMessage, User
+from cbflow.services import applications
 from cbflow.settings import Settings
 
 pytestmark = pytest.mark.browser
@@ -216,3 +218,90 @@ def test_council_makes_an_implementation_return(
         page.wait_for_load_state()
         assert "Return submitted" in page.locator(".govuk-panel").inner_text()
         check_page(page, "return-submitted")
+
+
+@pytest.fixture
+def page_expecting_conflicts(browser: Any) -> Iterator[Page]:
+    """A page as test_browser's, except that an autosave refused because a colleague changed
+    the same answer (409) is expected rather than a failure."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(path=str(harness.AXE))
+    tab = context.new_page()
+    problems: list[str] = []
+
+    def on_response(response: Any) -> None:
+        expected = response.status == 409 and response.url.endswith("/autosave")
+        failed = response.request.resource_type != "document" and response.status >= 400
+        if failed and not expected:
+            problems.append(f"{response.status} for {response.url}")
+
+    def on_console(message: Any) -> None:
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            problems.append(message.text)
+
+    tab.on("console", on_console)
+    tab.on("pageerror", lambda error: problems.append(str(error)))
+    tab.on("response", on_response)
+    yield tab
+    context.close()
+    assert problems == [], "the browser reported errors (a CSP violation, a failing script)"
+
+
+def test_a_colleagues_change_stops_the_autosave_and_both_answers_are_shown(
+    portal: str, page_expecting_conflicts: Page
+) -> None:
+    page = page_expecting_conflicts
+    source = (ROOT / "tests" / "data" / "format-example.yaml").read_text(encoding="utf-8")
+    stages.launch(source, "round.yaml", now=LAUNCHED)
+    add_applicant()
+    add_applicant("sam@essex.gov.uk", name="Sam Lee")
+    sign_in(page, portal)
+    page.goto(f"{portal}/applications")
+    page.get_by_role("button", name="Start an expression of interest").click()
+    page.wait_for_url("**/eoi")
+    page.get_by_role("link", name="Your place").click()
+    page.wait_for_load_state()
+    status = page.get_by_role("status")
+    version = page.locator('input[name="_version"]')
+
+    # each autosave gives the page the draft's new version, which the next one carries
+    page.get_by_label(AMBITION).fill("Pat's first thought.")
+    expect(status).to_have_text("Saved at 10:00", timeout=10_000)
+    expect(version).to_have_value("1")
+    page.get_by_label(AMBITION).fill("Pat's second thought.")
+    expect(version).to_have_value("2", timeout=10_000)
+
+    # Sam saves the same answer from a page of their own
+    with session_scope() as session:
+        application = session.exec(select(Application)).one()
+        applications.save_draft(
+            session,
+            application=application,
+            stage="eoi",
+            answers={**application.eoi_answers, "ambition": "Sam's ambition."},
+            actor="sam@essex.gov.uk",
+            now=DURING_EOI,
+        )
+    page.get_by_label(AMBITION).fill("Pat's third thought.")
+
+    expect(status).to_have_text(
+        re.compile(r"^Not saved: changed by Sam Lee at 10:00"), timeout=10_000
+    )
+    assert stored_ambition() == "Sam's ambition."
+
+    page.locator("#save").click()  # the visible button
+    page.wait_for_load_state()
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Sam Lee changed this answer while you were editing"
+    )
+    assert "Pat's third thought." in page.content() and "Sam's ambition." in page.content()
+    check_page(page, "eoi-section-conflict")
+    page.get_by_role("button", name="Save and continue").click()  # no choice yet
+    page.wait_for_load_state()
+    assert page.title().startswith("Error: ")
+    check_page(page, "eoi-section-conflict-error")
+
+    page.get_by_label("Keep my answer").check()
+    page.get_by_role("button", name="Save and continue").click()
+    page.wait_for_url("**/eoi/check")
+    assert stored_ambition() == "Pat's third thought."

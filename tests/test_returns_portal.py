@@ -12,9 +12,11 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from conftest import london
 from fastapi.testclient import TestClient
+from portal import serving
 from sqlmodel import select
 from test_idempotency import (
     ASSESS_DAY,
@@ -33,12 +35,13 @@ from test_idempotency import (
     start_and_submit_eoi,
     submit_bid,
 )
+from test_portal_commits import sign_in_over_http
 from test_portal_forms import csrf, sign_in
 
 from cbflow import stages
 from cbflow.clock import FixedClock
 from cbflow.db import session_scope
-from cbflow.models import Application, AuditEvent, ReturnRecord
+from cbflow.models import Application, AuditEvent, ReturnRecord, User
 from cbflow.services import applications
 from cbflow.settings import Settings
 from cbflow.web import create_app
@@ -275,3 +278,96 @@ def test_another_councils_returns_are_not_found(
     with session_scope() as session:
         states = {a.council_code: a.state for a in session.exec(select(Application))}
     assert states == {"BIR": "implementing", "BOL": "implementing", "BRD": "reserve"}
+
+
+# -- two officers on one return ----------------------------------------------------------------
+
+
+@pytest.fixture
+def two_officers(
+    cbflow_env: Settings, round_refs: dict[str, str], clock: FixedClock
+) -> Iterator[tuple[str, httpx.Client, httpx.Client]]:
+    """Birmingham's returns, over real HTTP, for two of its officers (Bea Khan, Ben Ross);
+    yields (the returns' path, Bea, Ben)."""
+    with session_scope() as session:
+        for email, name in (("bea@birmingham.gov.uk", "Bea Khan"), (BEN, "Ben Ross")):
+            session.add(User(email=email, name=name, role="applicant", council_code="BIR"))
+    with (
+        serving(cbflow_env, clock) as url,
+        httpx.Client(base_url=url, timeout=30) as bea,
+        httpx.Client(base_url=url, timeout=30) as ben,
+    ):
+        sign_in_over_http(bea, "bea@birmingham.gov.uk")
+        sign_in_over_http(ben, BEN)
+        yield base_of(round_refs["BIR"]), bea, ben
+
+
+BEN = "ben@birmingham.gov.uk"
+
+
+def test_a_return_draft_is_kept_to_come_back_to(
+    two_officers: tuple[str, httpx.Client, httpx.Client], round_refs: dict[str, str]
+) -> None:
+    base, bea, ben = two_officers
+    form = hidden_fields(bea.get(f"{base}/1").text)
+
+    saved = bea.post(f"{base}/1", data=form | {"families_attached": "12", "action": "save"})
+
+    assert saved.status_code == 303 and saved.headers["location"] == base
+    record_ = record_of(round_refs["BIR"], 1)
+    assert record_.draft == {"families_attached": 12} and record_.draft_version == 1
+    assert record_.submitted_at is None and record_.answers == {}  # not a return yet
+    # the form opens with the draft, for any of the council's officers
+    assert re.search(r'name="families_attached"[^>]*value="12"', ben.get(f"{base}/1").text)
+
+
+def test_a_stale_save_of_a_return_draft_is_refused_then_chosen(
+    two_officers: tuple[str, httpx.Client, httpx.Client], round_refs: dict[str, str]
+) -> None:
+    base, bea, ben = two_officers
+    beas_page = hidden_fields(bea.get(f"{base}/1").text)  # Bea opens the form, then Ben saves
+    bens = ben.post(
+        f"{base}/1",
+        data=hidden_fields(ben.get(f"{base}/1").text) | GOOD | {"action": "save"},
+    )
+    assert bens.status_code == 303
+    before = record_of(round_refs["BIR"], 1)
+
+    refused = bea.post(
+        f"{base}/1", data=beas_page | GOOD | {"families_attached": "30", "action": "save"}
+    )
+
+    assert refused.status_code == 409
+    assert "Ben Ross changed this answer while you were editing" in refused.text
+    assert "Changed by Ben Ross at 09:00 on 5 July 2012 (BST)" in refused.text
+    assert ">30</p>" in refused.text and ">40</p>" in refused.text  # both answers
+    after = record_of(round_refs["BIR"], 1)
+    assert (after.draft, after.draft_version) == (before.draft, before.draft_version)
+
+    choice = hidden_fields(refused.text) | {"action": "resolve", "_keep-families_attached": "mine"}
+    kept = bea.post(f"{base}/1", data=choice)
+
+    assert kept.status_code == 303 and kept.headers["location"] == f"{base}/1"
+    assert record_of(round_refs["BIR"], 1).draft["families_attached"] == 30
+
+
+def test_a_return_submitted_from_a_stale_page_is_refused(
+    two_officers: tuple[str, httpx.Client, httpx.Client], round_refs: dict[str, str]
+) -> None:
+    base, bea, ben = two_officers
+    form = hidden_fields(bea.get(f"{base}/1").text)
+    checked = bea.post(f"{base}/1", data=form | GOOD)  # Bea checks her return...
+    assert checked.status_code == 200 and "Check your return" in checked.text
+    # ...while Ben saves a different narrative
+    ben_form = hidden_fields(ben.get(f"{base}/1").text)
+    ben_data = ben_form | GOOD | {"narrative": "Slower than hoped.", "action": "save"}
+    assert ben.post(f"{base}/1", data=ben_data).status_code == 303
+
+    refused = bea.post(f"{base}/1/submit", data=hidden_fields(checked.text))
+
+    assert refused.status_code == 409
+    assert "Slower than hoped." in refused.text and "A good start." in refused.text
+    record_ = record_of(round_refs["BIR"], 1)
+    assert record_.submitted_at is None and record_.answers == {}
+    assert record_.draft["narrative"] == "Slower than hoped."
+    assert return_events(round_refs["BIR"]) == []

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Collection, Container, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -14,6 +15,7 @@ from cbflow.forms import money_to_pence, parse_money, validate_answers
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, Council, Round
 from cbflow.prospectus import Form, Prospectus, Window
+from cbflow.services import drafts
 from cbflow.services.audit import record, transition
 from cbflow.services.rounds import prospectus_of
 
@@ -180,17 +182,25 @@ def council_codes(session: Session) -> CouncilCodes:
     return codes
 
 
-def save_draft(
-    session: Session,
-    *,
-    application: Application,
-    stage: Stage,
-    answers: dict[str, Any],
-    actor: str,
-    now: datetime,
-) -> Application:
-    """Replace a draft's answers (validated as a draft). The first save of a bid moves an
-    invited application to BID_DRAFT. Persists the answers, then the audit event."""
+def stored_draft(application: Application, stage: Stage) -> drafts.Stored:
+    """A form's draft as the application holds it: answers, version, each answer's last change."""
+    if stage == "eoi":
+        answers, version, changes = (
+            application.eoi_answers,
+            application.eoi_version,
+            application.eoi_changes,
+        )
+    else:
+        answers, version, changes = (
+            application.bid_answers,
+            application.bid_version,
+            application.bid_changes,
+        )
+    return drafts.Stored(dict(answers), version, dict(changes))
+
+
+def _editable(session: Session, application: Application, stage: Stage, now: datetime) -> Form:
+    """The stage's form, if its draft can be changed now."""
     round_ = session.get(Round, application.round_id)
     assert round_ is not None
     prospectus = prospectus_of(round_)
@@ -202,15 +212,72 @@ def save_draft(
             f"{application.reference}: no bid can be drafted in state {application.state}"
         )
     check_window(prospectus, stage, now)
-    cleaned = validate_answers(form, answers, complete=False, councils=council_codes(session))
+    return form
+
+
+def save_answers(
+    session: Session,
+    *,
+    application: Application,
+    stage: Stage,
+    answers: Mapping[str, Any],
+    questions: Collection[str],
+    base: drafts.Base | None,
+    actor: str,
+    now: datetime,
+) -> drafts.Saved:
+    """Save a page's answers to `questions` (absent or None in `answers`: no answer) into the
+    draft, merged as cbflow.services.drafts describes: only the answers the person changed are
+    written, into the answers as they are in the database now; an answer a colleague changed
+    since the page's `base` as well raises EditConflict and nothing is written.
+
+    Reads the application afresh under a lock (waiting a bounded time: past it, sqlalchemy's
+    OperationalError), then checks it can still be changed and the window is open, then
+    validates the answers as a draft (ValidationFailed, per question). Persists, when an answer
+    changed: the move of an invited application to BID_DRAFT with its audit event, the answers
+    with the form's next version and each changed answer's version, author and time, then an
+    audit event `save_<stage>` whose reason lists the questions changed. A save that changes
+    nothing writes nothing."""
+    lock_for_update(session, application)
+    form = _editable(session, application, stage, now)
+    councils = council_codes(session)
+    stored = stored_draft(application, stage)
+    # the person's answers as the draft would store them (hidden ones dropped, money tidied)
+    proposed = {q: v for q, v in stored.answers.items() if q not in questions}
+    proposed |= {q: answers[q] for q in questions if answers.get(q) is not None}
+    given = validate_answers(form, proposed, complete=False, councils=councils)
+    merged, unseen = drafts.merge(stored, given, questions, base, actor)
+    cleaned = validate_answers(form, merged, complete=False, councils=councils)
+    saved = _store(session, application, form, stage, stored, cleaned, base, unseen, actor, now)
+    return replace(saved, digests=drafts.digests(given, questions))
+
+
+def _store(
+    session: Session,
+    application: Application,
+    form: Form,
+    stage: Stage,
+    stored: drafts.Stored,
+    cleaned: dict[str, Any],
+    base: drafts.Base | None,
+    unseen: list[drafts.Change],
+    actor: str,
+    now: datetime,
+) -> drafts.Saved:
+    changed = drafts.changed_questions(stored.answers, cleaned, [q.id for q in form.questions()])
+    if not changed:
+        return drafts.Saved(drafts.page_version(base, unseen, stored.version), [], unseen)
     if stage == "bid" and application.state == AppState.INVITED:
         transition(
             session, application, AppState.BID_DRAFT, actor=actor, now=now, reason="bid started"
         )
+    version, changes = drafts.next_changes(stored, changed, actor, now)
     if stage == "eoi":
-        application.eoi_answers = cleaned
+        application.eoi_answers, application.eoi_version = cleaned, version
+        application.eoi_changes = changes
     else:
-        application.bid_answers = cleaned
+        application.bid_answers, application.bid_version = cleaned, version
+        application.bid_changes = changes
     session.add(application)
     assert application.id is not None
     record(
@@ -220,8 +287,30 @@ def save_draft(
         action=f"save_{stage}",
         actor=actor,
         now=now,
+        reason=drafts.reason(changed),
     )
     session.flush()
+    return drafts.Saved(drafts.page_version(base, unseen, version), changed, unseen)
+
+
+def save_draft(
+    session: Session,
+    *,
+    application: Application,
+    stage: Stage,
+    answers: dict[str, Any],
+    actor: str,
+    now: datetime,
+) -> Application:
+    """Replace a draft's answers (validated as a draft), as a script does: no page, so no
+    version to check. Reads the application afresh under a lock; persists, when an answer
+    changed, what save_answers persists (an invited application's move to BID_DRAFT, the
+    answers with the next version and the history of the changed answers, the audit event)."""
+    lock_for_update(session, application)
+    form = _editable(session, application, stage, now)
+    cleaned = validate_answers(form, answers, complete=False, councils=council_codes(session))
+    stored = stored_draft(application, stage)
+    _store(session, application, form, stage, stored, cleaned, None, [], actor, now)
     return application
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+from collections.abc import Collection, Mapping
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,7 +15,8 @@ from cbflow.errors import CbflowError, NotYet
 from cbflow.forms import money_to_pence, validate_answers
 from cbflow.lifecycle import AppState, RoundState
 from cbflow.models import Application, MilestoneRecord, ReturnRecord, Round
-from cbflow.prospectus import Prospectus
+from cbflow.prospectus import Form, Prospectus
+from cbflow.services import drafts
 from cbflow.services.applications import not_reached
 from cbflow.services.audit import record, transition
 from cbflow.services.rounds import applications_of, prospectus_of
@@ -131,16 +133,15 @@ def return_opens(record_: ReturnRecord, prospectus: Prospectus) -> datetime:
     )
 
 
-def submit_return(
-    session: Session, *, record_: ReturnRecord, answers: dict[str, Any], actor: str, now: datetime
-) -> ReturnRecord:
-    """A place's return for one period. Accepted from the day after the period ends (late returns
-    are accepted and marked by their time). Persists the validated answers, the submission time
-    and the payment by results, then an audit event. Submitting again changes nothing."""
-    # a second request racing this one then sees this submission instead of making another
-    lock_for_update(session, record_)
-    if record_.submitted_at is not None:
-        return record_
+def stored_draft(record_: ReturnRecord) -> drafts.Stored:
+    """A return's draft as its record holds it: answers, version, each answer's last change."""
+    return drafts.Stored(dict(record_.draft), record_.draft_version, dict(record_.draft_changes))
+
+
+def _open_return(
+    session: Session, record_: ReturnRecord, now: datetime
+) -> tuple[Application, Prospectus, Form]:
+    """The application, prospectus and returns form of a return that can be made now."""
     application = session.get(Application, record_.application_id)
     assert application is not None and application.id is not None
     if application.state != AppState.IMPLEMENTING:
@@ -153,7 +154,83 @@ def submit_return(
     opens = return_opens(record_, prospectus)
     if now < opens:
         raise NotYet(f"the return for period {record_.period} can be made from {opens.date()}")
-    record_.answers = validate_answers(stage.returns.form, answers, complete=True)
+    return application, prospectus, stage.returns.form
+
+
+def save_return_draft(
+    session: Session,
+    *,
+    record_: ReturnRecord,
+    answers: Mapping[str, Any],
+    questions: Collection[str],
+    base: drafts.Base | None,
+    actor: str,
+    now: datetime,
+) -> drafts.Saved:
+    """Keep a return's answers to `questions` to come back to, merged into its draft as
+    cbflow.services.drafts describes (a colleague's newer answer is never overwritten: both
+    changed raises EditConflict, nothing written). Reads the record afresh under a lock, then
+    checks the return can be made and validates the answers as a draft (nothing required).
+    Persists, when an answer changed: the draft with its next version and the history of the
+    changed answers, then an audit event `return_draft_saved` listing them. Once the return is
+    submitted, saving changes nothing."""
+    lock_for_update(session, record_)
+    stored = stored_draft(record_)
+    if record_.submitted_at is not None:
+        return drafts.Saved(stored.version, [], [])
+    application, _, form = _open_return(session, record_, now)
+    proposed = {q: v for q, v in stored.answers.items() if q not in questions}
+    proposed |= {q: answers[q] for q in questions if answers.get(q) is not None}
+    given = validate_answers(form, proposed, complete=False)
+    merged, unseen = drafts.merge(stored, given, questions, base, actor)
+    cleaned = validate_answers(form, merged, complete=False)
+    changed = drafts.changed_questions(stored.answers, cleaned, [q.id for q in form.questions()])
+    shown = drafts.digests(given, questions)
+    if not changed:
+        return drafts.Saved(drafts.page_version(base, unseen, stored.version), [], unseen, shown)
+    version, changes = drafts.next_changes(stored, changed, actor, now)
+    record_.draft, record_.draft_version, record_.draft_changes = cleaned, version, changes
+    session.add(record_)
+    assert application.id is not None
+    record(
+        session,
+        entity="application",
+        entity_id=application.id,
+        action="return_draft_saved",
+        actor=actor,
+        now=now,
+        reason=f"period {record_.period}; {drafts.reason(changed)}",
+    )
+    session.flush()
+    return drafts.Saved(drafts.page_version(base, unseen, version), changed, unseen, shown)
+
+
+def submit_return(
+    session: Session,
+    *,
+    record_: ReturnRecord,
+    answers: dict[str, Any],
+    actor: str,
+    now: datetime,
+    base: drafts.Base | None = None,
+) -> ReturnRecord:
+    """A place's return for one period. Accepted from the day after the period ends (late returns
+    are accepted and marked by their time). With the `base` of the page the answers were checked
+    on, a colleague's change to the draft since then that the answers do not repeat raises
+    EditConflict, nothing changed: what is submitted is what the person checked. Persists the
+    validated answers, the submission time and the payment by results, then an audit event.
+    Submitting again changes nothing."""
+    # a second request racing this one then sees this submission instead of making another
+    lock_for_update(session, record_)
+    if record_.submitted_at is not None:
+        return record_
+    application, prospectus, form = _open_return(session, record_, now)
+    assert application.id is not None
+    cleaned = validate_answers(form, answers, complete=True)
+    if base is not None:
+        questions = [q.id for q in form.questions()]
+        drafts.merge(stored_draft(record_), cleaned, questions, base, actor, strict=True)
+    record_.answers = cleaned
     record_.submitted_at = now
     record_.payment_pence = payment_for(prospectus, record_.answers)
     session.add(record_)

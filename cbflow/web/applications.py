@@ -6,6 +6,9 @@ is 404, so nobody learns whether another council's application exists."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,9 +16,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from markupsafe import Markup
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlmodel import Session, col, select
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
 from cbflow.clock import Clock
 from cbflow.errors import CbflowError, DeadlinePassed, ValidationFailed
@@ -27,14 +33,17 @@ from cbflow.prospectus import FileQuestion, Prospectus, Section
 from cbflow.prospectus import Form as ProspectusForm
 from cbflow.services import applications as service
 from cbflow.services import councils as councils_service
-from cbflow.services import rounds
+from cbflow.services import drafts, rounds
 from cbflow.services.applications import Stage
+from cbflow.services.drafts import Change, EditConflict
 from cbflow.web import forms_ui
+from cbflow.web.answers import conflict_view, names_of
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, in_own_thread
 from cbflow.web.templating import Pages
 
 router = APIRouter(prefix="/applications")
+logger = logging.getLogger(__name__)
 
 Applicant = Annotated[User, require_role("applicant")]
 
@@ -104,10 +113,23 @@ class Context:
             self.form: ProspectusForm = service.form_of(self.prospectus, stage)
         except CbflowError:
             raise HTTPException(status_code=404) from None
-        self.answers: dict[str, Any] = (
-            application.eoi_answers if stage == "eoi" else application.bid_answers
-        )
         self.base = f"/applications/{application.id}/{stage}"
+
+    @property
+    def answers(self) -> dict[str, Any]:
+        """The answers as last read (a save reads them afresh under its lock)."""
+        a = self.application
+        return a.eoi_answers if self.stage == "eoi" else a.bid_answers
+
+    def shown(self, section: Section) -> drafts.Base:
+        """What a page of this section drawn now shows: the version and its answers."""
+        stored = service.stored_draft(self.application, self.stage)
+        ids = [q.id for q in section.questions]
+        return drafts.Base(stored.version, drafts.digests(stored.answers, ids))
+
+    @property
+    def stage_name(self) -> str:
+        return STAGE_NAMES[self.stage]
 
     @property
     def submitted(self) -> bool:
@@ -137,7 +159,7 @@ class Context:
         return {
             "application": self.application,
             "stage": self.stage,
-            "stage_name": STAGE_NAMES[self.stage],
+            "stage_name": self.stage_name,
             "round": self.round,
             "base": self.base,
             "deadline": self.deadline(),
@@ -291,6 +313,15 @@ def task_list(
     )
 
 
+# a save that could not have the draft's lock in time (cbflow.db's "database is locked", or
+# PostgreSQL's lock or pool time-out): nothing was saved, and the person is told so
+BUSY_ERRORS = (OperationalError, SQLAlchemyTimeoutError)
+BUSY = (
+    "Your answers were not saved: the service is busy. Wait a moment, then select "
+    "Save and continue again."
+)
+
+
 def _render_section(
     request: Request,
     pages: Pages,
@@ -303,7 +334,10 @@ def _render_section(
     problem: str | None = None,
     closed: bool = False,
     unsaved: bool = False,
+    shown: drafts.Base | None = None,
 ) -> Response:
+    """The section's page with `raw` in its fields. It carries `shown` (by default the draft as
+    read now): the version and answers it shows, which its saves are checked against."""
     councils = councils_service.all_councils(session)
     fields = forms_ui.section_fields(section, raw, errors, councils)
     anchors = {q.id: forms_ui.error_anchor(q) for q in ctx.form.questions()}
@@ -311,6 +345,7 @@ def _render_section(
         {"text": message, "href": f"#{anchors.get(qid, qid)}"} for qid, message in errors.items()
     ]
     multipart = any(isinstance(q, FileQuestion) for q in section.questions)
+    shown = shown or ctx.shown(section)
     return pages.render(
         request,
         "application/section.html",
@@ -324,6 +359,7 @@ def _render_section(
             problem=problem,
             closed=closed,
             unsaved=unsaved,
+            shown=forms_ui.carried(shown),
         ),
     )
 
@@ -372,11 +408,51 @@ async def save_section(
     settings: SettingsDep,
     clock: ClockDep,
 ) -> Response:
-    ctx = Context(session, own_application(session, user, application_id), stage)
-    section = ctx.section(section_id)
+    """ "Save and continue", a table's add and remove buttons, and the choice of whose answers
+    to keep after a conflict. Saves as cbflow.services.applications.save_answers does: only
+    this section's answers the person changed, into the draft as it is when written."""
     posted = await request.form()
+    uploads = await forms_ui.read_uploads(posted)
+    # off the event loop: waiting for the draft's lock there would stall every request, the
+    # one holding the lock (and about to commit) among them
+    return await run_in_threadpool(
+        _save_section,
+        request,
+        pages,
+        session,
+        Post(user, application_id, stage, section_id, posted, uploads, clock()),
+        settings.data_dir / "uploads" / str(application_id),
+    )
+
+
+@dataclass(frozen=True)
+class Post:
+    """A section page's post, as read on the event loop."""
+
+    user: User
+    application_id: int
+    stage: Stage
+    section_id: str
+    form: FormData
+    uploads: dict[str, forms_ui.Upload]
+    now: datetime
+
+
+def _save_section(
+    request: Request, pages: Pages, session: Session, post: Post, folder: Path
+) -> Response:
+    ctx = Context(session, own_application(session, post.user, post.application_id), post.stage)
+    section = ctx.section(post.section_id)
+    posted = post.form
+    shown = forms_ui.read_base(posted)
     raw = {q.id: forms_ui.read_raw(q, posted) for q in section.questions}
     action = str(posted.get("action") or "save")
+
+    def again(errors: dict[str, str], status: int, **extra: Any) -> Response:
+        """The page again, with what was typed and the base it came with."""
+        return _render_section(
+            request, pages, session, ctx, section, raw, errors, status, shown=shown, **extra
+        )
 
     if action.startswith(("add:", "remove:")):  # a table's buttons, without JavaScript
         verb, _, target = action.partition(":")
@@ -388,60 +464,141 @@ async def save_section(
             elif index.isdigit() and int(index) < len(rows):
                 rows.pop(int(index))
         # what was typed is on the page again, not yet saved: the page's script saves it
-        return _render_section(request, pages, session, ctx, section, raw, {}, unsaved=True)
+        return again({}, 200, unsaved=True)
 
     if not ctx.editable:
         raise HTTPException(status_code=404)
     errors: dict[str, str] = {}
+    files: set[str] = set()  # the file questions this post answers
     for question in section.questions:
         if isinstance(question, FileQuestion):
-            upload = await forms_ui.read_upload(posted, question.id)
             raw[question.id] = ctx.answers.get(question.id)
+            upload = post.uploads.get(question.id)
             if upload is not None:
                 try:
                     forms_ui.check_upload(question, upload)
                 except forms_ui.Unreadable as exc:
                     errors[question.id] = f"{question.label}: {exc}"
                     continue
-                folder = settings.data_dir / "uploads" / str(ctx.application.id)
                 raw[question.id] = forms_ui.store_upload(folder, upload)
-    draft, unreadable = _draft_with(ctx, section, raw)
-    errors = {q.id: m for q in section.questions if (m := errors.get(q.id) or unreadable.get(q.id))}
-    if not errors:
-        try:
-            # off the event loop: waiting for SQLite's write lock there would stall every
-            # request, the one holding the lock (and about to commit) among them
-            await run_in_threadpool(
-                service.save_draft,
-                session,
-                application=ctx.application,
-                stage=stage,
-                answers=draft,
-                actor=user.email,
-                now=clock(),
-            )
-        except ValidationFailed as failed:
-            errors = failed.errors
-        except DeadlinePassed:
-            return _render_section(
+                files.add(question.id)
+            elif (kept := forms_ui.kept_upload(posted, question.id, folder)) is not None:
+                raw[question.id] = kept
+                files.add(question.id)
+    keep_theirs: set[str] = set()
+    if action == "resolve":  # the choice of whose answers to keep
+        asked = forms_ui.asked(posted, section.questions)
+        keep_theirs, choices = forms_ui.keep_theirs(posted, asked)
+        missing = forms_ui.unchosen(section.questions, asked, choices)
+        if missing:
+            return _conflict_page(
                 request,
                 pages,
                 session,
                 ctx,
                 section,
                 raw,
-                {},
-                status_code=400,
-                problem="The deadline has passed. Your answers were not saved.",
-                closed=True,
+                asked,
+                shown,
+                400,
+                errors=missing,
+                choices=choices,
+                files=files,
             )
+    given, unreadable = _answers_of(section, raw)
+    errors = {q.id: m for q in section.questions if (m := errors.get(q.id) or unreadable.get(q.id))}
     if errors:
-        return _render_section(request, pages, session, ctx, section, raw, errors, 400)
+        return again(errors, 400)
+    questions = [
+        q.id
+        for q in section.questions
+        if (not isinstance(q, FileQuestion) or q.id in files) and q.id not in keep_theirs
+    ]
+    try:
+        service.save_answers(
+            session,
+            application=ctx.application,
+            stage=ctx.stage,
+            answers=given,
+            questions=questions,
+            base=shown,
+            actor=post.user.email,
+            now=post.now,
+        )
+    except ValidationFailed as failed:
+        return again(failed.errors, 400)
+    except DeadlinePassed:
+        problem = "The deadline has passed. Your answers were not saved."
+        return again({}, 400, problem=problem, closed=True)
+    except EditConflict as conflict:
+        # the page asks again, from the draft as it is now: its own answers where the person
+        # changed them, the colleague's where they did not
+        stored = service.stored_draft(ctx.application, ctx.stage)
+        unseen = {c.question_id: c.theirs for c in conflict.unseen}
+        for question in section.questions:
+            if question.id in unseen:
+                raw[question.id] = forms_ui.to_raw(question, unseen[question.id])
+        now_shown = drafts.Base(stored.version, drafts.digests(stored.answers, list(raw)))
+        asked = [c.question_id for c in conflict.changes]
+        return _conflict_page(
+            request, pages, session, ctx, section, raw, asked, now_shown, 409, files=files
+        )
+    except CbflowError:  # submitted or withdrawn since the page was drawn
+        name = STAGE_NAMES[ctx.stage].lower()
+        problem = f"This {name} can no longer be changed. Your answers were not saved."
+        return again({}, 409, problem=problem)
+    except BUSY_ERRORS:
+        logger.warning("a save of %s waited too long for the draft's lock", ctx.base)
+        session.rollback()
+        return again({}, 503, problem=BUSY)
     following = _next_section(ctx, section)
     target = f"{ctx.base}/section/{following.id}" if following else f"{ctx.base}/check"
     if posted.get("then") == "task-list":
         target = ctx.base
     return RedirectResponse(target, status_code=303)
+
+
+def _conflict_page(
+    request: Request,
+    pages: Pages,
+    session: Session,
+    ctx: Context,
+    section: Section,
+    raw: dict[str, Any],
+    asked: list[str],
+    shown: drafts.Base,
+    status_code: int,
+    *,
+    errors: dict[str, str] | None = None,
+    choices: Mapping[str, Any] | None = None,
+    files: set[str] | None = None,
+) -> Response:
+    """The page that says who changed which of the person's answers, and when, shows both
+    answers and asks which to keep (cbflow.web.answers.conflict_view)."""
+    view = conflict_view(
+        session,
+        ctx.prospectus,
+        section.questions,
+        service.stored_draft(ctx.application, ctx.stage),
+        raw,
+        asked,
+        shown,
+        errors=errors,
+        choices=choices,
+        files=files,
+    )
+    return pages.render(
+        request,
+        "application/conflict.html",
+        status_code=status_code,
+        **ctx.page(
+            caption=f"{ctx.stage_name}: {ctx.round.title}",
+            title=f"{section.title}: {ctx.stage_name}",
+            action=f"{ctx.base}/section/{section.id}",
+            back={"text": "Back to the task list", "href": ctx.base},
+            **view,
+        ),
+    )
 
 
 @router.post("/{application_id}/{stage}/section/{section_id}/autosave")
@@ -457,79 +614,145 @@ async def autosave_section(
     """What the section page's script sends a moment after typing stops, and on leaving: the
     draft is saved as "Save and continue" saves it (nothing need be complete), except that an
     answer that cannot be saved keeps its stored value while the rest are saved. Files are left
-    to the Save button. Never after the deadline, never once submitted."""
-    ctx = Context(session, own_application(session, user, application_id), stage)
-    section = ctx.section(section_id)
-    now = clock()
-    if not ctx.editable:
-        return _not_saved(409, f"this {STAGE_NAMES[stage].lower()} can no longer be changed")
-    if ctx.closed(now):
-        return _not_saved(409, f"the deadline has passed: it was {ctx.deadline()}")
+    to the Save button. Never after the deadline, never once submitted. A colleague's change
+    to an answer the person changed too is a conflict (409): nothing is saved, and "Save and
+    continue" then shows both answers to choose from. The answer gives the version and answers
+    the page now shows, which its next save carries."""
     posted = await request.form()
+    post = Post(user, application_id, stage, section_id, posted, {}, clock())
+    # off the event loop, as save_section
+    return await run_in_threadpool(_autosave, session, post)
+
+
+def _autosave(session: Session, post: Post) -> JSONResponse:
+    ctx = Context(session, own_application(session, post.user, post.application_id), post.stage)
+    section = ctx.section(post.section_id)
+    name = STAGE_NAMES[ctx.stage].lower()
+    if not ctx.editable:
+        return _not_saved(409, f"this {name} can no longer be changed")
+    if ctx.closed(post.now):
+        return _not_saved(409, f"the deadline has passed: it was {ctx.deadline()}")
+    shown = forms_ui.read_base(post.form)
     raw = {
-        q.id: ctx.answers.get(q.id) if isinstance(q, FileQuestion) else forms_ui.read_raw(q, posted)
+        q.id: forms_ui.read_raw(q, post.form)
         for q in section.questions
+        if not isinstance(q, FileQuestion)
     }
-    draft, errors = _draft_with(ctx, section, raw)
-    ids = {q.id for q in section.questions}
+    given, errors = _answers_of(section, raw)
+    questions = [q for q in raw if q not in errors]
     for _ in range(2):  # a second try without the answers the first one refused
-        for question_id in errors.keys() & ids:
-            if question_id in ctx.answers:
-                draft[question_id] = ctx.answers[question_id]
-            else:
-                draft.pop(question_id, None)
-        if draft == ctx.answers:
-            break
         try:
-            service.save_draft(
+            saved = service.save_answers(
                 session,
                 application=ctx.application,
-                stage=stage,
-                answers=draft,
-                actor=user.email,
-                now=now,
+                stage=ctx.stage,
+                answers=given,
+                questions=questions,
+                base=shown,
+                actor=post.user.email,
+                now=post.now,
             )
             break
         except ValidationFailed as failed:
             errors |= failed.errors
+            questions = [q for q in questions if q not in failed.errors]
         except DeadlinePassed:
             return _not_saved(409, f"the deadline has passed: it was {ctx.deadline()}")
+        except EditConflict as conflict:
+            return _conflict_answer(session, ctx, conflict)
+        except CbflowError:
+            return _not_saved(409, f"this {name} can no longer be changed")
+        except BUSY_ERRORS:
+            logger.warning("an autosave of %s waited too long for the draft's lock", ctx.base)
+            session.rollback()
+            return _not_saved(
+                503, "the service is busy. Your answers will be saved again in a moment"
+            )
     else:
         return _not_saved(422, "; ".join(errors.values()), errors)
-    at = now.astimezone(ctx.prospectus.zone)
+    at = post.now.astimezone(ctx.prospectus.zone)
     message = f"Saved at {at:%H:%M}"
     if errors:
         message += ", except: " + "; ".join(
             errors[q.id] for q in section.questions if q.id in errors
         )
-    return JSONResponse({"saved": True, "message": message, "errors": errors})
+    if saved.unseen:
+        people = names_of(session, {c.by for c in saved.unseen})
+        message += ". " + "; ".join(
+            f"{people[c.by]} changed “{_label(ctx, c.question_id)}” at "
+            f"{c.at.astimezone(ctx.prospectus.zone):%H:%M}"
+            for c in saved.unseen
+        )
+        message += ": reload the page to see their answers"
+    now_shown = drafts.Base(saved.version, {**shown.digests, **saved.digests})
+    return JSONResponse(
+        {
+            "saved": True,
+            "message": message,
+            "errors": errors,
+            "version": now_shown.version,
+            "base": now_shown.encoded(),
+        }
+    )
+
+
+def _label(ctx: Context, question_id: str) -> str:
+    question = ctx.form.question(question_id)
+    return question.label if question is not None else question_id
+
+
+def _conflict_answer(session: Session, ctx: Context, conflict: EditConflict) -> JSONResponse:
+    people = names_of(session, {c.by for c in conflict.changes})
+    latest: dict[str, Change] = {}
+    for change in sorted(conflict.changes, key=lambda c: c.at):
+        latest[change.by] = change
+    who = " and ".join(
+        f"{people[c.by]} at {c.at.astimezone(ctx.prospectus.zone):%H:%M}" for c in latest.values()
+    )
+    return JSONResponse(
+        {
+            "saved": False,
+            "message": f"Not saved: changed by {who}. "
+            "Select Save and continue to choose which answers to keep",
+            "errors": {},
+            "conflict": {
+                "version": conflict.version,
+                "questions": [
+                    {
+                        "id": c.question_id,
+                        "label": _label(ctx, c.question_id),
+                        "by": people[c.by],
+                        "at": c.at.astimezone(ctx.prospectus.zone).isoformat(),
+                    }
+                    for c in conflict.changes
+                ],
+            },
+        },
+        status_code=409,
+    )
 
 
 def _not_saved(status: int, why: str, errors: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
         {"saved": False, "message": f"Not saved: {why}", "errors": errors or {}},
         status_code=status,
+        headers={"Retry-After": "5"} if status == 503 else None,
     )
 
 
-def _draft_with(
-    ctx: Context, section: Section, raw: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """The stored draft with this section's answers as typed put in (blank ones taken out), and
-    the questions whose typed value cannot be an answer (left as they were stored)."""
-    draft = dict(ctx.answers)
+def _answers_of(section: Section, raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """This section's answers as typed (a blank one: None, no answer), and the questions whose
+    typed value cannot be an answer."""
+    answers: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for question in section.questions:
+        if question.id not in raw:
+            continue
         try:
-            value = forms_ui.from_raw(question, raw[question.id])
+            answers[question.id] = forms_ui.from_raw(question, raw[question.id])
         except forms_ui.Unreadable as exc:
             errors[question.id] = f"{question.label}: {exc}"
-            continue
-        if value is None:
-            draft.pop(question.id, None)
-        else:
-            draft[question.id] = value
-    return draft, errors
+    return answers, errors
 
 
 def _next_section(ctx: Context, section: Section) -> Section | None:

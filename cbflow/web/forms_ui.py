@@ -10,6 +10,8 @@ table its row count in `<id>-rows`.
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -30,6 +32,16 @@ from cbflow.prospectus import (
     TextareaQuestion,
     TextQuestion,
 )
+from cbflow.services.drafts import Base
+
+# what a page carries besides its questions' fields (names no question id can have): the version
+# of the draft it was drawn from, the digests of the answers it showed (cbflow.services.drafts),
+# and, on a page that asks whose answer to keep, an upload kept from the first post
+VERSION_FIELD = "_version"
+BASE_FIELD = "_base"
+UPLOAD_FIELD = "_upload-"
+ASKED_FIELD = "_asked"  # the questions a conflict page asks whose answer to keep
+KEEP_FIELD = "_keep-"  # + question id: "mine" or "theirs"
 
 PDF_MAGIC = b"%PDF-"
 MAGIC = {"pdf": PDF_MAGIC}
@@ -217,6 +229,68 @@ async def read_upload(form: FormData, name: str) -> Upload | None:
     if not isinstance(value, UploadFile) or not value.filename:
         return None
     return Upload(name=value.filename, content=await value.read())
+
+
+async def read_uploads(form: FormData) -> dict[str, Upload]:
+    """Every file posted, by field name (read before the questions are known)."""
+    uploads = {}
+    for name in {key for key, value in form.multi_items() if isinstance(value, UploadFile)}:
+        upload = await read_upload(form, name)
+        if upload is not None:
+            uploads[name] = upload
+    return uploads
+
+
+def kept_upload(form: FormData, question_id: str, folder: Path) -> dict[str, Any] | None:
+    """An upload's record carried by a page that asks whose answer to keep, if it is one of the
+    application's stored files (a record naming anything else is ignored)."""
+    value = form.get(UPLOAD_FIELD + question_id)
+    try:
+        kept = json.loads(value) if isinstance(value, str) and value else None
+    except ValueError:
+        return None
+    if not isinstance(kept, dict) or set(kept) != {"name", "size", "sha256"}:
+        return None
+    digest = kept["sha256"]
+    if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+        return None
+    if not (folder / digest).is_file() or not isinstance(kept["size"], int):
+        return None
+    return {"name": str(kept["name"])[:200], "size": kept["size"], "sha256": digest}
+
+
+def asked(form: FormData, questions: Sequence[Question]) -> list[str]:
+    """The questions whose answer a conflict page asked to choose."""
+    listed = str(form.get(ASKED_FIELD) or "").split(",")
+    return [q.id for q in questions if q.id in listed]
+
+
+def keep_theirs(form: FormData, asked: list[str]) -> tuple[set[str], dict[str, Any]]:
+    """The questions a conflict page's choice keeps the colleague's answer of, and the choices
+    as made."""
+    choices = {q: form.get(KEEP_FIELD + q) for q in asked}
+    return {q for q, choice in choices.items() if choice == "theirs"}, choices
+
+
+def unchosen(
+    questions: Sequence[Question], asked: list[str], choices: Mapping[str, Any]
+) -> dict[str, str]:
+    """An error for each asked question without a choice."""
+    return {
+        q.id: f"Select which answer to keep for “{q.label}”"
+        for q in questions
+        if q.id in asked and choices.get(q.id) not in ("mine", "theirs")
+    }
+
+
+def carried(base: Base) -> dict[str, str]:
+    """The hidden fields that carry a page's base."""
+    return {VERSION_FIELD: str(base.version), BASE_FIELD: base.encoded()}
+
+
+def read_base(form: FormData) -> Base:
+    """The version and answers a page showed, as it posted them."""
+    return Base.parse(form.get(VERSION_FIELD), form.get(BASE_FIELD))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,11 @@ return form the prospectus sets (`stages.implementation.returns.form`), drawn an
 EOI and bid forms are, then a check-your-answers page before the one submission.
 
 What was typed travels from the form to the check page in hidden fields and is checked again
-when submitted, so nothing half-done is stored with the returns the progress reports read.
+when submitted, so nothing half-done is stored with the returns the progress reports read. "Save
+and come back later" keeps a draft apart from them (`ReturnRecord.draft`), which several officers
+may edit: each save and the submission carry the version of the draft their page showed, and a
+colleague's newer answer is never overwritten (cbflow.services.drafts): the person sees both and
+chooses.
 Like every page under /applications/{id}, the application's own council only: anything else is
 404."""
 
@@ -17,23 +21,29 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from cbflow.errors import CbflowError, DeadlinePassed, ValidationFailed
+from cbflow.errors import CbflowError, ValidationFailed
 from cbflow.forms import display_answer, is_shown, pence_to_money, validate_answers
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, ReturnRecord, Round, User
 from cbflow.prospectus import Form, Prospectus
 from cbflow.services import councils as councils_service
-from cbflow.services import implementation, rounds
+from cbflow.services import drafts, implementation, rounds
 from cbflow.services.applications import local_deadline, local_time
+from cbflow.services.drafts import EditConflict
 from cbflow.web import forms_ui
-from cbflow.web.applications import RETURNS_STATES, own_application
+from cbflow.web.answers import conflict_view
+from cbflow.web.applications import BUSY, BUSY_ERRORS, RETURNS_STATES, own_application
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep
 from cbflow.web.templating import Pages
 
 router = APIRouter(prefix="/applications")
+NOT_SUBMITTED = (
+    "Your return was not submitted: the service is busy. Wait a moment, then select Continue again."
+)
 
 Applicant = Annotated[User, require_role("applicant")]
 
@@ -184,8 +194,12 @@ def _render_form(
     now: datetime,
     status_code: int = 200,
     problem: str | None = None,
+    shown: drafts.Base | None = None,
 ) -> Response:
+    """The return's form with `raw` in its fields, carrying `shown` (by default the draft as
+    read now): the draft's version and answers its saves are checked against."""
     councils = councils_service.all_councils(session)
+    shown = shown or _shown(ctx, record_)
     sections = [
         {
             "section": section,
@@ -214,8 +228,16 @@ def _render_form(
             editable=ctx.implementing and status.open,
             closed=False,
             answers=_summary(session, ctx.form, record_.answers) if record_.submitted_at else [],
+            shown=forms_ui.carried(shown),
         ),
     )
+
+
+def _shown(ctx: Returns, record_: ReturnRecord) -> drafts.Base:
+    """What the return's form drawn now shows: the draft's version and answers."""
+    stored = implementation.stored_draft(record_)
+    ids = [q.id for q in ctx.form.questions()]
+    return drafts.Base(stored.version, drafts.digests(stored.answers, ids))
 
 
 @router.get("/{application_id}/returns/{period}")
@@ -230,7 +252,7 @@ def return_form(
 ) -> Response:
     ctx = _context(session, user, application_id)
     record_ = ctx.record(period)
-    raw = {q.id: forms_ui.to_raw(q, None) for q in ctx.form.questions()}
+    raw = {q.id: forms_ui.to_raw(q, record_.draft.get(q.id)) for q in ctx.form.questions()}
     return _render_form(request, pages, session, ctx, record_, raw, {}, now=clock())
 
 
@@ -261,6 +283,17 @@ def _refusal(ctx: Returns, record_: ReturnRecord, now: datetime) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class ReturnPost:
+    """A return form's post, as read on the event loop."""
+
+    user: User
+    application_id: int
+    period: int
+    form: FormData
+    now: datetime
+
+
 @router.post("/{application_id}/returns/{period}")
 async def check_return(
     request: Request,
@@ -271,16 +304,43 @@ async def check_return(
     pages: PagesDep,
     clock: ClockDep,
 ) -> Response:
-    """The form's button: check what was typed, then show it to confirm. Also the table
-    buttons (add or remove a row, without JavaScript) and "Change" on the check page."""
-    ctx = _context(session, user, application_id)
-    record_ = ctx.record(period)
-    now = clock()
+    """The form's buttons: "Continue" checks what was typed, then shows it to confirm; "Save
+    and come back later" keeps it as the draft. Also the table buttons (add or remove a row,
+    without JavaScript), "Change" on the check page, and the choice of whose answers to keep
+    after a conflict."""
+    post = ReturnPost(user, application_id, period, await request.form(), clock())
+    # off the event loop: a save waits for the return's lock
+    return await run_in_threadpool(_check_return, request, pages, session, post)
+
+
+def _check_return(request: Request, pages: Pages, session: Session, post: ReturnPost) -> Response:
+    ctx = _context(session, post.user, post.application_id)
+    record_ = ctx.record(post.period)
+    now = post.now
     if record_.submitted_at is not None:
-        return RedirectResponse(f"{ctx.base}/{period}/submitted", status_code=303)
-    posted = await request.form()
+        return RedirectResponse(f"{ctx.base}/{post.period}/submitted", status_code=303)
+    posted = post.form
+    shown = forms_ui.read_base(posted)
     raw, answers, errors = _read(ctx, posted)
     action = str(posted.get("action") or "check")
+
+    def again(errors: dict[str, str], status: int = 200, problem: str | None = None) -> Response:
+        """The form again, with what was typed and the base it came with."""
+        ordered = {q.id: errors[q.id] for q in ctx.form.questions() if q.id in errors}
+        return _render_form(
+            request,
+            pages,
+            session,
+            ctx,
+            record_,
+            raw,
+            ordered,
+            now=now,
+            status_code=status,
+            problem=problem,
+            shown=shown,
+        )
+
     if action.startswith(("add:", "remove:")):
         verb, _, target = action.partition(":")
         question_id, _, index = target.partition(":")
@@ -290,34 +350,23 @@ async def check_return(
                 rows.append({})
             elif index.isdigit() and int(index) < len(rows):
                 rows.pop(int(index))
-        return _render_form(request, pages, session, ctx, record_, raw, {}, now=now)
+        return again({})
     refusal = _refusal(ctx, record_, now)
     if refusal:
-        return _render_form(
-            request,
-            pages,
-            session,
-            ctx,
-            record_,
-            raw,
-            {},
-            now=now,
-            status_code=400,
-            problem=refusal,
-        )
+        return again({}, 400, refusal)
     if action == "change":
-        return _render_form(request, pages, session, ctx, record_, raw, {}, now=now)
+        return again({})
+    if action in ("save", "resolve"):
+        return _save_draft(request, pages, session, ctx, record_, post, shown, raw, errors)
     if not errors:
         try:
             answers = validate_answers(ctx.form, answers, complete=True)
         except ValidationFailed as failed:
             errors = failed.errors
     if errors:
-        ordered = {q.id: errors[q.id] for q in ctx.form.questions() if q.id in errors}
-        return _render_form(
-            request, pages, session, ctx, record_, raw, ordered, now=now, status_code=400
-        )
+        return again(errors, 400)
     hidden = [pair for q in ctx.form.questions() for pair in forms_ui.raw_as_fields(q, raw[q.id])]
+    hidden += list(forms_ui.carried(shown).items())  # the submission is checked against it
     payment = implementation.payment_for(ctx.prospectus, answers) if ctx.payments else None
     return pages.render(
         request,
@@ -332,6 +381,134 @@ async def check_return(
     )
 
 
+def _save_draft(
+    request: Request,
+    pages: Pages,
+    session: Session,
+    ctx: Returns,
+    record_: ReturnRecord,
+    post: ReturnPost,
+    shown: drafts.Base,
+    raw: dict[str, Any],
+    errors: dict[str, str],
+) -> Response:
+    """Keep what was typed as the return's draft ("Save and come back later", or the choice of
+    whose answers to keep), then go back to the returns (or, after a choice, to the form)."""
+    questions = list(ctx.form.questions())
+    keep_theirs: set[str] = set()
+    if post.form.get("action") == "resolve":
+        asked = forms_ui.asked(post.form, questions)
+        keep_theirs, choices = forms_ui.keep_theirs(post.form, asked)
+        missing = forms_ui.unchosen(questions, asked, choices)
+        if missing:
+            return _conflict_page(
+                request, pages, session, ctx, record_, raw, asked, shown, 400, missing, choices
+            )
+
+    def again(errors: dict[str, str], status: int, problem: str | None = None) -> Response:
+        ordered = {q.id: errors[q.id] for q in questions if q.id in errors}
+        return _render_form(
+            request,
+            pages,
+            session,
+            ctx,
+            record_,
+            raw,
+            ordered,
+            now=post.now,
+            status_code=status,
+            problem=problem,
+            shown=shown,
+        )
+
+    if errors:
+        return again(errors, 400)
+    given = {}
+    for question in questions:
+        given[question.id] = forms_ui.from_raw(question, raw[question.id])
+    try:
+        implementation.save_return_draft(
+            session,
+            record_=record_,
+            answers=given,
+            questions=[q.id for q in questions if q.id not in keep_theirs],
+            base=shown,
+            actor=post.user.email,
+            now=post.now,
+        )
+    except ValidationFailed as failed:
+        return again(failed.errors, 400)
+    except EditConflict as conflict:
+        return _conflict(request, pages, session, ctx, record_, raw, conflict)
+    except CbflowError as exc:
+        return again({}, 400, f"Your answers were not saved: {exc}.")
+    except BUSY_ERRORS:
+        session.rollback()
+        return again({}, 503, BUSY)
+    if post.form.get("action") == "resolve":
+        return RedirectResponse(f"{ctx.base}/{record_.period}", status_code=303)
+    return RedirectResponse(ctx.base, status_code=303)
+
+
+def _conflict(
+    request: Request,
+    pages: Pages,
+    session: Session,
+    ctx: Returns,
+    record_: ReturnRecord,
+    raw: dict[str, Any],
+    conflict: EditConflict,
+) -> Response:
+    """The page that asks whose answers to keep, from the draft as it is now: the person's own
+    answers where they changed them, the colleague's where they did not."""
+    stored = implementation.stored_draft(record_)
+    unseen = {c.question_id: c.theirs for c in conflict.unseen}
+    for question in ctx.form.questions():
+        if question.id in unseen:
+            raw[question.id] = forms_ui.to_raw(question, unseen[question.id])
+    shown = drafts.Base(stored.version, drafts.digests(stored.answers, list(raw)))
+    asked = [c.question_id for c in conflict.changes]
+    return _conflict_page(request, pages, session, ctx, record_, raw, asked, shown, 409)
+
+
+def _conflict_page(
+    request: Request,
+    pages: Pages,
+    session: Session,
+    ctx: Returns,
+    record_: ReturnRecord,
+    raw: dict[str, Any],
+    asked: list[str],
+    shown: drafts.Base,
+    status_code: int,
+    errors: dict[str, str] | None = None,
+    choices: dict[str, Any] | None = None,
+) -> Response:
+    view = conflict_view(
+        session,
+        ctx.prospectus,
+        list(ctx.form.questions()),
+        implementation.stored_draft(record_),
+        raw,
+        asked,
+        shown,
+        errors=errors,
+        choices=choices,
+    )
+    return pages.render(
+        request,
+        "application/conflict.html",
+        status_code=status_code,
+        **ctx.page(
+            caption=f"Return for period {record_.period}: {ctx.period_name(record_)}",
+            title=f"Return for period {record_.period}: {ctx.round.title}",
+            action=f"{ctx.base}/{record_.period}",
+            back={"text": "Back to your returns", "href": ctx.base},
+            **view,
+        ),
+    )
+
+
 @router.post("/{application_id}/returns/{period}/submit")
 async def submit_return(
     request: Request,
@@ -342,16 +519,23 @@ async def submit_return(
     pages: PagesDep,
     clock: ClockDep,
 ) -> Response:
-    ctx = _context(session, user, application_id)
-    record_ = ctx.record(period)
-    confirmation = RedirectResponse(f"{ctx.base}/{period}/submitted", status_code=303)
+    post = ReturnPost(user, application_id, period, await request.form(), clock())
+    # off the event loop: the submission waits for the return's lock
+    return await run_in_threadpool(_submit_return, request, pages, session, post)
+
+
+def _submit_return(request: Request, pages: Pages, session: Session, post: ReturnPost) -> Response:
+    ctx = _context(session, post.user, post.application_id)
+    record_ = ctx.record(post.period)
+    confirmation = RedirectResponse(f"{ctx.base}/{post.period}/submitted", status_code=303)
     if record_.submitted_at is not None:  # sent again: the first submission stands
         return confirmation
-    now = clock()
-    posted = await request.form()
-    raw, answers, errors = _read(ctx, posted)
-    refusal = _refusal(ctx, record_, now)
-    if refusal:
+    now = post.now
+    shown = forms_ui.read_base(post.form)
+    raw, answers, errors = _read(ctx, post.form)
+
+    def again(errors: dict[str, str], status: int, problem: str | None = None) -> Response:
+        ordered = {q.id: errors[q.id] for q in ctx.form.questions() if q.id in errors}
         return _render_form(
             request,
             pages,
@@ -359,36 +543,39 @@ async def submit_return(
             ctx,
             record_,
             raw,
-            {},
+            ordered,
             now=now,
-            status_code=400,
-            problem=refusal,
+            status_code=status,
+            problem=problem,
+            shown=shown,
         )
+
+    refusal = _refusal(ctx, record_, now)
+    if refusal:
+        return again({}, 400, refusal)
     if not errors:
         try:
             implementation.submit_return(
-                session, record_=record_, answers=answers, actor=user.email, now=now
+                session,
+                record_=record_,
+                answers=answers,
+                actor=post.user.email,
+                now=now,
+                base=shown,
             )
         except ValidationFailed as failed:
             errors = failed.errors
-        except (DeadlinePassed, CbflowError) as exc:
-            return _render_form(
-                request,
-                pages,
-                session,
-                ctx,
-                record_,
-                raw,
-                {},
-                now=now,
-                status_code=400,
-                problem=f"The return was not submitted: {exc}.",
+        except EditConflict as conflict:
+            return _conflict(request, pages, session, ctx, record_, raw, conflict)
+        except CbflowError as exc:
+            return again({}, 400, f"The return was not submitted: {exc}.")
+        except BUSY_ERRORS:
+            session.rollback()
+            return again(
+                {}, 503, BUSY.replace("answers were not saved", "return was not submitted")
             )
     if errors:
-        ordered = {q.id: errors[q.id] for q in ctx.form.questions() if q.id in errors}
-        return _render_form(
-            request, pages, session, ctx, record_, raw, ordered, now=now, status_code=400
-        )
+        return again(errors, 400)
     return confirmation
 
 

@@ -1,6 +1,9 @@
 // Saves a section's answers in the background: a moment after typing stops, and when the page is
 // left. The Save button still does everything without this script. The server answers with the
 // line to show ("Saved at 10:42", or "Not saved: ..."), read out politely by screen readers.
+// Each save carries the version of the answers the page shows (the hidden `_version` and `_base`
+// fields), and each saved answer gives the new one: a colleague's newer answer is never
+// overwritten, the server refuses the save (409) and says who changed what.
 
 const DELAY_MS = 2000;
 const form = document.querySelector("form[data-autosave]");
@@ -17,17 +20,31 @@ function start(form) {
   let again = false;
   let stopped = false;
   let submitting = false;
-  let lastSaved = formBody();
+  let lastSaved = answersBody();
 
-  function formBody() {
+  function formBody(withBase = true) {
     // files are left to the Save button; the buttons and the token are not answers
     const params = new URLSearchParams();
     for (const [name, value] of new FormData(form)) {
       if (typeof value === "string" && name !== "csrf_token" && name !== "action") {
-        params.append(name, value);
+        if (withBase || !name.startsWith("_")) {
+          params.append(name, value);
+        }
       }
     }
     return params.toString();
+  }
+
+  function answersBody() {
+    // what was typed, without the version it is based on: unchanged answers are not sent again
+    return formBody(false);
+  }
+
+  function setField(name, value) {
+    const field = form.querySelector(`input[type="hidden"][name="${name}"]`);
+    if (field && value !== undefined && value !== null) {
+      field.value = String(value);
+    }
   }
 
   function show(message) {
@@ -46,8 +63,8 @@ function start(form) {
   async function save(options = {}) {
     clearTimeout(timer);
     timer = null;
-    const body = formBody();
-    if (stopped || body === lastSaved) {
+    const answers = answersBody();
+    if (stopped || answers === lastSaved) {
       return;
     }
     if (saving) {
@@ -63,18 +80,25 @@ function start(form) {
           "Content-Type": "application/x-www-form-urlencoded",
           "X-CSRF-Token": token,
         },
-        body,
+        body: formBody(),
         credentials: "same-origin",
         keepalive: Boolean(options.keepalive),
       });
       const answer = await readJson(response);
       if (response.ok && answer) {
-        lastSaved = body;
+        lastSaved = answers;
+        // the version and answers the page now shows: the next save is checked against them
+        setField("_version", answer.version);
+        setField("_base", answer.base);
         document.dispatchEvent(new CustomEvent("cbflow:activity"));
         show(answer.message);
       } else {
-        // 409: past the deadline or submitted; 401: signed out. Saving again cannot help.
+        // 409: past the deadline, submitted, or changed by a colleague (Save and continue then
+        // shows both answers); 401: signed out. Saving again cannot help.
         stopped = [401, 403, 404, 409].includes(response.status);
+        if (response.status === 503) {
+          again = true; // busy: nothing was saved, try again in a moment
+        }
         show(
           answer && answer.message
             ? answer.message
