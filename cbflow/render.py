@@ -175,6 +175,7 @@ def document_environment(templates_dir: Path | None = None) -> jinja2.Environmen
     environment = SandboxedEnvironment(
         loader=jinja2.FileSystemLoader(templates_dir or get_settings().templates_dir),
         autoescape=True,
+        auto_reload=False,  # templates do not change while the process runs
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

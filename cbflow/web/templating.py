@@ -79,6 +79,9 @@ def environment(pages: Path) -> Environment:
             ]
         ),
         autoescape=True,  # every template, whatever its name
+        # the pages are part of the installed product: compiled once, never looked for again
+        # (a check of each file's time on every page cost a tenth of its rendering)
+        auto_reload=False,
         trim_blocks=True,
         lstrip_blocks=True,
     )
