@@ -55,6 +55,7 @@ def with_parent(signum: int = signal.SIGTERM) -> Callable[[], None]:
     """For `subprocess.Popen(preexec_fn=...)`: the child is sent `signum` when this process
     ends (SIGTERM: it stops as it would when this process stopped it)."""
     parent = os.getpid()
+    _prctl()  # loaded here: between fork and exec the child should do as little as it can
 
     def lifeline() -> None:
         end_with_parent(signum, parent)

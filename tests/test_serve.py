@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -177,3 +178,31 @@ def test_serve_killed_while_rendering_leaves_no_process_and_no_partial_document(
     commands = "\n".join(command for _, command in below.values())
     assert "prefect" in commands and "cbflow.web.worker" in commands  # all of it was there
     assert list((served.data_dir / "documents").rglob("*.part")) == []
+
+
+def test_serve_starts_a_new_flow_runner_when_its_runner_dies(tmp_path: Path) -> None:
+    served = Served(tmp_path / "data")
+    served.start()
+    try:
+        assert served.process is not None
+
+        def runners() -> list[int]:
+            below = _descendants(served.process.pid)  # type: ignore[union-attr]
+            return [pid for pid, (_, command) in below.items() if "flows.deployments" in command]
+
+        (first,) = wait_for(runners, 30, "the flow runner")
+        time.sleep(31)  # a runner that dies sooner than this after starting is failing
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: [p for p in runners() if p != first], 30, "a new runner")
+        wait_for(
+            lambda: (
+                "the flow runner stopped (exit code -9); started another"
+                in served.output.read_text()
+            ),
+            30,
+            "serve to say so",
+        )
+        served.process.poll()
+        assert served.process.returncode is None, "serve itself kept going"
+    finally:
+        assert served.stop() == 0

@@ -73,6 +73,11 @@ def current_user(request: Request, session: SessionDep) -> User | None:
     user = session.get(User, shown.get("id"))
     if user is None:  # the account has gone: the session goes with it
         request.session.clear()
+    # The read's transaction ends here and its connection goes back to the pool: the route may
+    # have to wait for a thread, and under a deadline surge on PostgreSQL the connections held
+    # meanwhile by the waiting requests emptied the pool, while every thread waited for one.
+    if session.in_transaction() and not (session.new or session.dirty or session.deleted):
+        session.commit()
     return user
 
 
