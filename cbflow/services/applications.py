@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Container, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -231,15 +231,57 @@ def save_answers(
     written, into the answers as they are in the database now; an answer a colleague changed
     since the page's `base` as well raises EditConflict and nothing is written.
 
-    Reads the application afresh under a lock (waiting a bounded time: past it, sqlalchemy's
-    OperationalError), then checks it can still be changed and the window is open, then
-    validates the answers as a draft (ValidationFailed, per question). Persists, when an answer
-    changed: the move of an invited application to BID_DRAFT with its audit event, the answers
-    with the form's next version and each changed answer's version, author and time, then an
-    audit event `save_<stage>` whose reason lists the questions changed. A save that changes
-    nothing writes nothing."""
+    Checks the draft can still be changed and the window is open, validates the answers as a
+    draft (ValidationFailed, per question) and merges them, all from the application as read
+    before; then reads it afresh under a lock (waiting a bounded time: past it, sqlalchemy's
+    OperationalError), checks again, and merges again only if a colleague's save changed the
+    version meanwhile: the lock, which every save of the database waits for on SQLite, is held
+    for the writing alone. Persists, when an answer changed: the move of an invited
+    application to BID_DRAFT with its audit event, the answers with the form's next version and
+    each changed answer's version, author and time, then an audit event `save_<stage>` whose
+    reason lists the questions changed. A save that changes nothing writes nothing."""
+    form = _editable(session, application, stage, now)
+    planned = _merged(session, application, form, stage, answers, questions, base, actor)
     lock_for_update(session, application)
     form = _editable(session, application, stage, now)
+    merge = planned
+    if stored_draft(application, stage).version != planned.stored.version:
+        merge = _merged(session, application, form, stage, answers, questions, base, actor)
+    saved = _store(
+        session,
+        application,
+        form,
+        stage,
+        merge.stored,
+        merge.cleaned,
+        base,
+        merge.unseen,
+        actor,
+        now,
+    )
+    return replace(saved, digests=drafts.digests(merge.given, questions))
+
+
+@dataclass(frozen=True)
+class _Merge:
+    stored: drafts.Stored
+    given: dict[str, Any]  # the person's answers as the draft would store them
+    cleaned: dict[str, Any]  # the draft to store
+    unseen: list[drafts.Change]
+
+
+def _merged(
+    session: Session,
+    application: Application,
+    form: Form,
+    stage: Stage,
+    answers: Mapping[str, Any],
+    questions: Collection[str],
+    base: drafts.Base | None,
+    actor: str,
+) -> _Merge:
+    """The page's answers merged into the draft as `application` holds it (EditConflict,
+    ValidationFailed as save_answers says); writes nothing."""
     councils = council_codes(session)
     stored = stored_draft(application, stage)
     # the person's answers as the draft would store them (hidden ones dropped, money tidied)
@@ -248,8 +290,7 @@ def save_answers(
     given = validate_answers(form, proposed, complete=False, councils=councils)
     merged, unseen = drafts.merge(stored, given, questions, base, actor)
     cleaned = validate_answers(form, merged, complete=False, councils=councils)
-    saved = _store(session, application, form, stage, stored, cleaned, base, unseen, actor, now)
-    return replace(saved, digests=drafts.digests(given, questions))
+    return _Merge(stored, given, cleaned, unseen)
 
 
 def _store(
