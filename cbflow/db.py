@@ -110,8 +110,8 @@ def _locked() -> OperationalError:
 def busy(error: OperationalError) -> bool:
     """Whether a database error means "not now" (a write or a lock waited for too long), not
     "broken": the request may be tried again."""
-    text = str(error.orig).lower()
-    return "database is locked" in text or "lock timeout" in text or "lock_timeout" in text
+    message = str(error.orig).lower()
+    return any(sign in message for sign in ("database is locked", "lock timeout", "lock_timeout"))
 
 
 _WRITERS: dict[Engine, _Writers] = {}

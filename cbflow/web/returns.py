@@ -13,6 +13,7 @@ Like every page under /applications/{id}, the application's own council only: an
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any
@@ -283,6 +284,38 @@ def _refusal(ctx: Returns, record_: ReturnRecord, now: datetime) -> str | None:
     return None
 
 
+def _again(
+    request: Request,
+    pages: Pages,
+    session: Session,
+    ctx: Returns,
+    record_: ReturnRecord,
+    raw: dict[str, Any],
+    now: datetime,
+    shown: drafts.Base,
+) -> Callable[..., Response]:
+    """`again(errors, status=200, problem=None)`: the form again, with what was typed, its
+    errors in the form's order, and the base it came with."""
+
+    def again(errors: dict[str, str], status: int = 200, problem: str | None = None) -> Response:
+        ordered = {q.id: errors[q.id] for q in ctx.form.questions() if q.id in errors}
+        return _render_form(
+            request,
+            pages,
+            session,
+            ctx,
+            record_,
+            raw,
+            ordered,
+            now=now,
+            status_code=status,
+            problem=problem,
+            shown=shown,
+        )
+
+    return again
+
+
 @dataclass(frozen=True)
 class ReturnPost:
     """A return form's post, as read on the event loop."""
@@ -324,22 +357,7 @@ def _check_return(request: Request, pages: Pages, session: Session, post: Return
     raw, answers, errors = _read(ctx, posted)
     action = str(posted.get("action") or "check")
 
-    def again(errors: dict[str, str], status: int = 200, problem: str | None = None) -> Response:
-        """The form again, with what was typed and the base it came with."""
-        ordered = {q.id: errors[q.id] for q in ctx.form.questions() if q.id in errors}
-        return _render_form(
-            request,
-            pages,
-            session,
-            ctx,
-            record_,
-            raw,
-            ordered,
-            now=now,
-            status_code=status,
-            problem=problem,
-            shown=shown,
-        )
+    again = _again(request, pages, session, ctx, record_, raw, now, shown)
 
     if action.startswith(("add:", "remove:")):
         verb, _, target = action.partition(":")
@@ -405,21 +423,7 @@ def _save_draft(
                 request, pages, session, ctx, record_, raw, asked, shown, 400, missing, choices
             )
 
-    def again(errors: dict[str, str], status: int, problem: str | None = None) -> Response:
-        ordered = {q.id: errors[q.id] for q in questions if q.id in errors}
-        return _render_form(
-            request,
-            pages,
-            session,
-            ctx,
-            record_,
-            raw,
-            ordered,
-            now=post.now,
-            status_code=status,
-            problem=problem,
-            shown=shown,
-        )
+    again = _again(request, pages, session, ctx, record_, raw, post.now, shown)
 
     if errors:
         return again(errors, 400)
@@ -534,21 +538,7 @@ def _submit_return(request: Request, pages: Pages, session: Session, post: Retur
     shown = forms_ui.read_base(post.form)
     raw, answers, errors = _read(ctx, post.form)
 
-    def again(errors: dict[str, str], status: int, problem: str | None = None) -> Response:
-        ordered = {q.id: errors[q.id] for q in ctx.form.questions() if q.id in errors}
-        return _render_form(
-            request,
-            pages,
-            session,
-            ctx,
-            record_,
-            raw,
-            ordered,
-            now=now,
-            status_code=status,
-            problem=problem,
-            shown=shown,
-        )
+    again = _again(request, pages, session, ctx, record_, raw, now, shown)
 
     refusal = _refusal(ctx, record_, now)
     if refusal:
