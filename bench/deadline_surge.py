@@ -123,8 +123,9 @@ def at(day: date, hour: int) -> datetime:
 
 
 def prepare(path: Path, today: date, councils: int) -> list[dict[str, Any]]:
-    """The round as the engine leaves it on the day bids are open: every council invited, with
-    an applicant account. Returns the councils taking part: code, e-mail, application id."""
+    """The round as the engine leaves it on the day bids are open: every council invited (its
+    expression of interest acknowledged), with an applicant account. Returns the councils
+    taking part: code, e-mail, application id."""
     from sqlmodel import select
 
     from cbflow import simulate, stages
@@ -148,6 +149,9 @@ def prepare(path: Path, today: date, councils: int) -> list[dict[str, Any]]:
             now=at(today - timedelta(30), 10),
             seed=2011,
         )
+    # their receipts went out weeks ago, as the portal's receipts runs would have sent them:
+    # the bid receipts timed after the surge are the only ones left to issue
+    stages.issue_receipts(SLUG, now=at(today - timedelta(30), 11))
     closed = at(today - timedelta(21), 12)
     with session_scope() as session:
         round_ = rounds.get_round(session, SLUG)

@@ -40,7 +40,9 @@ STATE_NAMES = {
 }
 FINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 
-RECEIPTS_EVERY = timedelta(seconds=30)  # submissions acknowledged together by one flow run
+# submissions acknowledged together by one flow run: a receipt within seconds of a deadline
+# surge, and at most four runs a minute (each a process of its own) while submissions trickle in
+RECEIPTS_EVERY = timedelta(seconds=15)
 # a run may start up to half a second before its scheduled time (the server rounds the wait to
 # whole seconds): a batch runs this long after its interval, so it sees every submission in it
 SETTLE = timedelta(seconds=1)

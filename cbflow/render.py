@@ -203,6 +203,20 @@ def _font_config() -> FontConfiguration:
     return FontConfiguration()
 
 
+STYLESHEET = "documents/document.css"  # every document's, relative to the templates folder
+
+
+@lru_cache(maxsize=8)
+def _stylesheets(templates_dir: Path) -> tuple[weasyprint.CSS, ...]:
+    # Parsed once per process rather than for each document (as a link in the HTML would be):
+    # about 5% of a receipt's time. Read through the fetcher, as any resource of a document.
+    path = templates_dir / STYLESHEET
+    if not path.is_file():  # a templates folder of other documents
+        return ()
+    _, fetcher = _tools(templates_dir)
+    return (weasyprint.CSS(url=path.as_uri(), url_fetcher=fetcher, font_config=_font_config()),)
+
+
 def _templates_dir(templates_dir: Path | None) -> Path:
     return (templates_dir or get_settings().templates_dir).resolve()
 
@@ -229,7 +243,9 @@ def render_pdf(
     )
     # rendered in memory first: the file exists only for the moment of writing it, so a
     # worker killed while it renders (its parent gone, say) leaves nothing half-made behind
-    pdf = html.write_pdf(font_config=_font_config(), pdf_variant=PDF_VARIANT)
+    pdf = html.write_pdf(
+        stylesheets=list(_stylesheets(root)), font_config=_font_config(), pdf_variant=PDF_VARIANT
+    )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
         dir=out_path.parent, prefix=f".{out_path.name}.", suffix=PARTIAL
@@ -281,13 +297,12 @@ def render_serial(
 
 
 def _warm_worker(owner: int) -> None:
-    # Runs once in each worker: the template environment and font configuration then serve
+    # Runs once in each worker: the template environment, font configuration and stylesheet serve
     # every chunk that worker renders (WeasyPrint itself is imported with this module).
     # The worker ends with the process that owns the pool, however that ends (killed, it
     # could not stop them, and they waited for work for ever: some 350 MB).
     end_with(owner)
-    _tools(_templates_dir(None))
-    _font_config()
+    _stylesheets(_templates_dir(None))
 
 
 _pool: ProcessPoolExecutor | None = None
