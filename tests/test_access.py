@@ -8,6 +8,7 @@ its CSRF token is refused, even from someone allowed."""
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -253,3 +254,38 @@ def test_every_form_post_is_refused_to_those_it_is_not_for_and_changes_nothing(
                 wrong.append(f"{role:15} POST {template}: {answer.status_code}, expected {want}")
     assert wrong == [], "\n".join(wrong)
     assert snapshot() == before, "a refused post changed something"
+
+
+# the smallest number no database id can be, a longer one, and an id that is no number at all
+BEYOND_IDS = ("9223372036854775808", "1" * 40, "twelve")
+
+
+def test_an_id_beyond_the_databases_range_is_a_page_not_found(
+    clients: dict[str, TestClient], world: World
+) -> None:
+    """Every page and post with an id in its address, asked for by someone allowed to use it,
+    with an id no database can hold (or no number): answered 404 at once, never a 500 or a
+    bare validation error, and nothing changes."""
+    app = clients["staff"].app
+    role_for = {"staff": "staff", "admin": "admin", "applications": "applicant"}
+    role_for |= {"assess": "assessor", "models": "applicant"}
+    before = snapshot()
+    checked, wrong = 0, []
+    for method, template in routes(app):
+        ids = [n for n in re.findall(r"\{(\w+)\}", template) if n.endswith("_id")]
+        part = template.strip("/").split("/")[0]
+        if not ids or part not in role_for:
+            continue
+        for beyond in BEYOND_IDS:
+            url = fill(template, world.values | {name: beyond for name in ids})
+            client = clients[role_for[part]]
+            data = {"csrf_token": csrf_of(client)} if method == "POST" else None
+            started = time.monotonic()
+            answer = client.request(method, url, data=data, follow_redirects=False)
+            took = time.monotonic() - started
+            checked += 1
+            if answer.status_code != 404 or "Page not found" not in answer.text or took > 1:
+                wrong.append(f"{method} {template}: {answer.status_code} in {took:.2f} s")
+    assert checked >= 60  # every kind of id: applications, documents, models, assignments...
+    assert wrong == [], "\n".join(wrong)
+    assert snapshot() == before

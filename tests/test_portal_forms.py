@@ -6,6 +6,7 @@ receipt, and nobody else's application."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -278,6 +279,26 @@ def test_incomplete_submission_goes_back_to_the_first_section_with_a_problem(
     assert answer.headers["location"] == f"{base}/section/place?check=1"
     page = portal.get(answer.headers["location"])
     assert page.status_code == 400 and 'href="#partners-0-organisation"' in page.text
+
+
+def test_a_hostile_email_answer_is_a_field_error_within_a_second(portal: TestClient) -> None:
+    slug = launch((ROOT / "prospectus" / "whole-place-2011.yaml").read_text())
+    sign_in(portal, "pat@essex.gov.uk")
+    base = start(portal, slug)
+    hostile = "a@" + "." * 40_000 + "@"  # 17 s of a process's time for a pattern of our own
+
+    started = time.monotonic()
+    answer = post(
+        portal,
+        f"{base}/section/contact",
+        {"contact_name": "Pat Jones", "contact_email": hostile, "action": "save"},
+    )
+
+    assert time.monotonic() - started < 1
+    assert answer.status_code == 400
+    assert 'href="#contact_email"' in answer.text and "enter an email address" in answer.text
+    with session_scope() as session:
+        assert session.exec(select(Application.eoi_answers)).one() == {}
 
 
 def test_shipped_prospectus_every_section_filled_and_submitted(portal: TestClient) -> None:

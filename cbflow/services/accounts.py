@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 
 from cbflow import notify
 from cbflow.errors import CbflowError, ValidationFailed
-from cbflow.forms import EMAIL
+from cbflow.forms import email_error
 from cbflow.models import Council, MagicLink, OutboxMessage, User
 from cbflow.services.audit import record
 from cbflow.settings import Settings
@@ -245,8 +245,8 @@ def add_user(
     event."""
     errors: dict[str, str] = {}
     email = normalise_email(email)
-    if not EMAIL.match(email):
-        errors["email"] = "Enter an email address in the correct format, like name@example.gov.uk"
+    if problem := email_error(email):
+        errors["email"] = problem
     elif find_user(session, email) is not None:
         errors["email"] = "Someone already uses this email address"
     if not name.strip():

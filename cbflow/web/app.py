@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
@@ -36,6 +37,7 @@ from cbflow.web import (
 from cbflow.web.security import (
     SecurityHeaders,
     content_security_policy,
+    ids_in_range,
     inline_script_hashes,
     require_csrf,
     secret_key,
@@ -51,6 +53,10 @@ ERRORS = {
     404: ("Page not found", "If you typed the web address, check it is correct."),
     405: ("Page not found", "If you typed the web address, check it is correct."),
 }
+NOT_UNDERSTOOD = (
+    "Sorry, the service could not understand that request",
+    "Nothing was changed. Go back to the page and try again.",
+)
 # what a person is told when their request could not be carried out: nothing of it was kept
 # (its transaction was rolled back), and everything saved or submitted before it still is
 BUSY = (
@@ -108,7 +114,11 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
         # an idle session is cleared before the CSRF check, so that check does not hide why
-        dependencies=[Depends(timeout.check_activity), Depends(require_csrf)],
+        dependencies=[
+            Depends(ids_in_range),
+            Depends(timeout.check_activity),
+            Depends(require_csrf),
+        ],
         lifespan=_lifespan(settings),
     )
     app.state.settings = settings
@@ -183,6 +193,17 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
     async def server_error(request: Request, exc: Exception) -> Response:
         # Starlette logs the exception with its traceback once this has answered
         return problem(request, 500, *FAILED)
+
+    @app.exception_handler(RequestValidationError)
+    async def not_understood(request: Request, exc: RequestValidationError) -> Response:
+        # an address whose id is not a number is a page that does not exist; anything else
+        # malformed (a query's value) is a request the service cannot understand
+        if any(str(error.get("loc", ("",))[0]) == "path" for error in exc.errors()):
+            title, message = ERRORS[404]
+            return renderer.render(
+                request, "error.html", status_code=404, title=title, message=message
+            )
+        return problem(request, 400, *NOT_UNDERSTOOD)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

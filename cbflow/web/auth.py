@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
-from cbflow.forms import EMAIL
+from cbflow.forms import email_error
 from cbflow.models import User
 from cbflow.services import accounts
 from cbflow.web import timeout
@@ -123,8 +123,8 @@ def sign_in_request(
     email = email.strip()
     if not email:
         error = "Enter your email address"
-    elif not EMAIL.match(email):
-        error = "Enter an email address in the correct format, like name@example.gov.uk"
+    elif problem := email_error(email):
+        error = problem
     else:
         message = accounts.send_sign_in_link(
             session,

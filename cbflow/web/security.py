@@ -20,6 +20,29 @@ CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+# the largest id the databases store (a signed 64-bit integer, on SQLite and PostgreSQL)
+LARGEST_ID = 2**63 - 1
+
+
+async def ids_in_range(request: Request) -> None:
+    """App-wide dependency: a whole number in a page's address (an id, a return's period) that
+    no database integer can hold (2^63 or more, either side of zero) is a page that does not exist,
+    answered 404 before the route asks the database for it, which would fail with an overflow
+    (a 500). Read from the text, before any conversion of a long string of digits."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    for param in dependant.path_params if dependant is not None else ():
+        value = request.path_params.get(param.name)
+        if param.field_info.annotation is int and isinstance(value, str) and _beyond(value):
+            raise HTTPException(status_code=404)
+
+
+def _beyond(text: str) -> bool:
+    digits = text.strip().removeprefix("-").removeprefix("+")
+    if not (digits.isascii() and digits.isdigit()):
+        return False  # not a number: the route's own validation answers
+    return len(digits) > len(str(LARGEST_ID)) or int(digits) > LARGEST_ID
+
+
 def secret_key(settings: Settings) -> str:
     """CBFLOW_SECRET_KEY, or a random key made on first start and kept in the data dir (readable
     by its owner only), so sessions survive a restart without a secret in code or config."""

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
-from cbflow.forms import EMAIL
+from cbflow.forms import email_error
 from cbflow.models import Council, User
 from cbflow.services import accounts
 from cbflow.web.auth import require_role
@@ -83,8 +83,8 @@ def invite(
         errors["name"] = f"Full name must be {NAME_LIMIT} characters or fewer"
     if not email:
         errors["email"] = "Enter your colleague’s email address"
-    elif not EMAIL.match(email):
-        errors["email"] = "Enter an email address in the correct format, like name@example.gov.uk"
+    elif problem := email_error(email):
+        errors["email"] = problem
     if not errors:
         try:
             invited, message = accounts.invite_colleague(
