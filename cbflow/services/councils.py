@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlmodel import Session, col, select
@@ -39,11 +41,44 @@ def load_register(session: Session, path: Path = REGISTER) -> int:
             council.sqlmodel_update(fields)
         session.add(council)
     session.flush()
+    _kept.clear()
     return len(rows)
 
 
 def all_councils(session: Session) -> list[Council]:
     return list(session.exec(select(Council).order_by(col(Council.code))))
+
+
+@dataclass(frozen=True)
+class CouncilChoice:
+    """A council as a form offers it to choose from."""
+
+    code: str
+    name: str
+    type: str
+
+
+# how long a process keeps the register it read (load_register empties its own process's copy)
+REGISTER_KEPT_SECONDS = 300
+_kept: dict[str, tuple[float, tuple[CouncilChoice, ...]]] = {}  # database: (read at, councils)
+
+
+def council_choices(session: Session) -> tuple[CouncilChoice, ...]:
+    """Every council, by code, as a form offers it: read as plain rows, and kept by the process
+    for a few minutes. Reading the register as 353 full objects for each page took over a third
+    of a section page's time; the register changes only when an administrator reloads it."""
+    key = str(session.get_bind().engine.url)
+    now = time.monotonic()
+    kept = _kept.get(key)
+    if kept is None or now - kept[0] > REGISTER_KEPT_SECONDS:
+        rows = session.exec(select(Council.code, Council.name, Council.type).order_by(Council.code))
+        kept = _kept[key] = (now, tuple(CouncilChoice(*row) for row in rows))
+    return kept[1]
+
+
+def council_names(session: Session) -> dict[str, str]:
+    """Every council's name, by code."""
+    return {c.code: c.name for c in council_choices(session)}
 
 
 def eligible_councils(session: Session, prospectus: Prospectus) -> list[Council]:

@@ -80,7 +80,7 @@ def conflict_view(
     errors = errors or {}
     changes = {q: change for q in asked if (change := stored.change_of(q)) is not None}
     people = names_of(session, {change[1] for change in changes.values()})
-    councils = {c.code: c.name for c in councils_service.all_councils(session)}
+    councils = councils_service.council_names(session)
     items = []
     for question in questions:
         if question.id not in asked:

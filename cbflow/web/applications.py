@@ -338,7 +338,8 @@ def _render_section(
 ) -> Response:
     """The section's page with `raw` in its fields. It carries `shown` (by default the draft as
     read now): the version and answers it shows, which its saves are checked against."""
-    councils = councils_service.all_councils(session)
+    asks = forms_ui.asks_for_council(section.questions)
+    councils = councils_service.council_choices(session) if asks else []
     fields = forms_ui.section_fields(section, raw, errors, councils)
     anchors = {q.id: forms_ui.error_anchor(q) for q in ctx.form.questions()}
     summary = [
@@ -789,7 +790,7 @@ def _render_check(
     errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
-    names = {c.code: c.name for c in councils_service.all_councils(session)}
+    names = councils_service.council_names(session)
     sections = []
     for section in ctx.form.sections:
         rows = []

@@ -22,7 +22,7 @@ from cbflow.prospectus import AssessmentStage, Prospectus
 from cbflow.render import markdown_filter
 from cbflow.services import assessment, rounds
 from cbflow.services.applications import all_answers, local_time
-from cbflow.services.councils import all_councils
+from cbflow.services.councils import council_names
 from cbflow.web.answers import answer_view, question_of
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, FormDep, PagesDep, SessionDep
@@ -154,7 +154,7 @@ def _criteria(work: Work, raw: dict[str, dict[str, str]]) -> list[dict[str, Any]
     stage = work.stage
     total = sum((c.weight for c in stage.criteria), Decimal(0))
     answers = all_answers(work.application)
-    names = {c.code: c.name for c in all_councils(work.session)}
+    names = council_names(work.session)
     submitted = {s.criterion_id: s for s in assessment.scores_of(work.session, work.assignment)}
     out = []
     for criterion in stage.criteria:

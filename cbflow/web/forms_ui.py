@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -20,7 +20,6 @@ from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
 
-from cbflow.models import Council
 from cbflow.prospectus import (
     ChoiceQuestion,
     CouncilQuestion,
@@ -32,6 +31,7 @@ from cbflow.prospectus import (
     TextareaQuestion,
     TextQuestion,
 )
+from cbflow.services.councils import CouncilChoice
 from cbflow.services.drafts import Base
 
 # what a page carries besides its questions' fields (names no question id can have): the version
@@ -327,11 +327,21 @@ def error_anchor(question: Question) -> str:
     return question.id
 
 
+def asks_for_council(questions: Iterable[Question]) -> bool:
+    """Whether any of these questions, or a column of a table among them, is a choice of
+    council (only then does a page need the register)."""
+    return any(
+        isinstance(q, CouncilQuestion)
+        or (isinstance(q, TableQuestion) and asks_for_council(q.columns))
+        for q in questions
+    )
+
+
 def section_fields(
     section: Section,
     raw: Mapping[str, Any],
     errors: Mapping[str, str],
-    councils: Sequence[Council],
+    councils: Sequence[CouncilChoice],
 ) -> list[Field]:
     # show_if questions are not put in GOV.UK's conditional reveal: its script sets aria-expanded
     # on the radio inputs, which axe-core reports as a critical violation (aria-allowed-attr)
@@ -373,7 +383,7 @@ def field_for(
     question: Question,
     raw: Any,
     error: str | None,
-    councils: Sequence[Council],
+    councils: Sequence[CouncilChoice],
     *,
     name: str,
     hint: str | None,

@@ -18,7 +18,7 @@ from cbflow.errors import CbflowError
 from cbflow.models import Council, Document, PublishedModel, Round, User
 from cbflow.services import replication, rounds
 from cbflow.services.applications import local_deadline, local_time
-from cbflow.services.councils import all_councils
+from cbflow.services.councils import council_names
 from cbflow.web.answers import answer_view, long_date, question_of
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep
@@ -102,7 +102,7 @@ def _render_model(
     assert round_ is not None and model.id is not None
     prospectus = rounds.prospectus_of(round_)
     bundle = model.bundle
-    names = {c.code: c.name for c in all_councils(session)}
+    names = council_names(session)
     answers = []
     for question_id, value in bundle.get("answers", {}).items():
         question = question_of(prospectus, question_id)

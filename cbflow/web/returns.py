@@ -163,7 +163,7 @@ def returns_list(
 
 
 def _summary(session: Session, form: Form, answers: dict[str, Any]) -> list[dict[str, Any]]:
-    names = {c.code: c.name for c in councils_service.all_councils(session)}
+    names = councils_service.council_names(session)
     sections = []
     for section in form.sections:
         rows = [
@@ -199,7 +199,8 @@ def _render_form(
 ) -> Response:
     """The return's form with `raw` in its fields, carrying `shown` (by default the draft as
     read now): the draft's version and answers its saves are checked against."""
-    councils = councils_service.all_councils(session)
+    asks = forms_ui.asks_for_council(q for s in ctx.form.sections for q in s.questions)
+    councils = councils_service.council_choices(session) if asks else []
     shown = shown or _shown(ctx, record_)
     sections = [
         {
