@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -199,7 +200,8 @@ def _value(
             return rng.sample(options, rng.randint(min(fewest, most), most))
         case EmailQuestion():
             person = question.id.replace("_", ".")
-            return f"{person}@{council.name.lower().replace(' ', '-').replace(',', '')}.gov.uk"
+            domain = re.sub(r"[^a-z0-9]+", "-", council.name.lower()).strip("-")  # St. Helens
+            return f"{person}@{domain}.gov.uk"
         case CouncilQuestion():
             types = question.council_types
             if types is None or council.type in types:
