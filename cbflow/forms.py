@@ -57,7 +57,14 @@ def email_error(text: str) -> str | None:
 
 
 MONEY_PATTERN = r"^-?[0-9]+\.[0-9]{2}$"
-MONEY_INPUT = re.compile(r"^-?[0-9]+(\.[0-9]{1,2})?$")  # no exponents, no NaN, no infinity
+# Numbers and money are checked as text, bounded, before any arithmetic: no exponents (a number
+# of 1e1000000 took a process 26 s), no NaN or infinity, and no more digits than exact sums of
+# a round's money need (pence stay well inside a 64-bit integer).
+MONEY_DIGITS = 13  # whole pounds: up to £9,999,999,999,999.99
+MONEY_INPUT = re.compile(rf"^-?[0-9]{{1,{MONEY_DIGITS}}}(\.[0-9]{{1,2}})?$")
+NUMBER_DIGITS = 15  # before the decimal point; and at most 6 after it
+NUMBER_INPUT = re.compile(rf"^-?[0-9]{{1,{NUMBER_DIGITS}}}(\.[0-9]{{1,6}})?$")
+TYPED_AT_MOST = 40  # characters of a number or an amount looked at: longer is refused unread
 PENNY = Decimal("0.01")
 
 
@@ -65,12 +72,44 @@ def parse_money(value: Any) -> Decimal:
     """Pounds as an exact Decimal with two places. Floats are refused: they are not exact."""
     if isinstance(value, float | bool):
         raise ValueError("give money as a string or whole number, not a float")
-    text = str(value).replace(",", "").replace("£", "").strip()
+    text = str(value)
+    if len(text) > TYPED_AT_MOST:
+        raise ValueError(f"enter an amount of at most {MONEY_DIGITS} digits before the pence")
+    text = text.replace(",", "").replace("£", "").strip()
     if not MONEY_INPUT.match(text):
         if re.match(r"^-?[0-9]+\.[0-9]{3,}$", text):
             raise ValueError("enter an amount in pounds and pence, at most two decimal places")
+        if re.match(r"^-?[0-9]+(\.[0-9]*)?$", text):
+            raise ValueError(f"enter an amount of at most {MONEY_DIGITS} digits before the pence")
         raise ValueError("enter an amount in pounds, like 1500000 or 1500000.50")
     return Decimal(text).quantize(PENNY)
+
+
+def parse_number(value: Any) -> Decimal:
+    """A number as typed (or given by a program), exactly; refused unless it is written out in
+    full, with at most NUMBER_DIGITS digits before its decimal point and 6 after it."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise ValueError("enter a number")
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > TYPED_AT_MOST:
+        raise ValueError(f"enter a number of at most {NUMBER_DIGITS} digits")
+    text = text.strip()
+    if not NUMBER_INPUT.match(text):
+        if re.match(r"^-?[0-9]*(\.[0-9]*)?[eE]", text):
+            raise ValueError("enter the number in full, like 1500000 rather than 1.5e6")
+        if re.match(r"^-?[0-9]+(\.[0-9]*)?$", text):
+            raise ValueError(
+                f"enter a number of at most {NUMBER_DIGITS} digits, and 6 after the point"
+            )
+        raise ValueError("enter a number")
+    return Decimal(text)
+
+
+def _multiple(number: Decimal, step: Decimal) -> bool:
+    try:
+        return not number % step
+    except InvalidOperation:  # the quotient has more digits than exact arithmetic keeps
+        return False
 
 
 def money_to_pence(amount: Decimal) -> int:
@@ -110,17 +149,12 @@ def _scalar(question: Question, value: Any, councils: Container[str] | None) -> 
                     )
             return text
         case NumberQuestion():
-            try:
-                number = Decimal(str(value))
-            except InvalidOperation:
-                raise ValueError("enter a number") from None
-            if not number.is_finite() or isinstance(value, bool):
-                raise ValueError("enter a number")
+            number = parse_number(value)
             if question.min is not None and number < question.min:
                 raise ValueError(f"must be {question.min} or more")
             if question.max is not None and number > question.max:
                 raise ValueError(f"must be {question.max} or less")
-            if question.step and (number - (question.min or 0)) % question.step:
+            if question.step and not _multiple(number - (question.min or 0), question.step):
                 raise ValueError(f"must be a multiple of {question.step}")
             return int(number) if number == number.to_integral_value() else float(number)
         case MoneyQuestion():

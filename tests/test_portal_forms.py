@@ -301,6 +301,31 @@ def test_a_hostile_email_answer_is_a_field_error_within_a_second(portal: TestCli
         assert session.exec(select(Application.eoi_answers)).one() == {}
 
 
+def test_money_of_too_many_digits_is_a_field_error_on_save_and_autosave(
+    portal: TestClient,
+) -> None:
+    slug = launch((ROOT / "prospectus" / "whole-place-2011.yaml").read_text())
+    sign_in(portal, "pat@essex.gov.uk")
+    base = start(portal, slug)
+    page = f"{base}/section/ambition"
+    typed = {"spend_in_scope_gbp": "1" * 27, "previous_experience": "no"}  # a 500 on both
+
+    started = time.monotonic()
+    saved = post(portal, page, {**typed, "action": "save"})
+    form = portal.get(page).text
+    carried = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form))
+    autosaved = portal.post(f"{page}/autosave", data={**carried, **typed})
+
+    assert time.monotonic() - started < 2  # three requests
+    assert saved.status_code == 400 and 'href="#spend_in_scope_gbp"' in saved.text
+    assert "at most 13 digits before the pence" in saved.text
+    assert autosaved.status_code == 200
+    assert "spend_in_scope_gbp" in autosaved.json()["errors"]
+    with session_scope() as session:
+        stored = session.exec(select(Application.eoi_answers)).one()
+    assert "spend_in_scope_gbp" not in stored
+
+
 def test_shipped_prospectus_every_section_filled_and_submitted(portal: TestClient) -> None:
     slug = launch((ROOT / "prospectus" / "whole-place-2011.yaml").read_text())
     sign_in(portal, "pat@essex.gov.uk")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -209,6 +210,32 @@ def test_errors_are_shown_per_field_and_nothing_is_stored(
         assert "This question must be answered" in answer.text
         assert "300 words or fewer" in answer.text
         assert 'value="-3"' in answer.text  # what was typed is kept
+    assert record_of(round_refs["BIR"], 1).submitted_at is None
+    assert return_events(round_refs["BIR"]) == []
+
+
+@pytest.mark.parametrize(
+    ("typed", "error"),
+    [
+        ("1e1000000", "enter the number in full"),  # 26 s of a process, then a 500
+        ("1e30", "enter the number in full"),  # a 500 where the question has a step
+        ("1" + "0" * 22, "at most 15 digits"),  # passed the check, then a 500 on submit
+        ("9" * 100_000, "at most 15 digits"),
+    ],
+)
+def test_a_number_too_big_or_in_exponent_form_is_refused_within_a_second(
+    birmingham: TestClient, round_refs: dict[str, str], typed: str, error: str
+) -> None:
+    base = base_of(round_refs["BIR"])
+    data = {**GOOD, "families_attached": typed}
+    token = csrf(birmingham.get(f"{base}/1").text)
+
+    for path in (f"{base}/1", f"{base}/1/submit"):
+        started = time.monotonic()
+        answer = birmingham.post(path, data={**data, "csrf_token": token}, follow_redirects=False)
+        assert time.monotonic() - started < 1
+        assert answer.status_code == 400
+        assert 'href="#families_attached"' in answer.text and error in answer.text
     assert record_of(round_refs["BIR"], 1).submitted_at is None
     assert return_events(round_refs["BIR"]) == []
 

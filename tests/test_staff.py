@@ -352,6 +352,20 @@ def test_the_what_if_shows_what_would_change_and_changes_nothing(
     assert "Enter the weight of Drive and ambition as a number from 0 to 1000" in weights.text
     assert "Enter the budget in pounds" in weights.text
 
+    # careless or hostile figures: refused at once, on the page, and nothing changes
+    places_error = "Enter the number of places as a whole number from 1 to 9999"
+    for params, error in (
+        ({"places": "²"}, places_error),  # a digit to isdigit(), not to int(): was a 500
+        ({"places": "9" * 40}, places_error),
+        ({"budget": "9" * 40}, "Enter the budget in pounds"),  # was a 500
+        ({"weight-ambition": "1e1000000"}, "Enter the weight of Drive and ambition"),
+    ):
+        started = time.monotonic()
+        refused = client.get(f"/staff/rounds/{SLUG}/selection", params=params)
+        assert time.monotonic() - started < 1
+        assert refused.status_code == 400 and error in refused.text, params
+    assert app_states() == before
+
     # released decisions stay as released, whatever a what-if says
     stages.decide(SLUG, now=ASSESSING + timedelta(days=2))
     released = app_states()

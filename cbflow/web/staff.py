@@ -1328,9 +1328,10 @@ def _scenario(
     scenario_places: int | None = None
     budget_pence: int | None = None
     chosen: dict[str, Decimal] = {}
-    if places.strip():
-        if not places.strip().isdigit() or int(places) < 1:
-            errors["places"] = "Enter the number of places as a whole number, like 4"
+    if places := places.strip():
+        # read as text first: isdigit() alone accepts "²", which int() then refuses
+        if not (places.isascii() and places.isdigit() and len(places) <= 4) or int(places) < 1:
+            errors["places"] = "Enter the number of places as a whole number from 1 to 9999"
         else:
             scenario_places = int(places)
     if budget.strip():
@@ -1348,7 +1349,7 @@ def _scenario(
         if not text:
             continue
         try:
-            weight = Decimal(text)
+            weight = Decimal(text) if len(text) <= 20 and "e" not in text.lower() else Decimal(-1)
         except InvalidOperation:
             weight = Decimal(-1)
         if not weight.is_finite() or weight < 0 or weight > 1000:
