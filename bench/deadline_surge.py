@@ -588,6 +588,8 @@ def run(args: argparse.Namespace, database_url: str) -> int:
             "CBFLOW_PORTAL_PORT": str(portal_port),
             "CBFLOW_PREFECT_PORT": str(prefect_port),
             "CBFLOW_DATABASE_URL": database_url,
+            # every council signs in from this one address: the per-client limit is lifted
+            "CBFLOW_SIGN_IN_ASKS_PER_MINUTE": "0",
         }
     )
     today = datetime.now(LONDON).date()

@@ -42,6 +42,22 @@ app.add_typer(user_app, name="user")
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
+# what cbflow writes is for the account that runs it alone: the database (its outbox holds live
+# sign-in links), its journal, uploads, documents and logs
+PRIVATE_FILES = 0o077  # the umask: no permission for the group or for others
+PRIVATE_FOLDER = 0o700
+
+
+@app.callback()
+def _private() -> None:
+    """Every command, and every process it starts (the portal, Prefect's server, the flow
+    runner and its runs), creates files readable by their owner only, and the data folder is
+    closed to other accounts (one made before this still is, from now on)."""
+    os.umask(PRIVATE_FILES)
+    data = get_settings().data_dir
+    if data.is_dir() and data.stat().st_mode & 0o777 != PRIVATE_FOLDER:
+        data.chmod(PRIVATE_FOLDER)
+
 
 def _fail(message: str, code: int = 1) -> None:
     errors.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     frontend_dir: Path = PACKAGE_DIR.parent / "node_modules"  # npm packages from ./dev setup
     session_hours: int = 8  # a session ends this long after signing in, whatever happens
     session_idle_minutes: float = 30  # ...and after this long without a request
+    # sign-in links asked for from one client address, per minute and portal process, beyond
+    # which nothing is sent (the answer is the same); 0: no limit, for a load test
+    sign_in_asks_per_minute: int = 30
     # e-mail: with no SMTP host, messages are kept in the outbox administrators read
     smtp_host: str = ""
     smtp_port: int = 25

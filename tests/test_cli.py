@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -271,3 +273,45 @@ def test_user_add_whose_mail_is_not_sent_says_how_to_get_a_link(tmp_path: Path) 
     assert "Added Ada" in added.stdout
     assert "not mailed" in added.stderr and "cbflow user link ada@example.gov.uk" in added.stderr
     assert "Traceback" not in added.stderr
+
+
+def test_what_cbflow_writes_is_its_owners_alone(tmp_path: Path) -> None:
+    # a folder every account may pass through, as a home or /srv would be: only the data
+    # folder's own permissions keep other accounts out
+    shared = Path(tempfile.mkdtemp(prefix="cbflow-shared-"))
+    try:
+        shared.chmod(0o755)
+        data = shared / "data"
+        added = cbflow(
+            data,
+            "user",
+            "add",
+            "ada@example.gov.uk",
+            "--name",
+            "Ada",
+            "--role",
+            "admin",
+        )
+        assert added.returncode == 0, added.stderr
+        written = [data, *data.rglob("*")]
+        assert any(p.name == "cbflow.db" for p in written)
+        for path in written:
+            assert path.stat().st_mode & 0o077 == 0, (path, oct(path.stat().st_mode))
+        assert data.stat().st_mode & 0o777 == 0o700
+
+        # a folder made before (by an older cbflow, with the usual umask) is closed on first use
+        data.chmod(0o755)
+        assert cbflow(data, "user", "link", "ada@example.gov.uk").returncode == 0
+        assert data.stat().st_mode & 0o777 == 0o700
+
+        nobody = shutil.which("runuser")
+        if os.geteuid() == 0 and nobody:  # as another account of the machine: nothing readable
+            for target in (data, data / "cbflow.db"):
+                other = subprocess.run(
+                    [nobody, "-u", "nobody", "--", "cat", str(target)],
+                    capture_output=True,
+                    text=True,
+                )
+                assert other.returncode != 0 and "Permission denied" in other.stderr
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

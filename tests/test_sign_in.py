@@ -248,6 +248,58 @@ def test_a_hostile_address_is_refused_within_a_second_and_nothing_is_sent(
         assert session.exec(select(MagicLink)).all() == []
 
 
+def _live_links() -> int:
+    with session_scope() as session:
+        return len(session.exec(select(MagicLink).where(MagicLink.used_at == None)).all())  # noqa: E711
+
+
+def test_asking_again_and_again_makes_no_more_than_three_live_links(
+    mailing_client: TestClient, smtp: tuple[Inbox, int]
+) -> None:
+    inbox, _ = smtp
+    add_user("pat.jones@essex.gov.uk")
+    token = csrf(mailing_client.get("/sign-in").text)
+
+    asks = [
+        mailing_client.post(
+            "/sign-in",
+            data={"email": "pat.jones@essex.gov.uk", "csrf_token": token},
+            follow_redirects=False,
+        )
+        for _ in range(20)  # 30 asks in a second made 30 live links
+    ]
+
+    # every ask is told the same, and only three links exist to be found in a mailbox
+    assert {a.status_code for a in asks} == {303}
+    assert {a.headers["location"] for a in asks} == {"/sign-in/check-your-email"}
+    assert _live_links() == 3
+    _wait_for_mail(inbox, 3)
+    # once one is used, the person can ask for another
+    assert follow_link(mailing_client, link_in(inbox.messages[0])).status_code == 303
+    ask_for_link(mailing_client, "pat.jones@essex.gov.uk")
+    assert _live_links() == 3
+
+
+def test_a_client_asking_for_link_after_link_is_told_the_same_and_sent_nothing(
+    mailing_client: TestClient, smtp: tuple[Inbox, int]
+) -> None:
+    add_user("pat.jones@essex.gov.uk")
+    for n in range(30):  # addresses tried one after another, from one client
+        ask_for_link(mailing_client, f"guess{n}@essex.gov.uk")
+
+    answer = ask_for_link(mailing_client, "pat.jones@essex.gov.uk")
+
+    assert answer.status_code == 200 and "Check your email" in answer.text
+    assert _live_links() == 0
+
+
+def _wait_for_mail(inbox: Inbox, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(inbox.messages) < count:
+        assert time.monotonic() < deadline, f"{len(inbox.messages)} of {count} messages came"
+        time.sleep(0.05)
+
+
 def test_sign_in_post_without_csrf_token_is_refused_403(
     mailing_client: TestClient, smtp: tuple[Inbox, int]
 ) -> None:

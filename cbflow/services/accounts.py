@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from cbflow import notify
+from cbflow.db import lock_for_update
 from cbflow.errors import CbflowError, ValidationFailed
 from cbflow.forms import email_error
 from cbflow.models import Council, MagicLink, OutboxMessage, User
@@ -19,6 +21,11 @@ from cbflow.services.audit import record
 from cbflow.settings import Settings
 
 LINK_LIFETIME = timedelta(minutes=15)
+# live links one address may have: asking again and again (30 asks in a second made 30 links)
+# mints no more until one is used or expires
+LIVE_LINKS_AT_MOST = 3
+
+logger = logging.getLogger(__name__)
 
 
 class SignInFailed(CbflowError):
@@ -67,6 +74,24 @@ def send_sign_in_link(
     """
     user = find_user(session, email)
     if user is None or user.id is None:
+        return None
+    lock_for_update(session, user)  # asks at the same moment count one after the other
+    live = session.exec(
+        select(func.count())
+        .select_from(MagicLink)
+        .where(
+            MagicLink.user_id == user.id,
+            col(MagicLink.used_at).is_(None),
+            col(MagicLink.expires_at) > now,
+        )
+    ).one()
+    if live >= LIVE_LINKS_AT_MOST:
+        logger.warning(
+            "no sign-in link sent to %s: %d sent in the last %d minutes are still unused",
+            user.email,
+            live,
+            int(LINK_LIFETIME.total_seconds() // 60),
+        )
         return None
     token = _new_link(session, user, now)
     message = notify.compose(

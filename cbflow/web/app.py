@@ -127,6 +127,7 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
     app.state.pages = renderer
     env.globals["session_idle_seconds"] = int(timeout.idle_limit(settings).total_seconds())
     app.state.receipt_batches = ReceiptBatches(settings)
+    app.state.sign_in_asks = auth.AsksPerClient(settings.sign_in_asks_per_minute)
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret_key(settings),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
+from collections import deque
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
@@ -18,6 +21,7 @@ from cbflow.web.security import SAFE_METHODS
 from cbflow.web.templating import signed_in
 
 router = APIRouter()
+logger = logging.getLogger(__name__)
 
 # the token of a sign-in link in a path (/sign-in/check-your-email is a page, not a token)
 _TOKEN = re.compile(r"(/sign-in/)(?!check-your-email(?:[\s/?#\"']|$))[^\s/?#\"']+")
@@ -104,6 +108,31 @@ def require_role(*roles: str) -> Any:
     return Depends(dependency)
 
 
+class AsksPerClient:
+    """At most `most` sign-in asks from one client address in any `within` seconds (no limit
+    if `most` is 0), counted by this process; further asks get the same answer and send
+    nothing. Generous, because a council's staff may all reach the portal from one address."""
+
+    def __init__(self, most: int, within: float = 60.0, clients: int = 10_000) -> None:
+        self.most, self.within, self.clients = most, within, clients
+        self._asks: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, client: str, now: float) -> bool:
+        if self.most <= 0:
+            return True
+        with self._lock:
+            if len(self._asks) >= self.clients:  # forget the clients that have gone quiet
+                self._asks = {c: q for c, q in self._asks.items() if q[-1] > now - self.within}
+            asks = self._asks.setdefault(client, deque())
+            while asks and asks[0] <= now - self.within:
+                asks.popleft()
+            if len(asks) >= self.most:
+                return False
+            asks.append(now)
+            return True
+
+
 @router.get("/sign-in")
 def sign_in_page(request: Request, pages: PagesDep, settings: SettingsDep) -> Response:
     idle = request.session.pop(timeout.NOTICE, False)
@@ -126,13 +155,19 @@ def sign_in_request(
     elif problem := email_error(email):
         error = problem
     else:
-        message = accounts.send_sign_in_link(
-            session,
-            email=email,
-            base_url=settings.resolved_portal_base_url,
-            settings=settings,
-            now=clock(),
-        )
+        client = request.client.host if request.client else ""
+        limit: AsksPerClient = request.app.state.sign_in_asks
+        message = None
+        if limit.allow(client, time.monotonic()):
+            message = accounts.send_sign_in_link(
+                session,
+                email=email,
+                base_url=settings.resolved_portal_base_url,
+                settings=settings,
+                now=clock(),
+            )
+        else:
+            logger.warning("no sign-in link sent: too many asks from %s", client)
         request.session["sign_in_email"] = email
         return mail_after(
             RedirectResponse("/sign-in/check-your-email", status_code=303), message, settings
