@@ -42,7 +42,8 @@ def _json() -> Any:
 
 
 def _version() -> Any:
-    """A draft's version (cbflow.services.drafts): rows made before versions start at 0."""
+    """A counter (a draft's version, see cbflow.services.drafts; a person's session
+    generation): rows made before it start at 0."""
     return Field(default=0, sa_column=Column(sa.Integer, nullable=False, server_default="0"))
 
 
@@ -75,6 +76,8 @@ class User(SQLModel, table=True):
     role: str = Field(index=True)
     council_code: str | None = Field(default=None, foreign_key="council.code")
     region: str | None = None
+    # sessions carry the generation they began in; signing out moves it on, ending every one
+    session_generation: int = _version()
 
 
 class Round(SQLModel, table=True):

@@ -20,7 +20,7 @@ from sqlmodel import select
 
 from cbflow.clock import FixedClock
 from cbflow.db import session_scope
-from cbflow.models import MagicLink, OutboxMessage, User
+from cbflow.models import AuditEvent, MagicLink, OutboxMessage, User
 from cbflow.settings import Settings
 from cbflow.web import create_app
 
@@ -327,6 +327,63 @@ def test_sign_out_needs_the_csrf_token_and_ends_the_session(
 
     mailing_client.post("/sign-out", data={"csrf_token": csrf(home)})
     assert "Sign out" not in mailing_client.get("/").text
+
+
+def _signed_in_applicant(client: TestClient, inbox: Inbox) -> str:
+    """Pat signed in on `client`; returns the session cookie."""
+    add_user("pat.jones@essex.gov.uk")
+    ask_for_link(client, "pat.jones@essex.gov.uk")
+    assert follow_link(client, link_in(inbox.messages[-1])).status_code == 303
+    assert client.get("/applications", follow_redirects=False).status_code == 200
+    return str(client.cookies["cbflow_session"])
+
+
+def test_a_copy_of_the_cookie_is_refused_once_its_session_has_signed_out(
+    cbflow_env: Settings, smtp: tuple[Inbox, int], clock: FixedClock
+) -> None:
+    inbox, port = smtp
+    settings = cbflow_env.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": port})
+    with _client(settings, clock) as pat, _client(settings, clock) as thief:
+        copied = _signed_in_applicant(pat, inbox)
+        thief.cookies.set("cbflow_session", copied)
+        team = thief.get("/applications/team")
+        assert team.status_code == 200  # a copy works while the session lasts
+        token = csrf(team.text)
+
+        signed_out = pat.post("/sign-out", data={"csrf_token": csrf(pat.get("/").text)})
+        assert signed_out.status_code == 200
+
+        # the copy no longer signs in: not for a page, nor to invite a colleague (as it did)
+        page = thief.get("/applications", follow_redirects=False)
+        assert page.status_code == 303 and page.headers["location"] == "/sign-in"
+        thief.cookies.set("cbflow_session", copied)
+        invited = thief.post(
+            "/applications/team",
+            data={"name": "Mallory", "email": "m@essex.gov.uk", "csrf_token": token},
+            follow_redirects=False,
+        )
+        assert invited.status_code in (303, 403)
+        assert invited.headers.get("location", "/sign-in") == "/sign-in"
+    with session_scope() as session:
+        assert session.exec(select(User).where(User.email == "m@essex.gov.uk")).first() is None
+        events = session.exec(select(AuditEvent.action).where(AuditEvent.entity == "user")).all()
+    assert "sign-out" in events
+
+
+def test_a_session_ends_its_hours_after_signing_in_however_busy(
+    mailing_client: TestClient, smtp: tuple[Inbox, int], clock: FixedClock
+) -> None:
+    _signed_in_applicant(mailing_client, smtp[0])
+    # a request every 20 minutes (within the idle limit) for the whole of the 8 hours
+    for step in range(1, 24):
+        clock.set(NOW + timedelta(minutes=20 * step))
+        kept = mailing_client.get("/applications", follow_redirects=False)
+        assert kept.status_code == 200, f"signed out after {20 * step} minutes"
+
+    clock.set(NOW + timedelta(hours=8, seconds=1))
+    ended = mailing_client.get("/applications", follow_redirects=False)
+
+    assert ended.status_code == 303 and ended.headers["location"] == "/sign-in"
 
 
 def test_session_signed_with_another_secret_is_ignored(

@@ -465,6 +465,18 @@ def test_launching_checks_the_file_and_reports_every_problem_with_its_line(
     with session_scope() as session:
         assert session.exec(select(Round)).first() is None
 
+    # refused at once, each with its line, where they froze a process or answered 500
+    from test_cli import HOSTILE_PROSPECTUSES
+
+    for name, (text, said) in HOSTILE_PROSPECTUSES.items():
+        started = time.monotonic()
+        hostile = upload(f"{name}.yaml", text.encode())
+        assert time.monotonic() - started < 1, name
+        assert hostile.status_code == 400, name  # type: ignore[attr-defined]
+        assert f"{name}.yaml:{said}" in hostile.text, name  # type: ignore[attr-defined]
+    with session_scope() as session:
+        assert session.exec(select(Round)).first() is None
+
     good = upload("whole-place.yaml", example_text().encode())
     assert good.status_code == 503  # type: ignore[attr-defined]
     assert "Launch the round: nothing was started" in good.text  # type: ignore[attr-defined]

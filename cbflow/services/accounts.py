@@ -106,6 +106,15 @@ def send_sign_in_link(
     return notify.send_after_commit(message, settings=settings, session=session, now=now)
 
 
+def end_sessions(session: Session, user: User, *, now: datetime) -> None:
+    """Sign the person out everywhere: every session begun so far is refused from now on,
+    whoever holds a copy of its cookie. Persists the new generation, then the audit event."""
+    assert user.id is not None
+    user.session_generation += 1
+    session.add(user)
+    record(session, entity="user", entity_id=user.id, action="sign-out", actor=user.email, now=now)
+
+
 class UnknownPerson(CbflowError):
     """An address no account has. Nothing was changed."""
 

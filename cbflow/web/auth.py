@@ -15,6 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from cbflow.forms import email_error
 from cbflow.models import User
 from cbflow.services import accounts
+from cbflow.settings import Settings
 from cbflow.web import timeout
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, mail_after
 from cbflow.web.security import SAFE_METHODS
@@ -75,14 +76,27 @@ def current_user(request: Request, session: SessionDep) -> User | None:
     if shown is None:
         return None
     user = session.get(User, shown.get("id"))
-    if user is None:  # the account has gone: the session goes with it
+    if user is None or not _current(request, user, shown):
+        # the account has gone, the person signed out (this is a copy of an ended session's
+        # cookie), or the session has lasted its hours: it goes
         request.session.clear()
+        user = None
     # The read's transaction ends here and its connection goes back to the pool: the route may
     # have to wait for a thread, and under a deadline surge on PostgreSQL the connections held
     # meanwhile by the waiting requests emptied the pool, while every thread waited for one.
     if session.in_transaction() and not (session.new or session.dirty or session.deleted):
         session.commit()
     return user
+
+
+def _current(request: Request, user: User, shown: dict[str, Any]) -> bool:
+    """Whether a session is still one of the person's: begun since they last signed out, and
+    less than CBFLOW_SESSION_HOURS ago (counted from signing in, however busy it has been)."""
+    settings: Settings = request.app.state.settings
+    since = shown.get("since")
+    if shown.get("generation") != user.session_generation or not isinstance(since, int | float):
+        return False
+    return bool(request.app.state.clock().timestamp() - since < settings.session_hours * 3600)
 
 
 CurrentUser = Annotated[User | None, Depends(current_user)]
@@ -209,12 +223,19 @@ def sign_in_with_link(
         "name": user.name,
         "email": user.email,
         "role": user.role,
+        "generation": user.session_generation,  # signing out moves the person's on
+        "since": clock().timestamp(),  # the session's hours count from here
     }
     return RedirectResponse(back or "/", status_code=303)
 
 
 @router.post("/sign-out")
-def sign_out(request: Request) -> RedirectResponse:
+def sign_out(request: Request, session: SessionDep, clock: ClockDep) -> RedirectResponse:
+    """Ends the session on the server too: a copy of its cookie is refused from now on."""
+    shown = signed_in(request)
+    user = session.get(User, shown.get("id")) if shown else None
+    if shown and user is not None and _current(request, user, shown):
+        accounts.end_sessions(session, user, now=clock())
     request.session.clear()
     return RedirectResponse("/signed-out", status_code=303)
 
