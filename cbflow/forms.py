@@ -8,6 +8,7 @@ multichoice -> list of strings; file -> {"name", "size", "sha256"}; table -> lis
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Container, Mapping
 from datetime import date
@@ -54,6 +55,40 @@ def email_error(text: str) -> str | None:
     if len(text) > EMAIL_MAX:
         return f"Email address must be {EMAIL_MAX} characters or fewer"
     return None if is_email(text) else EMAIL_FORMAT
+
+
+# Every answer is bounded, whether or not its prospectus says how long it may be (twenty 1 MB
+# table cells were stored, and one 1 MB answer made a receipt of 348 pages).
+TEXT_MAX_CHARS = 1_000  # a one-line answer without a max_chars of its own
+TEXTAREA_MAX_CHARS = 30_000  # a long answer without one (some 5,000 words)
+TABLE_MAX_ROWS = 100  # a table without a max_rows of its own
+ANSWERS_MAX_CHARS = 2_000_000  # every answer of one form together, as stored
+
+# Kept out of what people type: control characters (a NUL byte was stored and shown) and the
+# marks that reverse the direction of the text after them, which can make one name look like
+# another. A long answer keeps its line breaks and tabs.
+_HIDDEN = "".join(chr(c) for c in range(32) if chr(c) not in "\t\n\r") + "\x7f"
+_DIRECTION = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_UNTYPED = str.maketrans("", "", _HIDDEN + _DIRECTION)
+_ONE_LINE = str.maketrans("\t\n\r", "   ")
+
+
+def clean_text(text: str, *, one_line: bool = True) -> str:
+    """What a person typed, without control characters or direction overrides (and, for a
+    one-line answer or a file's name, without line breaks)."""
+    text = text.translate(_UNTYPED)
+    return text.translate(_ONE_LINE) if one_line else text
+
+
+def char_limit(question: TextQuestion | TextareaQuestion) -> int:
+    """The most characters an answer may have: its own max_chars, or the default."""
+    if question.max_chars:
+        return question.max_chars
+    return TEXTAREA_MAX_CHARS if isinstance(question, TextareaQuestion) else TEXT_MAX_CHARS
+
+
+def row_limit(question: TableQuestion) -> int:
+    return question.max_rows or TABLE_MAX_ROWS
 
 
 MONEY_PATTERN = r"^-?[0-9]+\.[0-9]{2}$"
@@ -138,9 +173,13 @@ def _scalar(question: Question, value: Any, councils: Container[str] | None) -> 
         case TextQuestion() | TextareaQuestion():
             if not isinstance(value, str):
                 raise ValueError("enter text")
-            text = value.strip()
-            if question.max_chars and len(text) > question.max_chars:
-                raise ValueError(f"must be {question.max_chars} characters or fewer")
+            limit = char_limit(question)
+            if len(value) > 2 * limit:  # refused before any more work on it
+                raise ValueError(f"must be {limit:,} characters or fewer")
+            one_line = not isinstance(question, TextareaQuestion)
+            text = clean_text(value, one_line=one_line).strip()
+            if len(text) > limit:
+                raise ValueError(f"must be {limit:,} characters or fewer")
             if isinstance(question, TextareaQuestion) and question.max_words:
                 words = len(text.split())
                 if words > question.max_words:
@@ -224,8 +263,8 @@ def _table(
     rows = [row for row in value if not all(_is_blank(v) for v in row.values())]
     if question.min_rows and len(rows) < question.min_rows:
         raise ValueError(f"add at least {question.min_rows} row(s)")
-    if question.max_rows and len(rows) > question.max_rows:
-        raise ValueError(f"add at most {question.max_rows} rows")
+    if len(rows) > row_limit(question):
+        raise ValueError(f"add at most {row_limit(question)} rows")
     cleaned = []
     for number, row in enumerate(rows, start=1):
         unknown = set(row) - {c.id for c in question.columns}
@@ -283,6 +322,16 @@ def validate_answers(
             errors[question.id] = f"{question.label}: {exc}"
     if errors:
         raise ValidationFailed(errors)
+    sizes = {key: len(json.dumps(value, default=str)) for key, value in cleaned.items()}
+    if sum(sizes.values()) > ANSWERS_MAX_CHARS:
+        largest = max(sizes, key=lambda key: sizes[key])
+        label = next(q.label for q in form.questions() if q.id == largest)
+        raise ValidationFailed(
+            {
+                largest: f"{label}: the answers to this form together must be "
+                f"{ANSWERS_MAX_CHARS:,} characters or fewer; shorten this answer"
+            }
+        )
     return cleaned
 
 

@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -324,6 +325,66 @@ def test_money_of_too_many_digits_is_a_field_error_on_save_and_autosave(
     with session_scope() as session:
         stored = session.exec(select(Application.eoi_answers)).one()
     assert "spend_in_scope_gbp" not in stored
+
+
+def test_answers_are_bounded_and_kept_free_of_hidden_characters(portal: TestClient) -> None:
+    slug = launch((ROOT / "prospectus" / "whole-place-2011.yaml").read_text())
+    sign_in(portal, "pat@essex.gov.uk")
+    base = start(portal, slug)
+    megabyte = "x" * 1_000_000  # twenty of these in table cells were stored
+
+    started = time.monotonic()
+    place = post(
+        portal,
+        f"{base}/section/place",
+        {
+            "lead_council": "ESS",
+            "place_name": "Essex",
+            "partners-rows": "2",
+            "partners-0-organisation": megabyte,
+            "partners-0-sector": "Health",
+            "partners-1-organisation": "Essex Police",
+            "partners-1-sector": "Police",
+            "action": "save",
+        },
+    )
+    ambition = post(portal, f"{base}/section/ambition", {"ambition": megabyte, "action": "save"})
+    contact = post(
+        portal, f"{base}/section/contact", {"contact_name": "P" * 1_001, "action": "save"}
+    )
+
+    assert time.monotonic() - started < 3  # six requests
+    assert place.status_code == ambition.status_code == contact.status_code == 400
+    assert "row 1, organisation: must be 1,000 characters or fewer" in place.text
+    assert "must be 30,000 characters or fewer" in ambition.text
+    assert "must be 1,000 characters or fewer" in contact.text
+    with session_scope() as session:
+        assert session.exec(select(Application.eoi_answers)).one() == {}
+
+    # a NUL byte and a right-to-left override are not kept, in answers or in a file's name
+    typed = "Essex\x00 and \u202eSouthend"
+    saved = post(
+        portal,
+        f"{base}/section/place",
+        {"lead_council": "ESS", "place_name": typed, "partners-rows": "0", "action": "save"},
+    )
+    assert saved.status_code == 303
+    with session_scope() as session:
+        answers = session.exec(select(Application.eoi_answers)).one()
+    assert answers["place_name"] == "Essex and Southend"
+    assert "Essex and Southend" in portal.get(f"{base}/section/place").text
+
+
+def test_an_uploads_name_is_kept_without_hidden_characters(tmp_path: Path) -> None:
+    from cbflow.web.forms_ui import Upload, store_upload
+
+    # shown on staff pages as "report.pdf" followed by a reversed "exe.": really an .exe?
+    upload = Upload(name="C:\\Users\\pat\\report\u202efdp.exe\x00\n.pdf", content=b"%PDF-1.4")
+
+    stored = store_upload(tmp_path, upload)
+
+    assert stored["name"] == "reportfdp.exe .pdf"
+    assert (tmp_path / stored["sha256"]).read_bytes() == b"%PDF-1.4"
 
 
 def test_shipped_prospectus_every_section_filled_and_submitted(portal: TestClient) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
 
+from cbflow.forms import char_limit, clean_text, row_limit
 from cbflow.prospectus import (
     ChoiceQuestion,
     CouncilQuestion,
@@ -220,7 +221,7 @@ def store_upload(folder: Path, upload: Upload) -> dict[str, Any]:
         temporary = folder / f".{digest}.part"
         temporary.write_bytes(upload.content)
         temporary.replace(path)
-    safe_name = Path(upload.name.replace("\\", "/")).name[:200]
+    safe_name = clean_text(Path(upload.name.replace("\\", "/")).name)[:200]
     return {"name": safe_name, "size": len(upload.content), "sha256": digest}
 
 
@@ -256,7 +257,7 @@ def kept_upload(form: FormData, question_id: str, folder: Path) -> dict[str, Any
         return None
     if not (folder / digest).is_file() or not isinstance(kept["size"], int):
         return None
-    return {"name": str(kept["name"])[:200], "size": kept["size"], "sha256": digest}
+    return {"name": clean_text(str(kept["name"]))[:200], "size": kept["size"], "sha256": digest}
 
 
 def asked(form: FormData, questions: Sequence[Question]) -> list[str]:
@@ -428,17 +429,16 @@ def field_for(
                 label=question.label,
                 hint=hint,
                 error=error,
-                max_rows=question.max_rows,
+                max_rows=row_limit(question),
             )
-        case TextareaQuestion() if question.max_words or question.max_chars:
+        case TextareaQuestion():
+            # every long answer says how long it may be: its own limit, or the default one
             limit = (
                 {"maxwords": question.max_words}
                 if question.max_words
-                else {"maxlength": question.max_chars}
+                else {"maxlength": char_limit(question)}
             )
             return Field("govukCharacterCount", common | limit | {"value": raw or ""}, question.id)
-        case TextareaQuestion():
-            return Field("govukTextarea", common | {"value": raw or ""}, question.id)
         case TextQuestion():
             classes = "govuk-input--width-20" if in_table else ""
             return Field(
