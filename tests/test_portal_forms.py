@@ -379,7 +379,7 @@ def test_an_uploads_name_is_kept_without_hidden_characters(tmp_path: Path) -> No
     from cbflow.web.forms_ui import Upload, store_upload
 
     # shown on staff pages as "report.pdf" followed by a reversed "exe.": really an .exe?
-    upload = Upload(name="C:\\Users\\pat\\report\u202efdp.exe\x00\n.pdf", content=b"%PDF-1.4")
+    upload = Upload.of_bytes("C:\\Users\\pat\\report\u202efdp.exe\x00\n.pdf", b"%PDF-1.4")
 
     stored = store_upload(tmp_path, upload)
 

@@ -48,9 +48,14 @@ def clock() -> FixedClock:
 @pytest.fixture
 def client(cbflow_env: Settings, clock: FixedClock) -> Iterator[TestClient]:
     """The portal, signed in as programme staff; no Prefect server is configured."""
-    # the tests move the round's clock by days: the session must not time out meanwhile
+    # the tests move the round's clock by days: the session must not end meanwhile
+    ten_years = 10 * 365 * 24
     settings = cbflow_env.model_copy(
-        update={"prefect_api_url": "", "session_idle_minutes": 10 * 365 * 24 * 60}
+        update={
+            "prefect_api_url": "",
+            "session_idle_minutes": ten_years * 60,
+            "session_hours": ten_years,
+        }
     )
     add_user(STAFF, "staff", name="Programme lead")
     with TestClient(create_app(settings, clock=clock)) as client:

@@ -34,6 +34,7 @@ from cbflow.web import (
     team,
     timeout,
 )
+from cbflow.web.limits import BoundedRequests
 from cbflow.web.security import (
     SecurityHeaders,
     content_security_policy,
@@ -128,6 +129,8 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
     env.globals["session_idle_seconds"] = int(timeout.idle_limit(settings).total_seconds())
     app.state.receipt_batches = ReceiptBatches(settings)
     app.state.sign_in_asks = auth.AsksPerClient(settings.sign_in_asks_per_minute)
+    # innermost of the three: its answer to a post that is too large is a page of the session
+    app.add_middleware(BoundedRequests)
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret_key(settings),

@@ -10,13 +10,17 @@ table its row count in `<id>-rows`.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from starlette.datastructures import FormData, UploadFile
 
@@ -191,10 +195,34 @@ def from_raw(question: Question, raw: Any) -> Any:
 # uploads
 
 
+FILE_MAX_MB = 10  # an upload's limit where its question gives none
+CHUNK = 1024 * 1024  # an upload is hashed and copied this much at a time, never read whole
+
+
 @dataclass
 class Upload:
+    """A file as posted: the web server has already spooled it to a temporary file."""
+
     name: str
-    content: bytes
+    file: BinaryIO
+    size: int
+
+    @classmethod
+    def of_bytes(cls, name: str, content: bytes) -> Upload:
+        return cls(name, io.BytesIO(content), len(content))
+
+    def head(self, length: int) -> bytes:
+        self.file.seek(0)
+        return self.file.read(length)
+
+    def chunks(self) -> Iterator[bytes]:
+        self.file.seek(0)
+        while chunk := self.file.read(CHUNK):
+            yield chunk
+
+
+def upload_limit_mb(question: FileQuestion) -> Decimal:
+    return question.max_mb or Decimal(FILE_MAX_MB)
 
 
 def check_upload(question: FileQuestion, upload: Upload) -> None:
@@ -203,33 +231,51 @@ def check_upload(question: FileQuestion, upload: Upload) -> None:
     accepted = [a.lower().lstrip(".") for a in question.accept or []]
     if accepted and suffix not in accepted:
         raise Unreadable(f"the selected file must be a {' or '.join(a.upper() for a in accepted)}")
-    magic = MAGIC.get(suffix)
-    if magic and not upload.content.startswith(magic):
-        raise Unreadable(f"the selected file is not a real {suffix.upper()}")
-    if question.max_mb and len(upload.content) > question.max_mb * 1024 * 1024:
-        raise Unreadable(f"the selected file must be smaller than {question.max_mb} MB")
-    if not upload.content:
+    limit = upload_limit_mb(question)
+    if upload.size > limit * 1024 * 1024:
+        raise Unreadable(f"the selected file must be smaller than {limit} MB")
+    if not upload.size:
         raise Unreadable("the selected file is empty")
+    magic = MAGIC.get(suffix)
+    if magic and not upload.head(len(magic)) == magic:
+        raise Unreadable(f"the selected file is not a real {suffix.upper()}")
 
 
 def store_upload(folder: Path, upload: Upload) -> dict[str, Any]:
-    """Keep an upload under its hash (never under the name it came with); returns its record."""
-    digest = hashlib.sha256(upload.content).hexdigest()
+    """Keep an upload under its hash (never under the name it came with); returns its record.
+    Copied a chunk at a time: however large, it is never held in memory whole."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / digest
-    if not path.exists():
-        temporary = folder / f".{digest}.part"
-        temporary.write_bytes(upload.content)
-        temporary.replace(path)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".upload-", suffix=".part")
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(handle, "wb") as out:
+            for chunk in upload.chunks():
+                digest.update(chunk)
+                out.write(chunk)
+        path = folder / digest.hexdigest()
+        if path.exists():
+            os.unlink(temporary)
+        else:
+            os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
     safe_name = clean_text(Path(upload.name.replace("\\", "/")).name)[:200]
-    return {"name": safe_name, "size": len(upload.content), "sha256": digest}
+    return {"name": safe_name, "size": upload.size, "sha256": digest.hexdigest()}
 
 
 async def read_upload(form: FormData, name: str) -> Upload | None:
     value = form.get(name)
     if not isinstance(value, UploadFile) or not value.filename:
         return None
-    return Upload(name=value.filename, content=await value.read())
+    size = value.size if value.size is not None else _size_of(value.file)
+    return Upload(name=value.filename, file=value.file, size=size)
+
+
+def _size_of(file: BinaryIO) -> int:
+    file.seek(0, os.SEEK_END)
+    return file.tell()
 
 
 async def read_uploads(form: FormData) -> dict[str, Upload]:
