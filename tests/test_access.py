@@ -91,8 +91,12 @@ def world(cbflow_env: Settings) -> World:
         assert assignment is not None
         mine = session.get(User, assignment.assessor_id)
         task = session.exec(select(ModerationTask)).first()
-        listed = model.bundle["documents"][0]["path"]
-        document_id = session.exec(select(Document.id).where(Document.path == listed)).one()
+        # a document the model's page serves: its own replication pack
+        document_id = session.exec(
+            select(Document.id).where(
+                Document.application_id == birmingham.id, Document.kind == "replication_pack"
+            )
+        ).one()
         run_id = str(uuid.uuid4())
         session.add(
             StartedRun(

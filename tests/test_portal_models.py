@@ -160,16 +160,25 @@ def test_only_the_documents_the_model_lists_are_served(app: Any) -> None:
         assert model is not None
         listed = {d["path"] for d in model.bundle["documents"]}
         documents = list(session.exec(select(Document).order_by(col(Document.id))))
-    ours = [d for d in documents if d.path in listed]
-    pack = [d for d in documents if d.kind == "replication_pack"]
+    place = [d for d in documents if d.application_id == model.application_id]
+    # the model's own pack and the progress reports it lists: no more than the page shows
+    ours = [d for d in place if d.kind == "replication_pack" and d.key.endswith("/v1")]
+    ours += [d for d in place if d.path in listed and d.kind == "progress_report"]
+    # the place's receipts hold every answer of its expression of interest and bid, and its
+    # letters are addressed to it: not for other councils (they were served)
+    private = [d for d in place if d not in ours]
+    assert {"eoi_receipt", "bid_receipt"} <= {d.kind for d in private}
     others = [d for d in documents if d.application_id not in (None, model.application_id)]
     round_wide = [d for d in documents if d.application_id is None]
-    assert ours and pack and others and round_wide
+    assert ours and others and round_wide
 
+    page = devon.get(f"/models/{model_id}").text
     for document in ours:
+        assert f'href="/models/{model_id}/documents/{document.id}"' in page
         answer = devon.get(f"/models/{model_id}/documents/{document.id}")
         assert answer.status_code == 200, document.key
-    for document in pack + others + round_wide:
+    for document in private + others + round_wide:
+        assert f'/documents/{document.id}"' not in page
         answer = devon.get(f"/models/{model_id}/documents/{document.id}")
         assert answer.status_code == 404, document.key
     assert devon.get(f"/models/{model_id}/documents/999999").status_code == 404

@@ -19,6 +19,12 @@ from cbflow.services.audit import record, transition
 from cbflow.services.implementation import milestones_of, returns_of
 from cbflow.services.rounds import all_rounds, prospectus_of
 
+# The place's documents a model publishes to every council: those that hold no more than the
+# model shows anyway (its milestones and returns). Not its receipts, which hold every answer of
+# its expression of interest and bid, nor the letters addressed to it (nor the packs of earlier
+# versions, each of which would make the next publication a new version).
+PUBLISHED_KINDS = ("progress_report",)
+
 
 def publish_model(
     session: Session, *, application: Application, actor: str, now: datetime
@@ -69,10 +75,9 @@ def publish_model(
             {"kind": d.kind, "title": d.title, "path": d.path}
             for d in session.exec(
                 select(Document)
-                # not the packs of earlier versions: each would make the next publish a new version
                 .where(
                     Document.application_id == application.id,
-                    Document.kind != "replication_pack",
+                    col(Document.kind).in_(PUBLISHED_KINDS),
                 )
                 .order_by(col(Document.id))
             )

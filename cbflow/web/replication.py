@@ -12,10 +12,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from cbflow.errors import CbflowError
-from cbflow.models import Council, Document, PublishedModel, Round, User
+from cbflow.models import Application, Council, Document, PublishedModel, Round, User
 from cbflow.services import replication, rounds
 from cbflow.services.applications import local_deadline, local_time
 from cbflow.services.councils import council_names
@@ -44,16 +45,23 @@ def _model(session: Session, model_id: int) -> PublishedModel:
 
 
 def _documents(session: Session, model: PublishedModel) -> list[Document]:
-    """The place's documents that the model's bundle lists (its public documents)."""
+    """The documents a model's page serves: the place's progress reports its bundle lists, and
+    this version's replication pack. Never more than the model shows: a model published before
+    receipts were left out of bundles still lists them, and they are not served."""
+    application = session.get(Application, model.application_id)
+    assert application is not None
     listed = {d["path"] for d in model.bundle.get("documents", [])}
-    if not listed:
-        return []
+    pack = f"{application.reference}/replication_pack/v{model.version}"
     return list(
         session.exec(
             select(Document)
             .where(
                 Document.application_id == model.application_id,
-                col(Document.path).in_(listed),
+                or_(
+                    col(Document.path).in_(listed)
+                    & col(Document.kind).in_(replication.PUBLISHED_KINDS),
+                    col(Document.key) == pack,
+                ),
             )
             .order_by(col(Document.id))
         )
