@@ -317,6 +317,11 @@ def test_assessments_are_reassigned_and_moderated_on_the_page_with_their_reasons
     assert "Finalise the assessment" not in text  # not while a task is open
     bad = post(client, page, f"{page}/moderation/{task_id}", data={"score": "9", "reason": "x"})
     assert bad.status_code == 400 and "The score must be from 0 to 4" in bad.text
+    long = post(
+        client, page, f"{page}/moderation/{task_id}", data={"score": "3", "reason": "x" * 5_001}
+    )
+    assert long.status_code == 400
+    assert "The reason you entered is longer than 5,000 characters" in long.text
     ok = post(client, page, f"{page}/moderation/{task_id}", data={"score": "3", "reason": "Agreed"})
     assert ok.status_code == 303
     with session_scope() as session:

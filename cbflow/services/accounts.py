@@ -24,6 +24,7 @@ LINK_LIFETIME = timedelta(minutes=15)
 # live links one address may have: asking again and again (30 asks in a second made 30 links)
 # mints no more until one is used or expires
 LIVE_LINKS_AT_MOST = 3
+NAME_MAX = 200  # characters of a person's name
 
 logger = logging.getLogger(__name__)
 
@@ -285,6 +286,8 @@ def add_user(
         errors["email"] = "Someone already uses this email address"
     if not name.strip():
         errors["name"] = "Enter the person's name"
+    elif len(name) > NAME_MAX:
+        errors["name"] = f"The person's name must be {NAME_MAX} characters or fewer"
     if role not in ROLES:
         errors["role"] = "Select the person's role"
     code = (council_code or "").strip().upper() or None

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from cbflow.errors import ValidationFailed
 from cbflow.models import User
 from cbflow.services import accounts
 from cbflow.web.auth import require_role
-from cbflow.web.deps import ClockDep, PagesDep, SessionDep
+from cbflow.web.deps import CheckedField, ClockDep, PagesDep, SessionDep, ShortField
 
 router = APIRouter(prefix="/admin", dependencies=[require_role("admin")])
 Admin = Annotated[User, require_role("admin")]
@@ -53,10 +53,10 @@ def add_person(
     session: SessionDep,
     clock: ClockDep,
     admin: Admin,
-    email: Annotated[str, Form()] = "",
-    name: Annotated[str, Form()] = "",
-    role: Annotated[str, Form()] = "",
-    council: Annotated[str, Form()] = "",
+    email: CheckedField = "",
+    name: CheckedField = "",
+    role: ShortField = "",
+    council: ShortField = "",
 ) -> Response:
     form = {"email": email, "name": name, "role": role, "council": council}
     try:

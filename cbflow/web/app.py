@@ -207,6 +207,15 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
             return renderer.render(
                 request, "error.html", status_code=404, title=title, message=message
             )
+        too_long = [e for e in exc.errors() if e.get("type") == "string_too_long"]
+        if too_long:
+            field = str(too_long[0]["loc"][-1]).replace("_", " ")
+            limit = (too_long[0].get("ctx") or {}).get("max_length", 0)
+            message = (
+                f"The {field} you entered is longer than {limit:,} characters, so nothing was "
+                "changed. Go back, shorten it and try again."
+            )
+            return problem(request, 400, "What you entered is too long", message)
         return problem(request, 400, *NOT_UNDERSTOOD)
 
     @app.exception_handler(StarletteHTTPException)

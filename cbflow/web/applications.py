@@ -39,7 +39,7 @@ from cbflow.services.drafts import Change, EditConflict
 from cbflow.web import forms_ui
 from cbflow.web.answers import conflict_view, names_of
 from cbflow.web.auth import require_role
-from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, in_own_thread
+from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, ShortField, in_own_thread
 from cbflow.web.templating import Pages
 
 router = APIRouter(prefix="/applications")
@@ -846,7 +846,7 @@ def submit(
     session: SessionDep,
     pages: PagesDep,
     clock: ClockDep,
-    declaration: Annotated[str, Form()] = "",
+    declaration: ShortField = "",
 ) -> Response:
     application = own_application(session, user, application_id)
     ctx = Context(session, application, stage)

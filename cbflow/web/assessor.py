@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
@@ -25,7 +25,7 @@ from cbflow.services.applications import all_answers, local_time
 from cbflow.services.councils import council_names
 from cbflow.web.answers import answer_view, question_of
 from cbflow.web.auth import require_role
-from cbflow.web.deps import ClockDep, FormDep, PagesDep, SessionDep
+from cbflow.web.deps import ClockDep, FormDep, PagesDep, ReasonField, SessionDep
 from cbflow.web.templating import Pages
 
 router = APIRouter(prefix="/assess")
@@ -373,7 +373,7 @@ def declare_conflict(
     session: SessionDep,
     pages: PagesDep,
     clock: ClockDep,
-    reason: Annotated[str, Form()] = "",
+    reason: ReasonField = "",
 ) -> Response:
     work = Work(session, user, application_id)
     if not work.open:

@@ -9,7 +9,7 @@ import time
 from collections import deque
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
 from cbflow.forms import email_error
@@ -17,7 +17,7 @@ from cbflow.models import User
 from cbflow.services import accounts
 from cbflow.settings import Settings
 from cbflow.web import timeout
-from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, mail_after
+from cbflow.web.deps import CheckedField, ClockDep, PagesDep, SessionDep, SettingsDep, mail_after
 from cbflow.web.security import SAFE_METHODS
 from cbflow.web.templating import signed_in
 
@@ -161,7 +161,7 @@ def sign_in_request(
     session: SessionDep,
     settings: SettingsDep,
     clock: ClockDep,
-    email: Annotated[str, Form()] = "",
+    email: CheckedField = "",
 ) -> Response:
     email = email.strip()
     if not email:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 import anyio.to_thread
-from fastapi import Depends, Request
+from fastapi import Depends, Form, Request
 from fastapi.responses import Response
 from sqlmodel import Session
 from starlette.background import BackgroundTask
@@ -34,6 +34,13 @@ async def get_pages(request: Request) -> Pages:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+# The fields of the portal's own forms, bounded before a route reads them (a form's answers
+# are bounded by cbflow.forms): one past its bound is refused with the field's name (app.py).
+ShortField = Annotated[str, Form(max_length=320)]  # a choice, a code, a token
+ReasonField = Annotated[str, Form(max_length=5000)]  # a reason or a note a person writes
+# a name or an e-mail address: its route checks its length itself, to say so at the field
+CheckedField = Annotated[str, Form()]
 PagesDep = Annotated[Pages, Depends(get_pages)]
 
 

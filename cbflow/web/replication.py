@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
@@ -22,7 +22,7 @@ from cbflow.services.applications import local_deadline, local_time
 from cbflow.services.councils import council_names
 from cbflow.web.answers import answer_view, long_date, question_of
 from cbflow.web.auth import require_role
-from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep
+from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, ShortField
 from cbflow.web.templating import Pages
 
 router = APIRouter(prefix="/models")
@@ -221,7 +221,7 @@ def adopt(
     session: SessionDep,
     pages: PagesDep,
     clock: ClockDep,
-    into: Annotated[str, Form()] = "",
+    into: ShortField = "",
 ) -> Response:
     """Adopt into the round chosen (`into`, a round's slug), or the only round offered."""
     council = _council_of(session, user)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlalchemy import func
 from sqlalchemy import select as sa_select
@@ -55,7 +55,15 @@ from cbflow.settings import Settings
 from cbflow.stages import deadline_events
 from cbflow.web.applications import APP_STATES
 from cbflow.web.auth import require_role
-from cbflow.web.deps import ClockDep, FormDep, PagesDep, SessionDep, SettingsDep
+from cbflow.web.deps import (
+    ClockDep,
+    FormDep,
+    PagesDep,
+    ReasonField,
+    SessionDep,
+    SettingsDep,
+    ShortField,
+)
 from cbflow.web.pages import ROUND_STATES
 
 router = APIRouter(prefix="/staff", dependencies=[require_role("staff", "admin")])
@@ -293,7 +301,7 @@ def launch_page(request: Request, pages: PagesDep, user: Staff) -> Response:
 def launch(
     desk: DeskDep,
     prospectus: UploadFile | None = None,
-    nonce: Annotated[str, Form()] = "",
+    nonce: ShortField = "",
 ) -> Response:
     """Check the file here, so staff see every problem at once; the launch-round flow then
     launches it (and schedules its deadline runs)."""
@@ -542,8 +550,8 @@ def open_data(
 def run_deadline(
     slug: str,
     desk: DeskDep,
-    event: Annotated[str, Form()] = "",
-    nonce: Annotated[str, Form()] = "",
+    event: ShortField = "",
+    nonce: ShortField = "",
 ) -> Response:
     """Run a deadline's flow now: for a deadline that has passed without its run (the runner
     was down, say). Not before the deadline, and not once its work is done."""
@@ -945,8 +953,8 @@ def review_referral(
     clock: ClockDep,
     pages: PagesDep,
     user: Staff,
-    decision: Annotated[str, Form()] = "",
-    reason: Annotated[str, Form()] = "",
+    decision: ShortField = "",
+    reason: ReasonField = "",
 ) -> Response:
     round_ = _round(session, slug)
     application = _application(session, round_, application_id)
@@ -1209,9 +1217,7 @@ def _assessor_charts(session: Session, round_: Round) -> dict[str, Any]:
 
 
 @router.post("/rounds/{slug}/assessment/{action}")
-def assessment_action(
-    slug: str, action: str, desk: DeskDep, nonce: Annotated[str, Form()] = ""
-) -> Response:
+def assessment_action(slug: str, action: str, desk: DeskDep, nonce: ShortField = "") -> Response:
     flows = {
         "assign": "assign-assessors",
         "moderation": "open-moderation",
@@ -1240,8 +1246,8 @@ def reassign(
     clock: ClockDep,
     pages: PagesDep,
     user: Staff,
-    assessor: Annotated[str, Form()] = "",
-    reason: Annotated[str, Form()] = "",
+    assessor: ShortField = "",
+    reason: ReasonField = "",
 ) -> Response:
     round_ = _round(session, slug)
     assignment = session.get(Assignment, assignment_id)
@@ -1285,8 +1291,8 @@ def moderate(
     clock: ClockDep,
     pages: PagesDep,
     user: Staff,
-    score: Annotated[str, Form()] = "",
-    reason: Annotated[str, Form()] = "",
+    score: ShortField = "",
+    reason: ReasonField = "",
 ) -> Response:
     round_ = _round(session, slug)
     task = session.get(ModerationTask, task_id)
@@ -1453,8 +1459,8 @@ def selection_page(
 def release_decisions(
     slug: str,
     desk: DeskDep,
-    confirm: Annotated[str, Form()] = "",
-    nonce: Annotated[str, Form()] = "",
+    confirm: ShortField = "",
+    nonce: ShortField = "",
 ) -> Response:
     round_ = _round(desk.session, slug)
     ready = selection.ready_state(rounds.prospectus_of(round_))
@@ -1564,7 +1570,7 @@ def implementation_page(
 
 
 @router.post("/rounds/{slug}/implementation/start")
-def start_implementation(slug: str, desk: DeskDep, nonce: Annotated[str, Form()] = "") -> Response:
+def start_implementation(slug: str, desk: DeskDep, nonce: ShortField = "") -> Response:
     round_ = _round(desk.session, slug)
     if round_.state != RoundState.DECIDED:
         return desk.refuse(
@@ -1632,7 +1638,7 @@ def lineage_page(
 
 @router.post("/rounds/{slug}/implementation/publish/{application_id}")
 def publish_model(
-    slug: str, application_id: int, desk: DeskDep, nonce: Annotated[str, Form()] = ""
+    slug: str, application_id: int, desk: DeskDep, nonce: ShortField = ""
 ) -> Response:
     round_ = _round(desk.session, slug)
     application = _application(desk.session, round_, application_id)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
 from cbflow.forms import email_error
 from cbflow.models import Council, User
 from cbflow.services import accounts
 from cbflow.web.auth import require_role
-from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, mail_after
+from cbflow.web.deps import CheckedField, ClockDep, PagesDep, SessionDep, SettingsDep, mail_after
 
 router = APIRouter(prefix="/applications/team")
 
@@ -71,8 +71,8 @@ def invite(
     pages: PagesDep,
     settings: SettingsDep,
     clock: ClockDep,
-    name: Annotated[str, Form()] = "",
-    email: Annotated[str, Form()] = "",
+    name: CheckedField = "",
+    email: CheckedField = "",
 ) -> Response:
     _council(session, user)
     name, email = name.strip(), email.strip()
