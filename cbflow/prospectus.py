@@ -24,13 +24,14 @@ from pydantic import (
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import RoundTripConstructor
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import (
     AliasEvent,
     CollectionEndEvent,
     CollectionStartEvent,
     ScalarEvent,
 )
+from ruamel.yaml.reader import ReaderError
 
 from cbflow.errors import ProspectusError
 
@@ -806,7 +807,11 @@ def parse(text: str, path: str = "<prospectus>") -> Prospectus:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else "?"
         raise ProspectusError(path, [f"{path}:{line}: not valid YAML: {exc.problem}"]) from None
-    except (ValueError, RecursionError) as exc:  # what YAML could not make of a value
+    except ReaderError as exc:  # a character YAML does not allow (a control character)
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        problem = f"the character U+{exc.character:04X} is not allowed in a YAML file"
+        raise ProspectusError(path, [f"{path}:{line}: {problem}"]) from None
+    except (YAMLError, ValueError, RecursionError) as exc:  # what YAML could not make of it
         raise ProspectusError(path, [f"{path}: not valid YAML: {exc}"]) from None
     if not isinstance(tree, CommentedMap):
         raise ProspectusError(
