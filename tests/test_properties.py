@@ -90,7 +90,19 @@ def test_any_post_to_a_section_or_its_autosave_is_answered_without_a_server_erro
     names, hidden = fields_of(client.get(page).text)
     form = {name: data.draw(values) for name in data.draw(st.lists(st.sampled_from(names)))}
     token = csrf(client.get(page).text)
-    action = data.draw(st.sampled_from(["save", "add:partners", "remove:partners:0", "x" * 500]))
+    action = data.draw(
+        st.sampled_from(
+            [
+                "save",
+                "resolve",
+                "add:partners",
+                "remove:partners:0",
+                "remove:partners:²",
+                "remove:partners:" + "9" * 40,
+                "x" * 500,
+            ]
+        )
+    )
 
     saved, took = timed(
         lambda: client.post(

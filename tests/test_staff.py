@@ -295,6 +295,9 @@ def test_assessments_are_reassigned_and_moderated_on_the_page_with_their_reasons
     action = f"{page}/assignments/{assignment_id}"
     no_reason = post(client, page, action, data={"assessor": str(free_id)})
     assert no_reason.status_code == 400 and "Enter the reason" in no_reason.text
+    for chosen in ("²", "9" * 40, "nobody"):  # a 500 where isdigit() passed what int() cannot
+        odd = post(client, page, action, data={"assessor": chosen, "reason": "leave"})
+        assert odd.status_code == 400 and "Select an assessor" in odd.text, chosen
     twice = post(client, page, action, data={"assessor": str(busy), "reason": "leave"})
     assert twice.status_code == 400 and "already assesses" in twice.text
     moved = post(client, page, action, data={"assessor": str(free_id), "reason": "On leave"})

@@ -40,6 +40,7 @@ from cbflow.web import forms_ui
 from cbflow.web.answers import conflict_view, names_of
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, ShortField, in_own_thread
+from cbflow.web.security import as_id
 from cbflow.web.templating import Pages
 
 router = APIRouter(prefix="/applications")
@@ -462,8 +463,8 @@ def _save_section(
         if isinstance(rows, list):
             if verb == "add":
                 rows.append({})
-            elif index.isdigit() and int(index) < len(rows):
-                rows.pop(int(index))
+            elif (row := as_id(index)) is not None and row < len(rows):
+                rows.pop(row)
         # what was typed is on the page again, not yet saved: the page's script saves it
         return again({}, 200, unsaved=True)
 

@@ -176,7 +176,7 @@ def from_raw(question: Question, raw: Any) -> Any:
                 return None
             try:
                 return date(int(parts["year"]), int(parts["month"]), int(parts["day"])).isoformat()
-            except ValueError:
+            except (ValueError, OverflowError):  # a year of thirty digits overflows
                 raise Unreadable("enter a real date, with a day, month and year") from None
         case "yes_no":
             return {YES: True, NO: False}.get(raw)

@@ -39,6 +39,7 @@ from cbflow.web.answers import conflict_view
 from cbflow.web.applications import BUSY, BUSY_ERRORS, RETURNS_STATES, own_application
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep
+from cbflow.web.security import as_id
 from cbflow.web.templating import Pages
 
 router = APIRouter(prefix="/applications")
@@ -367,8 +368,8 @@ def _check_return(request: Request, pages: Pages, session: Session, post: Return
         if isinstance(rows, list):
             if verb == "add":
                 rows.append({})
-            elif index.isdigit() and int(index) < len(rows):
-                rows.pop(int(index))
+            elif (row := as_id(index)) is not None and row < len(rows):
+                rows.pop(row)
         return again({})
     refusal = _refusal(ctx, record_, now)
     if refusal:

@@ -36,6 +36,15 @@ async def ids_in_range(request: Request) -> None:
             raise HTTPException(status_code=404)
 
 
+def as_id(text: str) -> int | None:
+    """A posted id or index as a number: ASCII digits only ("²" is a digit to isdigit() but
+    not to int()) and within the database's range; None for anything else."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or _beyond(text):
+        return None
+    return int(text)
+
+
 def _beyond(text: str) -> bool:
     digits = text.strip().removeprefix("-").removeprefix("+")
     if not (digits.isascii() and digits.isdigit()):

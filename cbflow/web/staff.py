@@ -65,6 +65,7 @@ from cbflow.web.deps import (
     ShortField,
 )
 from cbflow.web.pages import ROUND_STATES
+from cbflow.web.security import as_id
 
 router = APIRouter(prefix="/staff", dependencies=[require_role("staff", "admin")])
 Staff = Annotated[User, require_role("staff", "admin")]
@@ -1255,7 +1256,8 @@ def reassign(
         raise HTTPException(status_code=404)
     _application(session, round_, assignment.application_id)
     field = f"assessor-{assignment_id}"
-    to = session.get(User, int(assessor)) if assessor.isdigit() else None
+    chosen = as_id(assessor)
+    to = session.get(User, chosen) if chosen is not None else None
     if to is None:
         return _render_assessment(
             request, session, settings, pages, round_, {field: "Select an assessor"}, 400
