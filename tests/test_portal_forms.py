@@ -466,7 +466,9 @@ def test_uploads_are_checked_by_type_content_and_size(
     assert stored["name"] == "plan.pdf" and stored["size"] == len(PDF)
     kept = cbflow_env.data_dir / "uploads"
     assert [p.read_bytes() for p in kept.rglob("*") if p.is_file()] == [PDF]
-    assert "Uploaded: plan.pdf" in portal.get(path).text
+    page = portal.get(path).text
+    assert "Uploaded: plan.pdf" in page
+    assert re.search(r"The file must be smaller than \d+(\.\d+)? MB\.", page)  # its limit, said
     # saving again without choosing a file keeps the one uploaded
     assert post(portal, path, form).status_code == 303
     with session_scope() as session:

@@ -515,10 +515,13 @@ def field_for(
         case FileQuestion():
             kept = raw if isinstance(raw, Mapping) else None
             params = dict(common)
+            notes = [hint] if hint else []
+            notes.append(f"The file must be smaller than {upload_limit_mb(question)} MB.")
             if kept:
                 size_kb = max(1, int(kept["size"]) // 1024)
-                note = f"Uploaded: {kept['name']} ({size_kb} KB). Choose a file to replace it."
-                params["hint"] = {"text": f"{hint} {note}" if hint else note}
+                notes.append(f"Uploaded: {kept['name']} ({size_kb} KB).")
+                notes.append("Choose a file to replace it.")
+            params["hint"] = {"text": " ".join(notes)}
             if question.accept:
                 params["attributes"] = {"accept": ",".join(f".{a}" for a in question.accept)}
             return Field("govukFileUpload", params, question.id)
