@@ -125,6 +125,10 @@ def parse_number(value: Any) -> Decimal:
     full, with at most NUMBER_DIGITS digits before its decimal point and 6 after it."""
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         raise ValueError("enter a number")
+    if isinstance(value, int) and abs(value) >= 10**NUMBER_DIGITS:
+        raise ValueError(f"enter a number of at most {NUMBER_DIGITS} digits")
+    if isinstance(value, float | Decimal):  # as stored: 0.000001 is the float 1e-06
+        value = format(Decimal(str(value)), "f")
     text = value if isinstance(value, str) else str(value)
     if len(text) > TYPED_AT_MOST:
         raise ValueError(f"enter a number of at most {NUMBER_DIGITS} digits")

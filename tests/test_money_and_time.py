@@ -16,7 +16,7 @@ from sqlmodel import func, select
 from cbflow.clock import FixedClock
 from cbflow.db import get_engine, session_scope
 from cbflow.errors import ValidationFailed
-from cbflow.forms import money_to_pence, parse_money, pence_to_money
+from cbflow.forms import money_to_pence, parse_money, parse_number, pence_to_money
 from cbflow.lifecycle import AppState, RoundState
 from cbflow.models import Application, AuditEvent, Round
 from cbflow.services import applications, rounds, selection, sift
@@ -47,6 +47,54 @@ def test_parse_money_float_is_refused(amount: float) -> None:
 def test_parse_money_three_decimals_is_refused(amount: str) -> None:
     with pytest.raises(ValueError, match="at most two decimal places"):
         parse_money(amount)
+
+
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
+        ("1" * 14, "at most 13 digits before the pence"),
+        ("£" + "9" * 27, "at most 13 digits before the pence"),  # a 500 on save and autosave
+        ("9" * 100_000, "at most 13 digits before the pence"),
+        ("1e6", "like 1500000"),
+    ],
+)
+def test_parse_money_too_many_digits_or_an_exponent_is_refused(typed: str, said: str) -> None:
+    with pytest.raises(ValueError, match=said):
+        parse_money(typed)
+    assert parse_money("£9,999,999,999,999.99") == Decimal("9999999999999.99")
+
+
+@pytest.mark.parametrize(
+    ("given", "read"),
+    [
+        ("0.000001", Decimal("0.000001")),
+        (1e-06, Decimal("0.000001")),  # stored as a float, read again at submission
+        (2.5, Decimal("2.5")),
+        (123456789012345, Decimal(123456789012345)),
+        ("-42", Decimal(-42)),
+    ],
+)
+def test_parse_number_reads_numbers_written_out_or_stored(given: Any, read: Decimal) -> None:
+    assert parse_number(given) == read
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("1e1000000", "in full"),  # 26 s of a process, then a 500
+        ("1.5E6", "in full"),
+        ("1" * 16, "at most 15 digits"),
+        (10**30, "at most 15 digits"),
+        (1e30, "at most 15 digits"),
+        ("0.1234567", "6 after the point"),
+        ("NaN", "enter a number"),
+        (float("inf"), "enter a number"),
+        (True, "enter a number"),
+    ],
+)
+def test_parse_number_refuses_what_is_not_a_number_written_out(given: Any, said: str) -> None:
+    with pytest.raises(ValueError, match=said):
+        parse_number(given)
 
 
 @pytest.mark.parametrize("amount", ["", "abc", "1.2.3", "Infinity", "NaN", True])
