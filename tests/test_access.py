@@ -293,3 +293,22 @@ def test_an_id_beyond_the_databases_range_is_a_page_not_found(
     assert checked >= 60  # every kind of id: applications, documents, models, assignments...
     assert wrong == [], "\n".join(wrong)
     assert snapshot() == before
+
+
+def test_the_people_page_refuses_a_hostile_address_or_name_at_once(
+    clients: dict[str, TestClient],
+) -> None:
+    admin = clients["admin"]
+    before = snapshot()
+    for email, name, said in (
+        ("a@" + "." * 40_000 + "@", "Ada", "Email address must be 254 characters or fewer"),
+        ("ada@example.gov.uk", "A" * 201, "name must be 200 characters or fewer"),
+    ):
+        started = time.monotonic()
+        answer = admin.post(
+            "/admin/people",
+            data={"email": email, "name": name, "role": "staff", "csrf_token": csrf_of(admin)},
+        )
+        assert time.monotonic() - started < 1
+        assert answer.status_code == 400 and said in answer.text
+    assert snapshot() == before
