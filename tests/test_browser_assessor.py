@@ -145,8 +145,9 @@ def test_council_reads_and_adopts_a_published_model(
     assert page.get_by_role("heading", level=1).inner_text() == "Birmingham's model"
     expect(page.get_by_role("cell", name="Primary care trust").first).to_be_visible()
     check_page(page, "model")
+    # the model's own pack (never the place's receipts or letters)
     with page.expect_download() as download:
-        page.get_by_role("link", name=re.compile("Grant offer")).click()
+        page.get_by_role("link", name=re.compile("Replication pack")).click()
     assert download.value.suggested_filename.endswith(".pdf")
 
     # two rounds take an adoption: the model's own and the programme's second wave
