@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -22,9 +25,9 @@ from rich.table import Table
 from cbflow.errors import CbflowError, ProspectusError
 from cbflow.lifeline import with_parent
 from cbflow.settings import get_settings
-from cbflow.web.worker import PortalProcesses
 
 if TYPE_CHECKING:
+    from cbflow.demo_people import Cast
     from cbflow.services.accounts import HandedLink
 
 app = typer.Typer(
@@ -57,6 +60,19 @@ def _private() -> None:
     data = get_settings().data_dir
     if data.is_dir() and data.stat().st_mode & 0o777 != PRIVATE_FOLDER:
         data.chmod(PRIVATE_FOLDER)
+
+
+@contextmanager
+def _step(doing: str) -> Iterator[Callable[[str], None]]:
+    """Say what a step that may take a while is doing, then how long it took; on a terminal a
+    spinner shows it meanwhile, with what the step reports through the function it is given."""
+    console.print(f"{doing} ...", highlight=False)
+    started = time.monotonic()
+    with console.status(f"{doing} ...") as status:
+        yield lambda detail: status.update(f"{doing} ({detail}) ...")
+    took = time.monotonic() - started
+    if took >= 2:
+        console.print(f"  done in {took:.0f} s", highlight=False)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -436,7 +452,10 @@ def _demo_file(prospectus: Path | None) -> Path:
 
 
 def _run_demo(prospectus: Path, seed: int, councils: int | None) -> dict[str, Any]:
+    from cbflow import demo_people
+    from cbflow.db import migrate, session_scope
     from cbflow.prospectus import load
+    from cbflow.services.councils import load_register
 
     try:
         load(prospectus)
@@ -444,12 +463,55 @@ def _run_demo(prospectus: Path, seed: int, councils: int | None) -> dict[str, An
         for problem in exc.problems:
             errors.print(problem, highlight=False, markup=False)
         raise typer.Exit(1) from None
+    with _step("Preparing the database and the demo's staff and assessors"):
+        migrate()
+        with session_scope() as session:
+            load_register(session)
+            demo_people.add_staff_and_assessors(session, now=datetime.now(UTC))
     from flows.demo import demo_round
 
     result: dict[str, Any] = asyncio.run(
         demo_round(str(prospectus), seed=seed, councils=councils, progress_bar=True)
     )
     return result
+
+
+def _demo_cast(round_slug: str) -> Cast:
+    """The demo's people, with the council officers added for the round that has run."""
+    from cbflow import demo_people
+    from cbflow.db import session_scope
+
+    with session_scope() as session:
+        return demo_people.add_council_officers(
+            session, round_slug=round_slug, now=datetime.now(UTC)
+        )
+
+
+def _print_cast(cast: Cast, portal: str | None) -> None:
+    """Who to sign in as, and three things to try, with their addresses."""
+    from cbflow.services.accounts import ROLES
+
+    if portal:
+        console.print(
+            f"[bold]Demo people[/]: open {portal}/sign-in and press Sign in beside one of them "
+            "(the demo only; elsewhere people sign in by an emailed link)"
+        )
+    else:
+        console.print(
+            "[bold]Demo people[/]: each signs in with a link (`cbflow user link EMAIL` prints "
+            "one); `cbflow serve --demo` offers them with one press on its sign-in page"
+        )
+    for person in cast.people:
+        console.print(
+            f"  {ROLES[person.role]:<18} {person.name:<34} {person.email}\n"
+            f"  {'':<18} {person.what}: {portal or ''}{person.start}",
+            highlight=False,
+        )
+    console.print("[bold]Three things to try[/]")
+    for number, item in enumerate(cast.tries, start=1):
+        console.print(
+            f"  {number}. As {item.who}, {item.what}: {portal or ''}{item.path}", highlight=False
+        )
 
 
 @app.command()
@@ -469,6 +531,52 @@ def demo(
     _use_prefect(os.environ.get("PREFECT_API_URL"))
     summary = _run_demo(_demo_file(prospectus), seed, councils)
     _print_summary(summary)
+    _print_cast(_demo_cast(summary["round"]), None)
+
+
+DEMO_FOLDER = "demo"
+DEMO_MARK = ".cbflow-demo"  # in a demo folder cbflow made: only such a folder is ever emptied
+
+
+def _use_demo_folder(*, keep: bool) -> bool:
+    """Point this process and its children at the demo's own folder (its SQLite database,
+    documents and Prefect state, never a real round's), empty it unless `keep`, and say which.
+    Returns whether a previous demo continues."""
+    folder = get_settings().data_dir / DEMO_FOLDER
+    os.environ["CBFLOW_DATA_DIR"] = str(folder)
+    os.environ["CBFLOW_DATABASE_URL"] = ""  # the demo's own SQLite database
+    os.environ["CBFLOW_DEMO"] = "true"
+    get_settings.cache_clear()
+    if folder.exists() and not (folder / DEMO_MARK).exists():
+        _fail(f"{folder} exists but was not made by the demo: move it, or set CBFLOW_DATA_DIR")
+    if keep and folder.exists():
+        console.print(f"Continuing the previous demo in {folder} (--continue).")
+        return True
+    if folder.exists():
+        shutil.rmtree(folder)
+        console.print(
+            f"Starting a fresh demo in {folder}: the previous demo's data is removed "
+            "(--continue keeps it)."
+        )
+    else:
+        console.print(f"Starting a fresh demo in {folder}.")
+    folder.mkdir(parents=True, mode=PRIVATE_FOLDER)
+    (folder / DEMO_MARK).write_text("made by cbflow serve --demo; emptied by the next one\n")
+    return False
+
+
+def _demo_round_run(prospectus: Path) -> str | None:
+    """The demo round's id if it has already run in this data folder, else None."""
+    from sqlmodel import select
+
+    from cbflow.db import session_scope
+    from cbflow.models import Round
+    from cbflow.prospectus import load
+
+    slug = load(prospectus).id
+    with session_scope() as session:
+        found = session.exec(select(Round).where(Round.slug == slug)).first()
+    return slug if found is not None else None
 
 
 def _wait_healthy(
@@ -477,9 +585,13 @@ def _wait_healthy(
     name: str,
     log: Path,
     timeout: float = 90,
+    waited: Callable[[float], None] | None = None,
 ) -> None:
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     while time.monotonic() < deadline:
+        if waited is not None:
+            waited(time.monotonic() - started)
         for process in processes:
             if process.poll() is not None:
                 _fail(f"{name} stopped (exit code {process.returncode}); see its log: {log}")
@@ -566,24 +678,45 @@ def serve(
         Path | None, typer.Option(help="With --demo: the round to simulate.")
     ] = None,
     seed: Annotated[int, typer.Option(help="With --demo: seed of the simulation.")] = 2011,
+    councils: Annotated[
+        int | None,
+        typer.Option(help="With --demo: how many councils apply (default: a realistic field)."),
+    ] = None,
     exit_after_demo: Annotated[
         bool, typer.Option(help="With --demo: stop once the demo is done.")
     ] = False,
+    continue_demo: Annotated[
+        bool,
+        typer.Option(
+            "--continue",
+            help="With --demo: keep the previous demo's data and serve it again, rather than "
+            "starting a fresh demo.",
+        ),
+    ] = False,
 ) -> None:
     """Start the portal, a local Prefect server with its UI and the runner of the deadline
-    deployments; their state stays under the data directory. Stop with Ctrl-C."""
+    deployments; their state stays under the data directory. Stop with Ctrl-C.
+
+    With --demo, the demo round runs in a folder of its own (`demo` in the data directory),
+    emptied first unless --continue, and the sign-in page offers the demo's people."""
+    from cbflow import demo_people
     from cbflow.db import migrate, session_scope
     from cbflow.render import remove_partial_files
     from cbflow.services.councils import load_register
     from cbflow.web.app import govuk_frontend
+    from cbflow.web.worker import PortalProcesses
 
+    continuing = _use_demo_folder(keep=continue_demo) if demo_round else False
     settings = get_settings()
     _stop_on_signals()
     try:
         govuk_frontend(settings)  # before starting anything: the portal cannot run without it
-        migrate()
-        with session_scope() as session:
-            load_register(session)
+        with _step("Preparing the database (migrations, the council register)"):
+            migrate()
+            with session_scope() as session:
+                load_register(session)
+                if demo_round:  # on the sign-in page from the start
+                    demo_people.add_staff_and_assessors(session, now=datetime.now(UTC))
     except CbflowError as exc:
         _fail(str(exc))
     for partial in remove_partial_files(settings.documents_dir):
@@ -595,13 +728,7 @@ def serve(
     log_dir = settings.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     server_log_path = log_dir / "prefect-server.log"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start"],
-        env=env,
-        stdout=server_log_path.open("ab"),
-        stderr=subprocess.STDOUT,
-        preexec_fn=with_parent(),  # killed, `serve` takes what it started with it
-    )
+    server: subprocess.Popen[bytes] | None = None
     portal_log_path = log_dir / "portal.log"
     # the portal starts flow runs on this server (staff actions) and links to its UI
     portal = PortalProcesses(
@@ -613,12 +740,36 @@ def serve(
     )
     runner: FlowRunner | None = None
     try:
-        console.print(f"Starting the portal (log: {portal_log_path}) ...")
-        portal.start()
-        console.print(f"Starting the Prefect server (log: {server_log_path}) ...")
-        _wait_healthy(f"{portal_address}/healthz", portal.processes, "the portal", portal_log_path)
+        # the portal first, then the Prefect server: on two cores, starting both at once kept
+        # the portal from answering for twice as long
+        with _step(f"Starting the portal (log: {portal_log_path})") as say:
+            portal.start()
+            _wait_healthy(
+                f"{portal_address}/healthz",
+                portal.processes,
+                "the portal",
+                portal_log_path,
+                waited=lambda seconds: say(f"{seconds:.0f} s"),
+            )
         console.print(f"[bold]Portal: {portal_address}[/]")
-        _wait_healthy(f"{api}/health", [server], "the Prefect server", server_log_path)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start"],
+            env=env,
+            stdout=server_log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+            preexec_fn=with_parent(),  # killed, `serve` takes what it started with it
+        )
+        with _step(
+            f"Starting the Prefect server (log: {server_log_path}; a first start creates its "
+            "database)"
+        ) as say:
+            _wait_healthy(
+                f"{api}/health",
+                [server],
+                "the Prefect server",
+                server_log_path,
+                waited=lambda seconds: say(f"{seconds:.0f} s"),
+            )
         env["PREFECT_API_URL"] = api
         _use_prefect(api)
         runner_log_path = log_dir / "deadline-runner.log"
@@ -629,9 +780,16 @@ def serve(
             f"(deadline runner log: {log_dir / 'deadline-runner.log'})"
         )
         if demo_round:
-            summary = _run_demo(_demo_file(prospectus), seed, None)
-            _print_summary(summary)
+            slug = _demo_round_run(_demo_file(prospectus)) if continuing else None
+            if slug is None:
+                console.print("Running the demo round (its stages are flow runs in the UI) ...")
+                summary = _run_demo(_demo_file(prospectus), seed, councils)
+                _print_summary(summary)
+                slug = summary["round"]
+            else:
+                console.print(f"The demo round {slug} has already run: serving it as it is.")
             console.print(f"[bold]Watch the demo's flow runs at {address}/runs[/]")
+            _print_cast(_demo_cast(slug), portal_address)
             if exit_after_demo:
                 return
         console.print(f"Serving: the portal at {portal_address}. Press Ctrl-C to stop.")
@@ -660,7 +818,8 @@ def serve(
             _stop(runner.process, "the flow runner")
         for process in portal.processes:
             _stop(process, "the portal")
-        _stop(server, "the Prefect server")
+        if server is not None:
+            _stop(server, "the Prefect server")
 
 
 def main() -> None:

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     prefect_ui_url: str = ""  # where staff pages link runs to; empty: the API's server
     # whether launching a round schedules its deadline runs (close EOI, close bids, ...)
     schedule_deadlines: bool = True
+    # demo mode (`cbflow serve --demo`): the sign-in page offers the demo people, one press each
+    demo: bool = False
     # the portal
     portal_port: int = 8000
     portal_workers: int = 0  # processes serving the portal; 0: one per CPU core

@@ -7,11 +7,14 @@ import re
 import threading
 import time
 from collections import deque
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlmodel import Session
 
+from cbflow import demo_people
 from cbflow.forms import email_error
 from cbflow.models import User
 from cbflow.services import accounts
@@ -148,10 +151,25 @@ class AsksPerClient:
 
 
 @router.get("/sign-in")
-def sign_in_page(request: Request, pages: PagesDep, settings: SettingsDep) -> Response:
+def sign_in_page(
+    request: Request, pages: PagesDep, session: SessionDep, settings: SettingsDep
+) -> Response:
     idle = request.session.pop(timeout.NOTICE, False)
     notice = timeout.signed_out_message(settings) if idle else None
-    return pages.render(request, "sign-in.html", email="", errors={}, notice=notice)
+    return pages.render(
+        request,
+        "sign-in.html",
+        email="",
+        errors={},
+        notice=notice,
+        demo_people=_demo_people(session, settings),
+        role_names=accounts.ROLES,
+    )
+
+
+def _demo_people(session: Session, settings: Settings) -> list[User]:
+    """In demo mode, the people a visitor may sign in as with one press; otherwise none."""
+    return demo_people.people(session) if settings.demo else []
 
 
 @router.post("/sign-in")
@@ -187,7 +205,13 @@ def sign_in_request(
             RedirectResponse("/sign-in/check-your-email", status_code=303), message, settings
         )
     return pages.render(
-        request, "sign-in.html", status_code=400, email=email, errors={"email": error}
+        request,
+        "sign-in.html",
+        status_code=400,
+        email=email,
+        errors={"email": error},
+        demo_people=_demo_people(session, settings),
+        role_names=accounts.ROLES,
     )
 
 
@@ -217,6 +241,11 @@ def sign_in_with_link(
     except accounts.SignInFailed:
         return pages.render(request, "sign-in-failed.html", status_code=400)
     back = timeout.local_path(request.session.get(timeout.RETURN_TO))
+    _start_session(request, user, clock())
+    return RedirectResponse(back or "/", status_code=303)
+
+
+def _start_session(request: Request, user: User, now: datetime) -> None:
     request.session.clear()  # a fresh session, with a fresh CSRF token
     request.session["user"] = {
         "id": user.id,
@@ -224,9 +253,27 @@ def sign_in_with_link(
         "email": user.email,
         "role": user.role,
         "generation": user.session_generation,  # signing out moves the person's on
-        "since": clock().timestamp(),  # the session's hours count from here
+        "since": now.timestamp(),  # the session's hours count from here
     }
-    return RedirectResponse(back or "/", status_code=303)
+
+
+@router.post("/demo/sign-in")
+def demo_sign_in(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    email: CheckedField = "",
+) -> Response:
+    """One press signs in as one of the demo people: in demo mode only, and only as them."""
+    if not settings.demo:
+        raise HTTPException(status_code=404)
+    user = accounts.find_user(session, email) if demo_people.is_demo_email(email) else None
+    if user is None:
+        raise HTTPException(status_code=404)
+    logger.info("demo sign-in as %s (%s)", user.email, user.role)
+    _start_session(request, user, clock())
+    return RedirectResponse(demo_people.start_page(user, session), status_code=303)
 
 
 @router.post("/sign-out")
