@@ -79,11 +79,11 @@ class Served:
             cwd=ROOT,
         )
 
-    def start(self) -> None:
-        """Start `cbflow serve` and wait until the runner serves its deployments."""
+    def start(self, *args: str) -> None:
+        """Start `cbflow serve ARGS` and wait until the runner serves its deployments."""
         assert self.process is None
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cbflow.cli", "serve"],
+            [sys.executable, "-m", "cbflow.cli", "serve", *args],
             env=self.env,
             stdout=self.output.open("ab"),
             stderr=subprocess.STDOUT,

@@ -115,6 +115,9 @@ class Context:
         except CbflowError:
             raise HTTPException(status_code=404) from None
         self.base = f"/applications/{application.id}/{stage}"
+        self.place = councils_service.council_names(session).get(
+            application.council_code, application.council_code
+        )
 
     @property
     def answers(self) -> dict[str, Any]:
@@ -162,6 +165,7 @@ class Context:
             "stage": self.stage,
             "stage_name": self.stage_name,
             "round": self.round,
+            "place": self.place,
             "base": self.base,
             "deadline": self.deadline(),
             "submitted": self.submitted,

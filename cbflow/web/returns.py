@@ -103,6 +103,9 @@ class Returns:
         self.records = implementation.returns_of(session, application)
         self.base = f"/applications/{application.id}/returns"
         self.payments = bool(stage.payments)
+        self.place = councils_service.council_names(session).get(
+            application.council_code, application.council_code
+        )
 
     @property
     def implementing(self) -> bool:
@@ -118,6 +121,7 @@ class Returns:
         return {
             "application": self.application,
             "round": self.round,
+            "place": self.place,
             "base": self.base,
             "implementing": self.implementing,
         } | extra
