@@ -50,7 +50,7 @@ async def demo_round(
             """Each stage to the run's log, and the latest on the progress bar."""
             logger.info(line)
             if progress_bar:  # above the bar on a terminal, one line each in a log file
-                bar.console.print(f"  {line}", highlight=False, markup=False)
+                bar.console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
             bar.update(task, description=f"simulating the round: {_stage_of(line)}")
 
         summary = await demo.run(
