@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -102,15 +103,23 @@ def review_referral(
     return application
 
 
+def drawn_lot(round_: Round, application: Application) -> str:
+    """A tie-break that favours no council: the same for the same round and application on
+    every run, unrelated to the council's code or name. Ordering ties by code put the first
+    codes of the alphabet on every shortlist (three of one county's councils in one round)."""
+    return hashlib.sha256(f"{round_.slug}|{application.reference}".encode()).hexdigest()
+
+
 def propose_shortlist(session: Session, *, round_: Round) -> list[Application]:
     """The applications staff are asked to confirm as the shortlist.
 
-    Every EOI that passed the sift, in order of submission (earliest first, then council code),
-    cut at the prospectus's shortlist size. Staff may confirm a different choice.
+    Every EOI that passed the sift, in order of submission (earliest first; EOIs submitted at
+    the same moment in the order of a lot drawn for the round, see `drawn_lot`), cut at the
+    prospectus's shortlist size. Staff may confirm a different choice.
     """
     prospectus = prospectus_of(round_)
     passed = applications_of(session, round_, AppState.SIFT_PASS)
-    passed.sort(key=lambda a: (a.eoi_submitted_at, a.council_code))
+    passed.sort(key=lambda a: (a.eoi_submitted_at, drawn_lot(round_, a)))
     size = prospectus.stages.eoi.shortlist
     return passed if size is None else passed[:size]
 
