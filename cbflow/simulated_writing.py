@@ -801,8 +801,8 @@ JUDGED = {
     "high": [
         "{council} makes a convincing case on {criterion}: the commitments are specific, "
         "named partners have signed up to them and the evidence supports the claims made.",
-        "A strong submission on {criterion}. {council} sets out clear plans with figures, "
-        "and the partners' own commitments are evident.",
+        "{council} gives a full account of {criterion}: it sets out clear plans with "
+        "figures, and the partners' own commitments are evident.",
         "The evidence on {criterion} is thorough. {council} explains what will change, who "
         "is responsible and how progress will be checked.",
     ],

@@ -280,7 +280,8 @@ def test_unseen_questions_get_the_answers_they_ask_for(unseen_path: Path) -> Non
     assert partners.get("NHS Devon") == "NHS body"
     assert 5000 <= float(answers["match_funding"]) <= 150000
     assert float(answers.get("hours", 0)) % 2.5 == 0
-    assert len(answers["risks"]) <= 500 and answers["risks"].endswith(".")
+    risks = answers.get("risks", "")  # optional: some councils leave it out
+    assert len(risks) <= 500 and (not risks or risks.endswith("."))
 
 
 def test_stronger_councils_write_fuller_and_more_specific_answers() -> None:
@@ -344,6 +345,7 @@ def test_demo_shortlists_by_the_rules_not_the_codes_and_places_spread_over_regio
     invited_codes = sorted(codes[i] for i in invited_ids)
     assert len(invited_codes) == 5
     assert invited_codes != submitted[:5], "the shortlist is not the first codes"
+    assert len({regions[c] for c in invited_codes}) >= 4, "a shortlist spread as a panel's"
     chosen = [p["council"] for p in summary.selected]
     assert chosen
     by_name = {c.name: c.region for c in writing.register().values()}
