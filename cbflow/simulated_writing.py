@@ -220,6 +220,15 @@ class Place:
         return self.neighbours[index % len(self.neighbours)]
 
 
+def _region_near(me: Registered, county: Registered | None, force: str) -> str:
+    """The region of a council the register gives none (some abolished since): its county's,
+    or that of another council its police force serves."""
+    if county is not None and county.region:
+        return county.region
+    mates = [c.region for c in register().values() if FORCE_OF.get(c.code) == force and c.region]
+    return mates[0] if mates else "England"
+
+
 def place_of(code: str, name: str = "", region: str = "", type_: str = "") -> Place:
     """The council `code` with its area, police force and neighbours (from the register; a
     council missing from it is described from the name, region and type given)."""
@@ -230,6 +239,7 @@ def place_of(code: str, name: str = "", region: str = "", type_: str = "") -> Pl
     force = FORCE_OF.get(county.code if county else me.code)
     if force is None:
         force = LONDON_FORCE if me.type == "LBO" else f"{area} Police"
+    region = me.region or _region_near(me, county, force)
     if county is not None:  # a district: its county first, then the county's other districts
         near = [county] + [c for c in known.values() if c.county == county.code and c != me]
     elif me.type == "CTY":
@@ -249,7 +259,7 @@ def place_of(code: str, name: str = "", region: str = "", type_: str = "") -> Pl
         name=me.name,
         official_name=me.official_name,
         type=me.type,
-        region=me.region,
+        region=region,
         area=area,
         police=force,
         neighbours=tuple(c.official_name for c in near[:6]),
