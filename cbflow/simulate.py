@@ -573,7 +573,7 @@ def score_for(
         place,
         (score - stage.scale.min) / (span or 1),
         stage.scale.labels.get(score),
-        rng,
+        assessor_id + seeded_random("wording", council_code, criterion_id).randrange(3),
     )
 
 

@@ -340,7 +340,7 @@ ROLES = {
     "probation": "Supervision of offenders and work with their families",
     "fire": "Home safety visits that reach vulnerable households",
     "voluntary": "Brings in local charities and community groups, and volunteers' time",
-    "council": "Lead council: children's services, housing and adult social care",
+    "council": "Children's services, housing and adult social care for its area",
     "education": "Attendance, learning and skills for young people and adults",
     "housing": "Tenancy support, and early warning of families at risk of eviction",
     "business": "Apprenticeships and work placements with local employers",
@@ -756,7 +756,7 @@ def words(text: str) -> int:
 def compose(
     sentences: list[str], *, target_words: int, max_words: int | None, max_chars: int | None
 ) -> str:
-    """Whole sentences up to `target_words`, never beyond the limits; paragraphs of four."""
+    """Whole sentences up to `target_words`, never beyond the limits."""
     chosen: list[str] = []
     count = 0
     for sentence in sentences:
@@ -782,7 +782,8 @@ def compose(
 
 
 def _paragraphs(sentences: list[str]) -> str:
-    return "\n\n".join(" ".join(sentences[i : i + 4]) for i in range(0, len(sentences), 4))
+    # one paragraph: the documents show an answer's line breaks as commas
+    return " ".join(sentences)
 
 
 def money_words(amount: Decimal) -> str:
@@ -836,12 +837,14 @@ JUDGED = {
 
 
 def justification(
-    criterion: str, place: Place, standing: float, label: str | None, rng: random.Random
+    criterion: str, place: Place, standing: float, label: str | None, turn: int
 ) -> str:
     """An assessor's reasons for a score, as a panel member would write them. `standing` is the
-    score's place on the scale, 0 (lowest) to 1 (highest)."""
+    score's place on the scale, 0 (lowest) to 1 (highest); assessors of one application take
+    different `turn`s, so that no two of them write alike."""
     band = "high" if standing >= 0.7 else "middle" if standing >= 0.4 else "low"
-    text = rng.choice(JUDGED[band]).format(council=place.name, criterion=criterion.lower())
+    bank = JUDGED[band]
+    text = bank[turn % len(bank)].format(council=place.name, criterion=criterion.lower())
     text = text[0].upper() + text[1:]
     return f"{label}. {text}" if label else text
 
