@@ -102,6 +102,7 @@ class _Writer:
     request: Decimal | None = None
     period: tuple[date, date] | None = None  # the period a return reports on
     values: dict[str, str] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)  # sentences written for this form so far
 
     @property
     def scale(self) -> float:
@@ -189,6 +190,7 @@ def _textarea(question: TextareaQuestion, writer: _Writer, checks: list[SiftChec
         writer.rng,
         strength=writer.strength,
         values=writer.values,
+        used=writer.used,
     )
     if not comply:  # a short answer: its first sentences, below the sift's word count
         short: list[str] = []
@@ -203,6 +205,7 @@ def _textarea(question: TextareaQuestion, writer: _Writer, checks: list[SiftChec
         max_words=question.max_words,
         max_chars=char_limit(question),
     )
+    writer.used.update(s for s in sentences if s in text)
     return text
 
 
@@ -312,6 +315,12 @@ def _thousands(amount: Decimal) -> Decimal:
     return (amount / 1000).quantize(Decimal(1)) * 1000
 
 
+def _grant_per_place(prospectus: Prospectus) -> Decimal | None:
+    """What one place may expect of the round's budget, if it has one."""
+    budget, places = prospectus.capacity.budget_gbp, prospectus.capacity.places
+    return None if budget is None else budget / (places or 1)
+
+
 def _money(
     question: MoneyQuestion,
     writer: _Writer,
@@ -329,7 +338,12 @@ def _money(
         if amount > high:  # more than the question allows: a share of what it does
             amount = _thousands(low + (high - low) * share)
     elif re.search(r"to date|so far|this (quarter|period|month|half|year)", label):
-        amount = writer.in_thousands(100, 3_000)
+        grant = _grant_per_place(writer.prospectus)
+        amount = (
+            _thousands(grant * Decimal(str(round(writer.rng.uniform(0.1, 0.4), 2))))
+            if grant is not None and re.search(r"support|grant", label)
+            else writer.in_thousands(100, 3_000)
+        )
     elif re.search(r"spend|budget|cost", label) and "saving" not in label:
         amount = writer.in_thousands(150_000, 900_000)
     elif "saving" in label:
@@ -604,6 +618,9 @@ def return_answers(
             answers[question.id] = _json_number(min(value, question.max) if question.max else value)
         elif isinstance(question, MoneyQuestion):
             grown = (Decimal(base[question.id]) * growth).quantize(PENNY)
+            grant = _grant_per_place(prospectus)
+            if grant is not None and re.search(r"support|grant", question.label.lower()):
+                grown = min(grown, grant.quantize(PENNY))  # no place spends beyond its grant
             low = question.min if question.min is not None else grown
             answers[question.id] = str(min(max(grown, low), question.max or grown))
     return answers

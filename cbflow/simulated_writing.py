@@ -412,7 +412,7 @@ TOPIC_WORDS = {
     "residents": r"resident|communit|involve|neighbourhood|people who live|volunteer",
     "timetable": r"\bwhen\b|timetable|milestone|start|months|next year",
     "progress": r"happened|this quarter|this period|this half.year|this month|progress",
-    "ambition": r"ambition|vision|aim|achieve|change",
+    "ambition": r"^what would|ambition|vision|aim|achieve|change",
 }
 
 # Placeholders: {name} the council's short name; {official} its official name; {area};
@@ -719,10 +719,12 @@ def sentences_for(
     *,
     strength: float,
     values: dict[str, str],
+    used: set[str] | None = None,
 ) -> list[str]:
     """Every sentence a council of this strength might write for a question, in the order it
     would write them: its topics' sentences first, then related topics', then general ones;
-    weaker councils put vaguer sentences among them."""
+    weaker councils put vaguer sentences among them. Sentences in `used` (written already for
+    the same form) are left out while others remain."""
     topics = topics_of(label, hint)
     subject = subject_of(label)
     if subject:
@@ -746,7 +748,8 @@ def sentences_for(
         if mixed and vague and rng.random() < (1 - strength) ** 2:
             mixed.append(vague.pop())
         mixed.append(sentence)
-    return list(dict.fromkeys(mixed))
+    fresh = [sentence for sentence in mixed if sentence not in (used or set())]
+    return list(dict.fromkeys(fresh or mixed))  # nothing said twice in one form, if it can
 
 
 def words(text: str) -> int:
