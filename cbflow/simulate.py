@@ -342,7 +342,7 @@ def _money(
         amount = (
             _thousands(grant * Decimal(str(round(writer.rng.uniform(0.1, 0.4), 2))))
             if grant is not None and re.search(r"support|grant", label)
-            else writer.in_thousands(100, 3_000)
+            else writer.in_thousands(20, 600)
         )
     elif re.search(r"spend|budget|cost", label) and "saving" not in label:
         amount = writer.in_thousands(150_000, 900_000)
@@ -469,7 +469,8 @@ def _table(question: TableQuestion, writer: _Writer) -> list[dict[str, Any]]:
         [question.min_rows or 0] + [c.min_rows or 0 for c in _sift_targets(prospectus, question.id)]
     )
     ceiling = row_limit(question)
-    comply = rng.random() < 0.9
+    # one table in ten misses the sift's number of rows on purpose
+    comply = rng.random() < 0.9 or not _sift_targets(prospectus, question.id)
     # a strong council names more partners
     most = max(floor, min(ceiling, floor + 2 + round(6 * writer.strength)))
     count = (
