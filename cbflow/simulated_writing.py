@@ -412,7 +412,7 @@ TOPIC_WORDS = {
     "residents": r"resident|communit|involve|neighbourhood|people who live|volunteer",
     "timetable": r"\bwhen\b|timetable|milestone|start|months|next year",
     "progress": r"happened|this quarter|this period|this half.year|this month|progress",
-    "ambition": r"^what would|ambition|vision|aim|achieve|change",
+    "ambition": r"^what would\b(?=.*\bchange)|ambition|vision|\baim|achieve|change",
 }
 
 # Placeholders: {name} the council's short name; {official} its official name; {area};
