@@ -1,8 +1,11 @@
 """Simulated councils and assessors for the demo and the benchmark.
 
-Answers are generated from any prospectus form by question type (nothing here knows a question),
-deterministically from a seed, so a demo run can be repeated. Most answers pass the round's sift
-rules; a few do not, so that every sift outcome shows up.
+Answers are written for any prospectus form (nothing here knows a question) from each question's
+label, hint, type and limits and from the council itself, deterministically from a seed, so a
+demo run can be repeated: see `cbflow.simulated_writing` for the sentences and the partners.
+Councils differ in strength (`quality`): stronger ones write fuller, more specific answers, and
+assessors score them higher. Most answers pass the round's sift rules; about one in ten misses
+a check on purpose, so that every sift outcome shows up.
 """
 
 from __future__ import annotations
@@ -10,13 +13,15 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlmodel import Session, select
 
-from cbflow.forms import is_shown
+from cbflow import simulated_writing as writing
+from cbflow.forms import char_limit, is_shown, row_limit
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, Council, Round, User
 from cbflow.prospectus import (
@@ -39,55 +44,8 @@ from cbflow.prospectus import (
 )
 from cbflow.services import applications, assessment, implementation, rounds, sift
 from cbflow.services.councils import all_councils
+from cbflow.services.implementation import return_periods
 from cbflow.services.rounds import prospectus_of
-
-WORDS = [
-    "partners",
-    "pool",
-    "budgets",
-    "to",
-    "redesign",
-    "services",
-    "around",
-    "families",
-    "and",
-    "places,",
-    "sharing",
-    "data,",
-    "staff",
-    "and",
-    "premises",
-    "so",
-    "that",
-    "people",
-    "get",
-    "help",
-    "earlier",
-    "and",
-    "public",
-    "money",
-    "goes",
-    "further;",
-    "the",
-    "board",
-    "agrees",
-    "outcomes,",
-    "tracks",
-    "savings",
-    "and",
-    "reinvests",
-    "them",
-    "in",
-    "prevention",
-    "across",
-    "health,",
-    "police,",
-    "housing,",
-    "skills",
-    "and",
-    "employment",
-    "support",
-]
 
 
 def seeded_random(*parts: object) -> random.Random:
@@ -105,18 +63,7 @@ def _sift_targets(prospectus: Prospectus, question_id: str) -> list[SiftCheck]:
 
 
 PENNY = Decimal("0.01")
-PARTNERS = [
-    "Primary care trust",
-    "Police",
-    "Fire and rescue service",
-    "Jobcentre Plus",
-    "Probation trust",
-    "Housing association",
-    "Voluntary sector forum",
-    "Further education college",
-    "Clinical commissioning group",
-    "Youth offending service",
-]
+MONEY_CEILING = Decimal(10) ** 12  # no question's own maximum: no sum a council would ask for
 
 
 def _json_number(value: Decimal) -> int | float:
@@ -142,112 +89,430 @@ def _bounds(
     return low, max(low, high)
 
 
-def _text(rng: random.Random, words: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(max(words, 1))).capitalize() + "."
+@dataclass
+class _Writer:
+    """One council filling in one form: who it is, how well it writes, what it knows."""
+
+    council: Council
+    place: writing.Place
+    prospectus: Prospectus
+    rng: random.Random
+    strength: float  # 0..1: how full and specific its answers are
+    councils_by_type: dict[str, list[str]]
+    request: Decimal | None = None
+    period: tuple[date, date] | None = None  # the period a return reports on
+    values: dict[str, str] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)  # sentences written for this form so far
+
+    @property
+    def scale(self) -> float:
+        return writing.SCALE.get(self.council.type, 1.0)
+
+    def in_thousands(self, low: float, high: float) -> Decimal:
+        return Decimal(round(self.rng.uniform(low, high) * self.scale)) * 1000
+
+
+def _writer(
+    council: Council,
+    prospectus: Prospectus,
+    rng: random.Random,
+    strength: float,
+    councils_by_type: dict[str, list[str]],
+    request: Decimal | None,
+    period: tuple[date, date] | None,
+) -> _Writer:
+    place = writing.place_of(council.code, council.name, council.region, council.type)
+    writer = _Writer(council, place, prospectus, rng, strength, councils_by_type, request, period)
+    year = (
+        prospectus.timetable.implementation.ends.year
+        if prospectus.timetable.implementation
+        else prospectus.timetable.eoi.opens_at(prospectus.zone).year + 2
+    )
+    pct = rng.randint(5, 12)
+    writer.values = {
+        "name": place.name,
+        "official": place.official_name,
+        "area": place.area,
+        "region": place.region,
+        "neighbour": place.neighbour(0),
+        "neighbour2": place.neighbour(1),
+        "police": place.police,
+        "nhs": place.nhs,
+        "probation": place.probation,
+        "fire": place.fire,
+        "university": writing.UNIVERSITY_CITY.get(place.region, place.area),
+        "families": f"{int(rng.randint(300, 1500) * writer.scale) // 10 * 10:,}",
+        "residents": f"{rng.randint(4, 40) * 50:,}",
+        "pct": str(pct),
+        "pct2": str(pct + rng.randint(3, 8)),
+        "money": writing.money_words(writer.in_thousands(40_000, 400_000)),
+        "subject_money": writing.money_words(writer.in_thousands(800, 9_000)),
+        "team_money": writing.money_words(Decimal(rng.randint(15, 60) * 10_000)),
+        "year": str(year),
+        "baseline_year": str(prospectus.timetable.eoi.opens_at(prospectus.zone).year - 1),
+        "period": _period_words(period),
+        "scheme": "the community budget"
+        if "community budget" in prospectus.title.lower()
+        else "the scheme",
+        "scheme_name": prospectus.title,
+    }
+    return writer
+
+
+def _period_words(period: tuple[date, date] | None) -> str:
+    if period is None:
+        return "the year"
+    first, last = period
+    return f"the period from {first:%-d %B %Y} to {last:%-d %B %Y}"
+
+
+def _repeats_label(answer: str, label: str) -> bool:
+    """Whether an answer says its question back: the label itself, or a long label within it."""
+    said, asked = answer.strip(" .").lower(), label.strip(" ?.:").lower()
+    return said == asked or (len(asked.split()) > 3 and asked in said)
+
+
+def _textarea(question: TextareaQuestion, writer: _Writer, checks: list[SiftCheck]) -> str:
+    limit = question.max_words or 250
+    floor = max((c.min_words or 0 for c in checks), default=0)
+    # one answer in ten misses a sift check on purpose
+    comply = writer.rng.random() < 0.9 or floor == 0
+    if comply:
+        # a strong council writes most of what it may, a weak one a third or less
+        share = 0.2 + 0.6 * writer.strength * writer.rng.uniform(0.8, 1.1)
+        target = max(floor + 10, int(min(limit, 450) * share), 15)
+    else:
+        target = max(floor // 3, 8)
+    sentences = writing.sentences_for(
+        question.label,
+        question.hint,
+        writer.place,
+        writer.rng,
+        strength=writer.strength,
+        values=writer.values,
+        used=writer.used,
+    )
+    if not comply:  # a short answer: its first sentences, below the sift's word count
+        short: list[str] = []
+        for sentence in sentences:
+            if sum(writing.words(s) for s in short) + writing.words(sentence) >= max(floor, 2):
+                break
+            short.append(sentence)
+        sentences = short or sentences
+    text = writing.compose(
+        sentences,
+        target_words=min(target, limit),
+        max_words=question.max_words,
+        max_chars=char_limit(question),
+    )
+    writer.used.update(s for s in sentences if s in text)
+    return text
+
+
+NEIGHBOURHOOD_ROOTS = [
+    "Ash",
+    "Oak",
+    "Brook",
+    "Holm",
+    "North",
+    "Kings",
+    "Marsh",
+    "Stan",
+    "Long",
+    "Elm",
+    "West",
+    "Bridge",
+]
+NEIGHBOURHOOD_ENDS = ["field", "ley", "wood", "ton", "bury", "gate", "hill", "moor"]
+
+
+def _neighbourhood(writer: _Writer) -> str:
+    rng = seeded_random("neighbourhood", writer.council.code)
+    return rng.choice(NEIGHBOURHOOD_ROOTS) + rng.choice(NEIGHBOURHOOD_ENDS)
+
+
+JOB_TITLES = [
+    "Director of Policy and Partnerships",
+    "Head of Partnerships",
+    "Assistant Chief Executive",
+    "Community Budgets Programme Director",
+]
+
+
+def _short_text(
+    question: TextQuestion, writer: _Writer, partner: writing.Partner | None = None
+) -> str:
+    """A one-line answer: what the label asks for, as the council would put it."""
+    label = question.label.lower()
+    place, rng = writer.place, writer.rng
+    first, last = place.contact
+    asks_person = bool(
+        re.search(r"contact|officer|co-?ordinator|lead\b|person|signatory|manager|director", label)
+    )
+    if re.search(r"phone|telephone|mobile", label):
+        text = (
+            f"020 7{rng.randint(100, 999)} {rng.randint(1000, 9999)}"
+            if place.region == "London"
+            else f"01{rng.randint(200, 999)} {rng.randint(100000, 999999)}"
+        )
+    elif "postcode" in label or "post code" in label:
+        letters = re.sub(r"[^A-Z]", "", place.name.upper())[:2] or "AB"
+        inward = "".join(rng.choice("ABDEFGHJLNPQRSTUWXY") for _ in range(2))
+        text = f"{letters}{rng.randint(1, 20)} {rng.randint(1, 9)}{inward}"
+    elif re.search(r"e-?mail", label):
+        text = f"{first}.{last}@{place.domain}".lower()
+    elif re.search(r"job title|position|post held", label) or (
+        "role" in label and asks_person and partner is None
+    ):
+        text = "Chief Executive" if "chief executive" in label else rng.choice(JOB_TITLES)
+    elif re.search(r"accountable|lead body|lead organisation|responsible body", label):
+        text = place.official_name
+    elif re.search(r"parish|town council", label):
+        text = f"{_neighbourhood(writer)} Parish Council"
+    elif re.search(r"web ?site|web address|url", label):
+        text = f"www.{place.domain}"
+    elif "address" in label:
+        text = f"Civic Centre, {place.name}"
+    elif partner is not None and re.search(r"role|contribution|will do|commitment|purpose", label):
+        text = writing.ROLES[partner.sector]
+    elif partner is not None and re.search(r"service|funding stream|budget line|activity", label):
+        text = writing.SERVICES[partner.sector]
+    elif partner is not None and re.search(r"organisation|partner|body|agency|name", label):
+        text = partner.name
+    elif "name" in label and "neighbourhood" in label:
+        text = _neighbourhood(writer)
+    elif "name" in label and re.search(r"place|area|partnership", label):
+        text = (
+            f"Greater {place.name}"
+            if place.type in ("MD", "UA") and writer.strength > 0.7
+            else place.name
+        )
+    elif "name" in label and "chief executive" in label:
+        text = writing.person(seeded_random("chief executive", place.code))
+    elif "name" in label and (asks_person or label.strip(" ?:") == "name"):
+        text = f"{first} {last}" if asks_person else writing.person(rng)
+    elif re.search(r"\btitle\b|name of (the|your) (project|programme|bid|proposal)", label):
+        text = f"{writer.values['scheme_name']}: {place.name}"
+    else:
+        topics = writing.topics_of(question.label, question.hint)
+        phrase = next((writing.PHRASES[t] for t in topics if t in writing.PHRASES), None)
+        subject = writing.subject_of(question.label)
+        text = phrase or (
+            f"{subject[0].upper()}{subject[1:]} in {place.name}"
+            if subject
+            else f"{writer.values['scheme_name']} in {place.name}"
+        )
+    if _repeats_label(text, question.label):
+        text = f"{writer.values['scheme_name']} in {place.name}"
+    limit = char_limit(question)
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
+    return text
+
+
+def _thousands(amount: Decimal) -> Decimal:
+    """A sum as a council would put it: to the nearest thousand pounds."""
+    return (amount / 1000).quantize(Decimal(1)) * 1000
+
+
+def _grant_per_place(prospectus: Prospectus) -> Decimal | None:
+    """What one place may expect of the round's budget, if it has one."""
+    budget, places = prospectus.capacity.budget_gbp, prospectus.capacity.places
+    return None if budget is None else budget / (places or 1)
+
+
+def _money(
+    question: MoneyQuestion,
+    writer: _Writer,
+    checks: list[SiftCheck],
+    partner: writing.Partner | None = None,
+) -> str:
+    comply = writer.rng.random() < 0.9
+    low, high = _bounds(question.min, question.max, checks, comply, MONEY_CEILING)
+    label = question.label.lower()
+    if writer.request is not None and question.id == writer.prospectus.support_question():
+        return str(min(max(writer.request, low), high).quantize(PENNY))
+    share = Decimal(str(round(writer.rng.triangular(0.1, 1.0, 0.5), 2)))
+    if partner is not None:
+        amount = writer.in_thousands(*writing.CONTRIBUTION[partner.sector])
+        if amount > high:  # more than the question allows: a share of what it does
+            amount = _thousands(low + (high - low) * share)
+    elif re.search(r"to date|so far|this (quarter|period|month|half|year)", label):
+        grant = _grant_per_place(writer.prospectus)
+        amount = (
+            _thousands(grant * Decimal(str(round(writer.rng.uniform(0.1, 0.4), 2))))
+            if grant is not None and re.search(r"support|grant", label)
+            else writer.in_thousands(20, 600)
+        )
+    elif re.search(r"spend|budget|cost", label) and "saving" not in label:
+        amount = writer.in_thousands(150_000, 900_000)
+    elif "saving" in label:
+        amount = writer.in_thousands(4_000, 40_000)
+    elif high < MONEY_CEILING:
+        # somewhere in the allowed range, a round sum: mostly in its middle
+        amount = _thousands(low + (high - low) * share)
+    else:
+        amount = writer.in_thousands(20, 500)
+    return str(min(max(amount, low), high).quantize(PENNY))
+
+
+def _number(question: NumberQuestion, writer: _Writer, checks: list[SiftCheck]) -> int | float:
+    comply = writer.rng.random() < 0.9
+    low, high = _bounds(question.min, question.max, checks, comply, None)
+    label = question.label.lower()
+    step = question.step or Decimal(1)
+    if re.search(r"population|people live|live in", label):
+        wanted = Decimal(writer.rng.randint(2_000, 15_000))
+    elif "famil" in label and not re.search(r"this (quarter|period|month|half)", label):
+        wanted = Decimal(int(writer.rng.randint(300, 1500) * writer.scale))
+    elif re.search(r"partner|organisation|service|project|team|staff|worker", label):
+        wanted = low + step * writer.rng.randint(1, 12)
+    elif question.max is None and re.search(r"household|people|residents|famil", label):
+        wanted = low + Decimal(writer.rng.randint(20, 400))
+    else:
+        wanted = low + step * writer.rng.randint(0, int((min(high, low + 200) - low) / step))
+    origin = question.min if question.min is not None else Decimal(0)
+    wanted = min(max(wanted, low), high if question.max is not None or checks else wanted)
+    snapped = origin + step * int((wanted - origin) / step)
+    while snapped < low:
+        snapped += step
+    while question.max is not None and snapped > question.max:
+        snapped -= step
+    return _json_number(snapped)
+
+
+def _date(question: DateQuestion, writer: _Writer) -> str:
+    prospectus = writer.prospectus
+    start = question.min or prospectus.timetable.eoi.opens_at(prospectus.zone).date()
+    end = question.max or start + timedelta(days=365)
+    label = question.label.lower()
+    if writer.period is not None and re.search(r"last day|period end|end of|reported", label):
+        return min(max(writer.period[1], start), end).isoformat()
+    return (start + timedelta(days=writer.rng.randint(0, max((end - start).days, 0)))).isoformat()
 
 
 def _value(
     question: Question,
-    rng: random.Random,
-    council: Council,
-    prospectus: Prospectus,
-    request: Decimal | None,
-    councils_by_type: dict[str, list[str]],
+    writer: _Writer,
+    partner: writing.Partner | None = None,
 ) -> Any:
+    rng, council, prospectus = writer.rng, writer.council, writer.prospectus
     checks = _sift_targets(prospectus, question.id)
-    comply = rng.random() < 0.9  # one answer in ten misses a sift check on purpose
     match question:
         case TextQuestion():
-            text = f"{council.name}: {question.label.lower()}"
-            return text[: question.max_chars] if question.max_chars else text
+            return _short_text(question, writer, partner)
         case TextareaQuestion():
-            limit = question.max_words or 250
-            floor = max((c.min_words or 0 for c in checks), default=0)
-            words = rng.randint(max(floor, limit // 3), limit) if comply else max(floor // 2, 3)
-            text = _text(rng, min(words, limit))
-            return text[: question.max_chars].rstrip() if question.max_chars else text
+            return _textarea(question, writer, checks)
         case MoneyQuestion():
-            low, high = _bounds(question.min, question.max, checks, comply, Decimal(5_000_000))
-            if request is not None and question.id == prospectus.support_question():
-                return str(min(max(request, low), high).quantize(PENNY))
-            thousands = rng.randint(
-                int(low) // 1000 + 1, max(int(high) // 1000, int(low) // 1000 + 1)
-            )
-            return str(min(Decimal(thousands * 1000), high).quantize(PENNY))
+            return _money(question, writer, checks, partner)
         case NumberQuestion():
-            low, high = _bounds(question.min, question.max, checks, comply, None)
-            step = question.step or Decimal(1)
-            steps = int((min(high, low + 200) - low) / step)
-            return _json_number(low + step * rng.randint(0, max(steps, 0)))
+            return _number(question, writer, checks)
         case DateQuestion():
-            start = question.min or prospectus.timetable.eoi.opens_at(prospectus.zone).date()
-            end = question.max or start + timedelta(days=365)
-            return (start + timedelta(days=rng.randint(0, max((end - start).days, 0)))).isoformat()
+            return _date(question, writer)
         case YesNoQuestion():
+            comply = rng.random() < 0.9
             wanted = next((c.equals for c in checks if "equals" in c.model_fields_set), None)
             if isinstance(wanted, bool):
                 return wanted if comply else not wanted
             return rng.random() < 0.7
         case ChoiceQuestion():
+            comply = rng.random() < 0.9
             wanted = next((c.equals for c in checks if "equals" in c.model_fields_set), None)
             if wanted in question.options and comply:
                 return wanted
+            if partner is not None and writing.is_sector_choice(question.options):
+                return writing.sector_option(partner.sector, question.options) or (
+                    "Other" if "Other" in question.options else question.options[-1]
+                )
             return rng.choice(question.options)
         case MultichoiceQuestion():
-            options = list(question.options)
+            options = [o for o in question.options if o.lower() != "other"] or question.options
             fewest = question.min_selected or 1
             most = min(question.max_selected or len(options), len(options))
-            return rng.sample(options, rng.randint(min(fewest, most), most))
+            # a stronger council takes on more
+            wanted = round(fewest + (most - fewest) * writer.strength * rng.uniform(0.6, 1.0))
+            chosen = rng.sample(options, min(max(wanted, fewest), most))
+            return [o for o in question.options if o in chosen]
         case EmailQuestion():
-            person = question.id.replace("_", ".")
-            domain = re.sub(r"[^a-z0-9]+", "-", council.name.lower()).strip("-")  # St. Helens
-            return f"{person}@{domain}.gov.uk"
+            first, last = writer.place.contact
+            return f"{first}.{last}@{writer.place.domain}".lower()
         case CouncilQuestion():
             types = question.council_types
             if types is None or council.type in types:
                 return council.code
-            pool = [code for t in types for code in councils_by_type.get(t, [])]
+            pool = [code for t in types for code in writer.councils_by_type.get(t, [])]
             return rng.choice(pool) if pool else council.code
         case FileQuestion():
             accept = question.accept or ["pdf"]
+            stem = re.sub(r"[^a-z0-9]+", "-", f"{council.name} {question.label}".lower())
+            size = rng.randint(50_000, 900_000)
+            if question.max_mb is not None:
+                size = min(size, int(question.max_mb * 1024 * 1024))
             return {
-                "name": f"{question.id.replace('_', '-')}.{accept[0].lstrip('.')}",
-                "size": rng.randint(50_000, 900_000),
+                "name": f"{stem.strip('-')[:60]}.{accept[0].lstrip('.')}",
+                "size": size,
                 "sha256": hashlib.sha256(f"{council.code}{question.id}".encode()).hexdigest(),
             }
     raise ValueError(f"no simulation for question type {question.type}")
 
 
-def _table(
-    question: TableQuestion,
-    rng: random.Random,
-    council: Council,
-    prospectus: Prospectus,
-    councils_by_type: dict[str, list[str]],
-) -> list[dict[str, Any]]:
+def _names_organisations(question: TableQuestion) -> bool:
+    """Whether a table's rows are organisations (partners), not people."""
+    text = f"{question.label} {question.hint or ''}".lower()
+    people = re.search(r"worker|staff|officer|people|team|contact|member|person", text)
+    return not people or bool(re.search(r"organisation|partner|body|agenc", text))
+
+
+def _table(question: TableQuestion, writer: _Writer) -> list[dict[str, Any]]:
+    rng, prospectus = writer.rng, writer.prospectus
     floor = max(
         [question.min_rows or 0] + [c.min_rows or 0 for c in _sift_targets(prospectus, question.id)]
     )
-    ceiling = question.max_rows or max(floor, 6)
-    comply = rng.random() < 0.9
+    ceiling = row_limit(question)
+    # one table in ten misses the sift's number of rows on purpose
+    comply = rng.random() < 0.9 or not _sift_targets(prospectus, question.id)
+    # a strong council names more partners
+    most = max(floor, min(ceiling, floor + 2 + round(6 * writer.strength)))
     count = (
-        rng.randint(max(floor, min(3, ceiling)), max(min(ceiling, floor + 5), floor, 1))
+        rng.randint(max(floor, min(3, ceiling), most - 3), max(most, floor, 1))
         if comply
         else max(floor - 1, question.min_rows or 0)
     )
-    names = rng.sample(PARTNERS, k=min(count, len(PARTNERS)))
+    count = min(count, ceiling)
+    neighbourhood = "neighbourhood" in f"{prospectus.title} {prospectus.id}".lower()
+    partners = writing.partners_of(writer.place, neighbourhood=neighbourhood)
+    sector_columns = [
+        c
+        for c in question.columns
+        if isinstance(c, ChoiceQuestion) and writing.is_sector_choice(c.options)
+    ]
+    if sector_columns:  # partners whose sector the table offers come first
+        options = sector_columns[0].options
+        partners.sort(key=lambda p: writing.sector_option(p.sector, options) is None)
+    # a choice of something else (a year, say): each partner has a row for each option
+    cycled = next(
+        (
+            c
+            for c in question.columns
+            if isinstance(c, ChoiceQuestion) and c not in sector_columns and c.required
+        ),
+        None,
+    )
+    organisations = _names_organisations(question)
     rows = []
     for index in range(count):
         row: dict[str, Any] = {}
-        for position, column in enumerate(question.columns):
+        group = index // len(cycled.options) if cycled else index
+        partner = partners[group % len(partners)] if organisations else None
+        for column in question.columns:
             if not is_shown(column, row):
                 continue
-            if position == 0 and isinstance(column, TextQuestion):
-                # the first text column of a table names something: a partner, say
-                name = f"{names[index % len(names)]} ({council.name})"
-                row[column.id] = name[: column.max_chars] if column.max_chars else name
+            if column is cycled and cycled is not None:
+                row[column.id] = cycled.options[index % len(cycled.options)]
+            elif not column.required and rng.random() < 0.15 * (1 - writer.strength):
+                continue  # a weaker council leaves some optional cells empty
             else:
-                row[column.id] = _value(column, rng, council, prospectus, None, councils_by_type)
+                row[column.id] = _value(column, writer, partner)
         rows.append(row)
     return rows
 
@@ -262,18 +527,28 @@ def answers_for(
     request: Decimal | None = None,
     period: int = 0,
 ) -> dict[str, Any]:
-    """A complete, valid set of answers to `form` for one council."""
+    """A complete, valid set of answers to `form` for one council, written as its officers
+    would: fuller and more specific the stronger the council (see `quality`)."""
     rng = seeded_random("answers", council.code, seed, period)
+    periods = return_periods(prospectus)
+    reported = periods[period - 1][:2] if 0 < period <= len(periods) else None
+    writer = _writer(
+        council,
+        prospectus,
+        rng,
+        quality(council.code, seed),
+        councils_by_type,
+        request,
+        reported,
+    )
     answers: dict[str, Any] = {}
     for question in form.questions():
         if not is_shown(question, answers):
             continue
         if isinstance(question, TableQuestion):
-            answers[question.id] = _table(question, rng, council, prospectus, councils_by_type)
+            answers[question.id] = _table(question, writer)
         elif question.required or _sift_targets(prospectus, question.id) or rng.random() < 0.85:
-            answers[question.id] = _value(
-                question, rng, council, prospectus, request, councils_by_type
-            )
+            answers[question.id] = _value(question, writer)
     return answers
 
 
@@ -306,11 +581,14 @@ def score_for(
         stage.scale.min + quality(council_code, seed) * span + assessor_bias(assessor_id, seed)
     )
     score = max(stage.scale.min, min(stage.scale.max, round(perceived + rng.gauss(0, 0.6))))
-    label = stage.scale.labels.get(score, str(score))
-    return (
-        score,
-        f"{label}: the evidence for this criterion was judged {label.lower()} "
-        "against the guidance.",
+    criterion = next(c for c in stage.criteria if c.id == criterion_id)
+    place = writing.place_of(council_code)
+    return score, writing.justification(
+        criterion.title,
+        place,
+        (score - stage.scale.min) / (span or 1),
+        stage.scale.labels.get(score),
+        assessor_id + seeded_random("wording", council_code, criterion_id).randrange(3),
     )
 
 
@@ -341,6 +619,9 @@ def return_answers(
             answers[question.id] = _json_number(min(value, question.max) if question.max else value)
         elif isinstance(question, MoneyQuestion):
             grown = (Decimal(base[question.id]) * growth).quantize(PENNY)
+            grant = _grant_per_place(prospectus)
+            if grant is not None and re.search(r"support|grant", question.label.lower()):
+                grown = min(grown, grant.quantize(PENNY))  # no place spends beyond its grant
             low = question.min if question.min is not None else grown
             answers[question.id] = str(min(max(grown, low), question.max or grown))
     return answers
@@ -428,10 +709,12 @@ def review_referrals(session: Session, *, round_: Round, now: datetime, seed: in
     for application in referred:
         passed = seeded_random("referral", application.council_code, seed).random() < 0.67
         failed_rules = [rid for rid, r in application.sift_results.items() if not r["passed"]]
-        reason = (
-            f"staff review: {', '.join(failed_rules)} met by evidence supplied on request"
-            if passed
-            else f"staff review: {', '.join(failed_rules)} not met"
+        rules = {r.id: r.description for r in prospectus_of(round_).stages.eoi.sift}
+        council = session.get(Council, application.council_code)
+        reason = writing.referral_reason(
+            [rules.get(rule, rule) for rule in failed_rules],
+            council.name if council else application.council_code,
+            passed=passed,
         )
         sift.review_referral(
             session,
@@ -508,7 +791,7 @@ def moderate_all(session: Session, *, round_: Round, now: datetime) -> int:
             session,
             task=task,
             score=moderated_score(given),
-            reason=f"moderation panel agreed the median of {sorted(given)}",
+            reason=writing.moderation_reason(moderated_score(given), given),
             actor="staff:moderation-panel",
             now=now,
         )

@@ -381,6 +381,26 @@ def test_propose_shortlist_takes_earliest_passes_up_to_size(cbflow_env: Settings
     assert late not in [a.reference for a in proposed]
 
 
+def test_propose_shortlist_spreads_ties_over_regions_never_in_code_order(
+    cbflow_env: Settings,
+) -> None:
+    # four North West councils come first in the alphabet; three councils elsewhere follow
+    north_west = ["BBD", "BOL", "BPL", "BUR"]
+    elsewhere = ["WSM", "YOR", "WIL"]
+    slug = launch(sift_prospectus([], shortlist=4))
+    for code in north_west + elsewhere:
+        submit_eoi(slug, eoi_answers(code), EOI_DAY)  # all at the same moment
+    close_eoi(slug)
+
+    with session_scope() as session:
+        proposed = sift.propose_shortlist(session, round_=rounds.get_round(session, slug))
+    codes = [a.council_code for a in proposed]
+
+    assert len(codes) == 4
+    assert codes != north_west
+    assert len(set(codes) & set(north_west)) == 1, "one place per region while others wait"
+
+
 # -- assessment through the services -----------------------------------------------------------
 
 Scores = dict[str, int | list[int]]  # criterion -> every assessor's score, or one per assessor

@@ -30,6 +30,7 @@ from cbflow.prospectus import GroupRule, Prospectus
 from cbflow.services.assessment import results
 from cbflow.services.audit import transition
 from cbflow.services.rounds import applications_of, prospectus_of
+from cbflow.services.sift import drawn_lot
 from cbflow.solver import GroupLimit, Infeasible, Item, choose
 
 
@@ -113,7 +114,7 @@ def _candidates(
         ]
     waiting = AppState.BID_SUBMITTED if prospectus.stages.bid else AppState.SIFT_PASS
     pending = applications_of(session, round_, waiting)
-    pending.sort(key=lambda a: (a.bid_submitted_at or a.eoi_submitted_at, a.council_code))
+    pending.sort(key=lambda a: (a.bid_submitted_at or a.eoi_submitted_at, drawn_lot(round_, a)))
     return [_Candidate(a, rank, None, []) for rank, a in enumerate(pending, 1)]
 
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import hashlib
+from collections import Counter, defaultdict
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from cbflow.errors import CbflowError
 from cbflow.lifecycle import AppState, RoundState
-from cbflow.models import Application, Round
+from cbflow.models import Application, Council, Round
 from cbflow.prospectus import SiftCheck
 from cbflow.services.applications import not_reached
 from cbflow.services.audit import transition
@@ -102,17 +103,44 @@ def review_referral(
     return application
 
 
+def drawn_lot(round_: Round, application: Application) -> str:
+    """A tie-break that favours no council: the same for the same round and application on
+    every run, unrelated to the council's code or name. Ordering ties by code put the first
+    codes of the alphabet on every shortlist (three of one county's councils in one round)."""
+    return hashlib.sha256(f"{round_.slug}|{application.reference}".encode()).hexdigest()
+
+
 def propose_shortlist(session: Session, *, round_: Round) -> list[Application]:
     """The applications staff are asked to confirm as the shortlist.
 
-    Every EOI that passed the sift, in order of submission (earliest first, then council code),
-    cut at the prospectus's shortlist size. Staff may confirm a different choice.
+    Every EOI that passed the sift, in order of submission (earliest first), cut at the
+    prospectus's shortlist size. EOIs submitted at the same moment are taken in turn from each
+    region, as a panel spreads its places, each region's in the order of a lot drawn for the
+    round (see `drawn_lot`): never in the order of the council codes. Staff may confirm a
+    different choice.
     """
     prospectus = prospectus_of(round_)
     passed = applications_of(session, round_, AppState.SIFT_PASS)
-    passed.sort(key=lambda a: (a.eoi_submitted_at, a.council_code))
+    regions = {
+        c.code: c.region
+        for c in session.exec(
+            select(Council).where(col(Council.code).in_({a.council_code for a in passed}))
+        )
+    }
+    moments: dict[Any, list[Application]] = defaultdict(list)
+    for application in sorted(passed, key=lambda a: drawn_lot(round_, a)):
+        moments[application.eoi_submitted_at].append(application)
+    ordered: list[Application] = []
+    for moment in sorted(moments):
+        by_region: dict[str, list[Application]] = defaultdict(list)
+        for application in moments[moment]:
+            by_region[regions.get(application.council_code, "")].append(application)
+        queues = list(by_region.values())  # regions in the order of their first lot
+        while queues:
+            ordered += [queue.pop(0) for queue in queues]
+            queues = [queue for queue in queues if queue]
     size = prospectus.stages.eoi.shortlist
-    return passed if size is None else passed[:size]
+    return ordered if size is None else ordered[:size]
 
 
 def confirm_shortlist(
