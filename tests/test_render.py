@@ -100,6 +100,7 @@ def contexts() -> dict[str, dict[str, Any]]:
                 "capacity": {"places": 4, "budget_gbp": Decimal("12000000")},
                 "stages": {},
             },
+            "council_types": ["County council", "Unitary authority"],
             "timetable": [
                 {
                     "stage": "Expression of interest",

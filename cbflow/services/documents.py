@@ -252,8 +252,12 @@ class Issuer:
                 }
             )
         assessment = p.stages.assessment
+        type_names = {c.type: c.type_name for c in self.councils.values()}
+        types = p.eligibility.council_types
         context = {
             "prospectus": p.model_dump(mode="json"),
+            # who may apply in words: "County council, Unitary authority", not "CTY, UA"
+            "council_types": [type_names.get(t, t) for t in types] if types else [],
             "timetable": timetable,
             "forms": forms,
             "criteria": [
