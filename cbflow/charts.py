@@ -18,6 +18,7 @@ Number = float | Decimal
 WIDTH = 640
 FONT_SIZE = 11
 CHAR_WIDTH = 6.4  # average advance of an 11px sans-serif character, for fitting labels
+LINE_HEIGHT = 13  # a wrapped label's lines
 TITLE_HEIGHT = 26
 INK = "#0b0c0c"
 MUTED = "#505a5f"
@@ -33,16 +34,26 @@ SERIES_STYLES = (
 CURRENCIES = ("£", "$", "€")
 
 
-def bar_chart(title: str, bars: Sequence[tuple[str, Number]], *, unit: str = "") -> Markup:
-    """Horizontal bars, one per (label, value), each labelled with its value."""
+def bar_chart(
+    title: str,
+    bars: Sequence[tuple[str, Number]],
+    *,
+    unit: str = "",
+    axis_covers: Sequence[Number] = (),
+) -> Markup:
+    """Horizontal bars, one per (label, value), each labelled with its value. Long labels wrap
+    onto more lines rather than being cut; percentages are drawn on a 0-100 axis. The axis also
+    covers `axis_covers`, so that charts to be read side by side share one scale."""
     if not bars:
         return _no_data(title)
-    row_height, bar_height = 24, 15
+    bar_height = 15
     label_width = _label_column(label for label, _ in bars)
+    labels = [_wrap(label, label_width) for label, _ in bars]
+    rows = [max(24, LINE_HEIGHT * len(lines) + 8) for lines in labels]
     plot_left, plot_right = label_width + 8, WIDTH - 90  # room on the right for the values
     top = TITLE_HEIGHT + 6
-    bottom = top + len(bars) * row_height
-    ticks = _ticks([float(value) for _, value in bars])
+    bottom = top + sum(rows)
+    ticks = _ticks([float(v) for v in [*(value for _, value in bars), *axis_covers]], unit=unit)
 
     def x(value: float) -> float:
         return _scale(value, ticks, plot_left, plot_right)
@@ -55,16 +66,22 @@ def bar_chart(title: str, bars: Sequence[tuple[str, Number]], *, unit: str = "")
             f'<text x="{x(tick):.1f}" y="{bottom + 16}" text-anchor="middle" fill="{MUTED}">'
             f"{escape(_with_unit(tick, unit))}</text>"
         )
-    for i, (label, value) in enumerate(bars):
-        middle = top + (i + 0.5) * row_height
+    row_top = top
+    for (_, value), lines, height in zip(bars, labels, rows, strict=True):
+        middle = row_top + height / 2
+        row_top += height
         start, end = sorted((x(0), x(float(value))))
+        text = _with_unit(value, unit)
+        value_x = max(end, x(0)) + 5
         parts.append(
-            f'<text x="{plot_left - 8}" y="{middle:.1f}" text-anchor="end" '
-            f'dominant-baseline="central">{_fit(label, label_width)}</text>'
-            f'<rect x="{start:.1f}" y="{middle - bar_height / 2:.1f}" width="{end - start:.1f}" '
-            f'height="{bar_height}" fill="{SERIES_STYLES[0][0]}"/>'
-            f'<text x="{max(end, x(0)) + 5:.1f}" y="{middle:.1f}" dominant-baseline="central">'
-            f"{escape(_with_unit(value, unit))}</text>"
+            _lines(lines, plot_left - 8, middle, anchor="end")
+            + f'<rect x="{start:.1f}" y="{middle - bar_height / 2:.1f}" '
+            f'width="{end - start:.1f}" height="{bar_height}" fill="{SERIES_STYLES[0][0]}"/>'
+            # the value sits on a white ground: no gridline runs through it
+             + f'<rect x="{value_x - 2:.1f}" y="{middle - 8:.1f}" '
+            f'width="{len(text) * CHAR_WIDTH + 4:.1f}" height="16" fill="#ffffff"/>'
+            f'<text x="{value_x:.1f}" y="{middle:.1f}" dominant-baseline="central">'
+            f"{escape(text)}</text>"
         )
     parts.append(f'<line x1="{x(0):.1f}" y1="{top}" x2="{x(0):.1f}" y2="{bottom}" stroke="{INK}"/>')
     return _close(parts)
@@ -78,16 +95,20 @@ def line_chart(
     if not categories:
         return _no_data(title)
     values = {name: dict(points) for name, points in series.items()}
-    ticks = _ticks([float(value) for points in series.values() for _, value in points])
+    ticks = _ticks([float(value) for points in series.values() for _, value in points], unit=unit)
     plot_left = max(len(_with_unit(tick, unit)) for tick in ticks) * CHAR_WIDTH + 12
     plot_right = WIDTH - 10
-    legend_row = 18
-    top = TITLE_HEIGHT + legend_row * len(series) + 14
+    legends = [_wrap(name, WIDTH - 36) for name in series]
+    legend_rows = [LINE_HEIGHT * len(lines) + 5 for lines in legends]
+    top = TITLE_HEIGHT + sum(legend_rows) + 14
     bottom = top + 180
     step = (plot_right - plot_left) / len(categories)
     # Label every k-th period so axis labels never overlap; the table below names them all.
     every = math.ceil((max(len(c) for c in categories) * CHAR_WIDTH + 8) / step)
-    table_top = bottom + 44
+    headings = [
+        _wrap(name, (WIDTH - _label_column(categories)) / len(series) - 24) for name in series
+    ]
+    table_top = bottom + 44 + LINE_HEIGHT * (max(len(lines) for lines in headings) - 1)
 
     def x(index: int) -> float:
         return plot_left + (index + 0.5) * step
@@ -112,7 +133,7 @@ def line_chart(
         for i, category in enumerate(categories)
         if i % every == 0
     ]
-    for n, (name, points) in enumerate(values.items()):
+    for n, points in enumerate(values.values()):
         colour, marker, dashes = _style(n)
         coordinates = [
             (x(i), y(float(points[category])))
@@ -125,15 +146,14 @@ def line_chart(
             f'stroke-dasharray="{dashes}"/>'
         )
         parts += [_marker(marker, px, py, colour) for px, py in coordinates]
-        legend_y = TITLE_HEIGHT + 6 + legend_row * n
+        legend_y = TITLE_HEIGHT + 6 + sum(legend_rows[:n])
         parts.append(
             f'<line x1="0" y1="{legend_y}" x2="28" y2="{legend_y}" stroke="{colour}" '
             f'stroke-width="2" stroke-dasharray="{dashes}"/>'
             + _marker(marker, 14, legend_y, colour)
-            + f'<text x="36" y="{legend_y}" dominant-baseline="central">'
-            f"{_fit(name, WIDTH - 36)}</text>"
+            + _lines(legends[n], 36, legend_y + LINE_HEIGHT * (len(legends[n]) - 1) / 2)
         )
-    parts += _value_table(categories, values, unit, table_top)
+    parts += _value_table(categories, values, unit, table_top, headings)
     return _close(parts)
 
 
@@ -171,19 +191,32 @@ def _style(n: int) -> tuple[str, str, str]:
 
 
 def _value_table(
-    categories: list[str], values: Mapping[str, Mapping[str, Number]], unit: str, top: float
+    categories: list[str],
+    values: Mapping[str, Mapping[str, Number]],
+    unit: str,
+    top: float,
+    headings: list[list[str]],
 ) -> list[str]:
-    """Every plotted value as text: a period per row, a series per column, named with its marker."""
+    """Every plotted value as text: a period per row, a series per column, named with its marker
+    under a heading wrapped onto as many lines as it needs (the last line at `top`)."""
     row_height = 18
     first = _label_column(categories)
     column = (WIDTH - first) / len(values)
     parts = []
-    for n, name in enumerate(values):
+    for n, lines in enumerate(headings):
         colour, marker, _ = _style(n)
         right = first + (n + 1) * column - 4
+        first_line = top - LINE_HEIGHT * (len(lines) - 1)
         parts.append(
-            f'<text x="{right - 14:.1f}" y="{top}" text-anchor="end" font-weight="bold">'
-            f"{_fit(name, column - 24)}</text>" + _marker(marker, right - 4, top - 4, colour)
+            f'<text x="{right - 14:.1f}" y="{first_line:.1f}" text-anchor="end" '
+            f'font-weight="bold">'
+            + "".join(
+                f'<tspan x="{right - 14:.1f}" y="{first_line + LINE_HEIGHT * i:.1f}">'
+                f"{escape(line)}</tspan>"
+                for i, line in enumerate(lines)
+            )
+            + "</text>"
+            + _marker(marker, right - 4, top - 4, colour)
         )
     for i, category in enumerate(categories):
         y = top + row_height * (i + 1)
@@ -220,8 +253,11 @@ def _marker(shape: str, x: float, y: float, colour: str) -> str:
 # Numbers and text
 
 
-def _ticks(values: Sequence[float], count: int = 5) -> list[float]:
-    """About `count` round steps (1, 2 or 5 times a power of ten) covering zero and the values."""
+def _ticks(values: Sequence[float], count: int = 5, *, unit: str = "") -> list[float]:
+    """About `count` round steps (1, 2 or 5 times a power of ten) covering zero and the values;
+    percentages always on 0 to 100, so that no chart of percentages reads beyond the whole."""
+    if unit == "%" and all(0 <= value <= 100 for value in values):
+        return [0.0, 20.0, 40.0, 60.0, 80.0, 100.0]
     low, high = min([0.0, *values]), max([0.0, *values])
     if high == low:
         high = low + 1
@@ -263,36 +299,81 @@ def _label_column(labels: Iterable[str]) -> float:
     return min(longest * CHAR_WIDTH + 8, WIDTH * 0.4)
 
 
+def _wrap(text: str, width: float, most: int = 6) -> list[str]:
+    """`text` in lines that fit `width`, broken between words (a word longer than a line is
+    split): a label is printed whole, not cut at the edge. Only beyond `most` lines, which no
+    real label reaches, does the last line end with an ellipsis."""
+    room = max(int(width / CHAR_WIDTH), 4)
+    lines: list[str] = []
+    for word in text.split():
+        while len(word) > room:
+            lines.append(word[:room])
+            word = word[room:]
+        if lines and len(lines[-1]) + 1 + len(word) <= room:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    if len(lines) > most:
+        lines = [*lines[: most - 1], lines[most - 1][: room - 1] + "…"]
+    return lines or [""]
+
+
+def _lines(lines: Sequence[str], x: float, middle: float, *, anchor: str = "start") -> str:
+    """One text element, its lines centred on `middle`, each line escaped."""
+    first = middle - LINE_HEIGHT * (len(lines) - 1) / 2
+    spans = "".join(
+        f'<tspan x="{x:.1f}" y="{first + LINE_HEIGHT * i:.1f}">{escape(line)}</tspan>'
+        for i, line in enumerate(lines)
+    )
+    return (
+        f'<text x="{x:.1f}" y="{first:.1f}" text-anchor="{anchor}" '
+        f'dominant-baseline="central">{spans}</text>'
+    )
+
+
 def _fit(text: str, width: float) -> Markup:
     """Escaped text, cut with an ellipsis where it would overflow `width`."""
     room = max(int(width / CHAR_WIDTH), 2)
     return escape(text if len(text) <= room else text[: room - 1] + "…")
 
 
-def frontier_chart(points: Sequence[tuple[int, Number | None]]) -> Markup | None:
-    """The selection frontier: (budget in pence, the best total score within it) as a line;
-    budgets no selection fits within are left out. None when there is nothing to draw."""
+def frontier_chart(points: Sequence[tuple[int, Number | None]], places: int) -> Markup | None:
+    """The selection frontier: for each budget in pence, the best total score within it (the sum
+    of the chosen places' percentages), drawn as a share of the most `places` places could score,
+    so the axis runs from 0 to 100%; budgets no selection fits within are left out. None when
+    there is nothing to draw."""
     line = [
-        (f"£{Decimal(pence) / 100_000_000:,.2f}m", total)
+        (
+            f"£{Decimal(pence) / 100_000_000:,.2f}m",
+            (Decimal(str(total)) / max(places, 1)).quantize(Decimal("0.01")),
+        )
         for pence, total in points
         if total is not None
     ]
     if not line:
         return None
     return line_chart(
-        "Best total score within each budget", {"Best total score (sum of the places' %)": line}
+        "Best selection within each budget",
+        {f"Its score, as a share of the most {places} places could score": line},
+        unit="%",
     )
 
 
 def assessor_charts(rows: Sequence[tuple[str, Number, Number]]) -> list[Markup]:
     """Each assessor's mean score, as given and after normalisation: (name, mean, normalised
-    mean) for each, as two charts, the values to two decimals."""
+    mean) for each, as two charts on one scale, the values to two decimals."""
     shown = [(name, _hundredths(mean), _hundredths(evened)) for name, mean, evened in rows]
+    every = [value for _, mean, evened in shown for value in (mean, evened)]
     return [
-        bar_chart("Mean score each assessor gave", [(name, mean) for name, mean, _ in shown]),
+        bar_chart(
+            "Mean score each assessor gave",
+            [(name, mean) for name, mean, _ in shown],
+            axis_covers=every,
+        ),
         bar_chart(
             "Mean score each assessor gave, after normalisation",
             [(name, evened) for name, _, evened in shown],
+            axis_covers=every,
         ),
     ]
 

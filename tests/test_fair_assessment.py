@@ -213,7 +213,7 @@ def test_the_assessment_summary_pdf_charts_each_assessor_before_and_after(
     assert "How each assessor scores" in text
     assert "Mean score each assessor gave, after normalisation" in text
     assert "Hilda Hard" in text and "Normalised" in text
-    assert "What the budget buys" in text and "Best total score within each budget" in text
+    assert "What the budget buys" in text and "Best selection within each budget" in text
     # the page with the charts, as a reader sees it
     subprocess.run(
         ["pdftoppm", "-png", "-r", "50", "-f", "1", "-l", "2", str(path), str(tmp_path / "p")],

@@ -6,7 +6,7 @@ import shutil
 import socket
 import subprocess
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,7 @@ def contexts() -> dict[str, dict[str, Any]]:
                 "capacity": {"places": 4, "budget_gbp": Decimal("12000000")},
                 "stages": {},
             },
+            "council_types": ["County council", "Unitary authority"],
             "timetable": [
                 {
                     "stage": "Expression of interest",
@@ -243,25 +244,39 @@ def contexts() -> dict[str, dict[str, Any]]:
         "progress_report": {
             "doc": doc("Progress report"),
             "council": COUNCIL,
+            "implementation": {"starts": date(2013, 4, 1), "ends": date(2014, 3, 31)},
             "milestones": [
-                {"title": "Operational plan", "due": "31 October 2012", "status": "met"}
+                {
+                    "title": "Operational plan",
+                    "due": date(2012, 10, 31),
+                    "met_on": date(2012, 10, 30),
+                    "status": "met",
+                }
             ],
+            "milestones_met": 1,
             "returns": [
                 {
-                    "period": "April to June 2013",
-                    "due": "14 July 2013",
-                    "submitted_at": "10 July 2013",
-                    "status": "accepted",
-                    "values": [{"label": "Families supported", "value": "12"}],
+                    "starts": date(2013, 4, 1),
+                    "ends": date(2013, 6, 30),
+                    "due": "the end of 14 July 2013",
+                    "submitted_at": "10:00 on 10 July 2013 (BST)",
+                    "status": "on time",
+                    "values": [
+                        {"label": "Families supported", "value": "12", "long": False},
+                        {"label": "What happened?", "value": "We began.", "long": True},
+                    ],
                 },
                 {
-                    "period": "July to September 2013",
-                    "due": "14 October 2013",
+                    "starts": date(2013, 7, 1),
+                    "ends": date(2013, 9, 30),
+                    "due": "the end of 14 October 2013",
                     "submitted_at": None,
                     "status": "overdue",
                     "values": [],
                 },
             ],
+            "returns_made": 1,
+            "returns_overdue": 1,
             "pooled_budget_title": "Spending to be pooled, by organisation and year",
             "pooled_budget_columns": ["Organisation", "Financial year", "Amount"],
             "pooled_budget": [
@@ -272,6 +287,7 @@ def contexts() -> dict[str, dict[str, Any]]:
                 }
             ],
             "charts": [progress_chart()],
+            "grant": "£500,000.00",
             "payments_total": "£38,400.00",
         },
         "replication_pack": {
@@ -281,10 +297,11 @@ def contexts() -> dict[str, dict[str, Any]]:
                 "version": "1",
                 "published_at": "1 April 2014",
                 "round_title": "Community Budgets: whole-place pilots",
-                "summary": "One budget for *troubled families*.",
             },
             "sections": receipt_sections(),
-            "milestones": [{"title": "Operational plan", "due": "31 October 2012"}],
+            "milestones": [
+                {"title": "Operational plan", "due": date(2012, 10, 31), "met_on": None}
+            ],
             "documents": [{"title": "Business case", "kind": "pdf"}],
             "adopters": [{"council": "Essex", "started_at": "1 April 2015"}],
         },

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from cbflow.models import (
     User,
 )
 from cbflow.prospectus import Form, Prospectus, Question, TableQuestion
-from cbflow.render import RenderJob
+from cbflow.render import RenderJob, date_filter
 from cbflow.services.applications import (
     Stage,
     all_answers,
@@ -83,7 +83,8 @@ def _doc(prospectus: Prospectus, kind: str, reference: str, now: datetime) -> di
         "issued_by": prospectus.issued_by,
         "round_title": prospectus.title,
         "round_id": prospectus.id,
-        "generated_at": local_time(now, prospectus),
+        # the day of issue, as a letter is dated: the hour a stage ran tells the reader nothing
+        "generated_at": date_filter(now.astimezone(prospectus.zone).date()),
         "lang": "en-GB",
     }
 
@@ -202,7 +203,7 @@ class Issuer:
                 timetable.append(
                     {
                         "stage": stage.upper() if stage == "eoi" else stage.capitalize(),
-                        "opens": local_time(window.opens_at(p.zone), p),
+                        "opens": _opening(window.opens_at(p.zone), p),
                         "closes": local_deadline(window.closes_at(p.zone), p),
                     }
                 )
@@ -218,8 +219,8 @@ class Issuer:
             timetable.append(
                 {
                     "stage": "Implementation",
-                    "opens": p.timetable.implementation.starts.isoformat(),
-                    "closes": p.timetable.implementation.ends.isoformat(),
+                    "opens": date_filter(p.timetable.implementation.starts),
+                    "closes": "the end of " + date_filter(p.timetable.implementation.ends),
                 }
             )
         forms = []
@@ -239,7 +240,7 @@ class Issuer:
                                 {
                                     "label": q.label,
                                     "hint": q.hint or "",
-                                    "type": q.type,
+                                    "type": _question_kind(q),
                                     "required": q.required,
                                     "detail": _question_detail(q),
                                 }
@@ -251,8 +252,12 @@ class Issuer:
                 }
             )
         assessment = p.stages.assessment
+        type_names = {c.type: c.type_name for c in self.councils.values()}
+        types = p.eligibility.council_types
         context = {
             "prospectus": p.model_dump(mode="json"),
+            # who may apply in words: "County council, Unitary authority", not "CTY, UA"
+            "council_types": [type_names.get(t, t) for t in types] if types else [],
             "timetable": timetable,
             "forms": forms,
             "criteria": [
@@ -353,7 +358,10 @@ class Issuer:
                     "assessors": [a.name for a in assessors],
                     "chart": chart,
                     "assessor_charts": self._assessor_charts(),
-                    "frontier": frontier_chart(frontier(self.session, self.round)),
+                    "frontier": frontier_chart(
+                        frontier(self.session, self.round),
+                        self.prospectus.capacity.places or len(ranked),
+                    ),
                 },
                 None,
                 "assessment-summary",
@@ -472,6 +480,7 @@ class Issuer:
         p = self.prospectus
         returns_form = p.forms().get("returns")
         support = p.support_question()
+        today = self.now.astimezone(p.zone).date()
         for application in applications:
             records = returns_of(self.session, application)
             made = [r for r in records if r.submitted_at is not None]
@@ -490,36 +499,44 @@ class Issuer:
                     )
                 charts.append(bar_chart(budget.label, list(by_org.items()), unit="£"))
             if made and returns_form:
-                # one chart per kind of figure: pounds and counts do not share an axis
+                # one chart per kind of figure: pounds and counts do not share an axis; each
+                # period is named by its last day, as the returns table names it
                 for kind, unit, title in (
-                    ("money", "£", "Returns over time: money"),
-                    ("number", "", "Returns over time: counts"),
+                    ("money", "£", "Returns over time: money, at the end of each period"),
+                    ("number", "", "Returns over time: counts, at the end of each period"),
                 ):
                     questions = [q for q in returns_form.questions() if q.type == kind][:3]
                     if questions:
                         series = {
                             q.label: [
-                                (f"P{r.period}", Decimal(str(r.answers.get(q.id) or 0)))
+                                (date_filter(r.period_end), Decimal(str(r.answers.get(q.id) or 0)))
                                 for r in made
                             ]
                             for q in questions
                         }
                         charts.append(line_chart(title, series, unit=unit))
+            milestones = milestones_of(self.session, application)
+            overdue = [r for r in records if r.submitted_at is None and self.now >= r.due]
+            implementation = p.timetable.implementation
             context = {
                 "council": _council(self.councils[application.council_code]),
+                "implementation": {"starts": implementation.starts, "ends": implementation.ends}
+                if implementation
+                else None,
                 "milestones": [
                     {
                         "title": m.title,
-                        "due": m.due.isoformat(),
-                        "status": f"met on {m.met_on.isoformat()}"
-                        if m.met_on
-                        else ("overdue" if m.due < self.now.astimezone(p.zone).date() else "due"),
+                        "due": m.due,
+                        "met_on": m.met_on,
+                        "status": "met" if m.met_on else ("overdue" if m.due < today else "due"),
                     }
-                    for m in milestones_of(self.session, application)
+                    for m in milestones
                 ],
+                "milestones_met": sum(1 for m in milestones if m.met_on),
                 "returns": [
                     {
-                        "period": f"{r.period_start.isoformat()} to {r.period_end.isoformat()}",
+                        "starts": r.period_start,
+                        "ends": r.period_end,
                         "due": local_deadline(r.due, p),
                         "submitted_at": local_time(r.submitted_at, p) if r.submitted_at else None,
                         "status": _return_status(r, self.now),
@@ -527,6 +544,8 @@ class Issuer:
                     }
                     for r in records
                 ],
+                "returns_made": len(made),
+                "returns_overdue": len(overdue),
                 "pooled_budget": [
                     {
                         "organisation": row["organisation"],
@@ -538,12 +557,11 @@ class Issuer:
                 "pooled_budget_title": budget.label if budget else "Budget",
                 "pooled_budget_columns": budget.columns if budget else ["", "", ""],
                 "charts": charts,
+                "grant": money(application.support_requested_pence) if support else None,
                 "payments_total": money(sum(r.payment_pence or 0 for r in made))
                 if p.stages.implementation and p.stages.implementation.payments
                 else None,
             }
-            if support:
-                context["support"] = money(application.support_requested_pence)
             name = f"{_file_stem(application)}-{len(made)}-returns"
             pending = self._pending("progress_report", key, context, application, name)
             if pending:
@@ -575,16 +593,15 @@ class Issuer:
                 "model": {
                     "council": bundle["council"]["name"],
                     "version": model.version,
-                    "published_at": local_time(model.published_at, p),
+                    "published_at": _opening(model.published_at, p),
                     "round_title": p.title,
-                    "summary": p.summary,
                 },
                 "sections": sections,
                 "milestones": [
                     {
                         "title": m["title"],
-                        "due": m["due"],
-                        "status": f"met on {m['met_on']}" if m["met_on"] else "not met",
+                        "due": date.fromisoformat(m["due"]),
+                        "met_on": date.fromisoformat(m["met_on"]) if m["met_on"] else None,
                     }
                     for m in bundle["milestones"]
                 ],
@@ -594,7 +611,7 @@ class Issuer:
                 "adopters": [
                     {
                         "council": self.council_names[a.council_code],
-                        "started_at": local_time(a.created_at, p),
+                        "started_at": _opening(a.created_at, p),
                     }
                     for a in adopters
                 ],
@@ -604,6 +621,15 @@ class Issuer:
             if pending:
                 out.append(pending)
         return out
+
+
+def _opening(moment: datetime, prospectus: Prospectus) -> str:
+    """When something opens or happens, as people say it: the day alone at the start of the day
+    ('17 October 2011', not '00:00 on 17 October 2011'), else the time and the day."""
+    local = moment.astimezone(prospectus.zone)
+    if (local.hour, local.minute, local.second) == (0, 0, 0):
+        return date_filter(local.date())
+    return local_time(moment, prospectus)
 
 
 def _file_stem(application: Application) -> str:
@@ -622,15 +648,61 @@ def _only(form: Form, answers: dict[str, Any]) -> Form:
     return form.model_copy(update={"sections": sections})
 
 
+ANSWER_KINDS = {
+    "text": "a short text",
+    "textarea": "a written answer",
+    "number": "a number",
+    "money": "an amount in pounds",
+    "date": "a date",
+    "yes_no": "yes or no",
+    "choice": "one of",
+    "multichoice": "one or more of",
+    "email": "an e-mail address",
+    "council": "a council in England",
+    "file": "a file",
+    "table": "a table",
+}
+
+
+def _question_kind(question: Question) -> str:
+    """What kind of answer a question takes, in words: 'A written answer'."""
+    kind = ANSWER_KINDS.get(question.type, question.type).capitalize()
+    options = getattr(question, "options", None)
+    return f"{kind}: {', '.join(options)}" if options else kind
+
+
 def _question_detail(question: Question) -> str:
+    """A question's limits in words, dates long form: 'at most 500 words', 'from 17 October
+    2011 to 10 November 2011'."""
+
+    def limit(value: Any) -> str:
+        if isinstance(value, date):
+            return date_filter(value)
+        number = Decimal(str(value))
+        text = f"{number:,.2f}" if number != number.to_integral_value() else f"{number:,.0f}"
+        return f"£{text}" if question.type == "money" else text
+
     parts = []
-    for key in ("max_words", "max_chars", "min", "max", "min_rows", "max_rows", "max_mb"):
+    low, high = getattr(question, "min", None), getattr(question, "max", None)
+    if low is not None and high is not None:
+        parts.append(f"from {limit(low)} to {limit(high)}")
+    elif low is not None:
+        parts.append(f"{'no earlier than' if question.type == 'date' else 'at least'} {limit(low)}")
+    elif high is not None:
+        parts.append(f"{'no later than' if question.type == 'date' else 'at most'} {limit(high)}")
+    for key, unit in (
+        ("max_words", "words"),
+        ("max_chars", "characters"),
+        ("max_mb", "MB"),
+    ):
         value = getattr(question, key, None)
         if value is not None:
-            parts.append(f"{key.replace('_', ' ')}: {value}")
-    options = getattr(question, "options", None)
-    if options:
-        parts.append("options: " + ", ".join(options))
+            parts.append(f"at most {limit(value)} {unit}")
+    rows = getattr(question, "min_rows", None), getattr(question, "max_rows", None)
+    if rows[0] is not None:
+        parts.append(f"at least {rows[0]} {'row' if rows[0] == 1 else 'rows'}")
+    if rows[1] is not None:
+        parts.append(f"at most {rows[1]} rows")
     if isinstance(question, TableQuestion):
         parts.append("columns: " + ", ".join(c.label for c in question.columns))
     return "; ".join(parts)
@@ -689,13 +761,19 @@ def _return_status(record_: ReturnRecord, now: datetime) -> str:
 
 def _return_values(
     form: Form | None, answers: dict[str, Any], councils: dict[str, str]
-) -> list[dict[str, str]]:
+) -> list[dict[str, Any]]:
     if form is None or not answers:
         return []
-    return [
-        {"label": q.label, "value": _display(q, answers.get(q.id), councils)}
+    values = [
+        (q, _display(q, answers.get(q.id), councils))
         for q in form.questions()
         if q.id in answers and not isinstance(q, TableQuestion)
+    ]
+    # `long`: written at length (a textarea, or any answer past a line or two), printed under
+    # its question rather than in a table's cell
+    return [
+        {"label": q.label, "value": value, "long": q.type == "textarea" or len(value) > 120}
+        for q, value in values
     ]
 
 

@@ -1420,7 +1420,11 @@ def selection_page(
     return pages.render(
         request,
         "staff/selection.html",
-        frontier=frontier_chart(selection.frontier(session, round_)) if decisions else None,
+        frontier=frontier_chart(
+            selection.frontier(session, round_), prospectus.capacity.places or len(decisions)
+        )
+        if decisions
+        else None,
         status_code=400 if errors else 200,
         **_round_page(
             round_,
