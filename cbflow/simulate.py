@@ -247,7 +247,11 @@ def _short_text(
     place, rng = writer.place, writer.rng
     first, last = place.contact
     asks_person = bool(
-        re.search(r"contact|officer|co-?ordinator|lead\b|person|signatory|manager|director", label)
+        re.search(
+            r"contact|officer|co-?ordinator|lead\b|person|signatory|manager|director|champion|"
+            r"chair|councillor|sponsor|head of|owner",
+            label,
+        )
     )
     if re.search(r"phone|telephone|mobile", label):
         text = (

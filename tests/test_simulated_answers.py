@@ -65,6 +65,7 @@ stages:
             - {id: officer_title, label: Lead officer's job title, type: text, max_chars: 80,
                required: true}
             - {id: officer_name, label: Lead officer's name, type: text, required: true}
+            - {id: champion, label: Name of your digital champion, type: text, required: true}
             - {id: phone, label: Telephone, type: text, max_chars: 20}
             - id: delivery_partners
               label: Delivery partners
@@ -275,6 +276,7 @@ def test_unseen_questions_get_the_answers_they_ask_for(unseen_path: Path) -> Non
     assert len(answers["approach"].split()) <= 120
     assert answers["officer_title"] in simulate.JOB_TITLES
     assert re.fullmatch(r"[A-Z][a-z]+ [A-Z][a-z]+", answers["officer_name"])
+    assert re.fullmatch(r"[A-Z][a-z]+ [A-Z][a-z'-]+", answers["champion"]), "a person's name"
     partners = {row["partner"]: row["kind"] for row in answers["delivery_partners"]}
     assert partners.get("Devon and Cornwall Police") == "Police force"
     assert partners.get("NHS Devon") == "NHS body"
