@@ -148,7 +148,7 @@ def invite_to_bid(
         not_shortlisted = [
             a
             for a in rounds.applications_of(session, round_, AppState.UNSUCCESSFUL)
-            if a.decision_reason == "not shortlisted"
+            if sift.was_not_shortlisted(a)
         ]
         pendings += issuer.regrets(not_shortlisted)
     outcome = Outcome(slug, "invite", {"invited": len(invited), "not shortlisted": len(regretted)})

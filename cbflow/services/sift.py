@@ -12,10 +12,44 @@ from sqlmodel import Session
 from cbflow.errors import CbflowError
 from cbflow.lifecycle import AppState, RoundState
 from cbflow.models import Application, Round
-from cbflow.prospectus import SiftCheck
+from cbflow.prospectus import SiftCheck, SiftRule
 from cbflow.services.applications import not_reached
 from cbflow.services.audit import transition
 from cbflow.services.rounds import applications_of, prospectus_of
+from cbflow.wording import and_list, long_deadline, plural
+
+# how every "not shortlisted" reason begins: the regret letters go to the applications it marks
+NOT_SHORTLISTED = "Your expression of interest passed the sift but was not"
+
+
+def not_shortlisted_reason(shortlisted: int) -> str:
+    """Why a sift pass was not invited to bid, as its regret letter gives it."""
+    if shortlisted == 0:
+        return f"{NOT_SHORTLISTED} shortlisted: no place was shortlisted."
+    if shortlisted == 1:
+        return f"{NOT_SHORTLISTED} the one place shortlisted."
+    return f"{NOT_SHORTLISTED} among the {plural(shortlisted, 'place')} shortlisted."
+
+
+def was_not_shortlisted(application: Application) -> bool:
+    return (application.decision_reason or "").startswith(NOT_SHORTLISTED)
+
+
+def sift_reason(failed: list[SiftRule], target: AppState) -> str:
+    """The sift's outcome in words, naming each check failed by its description."""
+    if not failed:
+        return "Your expression of interest passed every check of the sift."
+    checks = and_list([f"“{rule.description.strip().rstrip('.')}”" for rule in failed])
+    which = "check" if len(failed) == 1 else "checks"
+    if target == AppState.SIFT_FAIL:
+        return (
+            "Your expression of interest did not pass the sift: it did not meet the "
+            f"{which} {checks}."
+        )
+    return (
+        f"Your expression of interest was referred to staff for a decision: it did not meet "
+        f"the {which} {checks}."
+    )
 
 
 def check_passes(check: SiftCheck, answers: dict[str, Any]) -> bool:
@@ -76,7 +110,10 @@ def close_eoi(session: Session, *, round_: Round, actor: str, now: datetime) -> 
         else:
             target = AppState.SIFT_PASS
         application.sift_results = results
-        reason = "failed: " + ", ".join(failed) if failed else "passed every check"
+        rules = {rule.id: rule for rule in prospectus.stages.eoi.sift}
+        reason = sift_reason([rules[rid] for rid in failed], target)
+        if target == AppState.SIFT_FAIL:
+            application.decision_reason = reason
         transition(session, application, target, actor=actor, now=now, reason=reason)
         outcomes[target.value] += 1
     transition(
@@ -143,11 +180,17 @@ def confirm_shortlist(
     if size is not None and len(chosen) > size:
         raise CbflowError(f"the shortlist holds at most {size}; {len(chosen)} were chosen")
     chosen_ids = {a.id for a in chosen}
+    regret = not_shortlisted_reason(len(chosen_ids & passed_ids))
     invited, regretted = [], []
     for application in passed:
         if application.id in chosen_ids:
             transition(
-                session, application, AppState.INVITED, actor=actor, now=now, reason="shortlisted"
+                session,
+                application,
+                AppState.INVITED,
+                actor=actor,
+                now=now,
+                reason="Shortlisted: invited to submit a full bid.",
             )
             invited.append(application)
         else:
@@ -157,9 +200,9 @@ def confirm_shortlist(
                 AppState.UNSUCCESSFUL,
                 actor=actor,
                 now=now,
-                reason="not shortlisted",
+                reason=regret,
             )
-            application.decision_reason = "not shortlisted"
+            application.decision_reason = regret
             regretted.append(application)
     transition(
         session,
@@ -167,7 +210,7 @@ def confirm_shortlist(
         RoundState.BIDS_INVITED,
         actor=actor,
         now=now,
-        reason=f"{len(invited)} invited to bid",
+        reason=f"{plural(len(invited), 'place').capitalize()} invited to bid.",
     )
     return invited, regretted
 
@@ -182,8 +225,9 @@ def close_bids(session: Session, *, round_: Round, actor: str, now: datetime) ->
     if now < closes:
         raise not_reached(f"bid deadline of {round_.slug}", closes, now, prospectus)
     if round_.state == RoundState.BIDS_INVITED:
+        deadline = long_deadline(closes, prospectus.zone)
         for application in applications_of(session, round_, AppState.INVITED, AppState.BID_DRAFT):
-            application.decision_reason = "no bid was submitted by the deadline"
+            application.decision_reason = f"No bid was received by the deadline, {deadline}."
             transition(
                 session,
                 application,
