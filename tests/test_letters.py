@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, date
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,17 @@ from conftest import edit, london
 from round_walk import (
     ASSESS_DAY,
     DECIDE_DAY,
+    EOI_CLOSE,
+    EOI_DAY,
     FINAL_DAY,
+    INVITE_DAY,
+    LAUNCH_AT,
     SLUG,
     SOURCE,
     START_DAY,
+    eoi_answers,
     score_everything,
+    submit_eoi,
     to_assessment,
 )
 from sqlmodel import col, select
@@ -25,8 +32,9 @@ from sqlmodel import col, select
 from cbflow import stages
 from cbflow.db import session_scope
 from cbflow.models import Document
-from cbflow.services import assessment, rounds
+from cbflow.services import applications, assessment, rounds
 from cbflow.settings import Settings, get_settings
+from cbflow.wording import body_in_prose, council_in_prose, long_date, long_deadline, long_moment
 
 ISSUER = "Department for Communities and Local Government"
 CHASE_DAY = london(2012, 7, 20, 9, 0)  # the first quarter's returns were due by 14 July
@@ -216,3 +224,76 @@ def test_letters_render_to_pages_a_reader_can_look_at(
             lines = [line for line in page.splitlines() if line.strip()]
             # more than the running header, the footer and a line or two
             assert len(lines) > 5, (kind, number + 1, lines)
+
+
+def test_a_council_that_did_not_pass_the_sift_is_told_which_check_it_missed(
+    cbflow_env: Settings,
+) -> None:
+    source = edit(SOURCE, ("on_fail: refer ", "on_fail: fail "))
+    stages.launch(source, f"{SLUG}.yaml", now=LAUNCH_AT)
+    submit_eoi(SLUG, "BIR", EOI_DAY, "Pool budgets around families.")
+    with session_scope() as session:
+        lone, _ = applications.start_application(
+            session,
+            round_=rounds.get_round(session, SLUG),
+            council_code="BOL",
+            actor="x",
+            now=EOI_DAY,
+        )
+        answers = eoi_answers("BOL", "Pool budgets around families.")
+        answers["partners"] = answers["partners"][:1]
+        applications.submit(
+            session,
+            application=lone,
+            stage="eoi",
+            answers=answers,
+            actor="council:BOL",
+            now=EOI_DAY,
+        )
+    stages.close_eoi(SLUG, now=EOI_CLOSE)
+    stages.invite_to_bid(SLUG, now=INVITE_DAY)
+
+    regret = letters(cbflow_env)["regret"]["BOL"]
+    assert "We are sorry to tell you that Bolton has not been invited to submit a full bid." in (
+        regret
+    )
+    assert (
+        "Reason Your expression of interest did not pass the sift: it did not meet the check "
+        "“At least two partner organisations”." in regret
+    )
+    assert set(letters(cbflow_env)["invitation"]) == {"BIR"}
+
+
+@pytest.mark.parametrize(
+    ("name", "in_prose"),
+    [
+        ("Department for Communities and Local Government", "the Department for Communities"),
+        ("Ministry of Housing, Communities and Local Government", "the Ministry of Housing"),
+        ("Cabinet Office", "the Cabinet Office"),
+        ("Greater London Authority", "the Greater London Authority"),
+        ("Big Lottery Fund", "the Big Lottery Fund"),
+        ("HM Treasury", "HM Treasury"),
+        ("Homes England", "Homes England"),
+        ("Arts Council England", "Arts Council England"),
+        ("Innovate UK", "Innovate UK"),
+        ("DCLG", "DCLG"),
+        ("Nesta", "Nesta"),
+        ("The National Lottery Community Fund", "The National Lottery Community Fund"),
+    ],
+)
+def test_a_body_is_named_in_prose_with_the_article_it_takes(name: str, in_prose: str) -> None:
+    assert body_in_prose(name).startswith(in_prose)
+    assert body_in_prose(name, start=True)[0].isupper()
+    assert not body_in_prose(name).startswith("the the")
+
+
+def test_moments_print_as_letters_say_them() -> None:
+    assert long_moment(london(2011, 11, 10, 12, 0)) == "12:00 on 10 November 2011"
+    assert long_moment(london(2011, 10, 17, 0, 0)) == "17 October 2011"  # never "00:00 on"
+    assert long_deadline(london(2011, 12, 10, 0, 0)) == "the end of 9 December 2011"
+    assert long_deadline(london(2011, 11, 10, 12, 0)) == "12:00 on 10 November 2011"
+    # in summer time too: midnight local time is 23:00 the day before in UTC
+    assert long_deadline(london(2013, 7, 17, 0, 0).astimezone(UTC)) == "the end of 16 July 2013"
+    assert long_date(date(2012, 1, 3)) == "3 January 2012"
+    assert council_in_prose("City of Westminster") == "the City of Westminster"
+    assert council_in_prose("Devon County Council") == "Devon County Council"

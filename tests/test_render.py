@@ -42,6 +42,7 @@ COUNCIL = {
 }
 LETTER = {
     "addressee": ["The Chief Executive", "Cheshire West and Chester Council"],
+    "council_in_prose": "Cheshire West and Chester Council",
     "salutation": "Dear Chief Executive",
     "issuer": "Department for Communities and Local Government",
     "issuer_in_prose": "the Department for Communities and Local Government",

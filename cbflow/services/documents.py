@@ -342,7 +342,11 @@ class Issuer:
             applications,
             lambda a: {
                 "reason": a.decision_reason
-                or "Your expression of interest was not among the places shortlisted."
+                or (
+                    "Your expression of interest did not pass the sift."
+                    if a.state == "sift_fail"
+                    else "Your expression of interest was not among the places shortlisted."
+                )
             },
         )
 

@@ -16,7 +16,7 @@ from cbflow.prospectus import SiftCheck, SiftRule
 from cbflow.services.applications import not_reached
 from cbflow.services.audit import transition
 from cbflow.services.rounds import applications_of, prospectus_of
-from cbflow.wording import and_list, long_deadline, plural
+from cbflow.wording import and_list, long_deadline, plural, sentence
 
 # how every "not shortlisted" reason begins: the regret letters go to the applications it marks
 NOT_SHORTLISTED = "Your expression of interest passed the sift but was not"
@@ -33,6 +33,16 @@ def not_shortlisted_reason(shortlisted: int) -> str:
 
 def was_not_shortlisted(application: Application) -> bool:
     return (application.decision_reason or "").startswith(NOT_SHORTLISTED)
+
+
+def regretted(session: Session, round_: Round) -> list[Application]:
+    """The applications told, with the invitations, that they are not invited to bid: those not
+    shortlisted, and those that did not pass the sift."""
+    return [
+        a
+        for a in applications_of(session, round_, AppState.UNSUCCESSFUL, AppState.SIFT_FAIL)
+        if a.state == AppState.SIFT_FAIL or was_not_shortlisted(a)
+    ]
 
 
 def sift_reason(failed: list[SiftRule], target: AppState) -> str:
@@ -136,6 +146,10 @@ def review_referral(
         raise CbflowError("give the reason for the decision on a referred EOI")
     target = AppState.SIFT_PASS if passed else AppState.SIFT_FAIL
     transition(session, application, target, actor=actor, now=now, reason=reason)
+    if not passed:  # the council is told the staff's reason in its regret letter
+        application.decision_reason = (
+            f"Your expression of interest did not pass the sift. {sentence(reason)}"
+        )
     return application
 
 
