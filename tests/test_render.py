@@ -243,6 +243,7 @@ def contexts() -> dict[str, dict[str, Any]]:
             "doc": doc("Decision"),
             "council": COUNCIL,
             "outcome": "selected",
+            "noun": "bid",
             "rank": "1st of 6",
             "total": "4.20",
             "reason": "Strong partnership.",

@@ -446,10 +446,12 @@ class Issuer:
     def decisions(self, applications: Iterable[Application]) -> list[Pending]:
         applications = list(applications)
         ranked = sum(1 for a in applications if a.rank is not None)
+        noun = "bid" if self.prospectus.stages.bid else "application"
         return self._for_each(
             "decision",
             applications,
             lambda a: {
+                "noun": noun,
                 "outcome": a.state if a.state in ("reserve", "unsuccessful") else "selected",
                 "rank": f"{_ordinal(a.rank)} of {ranked}" if a.rank is not None else None,
                 "total": f"{a.total_score}%" if a.total_score else None,
