@@ -117,6 +117,9 @@ class Application(SQLModel, table=True):
     reserve_position: int | None = None
     decision_reason: str | None = None
     decided_at: datetime | None = _when()  # set by the selection, not by the shortlist
+    # the grant offer's acceptance in the portal: when, and the email of the person who accepted
+    offer_accepted_at: datetime | None = _when()
+    offer_accepted_by: str | None = None
     # no foreign key: a model points back at its application, and a cycle of keys would make
     # table creation order ambiguous
     adopted_from_model_id: int | None = Field(default=None, index=True)

@@ -524,11 +524,50 @@ class OpenData(Strict):
     ocid_prefix: Annotated[str, Field(pattern=r"^ocds-[a-z0-9]{6}$")]
 
 
+PHONE = r"^\+?[0-9][0-9 ()-]{4,28}[0-9]$"
+
+
+class Contact(Strict):
+    """The person who signs the round's letters and answers questions about them."""
+
+    name: Annotated[str, Field(min_length=1, max_length=120)]
+    role: Annotated[str, Field(min_length=1, max_length=120)]
+    email: Annotated[str, Field(max_length=254)]
+    phone: Annotated[str, Field(pattern=PHONE)] | None = None
+
+    @field_validator("name", "role")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if not value:
+            raise ValueError("must not be blank")
+        return value
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        from cbflow.forms import is_email  # forms imports this module
+
+        value = value.strip()
+        if not is_email(value):
+            raise ValueError(f"{value!r} is not an email address, like name@example.gov.uk")
+        return value
+
+
+class GrantOffer(Strict):
+    """The terms a grant offer letter states. Without `conditions` the letter gives the standard
+    ones, drawn from the implementation stage (returns, milestones, payments)."""
+
+    conditions: list[Annotated[str, Field(min_length=1, max_length=1000)]] | None = None
+    accept_within_days: Annotated[int, Field(gt=0, le=365)] = 28
+
+
 class Prospectus(Strict):
     format: Literal[1]
     id: Annotated[str, Field(pattern=SLUG, max_length=80)]
     title: str
     issued_by: str
+    contact: Contact | None = None
     summary: str = ""
     timezone: str = "Europe/London"
     eligibility: Eligibility = Eligibility()
@@ -537,6 +576,7 @@ class Prospectus(Strict):
     stages: Stages
     selection: Selection = Selection()
     open_data: OpenData | None = None
+    grant_offer: GrantOffer = GrantOffer()
 
     @field_validator("timezone")
     @classmethod

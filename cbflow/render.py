@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
-from zoneinfo import ZoneInfo
 
 import jinja2
 import weasyprint
@@ -40,6 +39,7 @@ from weasyprint.text.fonts import FontConfiguration
 
 from cbflow.lifeline import end_with
 from cbflow.settings import get_settings
+from cbflow.wording import body_in_prose, long_date, long_deadline, long_moment
 
 # Tagged PDF with the PDF/UA-1 identification: screen readers get the structure, and WeasyPrint
 # takes the title and language from the document's <title> and <html lang>.
@@ -47,21 +47,6 @@ PDF_VARIANT = "pdf/ua-1"
 PARTIAL = ".part"  # the suffix of a document being written
 
 PENNY = Decimal("0.01")
-# Spelled out here because strftime's %B follows the process locale; documents are en-GB.
-MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
 
 
 class URLRefused(ValueError):
@@ -147,27 +132,27 @@ def money_filter(value: Decimal | int | str) -> str:
     return f"{sign}£{abs(pence):,}"
 
 
-def _local(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        # A naive time has no place in a document: it would print a wrong hour half the year.
-        raise ValueError(f"datetime {value.isoformat()} has no time zone")
-    return value.astimezone(ZoneInfo(get_settings().timezone))
-
-
 def date_filter(value: date | str) -> str:
     """`10 November 2011`, in the configured time zone for datetimes; strings pass through."""
     if isinstance(value, str):
         return value
-    day = _local(value) if isinstance(value, datetime) else value
-    return f"{day.day} {MONTHS[day.month - 1]} {day.year}"
+    return long_date(value)
 
 
 def datetime_filter(value: datetime | str) -> str:
-    """`12:00 on 10 November 2011` in the configured time zone; strings pass through."""
+    """`12:00 on 10 November 2011` in the configured time zone (a moment at midnight: the date
+    alone); strings pass through."""
     if isinstance(value, str):
         return value
-    moment = _local(value)
-    return f"{moment:%H:%M} on {date_filter(moment)}"
+    return long_moment(value)
+
+
+def deadline_filter(value: datetime | str) -> str:
+    """`12:00 on 10 November 2011`, or `the end of 9 November 2011` for a midnight deadline;
+    strings pass through."""
+    if isinstance(value, str):
+        return value
+    return long_deadline(value)
 
 
 def document_environment(templates_dir: Path | None = None) -> jinja2.Environment:
@@ -185,6 +170,8 @@ def document_environment(templates_dir: Path | None = None) -> jinja2.Environmen
         money=money_filter,
         date=date_filter,
         datetime=datetime_filter,
+        deadline=deadline_filter,
+        body=body_in_prose,
     )
     return environment
 

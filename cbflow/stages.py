@@ -145,12 +145,7 @@ def invite_to_bid(
                 session, round_, AppState.INVITED, AppState.BID_DRAFT, AppState.BID_SUBMITTED
             )
         )
-        not_shortlisted = [
-            a
-            for a in rounds.applications_of(session, round_, AppState.UNSUCCESSFUL)
-            if a.decision_reason == "not shortlisted"
-        ]
-        pendings += issuer.regrets(not_shortlisted)
+        pendings += issuer.regrets(sift.regretted(session, round_))
     outcome = Outcome(slug, "invite", {"invited": len(invited), "not shortlisted": len(regretted)})
     outcome.documents = issue(pendings, now, progress)
     return outcome

@@ -501,4 +501,6 @@ def test_close_bids_at_deadline_makes_unsubmitted_unsuccessful(cbflow_env: Setti
     assert submitted == 0
     application = stored(reference)
     assert application.state == AppState.UNSUCCESSFUL
-    assert application.decision_reason == "no bid was submitted by the deadline"
+    assert application.decision_reason == (
+        "No bid was received by the deadline, the end of 9 December 2011."
+    )

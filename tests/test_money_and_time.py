@@ -286,8 +286,9 @@ def test_budget_one_penny_over_is_not_selected(any_db_env: Settings) -> None:
         AppState.SELECTED,
         AppState.RESERVE,
     ]
-    assert decisions[2].reason.endswith(
-        ": its request of £1,600,000.01 is more than the £1,600,000.00 of the budget left"
+    assert (
+        " Its request of £1,600,000.01 is more than the £1,600,000.00 left in the budget. "
+        in decisions[2].reason
     )
     with session_scope() as session:
         awarded = selection.total_awarded(session, rounds.get_round(session, slug))

@@ -143,6 +143,19 @@ def test_troubled_families_payments_total_4000_per_family_when_in_first_year() -
 # ---------------------------------------------------------------------------------------------
 # Broken files: each fault names the file, the line and the key path
 
+ISSUED = "issued_by: Department for Communities and Local Government\n"
+
+
+def _contact(
+    name: str = "Alex Morgan", email: str = "alex@communities.gov.uk", phone: str = "020 7946 0000"
+) -> str:
+    """The example's `issued_by` line followed by a contact with these details."""
+    return (
+        f"{ISSUED}contact:\n  name: {name}\n  role: Head of Community Budgets\n"
+        f"  email: {email}\n  phone: {phone}\n"
+    )
+
+
 BROKEN = [
     pytest.param(
         "    shortlist: 6",
@@ -220,6 +233,34 @@ BROKEN = [
         "min_rows: 31",
         "stages.eoi.form.sections[0].questions[1].min_rows",
         id="min-rows-above-max-rows",
+    ),
+    pytest.param(
+        ISSUED,
+        _contact(email="alex at communities"),
+        "email: alex",
+        "contact.email",
+        id="contact-email-not-an-address",
+    ),
+    pytest.param(
+        ISSUED,
+        _contact(name="A" * 121),
+        "name: AAA",
+        "contact.name",
+        id="contact-name-too-long",
+    ),
+    pytest.param(
+        ISSUED,
+        _contact(phone="call us"),
+        "phone: call",
+        "contact.phone",
+        id="contact-phone-not-a-number",
+    ),
+    pytest.param(
+        ISSUED,
+        ISSUED + "grant_offer: {accept_within_days: 0}\n",
+        "grant_offer",
+        "grant_offer.accept_within_days",
+        id="offer-accepted-within-no-days",
     ),
 ]
 
@@ -427,3 +468,30 @@ def test_format_schema_is_a_valid_json_schema_when_checked_against_its_metaschem
 
     # Assert
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+def test_a_contact_and_grant_offer_terms_load_and_both_are_optional(tmp_path: Path) -> None:
+    assert load(EXAMPLE).contact is None
+    assert load(EXAMPLE).grant_offer.conditions is None
+    assert load(EXAMPLE).grant_offer.accept_within_days == 28
+    path = tmp_path / "with-contact.yaml"
+    path.write_text(
+        EXAMPLE.read_text(encoding="utf-8").replace(
+            "issued_by: Department for Communities and Local Government\n",
+            "issued_by: Department for Communities and Local Government\n"
+            "contact: {name: '  Alex   Morgan ', role: Head of Community Budgets,"
+            " email: ' alex@communities.gov.uk '}\n"
+            "grant_offer: {conditions: [Publish what you learn.], accept_within_days: 14}\n",
+        ),
+        encoding="utf-8",
+    )
+
+    prospectus = load(path)
+
+    assert prospectus.contact is not None
+    assert prospectus.contact.name == "Alex Morgan"
+    assert prospectus.contact.email == "alex@communities.gov.uk"
+    assert prospectus.contact.phone is None
+    assert prospectus.grant_offer.conditions == ["Publish what you learn."]
+    assert prospectus.grant_offer.accept_within_days == 14
+    assert load(_shipped("whole-place-2011")).contact is not None

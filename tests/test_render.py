@@ -36,8 +36,20 @@ from cbflow.settings import get_settings
 COUNCIL = {
     "code": "E06000050",
     "name": "Cheshire West and Chester",
+    "official_name": "Cheshire West and Chester Council",
     "type_name": "Unitary authority",
     "region": "North West",
+}
+LETTER = {
+    "addressee": ["The Chief Executive", "Cheshire West and Chester Council"],
+    "council_in_prose": "Cheshire West and Chester Council",
+    "salutation": "Dear Chief Executive",
+    "issuer": "Department for Communities and Local Government",
+    "issuer_in_prose": "the Department for Communities and Local Government",
+    "issuer_to_start": "The Department for Communities and Local Government",
+    "signatory": None,
+    "contact": None,
+    "portal": "https://cbflow.example",
 }
 PASSWD_MARKER = b"root:x:0:0"
 FILE_IMAGE = '<img src="file:///etc/passwd">'
@@ -148,24 +160,28 @@ def contexts() -> dict[str, dict[str, Any]]:
             "_expect": "Community Budgets: whole-place pilots",
         },
         "eoi_receipt": {
+            "letter": LETTER,
             "doc": doc("Expression of interest receipt"),
             "council": COUNCIL,
             "submitted_at": "12:00 on 10 November 2011",
             "sections": receipt_sections(),
         },
         "bid_receipt": {
+            "letter": LETTER,
             "doc": doc("Bid receipt"),
             "council": COUNCIL,
             "submitted_at": "09:30 on 2 December 2011",
             "sections": receipt_sections(),
         },
         "invitation": {
+            "letter": LETTER,
             "doc": doc("Invitation to bid"),
             "council": COUNCIL,
             "deadline": "12:00 on 15 December 2011",
             "bid_sections": ["Operational plan", "Governance"],
         },
         "regret": {
+            "letter": LETTER,
             "doc": doc("Expression of interest outcome"),
             "council": COUNCIL,
             "reason": "The partnership did not include the local NHS.",
@@ -224,22 +240,28 @@ def contexts() -> dict[str, dict[str, Any]]:
             ],
         },
         "decision": {
+            "letter": LETTER,
             "doc": doc("Decision"),
             "council": COUNCIL,
             "outcome": "selected",
-            "rank": 1,
+            "noun": "bid",
+            "rank": "1st of 6",
             "total": "4.20",
             "reason": "Strong partnership.",
             "reserve_position": None,
         },
         "grant_offer": {
+            "letter": LETTER,
             "doc": doc("Grant offer"),
             "council": COUNCIL,
             "amount": "£1,500,000.00",
+            "period": {"starts": "1 April 2012", "ends": "31 March 2013"},
             "milestones": [{"title": "Operational plan", "due": "31 October 2012"}],
-            "returns_every": "quarter",
-            "payments": [{"description": "Attachment fee per family", "amount": "£3,200.00"}],
+            "returns": {"every": "quarter", "due_within": "fourteen days"},
+            "payments": [{"description": "Attachment fee for each family", "amount": "£3,200.00"}],
             "conditions": ["Publish what you learn."],
+            "accept_by": "the end of 17 January 2012",
+            "accept_address": "https://cbflow.example/applications/7/offer",
         },
         "progress_report": {
             "doc": doc("Progress report"),
@@ -306,10 +328,12 @@ def contexts() -> dict[str, dict[str, Any]]:
             "adopters": [{"council": "Essex", "started_at": "1 April 2015"}],
         },
         "chaser": {
+            "letter": LETTER,
             "doc": doc("Return overdue"),
             "council": COUNCIL,
-            "period": "July to September 2013",
-            "due": "14 October 2013",
+            "period": "1 July 2013 to 30 September 2013",
+            "due": "the end of 14 October 2013",
+            "returns_address": "https://cbflow.example/applications/7/returns",
         },
     }
 
@@ -386,7 +410,7 @@ def test_render_html_missing_key_fails() -> None:
 
 def test_render_pdf_decision_outcomes_each_render(tmp_path: Path) -> None:
     for outcome, position, expected in (
-        ("reserve", 2, "Reserve position 2"),
+        ("reserve", 2, "Reserve position: 2"),
         ("unsuccessful", None, "has not been selected"),
     ):
         context = contexts()["decision"] | {"outcome": outcome, "reserve_position": position}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 from decimal import Decimal
 
 import pytest
@@ -28,6 +29,7 @@ from cbflow.models import Council
 from cbflow.services import assessment, rounds, selection
 from cbflow.services.selection import SelectionImpossible
 from cbflow.settings import Settings
+from cbflow.wording import ordinal
 
 # councils of several regions and types: four metropolitan districts (two in the North West, two
 # in Yorkshire), two counties, a London borough and a unitary
@@ -129,23 +131,32 @@ def test_the_selection_is_the_best_combination_and_every_exclusion_is_explained(
     # every exclusion explained, by a limit it would in fact break
     for decision in decisions:
         code = decision.application.council_code
+        standing = f"ranked {ordinal(ranks[code])} of {len(entries)} with a score of "
+        assert f"{standing}{results[code].total}%." in decision.reason
         if decision.outcome == AppState.SELECTED:
-            assert decision.reason.startswith("Selected: place ")
+            assert decision.reason.endswith(". It has been selected.")
             continue
-        assert f"rank {ranks[code]}, score {results[code].total}%" in decision.reason
         if results[code].gateway_failed:
-            assert "below the minimum score on Partnership working" in decision.reason
+            assert "below the minimum for “Partnership working”" in decision.reason
             continue
-        reasons = decision.reason.split("): ", 1)[1].split("; ")
+        body = decision.reason.split(" It was not selected. ", 1)[1]
+        reasons = [
+            sentence
+            for sentence in re.split(r"(?<=\.) (?=[A-Z])", body)
+            if not sentence.startswith(("It is ", "The reserve list "))
+        ]
         request = app(refs[code]).support_requested_pence or 0
         for reason in reasons:
-            if reason.startswith(("all ", "the only place")):
+            assert reason.endswith(".")
+            if reason.startswith(("All ", "Both places", "The one place")):
                 assert len(chosen) == places
-            elif reason.startswith("its request"):
+            elif reason.startswith("Its request"):
                 assert spent + request > budget * 100
             else:
                 region = councils[code].region
-                assert reason == f"{region} already has the 1 place allowed for each region"
+                assert reason == (
+                    f"The {region} region already has the one place allowed to any one region."
+                )
                 assert region in {councils[c].region for c in chosen}
         assert reasons, decision.reason
 
@@ -165,9 +176,10 @@ def test_a_region_with_its_place_taken_is_given_as_the_reason(cbflow_env: Settin
     assert outcome_of(refs["BUR"]) == (
         "reserve",
         1,
-        "Reserve 1 (rank 2, score 92.50%): all 2 places went to the combination of "
-        "applications with the highest total score; North West already has the 1 place "
-        "allowed for each region",
+        "Your bid ranked 2nd of 3 with a score of 92.50%. It was not selected. Both places "
+        "went to the combination of bids with the highest total score. The North West region "
+        "already has the one place allowed to any one region. It is first on the reserve list: "
+        "if a selected place withdraws, it will be offered the place.",
     )
 
 

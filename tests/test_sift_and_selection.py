@@ -211,7 +211,11 @@ def test_sift_check_kind_passes_boundary_and_fails_just_beyond(
     assert states([passing, failing]) == ["sift_pass", "sift_fail"]
     assert app(passing).sift_results == {"the-check": {"passed": True, "on_fail": "fail"}}
     assert app(failing).sift_results == {"the-check": {"passed": False, "on_fail": "fail"}}
-    assert transitions_of(failing)[-1].reason == "failed: the-check"
+    assert transitions_of(failing)[-1].reason == (
+        "Your expression of interest did not pass the sift: it did not meet the check "
+        "“Rule the-check”."
+    )
+    assert app(failing).decision_reason == transitions_of(failing)[-1].reason
 
 
 def test_sift_outcome_follows_on_fail_of_failed_rules(cbflow_env: Settings) -> None:
@@ -247,8 +251,17 @@ def test_sift_outcome_follows_on_fail_of_failed_rules(cbflow_env: Settings) -> N
         "sift_fail",
         "eoi_draft",  # never submitted: not sifted
     ]
-    assert transitions_of(misses_both)[-1].reason == "failed: enough-partners, board-agreed"
-    assert transitions_of(meets_both)[-1].reason == "passed every check"
+    assert transitions_of(misses_both)[-1].reason == (
+        "Your expression of interest did not pass the sift: it did not meet the checks "
+        "“Rule enough-partners” and “Rule board-agreed”."
+    )
+    assert transitions_of(misses_refer)[-1].reason == (
+        "Your expression of interest was referred to staff for a decision: it did not meet "
+        "the check “Rule enough-partners”."
+    )
+    assert transitions_of(meets_both)[-1].reason == (
+        "Your expression of interest passed every check of the sift."
+    )
     assert round_state(slug) == RoundState.EOI_CLOSED
 
 
@@ -361,8 +374,11 @@ def test_confirm_shortlist_not_chosen_become_unsuccessful_with_reason(cbflow_env
 
     assert (sorted(invited), regretted) == (sorted([first, third]), [second])
     assert states([first, second, third]) == ["invited", "unsuccessful", "invited"]
-    assert app(second).decision_reason == "not shortlisted"
-    assert transitions_of(second)[-1].reason == "not shortlisted"
+    regret = (
+        "Your expression of interest passed the sift but was not among the two places shortlisted."
+    )
+    assert app(second).decision_reason == regret
+    assert transitions_of(second)[-1].reason == regret
     assert app(second).decided_at is None  # the selection decides, not the shortlist
     assert round_state(slug) == RoundState.BIDS_INVITED
 
@@ -656,18 +672,30 @@ def test_decide_never_selects_more_than_places(cbflow_env: Settings) -> None:
 
     selected = [c for c, d in decisions.items() if d.outcome == AppState.SELECTED]
     assert sorted(selected) == ["BOL", "BUR"]
-    full = "all 2 places went to the combination of applications with the highest total score"
-    assert outcome_of(refs["CLD"]) == ("reserve", 1, f"Reserve 1 (rank 3, score 82.50%): {full}")
-    assert outcome_of(refs["BIR"])[:2] == ("reserve", 2)
+    full = "Both places went to the combination of bids with the highest total score."
+    assert outcome_of(refs["CLD"]) == (
+        "reserve",
+        1,
+        f"Your bid ranked 3rd of 5 with a score of 82.50%. It was not selected. {full} It is "
+        "first on the reserve list: if a selected place withdraws, it will be offered the place.",
+    )
+    assert outcome_of(refs["BIR"]) == (
+        "reserve",
+        2,
+        f"Your bid ranked 4th of 5 with a score of 75.00%. It was not selected. {full} It is "
+        "second on the reserve list: if selected places withdraw, their places are offered to "
+        "the reserve list in order.",
+    )
     assert outcome_of(refs["BRD"]) == (
         "unsuccessful",
         None,
-        f"Not selected (rank 5, score 50.00%): {full}",
+        f"Your bid ranked 5th of 5 with a score of 50.00%. It was not selected. {full} The "
+        "reserve list holds two bids and is full.",
     )
     assert outcome_of(refs["BOL"]) == (
         "selected",
         None,
-        "Selected: place 1 of 2 (rank 1, score 100.00%)",
+        "Your bid ranked 1st of 5 with a score of 100.00%. It has been selected.",
     )
     assert round_state(slug) == RoundState.DECIDED
     assert all(app(r).decided_at == DECIDE_DAY for r in refs.values())
@@ -732,9 +760,10 @@ def test_decide_budget_skips_dear_request_for_cheaper_lower_ranked(cbflow_env: S
     state, position, reason = outcome_of(refs["BUR"])
     assert (state, position) == ("reserve", 1)
     assert reason == (
-        "Reserve 1 (rank 4, score 75.00%): all 4 places went to the combination of applications "
-        "with the highest total score; its request of £1,000,000.00 is more than the £0.00 of "
-        "the budget left"
+        "Your bid ranked 4th of 6 with a score of 75.00%. It was not selected. All four places "
+        "went to the combination of bids with the highest total score. Its request of "
+        "£1,000,000.00 is more than the £0.00 left in the budget. It is first on the reserve "
+        "list: if a selected place withdraws, it will be offered the place."
     )
     assert outcome_of(refs["CAM"])[:2] == ("reserve", 2)
     with session_scope() as session:
@@ -771,7 +800,8 @@ def test_decide_gateway_below_minimum_unsuccessful_despite_top_total(cbflow_env:
     assert outcome_of(refs["BIR"]) == (
         "unsuccessful",
         None,
-        "Not selected (rank 1, score 70.00%): below the minimum score on Partnership working",
+        "Your bid ranked 1st of 3 with a score of 70.00%. It scored below the minimum for "
+        "“Partnership working”, so it could not be selected.",
     )
     assert outcome_of(refs["BOL"])[0] == "selected"
     assert outcome_of(refs["BRD"])[:2] == ("reserve", 1)

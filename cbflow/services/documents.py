@@ -33,6 +33,7 @@ from cbflow.models import (
 )
 from cbflow.prospectus import Form, Prospectus, Question, TableQuestion
 from cbflow.render import RenderJob, date_filter
+from cbflow.services import offers
 from cbflow.services.applications import (
     Stage,
     all_answers,
@@ -45,6 +46,14 @@ from cbflow.services.implementation import milestones_of, returns_of
 from cbflow.services.rounds import prospectus_of
 from cbflow.services.selection import frontier
 from cbflow.settings import get_settings
+from cbflow.wording import (
+    body_in_prose,
+    council_in_prose,
+    long_date,
+    long_deadline,
+    long_moment,
+    plural,
+)
 
 DOCUMENT_TITLES = {
     "prospectus": "Prospectus",
@@ -84,7 +93,7 @@ def _doc(prospectus: Prospectus, kind: str, reference: str, now: datetime) -> di
         "round_title": prospectus.title,
         "round_id": prospectus.id,
         # the day of issue, as a letter is dated: the hour a stage ran tells the reader nothing
-        "generated_at": date_filter(now.astimezone(prospectus.zone).date()),
+        "generated_at": long_date(now, prospectus.zone),
         "lang": "en-GB",
     }
 
@@ -93,8 +102,27 @@ def _council(council: Council) -> dict[str, str]:
     return {
         "code": council.code,
         "name": council.name,
+        "official_name": council.official_name,
         "type_name": council.type_name,
         "region": council.region,
+    }
+
+
+def letter_of(prospectus: Prospectus, council: Council) -> dict[str, Any]:
+    """Who a letter is to and from: the council's chief executive, by role, at the council's
+    official name; signed by the prospectus's contact, or in the issuing body's name."""
+    contact = prospectus.contact
+    body = prospectus.issued_by
+    return {
+        "addressee": ["The Chief Executive", council.official_name],
+        "council_in_prose": council_in_prose(council.official_name),
+        "salutation": "Dear Chief Executive",
+        "issuer": body,
+        "issuer_in_prose": body_in_prose(body),
+        "issuer_to_start": body_in_prose(body, start=True),
+        "signatory": {"name": contact.name, "role": contact.role} if contact else None,
+        "contact": contact.model_dump() if contact else None,
+        "portal": get_settings().resolved_portal_base_url,
     }
 
 
@@ -185,7 +213,11 @@ class Issuer:
             if key in self.issued:
                 continue
             council = self.councils[application.council_code]
-            context = {"council": _council(council), **build(application)}
+            context = {
+                "council": _council(council),
+                "letter": letter_of(self.prospectus, council),
+                **build(application),
+            }
             filename = _file_stem(application)
             pending = self._pending(kind, key, context, application, filename)
             if pending:
@@ -294,7 +326,7 @@ class Issuer:
             assert submitted is not None, "a receipt is for a submission"
             answers = application.eoi_answers if stage == "eoi" else application.bid_answers
             return {
-                "submitted_at": local_time(submitted, self.prospectus),
+                "submitted_at": long_moment(submitted, self.prospectus.zone),
                 "sections": answer_sections(form, answers, self.council_names),
             }
 
@@ -303,7 +335,7 @@ class Issuer:
     def invitations(self, applications: Iterable[Application]) -> list[Pending]:
         p = self.prospectus
         assert p.timetable.bid is not None and p.stages.bid is not None
-        deadline = local_deadline(p.timetable.bid.closes_at(p.zone), p)
+        deadline = long_deadline(p.timetable.bid.closes_at(p.zone), p.zone)
         sections = [s.title for s in p.stages.bid.form.sections]
         return self._for_each(
             "invitation", applications, lambda a: {"deadline": deadline, "bid_sections": sections}
@@ -311,7 +343,16 @@ class Issuer:
 
     def regrets(self, applications: Iterable[Application]) -> list[Pending]:
         return self._for_each(
-            "regret", applications, lambda a: {"reason": a.decision_reason or "not shortlisted"}
+            "regret",
+            applications,
+            lambda a: {
+                "reason": a.decision_reason
+                or (
+                    "Your expression of interest did not pass the sift."
+                    if a.state == "sift_fail"
+                    else "Your expression of interest was not among the places shortlisted."
+                )
+            },
         )
 
     def _assessor_charts(self) -> list[Markup]:
@@ -411,12 +452,16 @@ class Issuer:
         return items
 
     def decisions(self, applications: Iterable[Application]) -> list[Pending]:
+        applications = list(applications)
+        ranked = sum(1 for a in applications if a.rank is not None)
+        noun = "bid" if self.prospectus.stages.bid else "application"
         return self._for_each(
             "decision",
             applications,
             lambda a: {
+                "noun": noun,
                 "outcome": a.state if a.state in ("reserve", "unsuccessful") else "selected",
-                "rank": a.rank,
+                "rank": f"{_ordinal(a.rank)} of {ranked}" if a.rank is not None else None,
                 "total": f"{a.total_score}%" if a.total_score else None,
                 "reason": a.decision_reason or "",
                 "reserve_position": a.reserve_position,
@@ -427,33 +472,43 @@ class Issuer:
         p = self.prospectus
         stage = p.stages.implementation
         milestones = [
-            {"title": m.title, "due": m.due.isoformat()}
-            for m in (stage.milestones if stage else [])
+            {"title": m.title, "due": long_date(m.due)} for m in (stage.milestones if stage else [])
         ]
         payments = [
             {
                 "description": pay.description,
-                "amount": f"£{pay.amount_gbp:,.2f} per {pay.per.replace('_', ' ')}",
+                "amount": f"£{pay.amount_gbp:,.2f}",
             }
             for pay in (stage.payments if stage else [])
         ]
-        every = stage.returns.every if stage and stage.returns else "none"
-        conditions = [
-            f"Spend the grant on the plan set out in your application to {p.title}.",
-            f"Make a return every {every} through cbflow, on time."
-            if stage and stage.returns
-            else "Report progress when asked.",
-            "Tell the programme team at once of any change that puts the plan at risk.",
-        ]
+        returns = stage.returns if stage else None
+        period = p.timetable.implementation
+        conditions = list(p.grant_offer.conditions or default_conditions(p))
+        accept_by = long_deadline(offers.accept_by(p, self.now), p.zone)
         return self._for_each(
             "grant_offer",
             applications,
             lambda a: {
                 "amount": money(a.support_requested_pence),
+                "period": (
+                    {"starts": long_date(period.starts), "ends": long_date(period.ends)}
+                    if period
+                    else None
+                ),
                 "milestones": milestones,
-                "returns_every": every,
+                "returns": (
+                    {
+                        "every": returns.every,
+                        "due_within": plural(returns.due_within_days, "day"),
+                    }
+                    if returns
+                    else None
+                ),
                 "payments": payments,
                 "conditions": conditions,
+                "accept_by": accept_by,
+                "accept_address": f"{get_settings().resolved_portal_base_url}"
+                f"/applications/{a.id}/offer",
             },
         )
 
@@ -463,10 +518,14 @@ class Issuer:
             application = self.session.get(Application, record_.application_id)
             assert application is not None
             key = f"{application.reference}/chaser/{record_.period}"
+            council = self.councils[application.council_code]
             context = {
-                "council": _council(self.councils[application.council_code]),
-                "period": f"{record_.period_start.isoformat()} to {record_.period_end.isoformat()}",
-                "due": local_deadline(record_.due, self.prospectus),
+                "council": _council(council),
+                "letter": letter_of(self.prospectus, council),
+                "period": f"{long_date(record_.period_start)} to {long_date(record_.period_end)}",
+                "due": long_deadline(record_.due, self.prospectus.zone),
+                "returns_address": f"{get_settings().resolved_portal_base_url}"
+                f"/applications/{application.id}/returns",
             }
             name = f"{_file_stem(application)}-period-{record_.period}"
             pending = self._pending("chaser", key, context, application, name)
@@ -636,6 +695,46 @@ def _file_stem(application: Application) -> str:
     """A file name for an application's document: its reference less the round ("ESS",
     "CHI-adopts-1"); the round's folder holds it."""
     return application.reference.split("/", 1)[1].replace("/", "-")
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def default_conditions(prospectus: Prospectus) -> list[str]:
+    """The grant's conditions when the prospectus states none, drawn from its implementation
+    stage."""
+    body = body_in_prose(prospectus.issued_by)
+    stage = prospectus.stages.implementation
+    out = [
+        f"The grant is to be spent on the proposal set out in your application to "
+        f"{prospectus.title}, and on nothing else.",
+    ]
+    if stage and stage.returns:
+        every = {"month": "month", "quarter": "quarter", "half-year": "six months"}[
+            stage.returns.every
+        ]
+        out.append(
+            f"You make a monitoring return through the portal for every {every}, within "
+            f"{plural(stage.returns.due_within_days, 'day')} of its end. Payments that depend "
+            "on a return are held until it arrives."
+        )
+    if stage and stage.milestones:
+        out.append(
+            f"You meet the milestones below by their dates, and tell {body} at once if one is "
+            "at risk."
+        )
+    if stage and stage.payments:
+        out.append(
+            "Payments are made by results: at the rates below, on the figures in each return, "
+            "which may be checked against your records."
+        )
+    out.append(
+        f"You tell {body} at once of any change that puts the proposal at risk, and keep "
+        "records of how the grant is spent for inspection."
+    )
+    return out
 
 
 def _only(form: Form, answers: dict[str, Any]) -> Form:

@@ -32,6 +32,7 @@ from cbflow.services.audit import transition
 from cbflow.services.rounds import applications_of, prospectus_of
 from cbflow.services.sift import drawn_lot
 from cbflow.solver import GroupLimit, Infeasible, Item, choose
+from cbflow.wording import and_list, number_word, ordinal, ordinal_word, plural, sentence
 
 
 @dataclass(frozen=True)
@@ -70,16 +71,11 @@ class _Candidate:
     def request(self) -> int:
         return self.application.support_requested_pence or 0
 
-    @property
-    def standing(self) -> str:
+    def standing(self, of: int, noun: str) -> str:
+        """`Your bid ranked 2nd of 6 with a score of 71.25%.`: where it stood among `of`."""
         if self.score is None:
-            return f"{_ordinal(self.rank)} to apply"
-        return f"rank {self.rank}, score {self.score}%"
-
-
-def _ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
+            return f"Your {noun} was the {ordinal(self.rank)} of {of} to arrive."
+        return f"Your {noun} ranked {ordinal(self.rank)} of {of} with a score of {self.score}%."
 
 
 @dataclass(frozen=True)
@@ -99,9 +95,12 @@ class _Group:
         return GroupLimit(self.name, self.members, self.rule.at_most)
 
     def full_text(self) -> str:
-        count = self.rule.at_most
-        places = "place" if count == 1 else "places"
-        return f"{self.name} already has the {count} {places} allowed for each {_kind(self.rule)}"
+        """Why the group can take no more: `the North West region already has the one place
+        allowed to any one region`."""
+        allowed = plural(self.rule.at_most or 0, "place")
+        if self.rule.per == "region":
+            return f"the {self.name} region already has the {allowed} allowed to any one region"
+        return f"{self.name} councils already have the {allowed} allowed to any one type of council"
 
 
 def _candidates(
@@ -237,48 +236,63 @@ def plan(session: Session, round_: Round, scenario: Scenario | None = None) -> l
         ) from None
     selected = [c for c in running if c.application.id in chosen]
     spent = sum(c.request for c in selected)
+    noun, nouns = (
+        ("bid", "bids")
+        if prospectus.stages.bid
+        else (
+            "expression of interest",
+            "expressions of interest",
+        )
+    )
     decisions: list[Decision] = []
     reserves = 0
     for candidate in candidates:
         application = candidate.application
+        standing = candidate.standing(len(candidates), noun)
         if candidate.gateway_failed:
+            below = and_list([f"“{title}”" for title in candidate.gateway_failed])
             decisions.append(
                 Decision(
                     application,
                     AppState.UNSUCCESSFUL,
-                    f"Not selected ({candidate.standing}): below the minimum score on "
-                    + ", ".join(candidate.gateway_failed),
+                    f"{standing} It scored below the minimum for {below}, so it could not "
+                    "be selected.",
                 )
             )
             continue
         if application.id in chosen:
-            place = selected.index(candidate) + 1
-            of = f" of {places}" if places else ""
             decisions.append(
-                Decision(
-                    application,
-                    AppState.SELECTED,
-                    f"Selected: place {place}{of} ({candidate.standing})",
-                )
+                Decision(application, AppState.SELECTED, f"{standing} It has been selected.")
             )
             continue
-        why = _why_not(candidate, selected, spent, places, budget_pence, groups)
+        why = " ".join(
+            sentence(clause)
+            for clause in _why_not(candidate, selected, spent, places, budget_pence, groups, nouns)
+        )
         if places is None or reserves < places:
             reserves += 1
+            then = (
+                "if a selected place withdraws, it will be offered the place."
+                if reserves == 1
+                else "if selected places withdraw, their places are offered to the reserve "
+                "list in order."
+            )
             decisions.append(
                 Decision(
                     application,
                     AppState.RESERVE,
-                    f"Reserve {reserves} ({candidate.standing}): {why}",
+                    f"{standing} It was not selected. {why} It is {ordinal_word(reserves)} on "
+                    f"the reserve list: {then}",
                     reserves,
                 )
             )
         else:
+            full = f"The reserve list holds {plural(reserves, noun, nouns)} and is full."
             decisions.append(
                 Decision(
                     application,
                     AppState.UNSUCCESSFUL,
-                    f"Not selected ({candidate.standing}): {why}",
+                    f"{standing} It was not selected. {why} {full}",
                 )
             )
     return decisions
@@ -291,20 +305,24 @@ def _why_not(
     places: int | None,
     budget: int | None,
     groups: list[_Group],
-) -> str:
-    """The limits the candidate would break if it were added to the chosen places."""
+    nouns: str,
+) -> list[str]:
+    """The limits the candidate would break if it were added to the chosen places, one clause
+    each."""
     reasons = []
     if places is not None and len(selected) >= places:
-        taken = "the only place went" if places == 1 else f"all {places} places went"
+        taken = {1: "the one place went", 2: "both places went"}.get(
+            places, f"all {number_word(places)} places went"
+        )
         reasons.append(
-            f"{taken} to the combination of applications with the highest total score"
+            f"{taken} to the combination of {nouns} with the highest total score"
             if candidate.score is not None
-            else f"{taken} to applications made earlier"
+            else f"{taken} to {nouns} that arrived earlier"
         )
     if budget is not None and spent + candidate.request > budget:
         reasons.append(
             f"its request of {_pounds(candidate.request)} is more than the "
-            f"{_pounds(budget - spent)} of the budget left"
+            f"{_pounds(budget - spent)} left in the budget"
         )
     chosen_ids = {c.application.id for c in selected}
     for group in groups:
@@ -313,8 +331,8 @@ def _why_not(
         if len(group.members & chosen_ids) >= group.rule.at_most:
             reasons.append(group.full_text())
     if not reasons:  # only when adding it would not raise the total
-        reasons.append("choosing it would not raise the total score")
-    return "; ".join(reasons)
+        reasons.append("choosing it as well would not have raised the total score")
+    return reasons
 
 
 def ready_state(prospectus: Prospectus) -> RoundState:
@@ -351,7 +369,12 @@ def decide(session: Session, *, round_: Round, actor: str, now: datetime) -> lis
         )
     chosen = sum(1 for d in decisions if d.outcome == AppState.SELECTED)
     transition(
-        session, round_, RoundState.DECIDED, actor=actor, now=now, reason=f"{chosen} selected"
+        session,
+        round_,
+        RoundState.DECIDED,
+        actor=actor,
+        now=now,
+        reason=f"{plural(chosen, 'place').capitalize()} selected.",
     )
     return decisions
 

@@ -13,10 +13,54 @@ from sqlmodel import Session, col, select
 from cbflow.errors import CbflowError
 from cbflow.lifecycle import AppState, RoundState
 from cbflow.models import Application, Council, Round
-from cbflow.prospectus import SiftCheck
+from cbflow.prospectus import SiftCheck, SiftRule
 from cbflow.services.applications import not_reached
 from cbflow.services.audit import transition
 from cbflow.services.rounds import applications_of, prospectus_of
+from cbflow.wording import and_list, long_deadline, plural, sentence
+
+# how every "not shortlisted" reason begins: the regret letters go to the applications it marks
+NOT_SHORTLISTED = "Your expression of interest passed the sift but was not"
+
+
+def not_shortlisted_reason(shortlisted: int) -> str:
+    """Why a sift pass was not invited to bid, as its regret letter gives it."""
+    if shortlisted == 0:
+        return f"{NOT_SHORTLISTED} shortlisted: no place was shortlisted."
+    if shortlisted == 1:
+        return f"{NOT_SHORTLISTED} the one place shortlisted."
+    return f"{NOT_SHORTLISTED} among the {plural(shortlisted, 'place')} shortlisted."
+
+
+def was_not_shortlisted(application: Application) -> bool:
+    return (application.decision_reason or "").startswith(NOT_SHORTLISTED)
+
+
+def regretted(session: Session, round_: Round) -> list[Application]:
+    """The applications told, with the invitations, that they are not invited to bid: those not
+    shortlisted, and those that did not pass the sift."""
+    return [
+        a
+        for a in applications_of(session, round_, AppState.UNSUCCESSFUL, AppState.SIFT_FAIL)
+        if a.state == AppState.SIFT_FAIL or was_not_shortlisted(a)
+    ]
+
+
+def sift_reason(failed: list[SiftRule], target: AppState) -> str:
+    """The sift's outcome in words, naming each check failed by its description."""
+    if not failed:
+        return "Your expression of interest passed every check of the sift."
+    checks = and_list([f"“{rule.description.strip().rstrip('.')}”" for rule in failed])
+    which = "check" if len(failed) == 1 else "checks"
+    if target == AppState.SIFT_FAIL:
+        return (
+            "Your expression of interest did not pass the sift: it did not meet the "
+            f"{which} {checks}."
+        )
+    return (
+        f"Your expression of interest was referred to staff for a decision: it did not meet "
+        f"the {which} {checks}."
+    )
 
 
 def check_passes(check: SiftCheck, answers: dict[str, Any]) -> bool:
@@ -77,7 +121,10 @@ def close_eoi(session: Session, *, round_: Round, actor: str, now: datetime) -> 
         else:
             target = AppState.SIFT_PASS
         application.sift_results = results
-        reason = "failed: " + ", ".join(failed) if failed else "passed every check"
+        rules = {rule.id: rule for rule in prospectus.stages.eoi.sift}
+        reason = sift_reason([rules[rid] for rid in failed], target)
+        if target == AppState.SIFT_FAIL:
+            application.decision_reason = reason
         transition(session, application, target, actor=actor, now=now, reason=reason)
         outcomes[target.value] += 1
     transition(
@@ -100,6 +147,10 @@ def review_referral(
         raise CbflowError("give the reason for the decision on a referred EOI")
     target = AppState.SIFT_PASS if passed else AppState.SIFT_FAIL
     transition(session, application, target, actor=actor, now=now, reason=reason)
+    if not passed:  # the council is told the staff's reason in its regret letter
+        application.decision_reason = (
+            f"Your expression of interest did not pass the sift. {sentence(reason)}"
+        )
     return application
 
 
@@ -171,11 +222,17 @@ def confirm_shortlist(
     if size is not None and len(chosen) > size:
         raise CbflowError(f"the shortlist holds at most {size}; {len(chosen)} were chosen")
     chosen_ids = {a.id for a in chosen}
+    regret = not_shortlisted_reason(len(chosen_ids & passed_ids))
     invited, regretted = [], []
     for application in passed:
         if application.id in chosen_ids:
             transition(
-                session, application, AppState.INVITED, actor=actor, now=now, reason="shortlisted"
+                session,
+                application,
+                AppState.INVITED,
+                actor=actor,
+                now=now,
+                reason="Shortlisted: invited to submit a full bid.",
             )
             invited.append(application)
         else:
@@ -185,9 +242,9 @@ def confirm_shortlist(
                 AppState.UNSUCCESSFUL,
                 actor=actor,
                 now=now,
-                reason="not shortlisted",
+                reason=regret,
             )
-            application.decision_reason = "not shortlisted"
+            application.decision_reason = regret
             regretted.append(application)
     transition(
         session,
@@ -195,7 +252,7 @@ def confirm_shortlist(
         RoundState.BIDS_INVITED,
         actor=actor,
         now=now,
-        reason=f"{len(invited)} invited to bid",
+        reason=f"{plural(len(invited), 'place').capitalize()} invited to bid.",
     )
     return invited, regretted
 
@@ -210,8 +267,9 @@ def close_bids(session: Session, *, round_: Round, actor: str, now: datetime) ->
     if now < closes:
         raise not_reached(f"bid deadline of {round_.slug}", closes, now, prospectus)
     if round_.state == RoundState.BIDS_INVITED:
+        deadline = long_deadline(closes, prospectus.zone)
         for application in applications_of(session, round_, AppState.INVITED, AppState.BID_DRAFT):
-            application.decision_reason = "no bid was submitted by the deadline"
+            application.decision_reason = f"No bid was received by the deadline, {deadline}."
             transition(
                 session,
                 application,

@@ -27,6 +27,7 @@ from cbflow.web import (
     applications,
     assessor,
     auth,
+    offer,
     pages,
     replication,
     returns,
@@ -151,6 +152,7 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
     # before applications, whose /applications/{id}/{stage} would take their addresses
     app.include_router(team.router)
     app.include_router(returns.router)
+    app.include_router(offer.router)
     app.include_router(applications.router)
     app.include_router(staff.router)
     app.include_router(assessor.router)

@@ -27,7 +27,7 @@ from cbflow.clock import Clock
 from cbflow.errors import CbflowError, DeadlinePassed, ValidationFailed
 from cbflow.flowruns import ReceiptBatches
 from cbflow.forms import display_answer, is_shown, validate_answers
-from cbflow.lifecycle import AppState
+from cbflow.lifecycle import FUNDED, AppState
 from cbflow.models import Application, Council, Document, Round, User
 from cbflow.prospectus import FileQuestion, Prospectus, Section
 from cbflow.prospectus import Form as ProspectusForm
@@ -85,10 +85,25 @@ def _current_stage(application: Application) -> Stage:
 
 
 def _home_of(application: Application) -> str:
-    """An application's page: its returns once implementing, otherwise its current form."""
+    """An application's page: its returns once implementing, its grant offer once selected,
+    otherwise its current form."""
     if application.state in RETURNS_STATES:
         return f"/applications/{application.id}/returns"
+    if application.state == AppState.SELECTED and application.decided_at is not None:
+        return f"/applications/{application.id}/offer"
     return f"/applications/{application.id}/{_current_stage(application)}"
+
+
+def _offer_status(application: Application) -> dict[str, str] | None:
+    """A selected place's grant offer, as the list of applications links to it."""
+    if application.state not in FUNDED or application.decided_at is None:
+        return None
+    return {
+        "href": f"/applications/{application.id}/offer",
+        "text": "Grant offer accepted"
+        if application.offer_accepted_at
+        else "Grant offer to accept",
+    }
 
 
 def own_application(session: Session, user: User, application_id: int) -> Application:
@@ -236,6 +251,7 @@ def applications_home(
             "round": titles.get(a.round_id, ""),
             "state": APP_STATES.get(a.state, a.state),
             "href": _home_of(a),
+            "offer": _offer_status(a),
         }
         for a in mine
     ]

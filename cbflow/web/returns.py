@@ -31,7 +31,7 @@ from cbflow.lifecycle import AppState
 from cbflow.models import Application, ReturnRecord, Round, User
 from cbflow.prospectus import Form, Prospectus
 from cbflow.services import councils as councils_service
-from cbflow.services import drafts, implementation, rounds
+from cbflow.services import drafts, implementation, offers, rounds
 from cbflow.services.applications import local_deadline, local_time
 from cbflow.services.drafts import EditConflict
 from cbflow.web import forms_ui
@@ -163,7 +163,12 @@ def returns_list(
     return pages.render(
         request,
         "application/returns.html",
-        **ctx.page(rows=rows, milestones=implementation.milestones_of(session, ctx.application)),
+        **ctx.page(
+            rows=rows,
+            milestones=implementation.milestones_of(session, ctx.application),
+            offered=offers.has_offer(ctx.application),
+            acceptance=offers.acceptance(session, ctx.application, ctx.prospectus),
+        ),
     )
 
 

@@ -48,7 +48,16 @@ from cbflow.models import (
     User,
 )
 from cbflow.prospectus import AssessmentStage, Prospectus, parse
-from cbflow.services import assessment, audit, implementation, replication, rounds, selection, sift
+from cbflow.services import (
+    assessment,
+    audit,
+    implementation,
+    offers,
+    replication,
+    rounds,
+    selection,
+    sift,
+)
 from cbflow.services.applications import local_time
 from cbflow.services.documents import answer_sections
 from cbflow.settings import Settings
@@ -66,6 +75,7 @@ from cbflow.web.deps import (
 )
 from cbflow.web.pages import ROUND_STATES
 from cbflow.web.security import as_id
+from cbflow.wording import long_deadline
 
 router = APIRouter(prefix="/staff", dependencies=[require_role("staff", "admin")])
 Staff = Annotated[User, require_role("staff", "admin")]
@@ -808,8 +818,21 @@ def application_page(
             documents=documents,
             history=[(_when(e.at, prospectus), e) for e in history],
             request_pounds=_pounds(application.support_requested_pence),
+            offer=_offer(session, application, prospectus),
         ),
     )
+
+
+def _offer(session: Session, application: Application, prospectus: Prospectus) -> str | None:
+    """Where a selected place's grant offer stands: accepted (when, by whom), or not yet."""
+    if not offers.has_offer(application):
+        return None
+    accepted = offers.acceptance(session, application, prospectus)
+    if accepted:
+        return accepted.sentence
+    assert application.decided_at is not None
+    by = offers.accept_by(prospectus, application.decided_at)
+    return f"Not yet accepted: it is to be accepted by {long_deadline(by, prospectus.zone)}."
 
 
 def _files(application: Application) -> list[dict[str, Any]]:
