@@ -41,7 +41,7 @@ class TryThis:
 
 
 STAFF = [
-    ("alex.morgan", "Alex Morgan", "admin", "the people who sign in, the outbox, every round"),
+    ("hannah.price", "Hannah Price", "admin", "the people who sign in, the outbox, every round"),
     (
         "priya.shah",
         "Priya Shah",

@@ -95,9 +95,23 @@ def _text(pdf: Path) -> str:
     return "\n".join(line for page in pages for line in page[:-2])
 
 
+LETTERS = {
+    "eoi_receipt",
+    "bid_receipt",
+    "invitation",
+    "regret",
+    "decision",
+    "grant_offer",
+    "chaser",
+}
+
+
 def _sources(session: Any, prospectus: Prospectus, document: Document) -> list[str]:
     """What a document prints from recorded data, each value as it should appear whole."""
-    names = {c.code: c.name for c in session.exec(select(Council))}
+    councils = list(session.exec(select(Council)))
+    names = {c.code: c.name for c in councils}
+    # a letter is addressed to the council by its official name ("Telford & Wrekin Council")
+    official = {c.code: c.official_name for c in councils}
     values: list[str] = []
 
     def add_sections(sections: list[dict[str, Any]]) -> None:
@@ -115,7 +129,7 @@ def _sources(session: Any, prospectus: Prospectus, document: Document) -> list[s
         session.get(Application, document.application_id) if document.application_id else None
     )
     if application is not None:
-        values.append(names[application.council_code])
+        values.append((official if document.kind in LETTERS else names)[application.council_code])
     forms = prospectus.forms()
     if document.kind in ("eoi_receipt", "bid_receipt") and application is not None:
         stage = document.kind.removesuffix("_receipt")
@@ -238,9 +252,6 @@ def _check(failing: dict[str, str] | None = None) -> list[Any]:
     ]
 
 
-LETTER_DATES = "the letters' dates are being changed to the long form"
-
-
 def _squeezed(text: str) -> str:
     return re.sub(r"\s+", "", text)
 
@@ -284,7 +295,7 @@ def test_no_answer_repeats_its_question(demo_round: Round, kind: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "kind",
-    _check({"grant_offer": LETTER_DATES, "chaser": LETTER_DATES}),
+    _check(),
 )
 def test_dates_are_written_in_words(demo_round: Round, kind: str) -> None:
     for document in demo_round.of(kind):

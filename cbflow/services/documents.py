@@ -131,6 +131,9 @@ def _display(question: Question, value: Any, councils: dict[str, str]) -> str:
     return display_answer(question, value, councils).replace("\n", ", ") or "Not answered"
 
 
+LONG_ANSWER = 200  # characters: longer answers print under their question, not beside it
+
+
 def answer_sections(
     form: Form, answers: dict[str, Any], councils: dict[str, str]
 ) -> list[dict[str, Any]]:
@@ -157,8 +160,15 @@ def answer_sections(
                     }
                 )
             else:
+                shown = _display(question, value, councils)
+                # a written answer prints under its question, at the page's full width: in a
+                # table cell a long one left its question behind on the page before
                 items.append(
-                    {"label": question.label, "value": _display(question, value, councils)}
+                    {
+                        "label": question.label,
+                        "value": shown,
+                        "long": question.type == "textarea" or len(shown) > LONG_ANSWER,
+                    }
                 )
         sections.append({"title": section.title, "items": items})
     return sections
