@@ -45,7 +45,8 @@ OWNERS = {
     "assess": {"assessor"},
     "models": {"applicant"},
 }
-PUBLIC = {"", "sign-in", "signed-out", "healthz", "sign-out", "session"}
+# /demo/sign-in answers 404 to everyone outside demo mode (tests/test_demo_people.py)
+PUBLIC = {"", "sign-in", "signed-out", "healthz", "sign-out", "session", "demo"}
 ROLES = [
     "anonymous",
     "applicant",
