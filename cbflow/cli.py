@@ -93,6 +93,11 @@ def _prefect_environment() -> dict[str, str]:
         "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
         # the runner looks for runs to start every 2 s: a staff action is not kept waiting
         "PREFECT_RUNNER_POLL_FREQUENCY": os.environ.get("PREFECT_RUNNER_POLL_FREQUENCY", "2"),
+        # the temporary server `cbflow demo` starts without PREFECT_API_URL creates its database
+        # first: on two cores that took 17 to 35 s, beyond Prefect's default 20 s
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": os.environ.get(
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120"
+        ),
     }
     home.mkdir(parents=True, exist_ok=True)
     return env
@@ -529,6 +534,8 @@ def demo(
     Flows report to the Prefect server in PREFECT_API_URL (as `cbflow serve --demo` sets), or
     to a temporary local one."""
     _use_prefect(os.environ.get("PREFECT_API_URL"))
+    if not os.environ.get("PREFECT_API_URL"):
+        console.print("No PREFECT_API_URL: the flows run on a temporary Prefect server (starting)")
     summary = _run_demo(_demo_file(prospectus), seed, councils)
     _print_summary(summary)
     _print_cast(_demo_cast(summary["round"]), None)

@@ -600,3 +600,44 @@ def test_render_many_pool_matches_serial_in_job_order(tmp_path: Path) -> None:
     for mine, theirs in zip(pooled, serial, strict=True):
         assert len(PdfReader(mine).pages) == len(PdfReader(theirs).pages)
         assert pdf_text(mine) == pdf_text(theirs)
+
+
+def test_a_written_answer_keeps_its_paragraphs_in_the_receipt(tmp_path: Path) -> None:
+    """A council's answer in two paragraphs prints as two paragraphs under its question, not
+    run together with commas; the options ticked in a multichoice share one line."""
+    from cbflow.prospectus import Form
+    from cbflow.services.documents import answer_sections
+
+    form = Form.model_validate(
+        {
+            "sections": [
+                {
+                    "id": "plan",
+                    "title": "Your plan",
+                    "questions": [
+                        {"id": "vision", "label": "Your vision", "type": "textarea"},
+                        {
+                            "id": "services",
+                            "label": "Services in scope",
+                            "type": "multichoice",
+                            "options": ["Health", "Housing", "Police"],
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+    answers = {
+        "vision": "We will pool budgets across health and police.\n\nThe board meets monthly.",
+        "services": ["Health", "Police"],
+    }
+    sections = answer_sections(form, answers, {})
+    context = contexts()["eoi_receipt"] | {"sections": sections}
+    text = pdf_text(render_pdf("documents/eoi_receipt.html", context, tmp_path / "r.pdf"))
+
+    assert "police., ," not in text and "police.," not in text
+    lines = [line.strip() for line in text.splitlines()]
+    assert "We will pool budgets across health and police." in lines
+    assert "The board meets monthly." in lines
+    assert lines.index("Your vision") < lines.index("The board meets monthly.")
+    assert "Health, Police" in text

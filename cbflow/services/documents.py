@@ -127,8 +127,12 @@ def letter_of(prospectus: Prospectus, council: Council) -> dict[str, Any]:
 
 
 def _display(question: Question, value: Any, councils: dict[str, str]) -> str:
-    """One answer as a document prints it: in one cell, so several values share one line."""
-    return display_answer(question, value, councils).replace("\n", ", ") or "Not answered"
+    """One answer as a document prints it: a written answer keeps its paragraphs; any other's
+    several values (the options ticked, say) share one line."""
+    shown = display_answer(question, value, councils)
+    if question.type != "textarea":
+        shown = shown.replace("\n", ", ")
+    return shown or "Not answered"
 
 
 LONG_ANSWER = 200  # characters: longer answers print under their question, not beside it
