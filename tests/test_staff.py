@@ -28,7 +28,7 @@ from cbflow.models import Application, Assignment, AuditEvent, ModerationTask, R
 from cbflow.services import councils, rounds
 from cbflow.settings import Settings
 from cbflow.web import create_app
-from cbflow.web.staff import _csv_cell
+from cbflow.web.staff.applications import _csv_cell
 
 LAUNCHED = datetime(2011, 10, 17, 9, 0, tzinfo=UTC)
 DURING_EOI = london(2011, 11, 1, 10, 0)

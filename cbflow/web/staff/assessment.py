@@ -1,0 +1,327 @@
+"""Assessment: assigning assessors, re-assigning, moderation and the ranked results."""
+
+from __future__ import annotations
+
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlmodel import Session, col, select
+
+from cbflow.charts import assessor_charts
+from cbflow.errors import CbflowError, ValidationFailed
+from cbflow.lifecycle import AppState, RoundState
+from cbflow.models import (
+    Assignment,
+    ModerationTask,
+    Round,
+    User,
+)
+from cbflow.prospectus import AssessmentStage, Prospectus
+from cbflow.services import (
+    assessment,
+    rounds,
+    selection,
+)
+from cbflow.settings import Settings
+from cbflow.web.deps import (
+    ClockDep,
+    PagesDep,
+    ReasonField,
+    SessionDep,
+    SettingsDep,
+    ShortField,
+)
+from cbflow.web.security import as_id
+from cbflow.web.staff.shared import (
+    DeskDep,
+    Staff,
+    application_or_404,
+    council_names,
+    round_context,
+    round_or_404,
+    runs_of,
+    started_runs,
+)
+
+router = APIRouter()
+
+
+def _stage_of(prospectus: Prospectus) -> AssessmentStage:
+    if prospectus.stages.assessment is None:
+        raise HTTPException(status_code=404)
+    return prospectus.stages.assessment
+
+
+@router.get("/rounds/{slug}/assessment")
+def assessment_page(
+    request: Request,
+    slug: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    pages: PagesDep,
+    user: Staff,
+) -> Response:
+    round_ = round_or_404(session, slug)
+    return _render_assessment(request, session, settings, pages, round_, {})
+
+
+def _render_assessment(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    pages: Any,
+    round_: Round,
+    errors: dict[str, str],
+    status_code: int = 200,
+) -> Response:
+    prospectus = rounds.prospectus_of(round_)
+    stage = _stage_of(prospectus)
+    names = council_names(session)
+    assessors = list(
+        session.exec(select(User).where(User.role == "assessor").order_by(col(User.name)))
+    )
+    by_id = {a.id: a for a in assessors}
+    assignments = assessment.all_assignments(session, round_)
+    by_application: dict[int, list[Assignment]] = {}
+    for assignment in assignments:
+        by_application.setdefault(assignment.application_id, []).append(assignment)
+    waiting = assessment.candidates(session, round_)
+    assessed = [
+        a
+        for a in rounds.applications_of(session, round_)
+        if a.id in by_application and a.state != AppState.WITHDRAWN
+    ]
+    tasks = assessment.moderation_tasks(session, round_)
+    apps_by_id = {a.id: a for a in assessed}
+    # every submitted score and its reason on each disputed criterion
+    justifications = {
+        task.id or 0: [(score.score, score.justification) for _, score in given]
+        for application_id in {t.application_id for t in tasks if t.application_id in apps_by_id}
+        for task, given in assessment.disagreements(session, apps_by_id[application_id])
+    }
+    criteria = {c.id: c for c in stage.criteria}
+    scores = assessment.scores_by_application(session, round_)
+    load = Counter(a.assessor_id for a in assignments)
+    submitted = sum(1 for a in assignments if a.submitted_at is not None)
+    state = RoundState(round_.state)
+    return pages.render(
+        request,
+        "staff/assessment.html",
+        status_code=status_code,
+        **round_context(
+            round_,
+            prospectus,
+            "assessment",
+            errors=errors,
+            stage=stage,
+            waiting=len(waiting),
+            score_items=[
+                {"value": str(n), "text": f"{n} – {stage.scale.labels[n]}"}
+                if n in (stage.scale.labels or {})
+                else {"value": str(n), "text": str(n)}
+                for n in range(stage.scale.min, stage.scale.max + 1)
+            ],
+            assessor_count=len(assessors),
+            assessors=[(a, load.get(a.id or 0, 0)) for a in assessors],
+            rows=[
+                {
+                    "application": a,
+                    "council": names.get(a.council_code, a.council_code),
+                    "assignments": [
+                        {
+                            "assignment": x,
+                            "assessor": by_id.get(x.assessor_id),
+                            "others": [
+                                {"value": str(o.id), "text": o.name}
+                                for o in assessors
+                                if o.id not in {y.assessor_id for y in by_application[a.id or 0]}
+                                and o.council_code != a.council_code
+                            ],
+                        }
+                        for x in by_application[a.id or 0]
+                    ],
+                    "scores": [
+                        (c.title, scores.get(a.id or 0, {}).get(c.id, [])) for c in stage.criteria
+                    ],
+                }
+                for a in assessed
+            ],
+            submitted=submitted,
+            total_assignments=len(assignments),
+            tasks=[
+                {
+                    "task": t,
+                    "application": apps_by_id.get(t.application_id),
+                    "council": names.get(
+                        apps_by_id[t.application_id].council_code
+                        if t.application_id in apps_by_id
+                        else "",
+                        "",
+                    ),
+                    "criterion": criteria.get(t.criterion_id),
+                    "scores": scores.get(t.application_id, {}).get(t.criterion_id, []),
+                    "justifications": justifications.get(t.id or 0, []),
+                }
+                for t in tasks
+                if t.application_id in apps_by_id
+            ],
+            can_assign=bool(waiting)
+            and state
+            == (RoundState.BIDS_CLOSED if prospectus.stages.bid else RoundState.EOI_CLOSED),
+            can_moderate=bool(assignments)
+            and submitted == len(assignments)
+            and state not in selection.RELEASED
+            and state != RoundState.ASSESSED,
+            can_finalise=bool(assignments)
+            and submitted == len(assignments)
+            and all(t.resolved_at is not None for t in tasks)
+            and state in (RoundState.BIDS_CLOSED, RoundState.EOI_CLOSED),
+            ranked=assessment.results(session, round_) if state != RoundState.LAUNCHED else [],
+            **_assessor_charts(session, round_),
+            runs=runs_of(
+                started_runs(session, settings, round_),
+                "assign-assessors",
+                "open-moderation",
+                "finalise-assessment",
+            ),
+            names=names,
+        ),
+    )
+
+
+def _assessor_charts(session: Session, round_: Round) -> dict[str, Any]:
+    """How each assessor scores, before and after normalisation: a table and two charts."""
+    profiles, pooled = assessment.assessor_profiles(session, round_)
+    if not profiles:
+        return {"profiles": [], "pooled": None}
+
+    def quantize(value: Decimal) -> Decimal:
+        return value.quantize(Decimal("0.01"))
+
+    return {
+        "profiles": [
+            {
+                "name": p.assessor.name,
+                "count": p.count,
+                "mean": quantize(p.raw.mean),
+                "spread": quantize(p.raw.spread),
+                "normalised": quantize(p.normalised_mean),
+            }
+            for p in profiles
+        ],
+        "pooled": {"mean": quantize(pooled.mean), "spread": quantize(pooled.spread)},
+        "assessor_charts": assessor_charts(
+            [(p.assessor.name, p.raw.mean, p.normalised_mean) for p in profiles]
+        ),
+    }
+
+
+@router.post("/rounds/{slug}/assessment/{action}")
+def assessment_action(slug: str, action: str, desk: DeskDep, nonce: ShortField = "") -> Response:
+    flows = {
+        "assign": "assign-assessors",
+        "moderation": "open-moderation",
+        "finalise": "finalise-assessment",
+    }
+    if action not in flows:
+        raise HTTPException(status_code=404)
+    round_ = round_or_404(desk.session, slug)
+    _stage_of(rounds.prospectus_of(round_))
+    return desk.start(
+        flows[action],
+        {"slug": slug},
+        round_=round_,
+        nonce=nonce,
+        back=f"/staff/rounds/{slug}/assessment",
+    )
+
+
+@router.post("/rounds/{slug}/assessment/assignments/{assignment_id}")
+def reassign(
+    request: Request,
+    slug: str,
+    assignment_id: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    pages: PagesDep,
+    user: Staff,
+    assessor: ShortField = "",
+    reason: ReasonField = "",
+) -> Response:
+    round_ = round_or_404(session, slug)
+    assignment = session.get(Assignment, assignment_id)
+    if assignment is None:
+        raise HTTPException(status_code=404)
+    application_or_404(session, round_, assignment.application_id)
+    field = f"assessor-{assignment_id}"
+    chosen = as_id(assessor)
+    to = session.get(User, chosen) if chosen is not None else None
+    if to is None:
+        return _render_assessment(
+            request, session, settings, pages, round_, {field: "Select an assessor"}, 400
+        )
+    try:
+        assessment.reassign(
+            session, assignment=assignment, to=to, actor=user.email, now=clock(), reason=reason
+        )
+    except ValidationFailed:
+        errors = {f"reason-{assignment_id}": "Enter the reason for moving the assessment"}
+        return _render_assessment(request, session, settings, pages, round_, errors, 400)
+    except CbflowError as exc:
+        message = str(exc)
+        return _render_assessment(
+            request,
+            session,
+            settings,
+            pages,
+            round_,
+            {field: message[:1].upper() + message[1:]},
+            400,
+        )
+    return RedirectResponse(f"/staff/rounds/{slug}/assessment", status_code=303)
+
+
+@router.post("/rounds/{slug}/assessment/moderation/{task_id}")
+def moderate(
+    request: Request,
+    slug: str,
+    task_id: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    pages: PagesDep,
+    user: Staff,
+    score: ShortField = "",
+    reason: ReasonField = "",
+) -> Response:
+    round_ = round_or_404(session, slug)
+    task = session.get(ModerationTask, task_id)
+    if task is None:
+        raise HTTPException(status_code=404)
+    application_or_404(session, round_, task.application_id)
+    errors: dict[str, str] = {}
+    stage = _stage_of(rounds.prospectus_of(round_))
+    value = int(score) if score.strip().lstrip("-").isdigit() else None
+    if value is None:
+        errors[f"score-{task_id}"] = "Select the moderated score"
+    if not reason.strip():
+        errors[f"reason-{task_id}"] = "Enter the reason for the moderated score"
+    if value is not None and not stage.scale.min <= value <= stage.scale.max:
+        errors[f"score-{task_id}"] = (
+            f"The score must be from {stage.scale.min} to {stage.scale.max}"
+        )
+    if not errors:
+        assert value is not None
+        try:
+            assessment.moderate(
+                session, task=task, score=value, reason=reason, actor=user.email, now=clock()
+            )
+        except CbflowError as exc:
+            errors[f"score-{task_id}"] = str(exc)[:1].upper() + str(exc)[1:]
+    if errors:
+        return _render_assessment(request, session, settings, pages, round_, errors, 400)
+    return RedirectResponse(f"/staff/rounds/{slug}/assessment", status_code=303)

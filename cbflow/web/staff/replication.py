@@ -1,0 +1,102 @@
+"""Replication: publishing a completed place as a model, and the lineage of its adopters."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import Response
+
+from cbflow.charts import line_chart
+from cbflow.lifecycle import AppState
+from cbflow.models import (
+    PublishedModel,
+)
+from cbflow.services import (
+    replication,
+    rounds,
+)
+from cbflow.services.applications import local_time
+from cbflow.web.applications import APP_STATES
+from cbflow.web.deps import (
+    PagesDep,
+    SessionDep,
+    ShortField,
+)
+from cbflow.web.staff.shared import (
+    DeskDep,
+    Staff,
+    application_or_404,
+    round_context,
+    round_or_404,
+)
+
+router = APIRouter()
+
+
+@router.get("/rounds/{slug}/models/{model_id}/lineage")
+def lineage_page(
+    request: Request,
+    slug: str,
+    model_id: int,
+    session: SessionDep,
+    pages: PagesDep,
+    user: Staff,
+) -> Response:
+    """Who adopted a published model, how their applications stand, and how they compare."""
+    round_ = round_or_404(session, slug)
+    prospectus = rounds.prospectus_of(round_)
+    model = session.get(PublishedModel, model_id)
+    if model is None or model.round_id != round_.id:
+        raise HTTPException(status_code=404)
+    report = replication.lineage(session, model)
+    periods = sorted(set(report.original).union(*(a.results for a in report.adoptions)))
+    series = {
+        f"{report.place.name} (the model)": [
+            (f"Return {p}", report.original[p]) for p in periods if p in report.original
+        ]
+    }
+    for adoption in report.adoptions:
+        if adoption.results:
+            series[adoption.council.name] = [
+                (f"Return {p}", adoption.results[p]) for p in periods if p in adoption.results
+            ]
+    return pages.render(
+        request,
+        "staff/lineage.html",
+        **round_context(
+            round_,
+            prospectus,
+            "implementation",
+            report=report,
+            adoptions=[
+                {
+                    "adoption": a,
+                    "started": local_time(a.started_at, prospectus),
+                    "submitted": local_time(a.submitted_at, prospectus) if a.submitted_at else "",
+                    "state": APP_STATES.get(a.application.state, a.application.state),
+                }
+                for a in report.adoptions
+            ],
+            chart=line_chart(report.measure, series) if report.measure and periods else None,
+        ),
+    )
+
+
+@router.post("/rounds/{slug}/implementation/publish/{application_id}")
+def publish_model(
+    slug: str, application_id: int, desk: DeskDep, nonce: ShortField = ""
+) -> Response:
+    round_ = round_or_404(desk.session, slug)
+    application = application_or_404(desk.session, round_, application_id)
+    if application.state != AppState.COMPLETED:
+        return desk.refuse(
+            "publish-model",
+            "a place is published as a model once it has completed, and only once",
+            f"/staff/rounds/{slug}/implementation",
+        )
+    return desk.start(
+        "publish-model",
+        {"reference": application.reference},
+        round_=round_,
+        nonce=nonce,
+        back=f"/staff/rounds/{slug}/implementation",
+    )

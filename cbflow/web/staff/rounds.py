@@ -1,0 +1,340 @@
+"""Launching a round, the runs staff started, and a round's overview: its timetable, its
+scheduled deadline runs, its counts and its open data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request, UploadFile
+from fastapi.responses import Response
+from sqlmodel import col, select
+
+from cbflow import flowruns, opendata
+from cbflow.errors import ProspectusError
+from cbflow.flowruns import FlowsUnavailable, RunView
+from cbflow.lifecycle import RoundState
+from cbflow.models import (
+    Round,
+    StartedRun,
+)
+from cbflow.prospectus import Prospectus, parse
+from cbflow.services import (
+    rounds,
+    selection,
+)
+from cbflow.services.applications import local_time
+from cbflow.stages import deadline_events
+from cbflow.web.applications import APP_STATES
+from cbflow.web.deps import (
+    ClockDep,
+    PagesDep,
+    SessionDep,
+    SettingsDep,
+    ShortField,
+)
+from cbflow.web.pages import ROUND_STATES
+from cbflow.web.staff.shared import (
+    DEADLINE_NAMES,
+    DeskDep,
+    Staff,
+    new_nonce,
+    round_context,
+    round_or_404,
+    started_runs,
+)
+
+router = APIRouter()
+
+MAX_PROSPECTUS_BYTES = 512 * 1024
+
+
+@router.get("")
+def staff_home(request: Request, session: SessionDep, pages: PagesDep, user: Staff) -> Response:
+    listed = []
+    for round_ in rounds.all_rounds(session):
+        counts = rounds.state_counts(session, round_)
+        listed.append(
+            {
+                "round": round_,
+                "state": ROUND_STATES.get(round_.state, round_.state),
+                "applications": sum(counts.values()),
+            }
+        )
+    return pages.render(request, "staff/index.html", rounds=listed)
+
+
+@router.get("/launch")
+def launch_page(request: Request, pages: PagesDep, user: Staff) -> Response:
+    return pages.render(request, "staff/launch.html", errors={}, problems=[], nonce=new_nonce())
+
+
+@router.post("/launch")
+def launch(
+    desk: DeskDep,
+    prospectus: UploadFile | None = None,
+    nonce: ShortField = "",
+) -> Response:
+    """Check the file here, so staff see every problem at once; the launch-round flow then
+    launches it (and schedules its deadline runs)."""
+
+    def refuse(message: str, problems: Sequence[str] = ()) -> Response:
+        return desk.pages.render(
+            desk.request,
+            "staff/launch.html",
+            status_code=400,
+            errors={"prospectus": message},
+            problems=list(problems),
+            nonce=new_nonce(),
+        )
+
+    if prospectus is None or not prospectus.filename:
+        return refuse("Select a prospectus file")
+    name = Path(prospectus.filename.replace("\\", "/")).name
+    if not name.lower().endswith((".yaml", ".yml")):
+        return refuse("The prospectus must be a YAML file (.yaml or .yml)")
+    content = prospectus.file.read(MAX_PROSPECTUS_BYTES + 1)  # in this thread: the file is spooled
+    if len(content) > MAX_PROSPECTUS_BYTES:
+        return refuse(f"The prospectus must be smaller than {MAX_PROSPECTUS_BYTES // 1024} KB")
+    try:
+        source = content.decode("utf-8")
+    except UnicodeDecodeError:
+        return refuse("The prospectus must be a text file in UTF-8")
+    try:
+        parsed = parse(source, name)
+    except ProspectusError as exc:
+        return refuse(
+            f"The prospectus has {len(exc.problems)} problem"
+            f"{'s' if len(exc.problems) != 1 else ''}: correct the file and upload it again",
+            exc.problems,
+        )
+    existing = desk.session.exec(select(Round).where(Round.slug == parsed.id)).first()
+    if existing is not None:
+        return refuse(
+            f"A round with the id {parsed.id} has already been launched: give the new round "
+            "its own id"
+        )
+    return desk.start(
+        "launch-round",
+        {
+            "source": source,
+            "path": name,
+            "schedule": desk.settings.schedule_deadlines,
+        },
+        round_=None,
+        nonce=nonce,
+        back="/staff/launch",
+        slug=parsed.id,
+    )
+
+
+@router.get("/runs/{run_id}")
+def run_page(
+    request: Request,
+    run_id: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    pages: PagesDep,
+    user: Staff,
+) -> Response:
+    started = session.exec(select(StartedRun).where(StartedRun.flow_run_id == run_id)).first()
+    if started is None:
+        raise HTTPException(status_code=404)
+    view: RunView | None
+    problem = ""
+    try:
+        view = flowruns.read_runs(settings, [run_id]).get(run_id)
+    except FlowsUnavailable as exc:
+        view, problem = None, str(exc)
+    round_ = session.get(Round, started.round_id) if started.round_id is not None else None
+    if round_ is None and view is not None and view.final:
+        # the round a launch created, named by the run's tag; recorded once it exists
+        round_ = session.exec(select(Round).where(col(Round.slug).in_(view.tags))).first()
+        if round_ is not None:
+            started.round_id = round_.id
+            session.add(started)
+    return pages.render(
+        request,
+        "staff/run.html",
+        started=started,
+        view=view,
+        problem=problem,
+        url=flowruns.run_url(settings, run_id),
+        round=round_,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# a round's overview: timetable, scheduled runs, counts
+
+
+def _event_done(event: str, round_: Round) -> bool:
+    state = RoundState(round_.state)
+    order = list(RoundState)
+    if state == RoundState.CANCELLED:
+        return True
+    if event == "close-eoi":
+        return state != RoundState.LAUNCHED
+    if event == "close-bids":
+        return order.index(state) >= order.index(RoundState.BIDS_CLOSED)
+    if event == "decide":
+        return state in selection.RELEASED
+    if event == "complete-round":
+        return state == RoundState.COMPLETED
+    return state == RoundState.COMPLETED  # a returns cycle may be run again until the end
+
+
+def _timetable(prospectus: Prospectus) -> list[tuple[str, str]]:
+    zone, t = prospectus.zone, prospectus.timetable
+    rows = [
+        ("Expressions of interest open", local_time(t.eoi.opens_at(zone), prospectus)),
+        ("Expressions of interest close", local_time(t.eoi.closes_at(zone), prospectus)),
+    ]
+    if t.bid:
+        rows += [
+            ("Bids open", local_time(t.bid.opens_at(zone), prospectus)),
+            ("Bids close", local_time(t.bid.closes_at(zone), prospectus)),
+        ]
+    if t.assessment:
+        rows += [
+            ("Assessment opens", local_time(t.assessment.opens_at(zone), prospectus)),
+            ("Assessment closes", local_time(t.assessment.closes_at(zone), prospectus)),
+        ]
+    if t.decision:
+        rows.append(("Decisions by", local_time(t.decision.by_at(zone), prospectus)))
+    if t.implementation:
+        rows += [
+            ("Implementation starts", f"{t.implementation.starts:%-d %B %Y}"),
+            ("Implementation ends", f"{t.implementation.ends:%-d %B %Y}"),
+        ]
+    return rows
+
+
+@router.get("/rounds/{slug}")
+def round_page(
+    request: Request,
+    slug: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    pages: PagesDep,
+    user: Staff,
+) -> Response:
+    round_ = round_or_404(session, slug)
+    prospectus = rounds.prospectus_of(round_)
+    now = clock()
+    problem = ""
+    try:
+        scheduled = flowruns.round_runs(settings, slug)
+    except FlowsUnavailable as exc:
+        scheduled, problem = [], str(exc)
+    events = []
+    for number, (flow, when) in enumerate(deadline_events(prospectus)):
+        runs = [
+            r
+            for r in scheduled
+            if r.flow == flow
+            and r.expected_start is not None
+            and abs((r.expected_start - when).total_seconds()) < 1
+        ]
+        # done when the round has moved on, or when its scheduled run has completed
+        done = _event_done(flow, round_) or any(r.state_type == "COMPLETED" for r in runs)
+        events.append(
+            {
+                "number": number,
+                "flow": flow,
+                "title": DEADLINE_NAMES[flow],
+                "when": local_time(when, prospectus),
+                "run": runs[0] if runs else None,
+                "due": when <= now,
+                "done": done,
+                "can_run": when <= now and not done,
+                "at": when.isoformat(),
+            }
+        )
+    counts = rounds.state_counts(session, round_)
+    return pages.render(
+        request,
+        "staff/round.html",
+        **round_context(
+            round_,
+            prospectus,
+            "",
+            timetable=_timetable(prospectus),
+            events=events,
+            problem=problem,
+            counts=[(APP_STATES.get(s, s), n) for s, n in sorted(counts.items())],
+            total=sum(counts.values()),
+            started=started_runs(session, settings, round_)[:10],
+            open_data=[
+                {
+                    "kind": kind,
+                    "title": OPEN_DATA_TITLES[kind],
+                    "href": f"/staff/rounds/{slug}/open-data/{kind}.json",
+                    "why_not": why_not,
+                }
+                for kind, why_not in opendata.unavailable(session, round_).items()
+            ],
+        ),
+    )
+
+
+OPEN_DATA_TITLES = {
+    "360giving": "Grants awarded, as 360Giving data (JSON)",
+    "ocds": "The round's stages, as OCDS releases (JSON)",
+}
+
+
+@router.get("/rounds/{slug}/open-data/{kind}.json")
+def open_data(
+    request: Request,
+    slug: str,
+    kind: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    pages: PagesDep,
+    user: Staff,
+) -> Response:
+    """The round as open data, built from what is recorded now (as `cbflow export` writes it)."""
+    round_ = round_or_404(session, slug)
+    if kind not in opendata.KINDS:
+        raise HTTPException(status_code=404)
+    url = opendata.download_url(settings, slug, kind)
+    try:
+        data = opendata.package(session, round_, kind, now=clock(), url=url)
+    except opendata.OpenDataUnavailable as exc:
+        return pages.render(
+            request,
+            "error.html",
+            status_code=409,
+            title="This open data cannot be published yet",
+            message=f"{str(exc)[0].upper()}{str(exc)[1:]}.",
+        )
+    return Response(
+        opendata.to_json(data),
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{slug}-{kind}.json"'},
+    )
+
+
+@router.post("/rounds/{slug}/run-deadline")
+def run_deadline(
+    slug: str,
+    desk: DeskDep,
+    event: ShortField = "",
+    nonce: ShortField = "",
+) -> Response:
+    """Run a deadline's flow now: for a deadline that has passed without its run (the runner
+    was down, say). Not before the deadline, and not once its work is done."""
+    round_ = round_or_404(desk.session, slug)
+    prospectus = rounds.prospectus_of(round_)
+    due = [flow for flow, when in deadline_events(prospectus) if when <= desk.now]
+    if event not in DEADLINE_NAMES:
+        raise HTTPException(status_code=404)
+    back = f"/staff/rounds/{slug}"
+    if event not in due or _event_done(event, round_):
+        return desk.refuse(
+            event, "this deadline has not passed yet, or its work is already done", back
+        )
+    return desk.start(event, {"slug": slug}, round_=round_, nonce=nonce, back=back)

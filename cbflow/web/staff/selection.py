@@ -1,0 +1,198 @@
+"""Selection: the plan, what-if scenarios and releasing the decisions."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from cbflow.charts import frontier_chart
+from cbflow.errors import ValidationFailed
+from cbflow.forms import money_to_pence, parse_money
+from cbflow.lifecycle import AppState, RoundState
+from cbflow.prospectus import Prospectus
+from cbflow.services import (
+    rounds,
+    selection,
+)
+from cbflow.web.deps import (
+    PagesDep,
+    SessionDep,
+    SettingsDep,
+    ShortField,
+)
+from cbflow.web.pages import ROUND_STATES
+from cbflow.web.staff.shared import (
+    DeskDep,
+    Staff,
+    council_names,
+    pounds,
+    round_context,
+    round_or_404,
+    runs_of,
+    started_runs,
+)
+
+router = APIRouter()
+
+
+def _scenario(
+    prospectus: Prospectus, places: str, budget: str, weights: dict[str, str]
+) -> tuple[selection.Scenario | None, dict[str, str]]:
+    errors: dict[str, str] = {}
+    scenario_places: int | None = None
+    budget_pence: int | None = None
+    chosen: dict[str, Decimal] = {}
+    if places := places.strip():
+        # read as text first: isdigit() alone accepts "²", which int() then refuses
+        if not (places.isascii() and places.isdigit() and len(places) <= 4) or int(places) < 1:
+            errors["places"] = "Enter the number of places as a whole number from 1 to 9999"
+        else:
+            scenario_places = int(places)
+    if budget.strip():
+        try:
+            amount = parse_money(budget)
+        except ValueError:
+            amount = None
+        if amount is None or amount < 0:
+            errors["budget"] = "Enter the budget in pounds, like 4800000 or 4,800,000.00"
+        else:
+            budget_pence = money_to_pence(amount)
+    stage = prospectus.stages.assessment
+    for criterion in stage.criteria if stage else []:
+        text = weights.get(criterion.id, "").strip()
+        if not text:
+            continue
+        try:
+            weight = Decimal(text) if len(text) <= 20 and "e" not in text.lower() else Decimal(-1)
+        except InvalidOperation:
+            weight = Decimal(-1)
+        if not weight.is_finite() or weight < 0 or weight > 1000:
+            errors[f"weight-{criterion.id}"] = (
+                f"Enter the weight of {criterion.title} as a number from 0 to 1000"
+            )
+        else:
+            chosen[criterion.id] = weight
+    if stage and chosen and sum(chosen.get(c.id, c.weight) for c in stage.criteria) <= 0:
+        errors[f"weight-{stage.criteria[0].id}"] = "At least one weight must be above 0"
+    if errors:
+        return None, errors
+    if scenario_places is None and budget_pence is None and not chosen:
+        return None, {}
+    return selection.Scenario(scenario_places, budget_pence, chosen or None), {}
+
+
+@router.get("/rounds/{slug}/selection")
+def selection_page(
+    request: Request,
+    slug: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    pages: PagesDep,
+    user: Staff,
+    places: str = "",
+    budget: str = "",
+) -> Response:
+    round_ = round_or_404(session, slug)
+    prospectus = rounds.prospectus_of(round_)
+    weights = {
+        key.removeprefix("weight-"): value
+        for key, value in request.query_params.items()
+        if key.startswith("weight-")
+    }
+    scenario, errors = _scenario(prospectus, places, budget, weights)
+    state = RoundState(round_.state)
+    released = state in selection.RELEASED
+    ready = selection.ready_state(prospectus)
+    names = council_names(session)
+    decisions: list[selection.Decision] = []
+    changes: list[selection.Change] = []
+    impossible = ""
+    if released:
+        decisions = selection.recorded(session, round_)
+    elif state == ready:
+        try:
+            decisions = selection.plan(session, round_)
+        except selection.SelectionImpossible as exc:
+            impossible = str(exc)
+    if scenario is not None and (released or state == ready) and not impossible:
+        try:
+            changes = selection.what_if(session, round_, scenario)
+        except ValidationFailed as exc:
+            errors = {"places": str(exc)}
+        except selection.SelectionImpossible as exc:
+            errors = {"places": f"With these figures, {exc}"}
+    selected = [d for d in decisions if d.outcome == AppState.SELECTED]
+    stage = prospectus.stages.assessment
+    return pages.render(
+        request,
+        "staff/selection.html",
+        frontier=frontier_chart(
+            selection.frontier(session, round_), prospectus.capacity.places or len(decisions)
+        )
+        if decisions
+        else None,
+        status_code=400 if errors else 200,
+        **round_context(
+            round_,
+            prospectus,
+            "selection",
+            errors=errors,
+            released=released,
+            ready=state == ready,
+            ready_state=ROUND_STATES.get(ready.value, ready.value),
+            impossible=impossible,
+            rules=[selection.rule_text(rule) for rule in prospectus.selection.constraints],
+            decisions=[
+                (d, names.get(d.application.council_code, d.application.council_code))
+                for d in decisions
+            ],
+            outcome_names={
+                AppState.SELECTED: "Selected",
+                AppState.RESERVE: "Reserve",
+                AppState.UNSUCCESSFUL: "Not selected",
+            },
+            places=prospectus.capacity.places,
+            budget=pounds(money_to_pence(prospectus.capacity.budget_gbp))
+            if prospectus.capacity.budget_gbp is not None
+            else "",
+            awarded=pounds(sum(d.application.support_requested_pence or 0 for d in selected)),
+            form={"places": places, "budget": budget, "weights": weights},
+            criteria=stage.criteria if stage else [],
+            scenario=scenario,
+            changes=changes,
+            changed=[c for c in changes if c.changed],
+            names=names,
+            runs=runs_of(started_runs(session, settings, round_), "decide"),
+        ),
+    )
+
+
+@router.post("/rounds/{slug}/selection/release")
+def release_decisions(
+    slug: str,
+    desk: DeskDep,
+    confirm: ShortField = "",
+    nonce: ShortField = "",
+) -> Response:
+    round_ = round_or_404(desk.session, slug)
+    ready = selection.ready_state(rounds.prospectus_of(round_))
+    if round_.state != ready:
+        return desk.refuse(
+            "decide",
+            f"the round is {ROUND_STATES.get(round_.state, round_.state).lower()}; decisions "
+            f"are released once it is {ROUND_STATES.get(ready.value, ready.value).lower()}",
+            f"/staff/rounds/{slug}/selection",
+        )
+    if confirm != "yes":
+        return RedirectResponse(
+            f"/staff/rounds/{slug}/selection?confirm=missing#release", status_code=303
+        )
+    return desk.start(
+        "decide",
+        {"slug": slug},
+        round_=round_,
+        nonce=nonce,
+        back=f"/staff/rounds/{slug}/selection",
+    )

@@ -1,0 +1,230 @@
+"""What every page of the staff workspace shares: the round and application they are about (or
+404), the flow run an action starts (`Desk`), and the stage pages' common context."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlmodel import Session, col, select
+
+from cbflow import flowruns
+from cbflow.errors import NotFound
+from cbflow.flowruns import DEADLINE, PORTAL, FlowsUnavailable
+from cbflow.forms import pence_to_money
+from cbflow.models import (
+    Application,
+    Council,
+    Round,
+    StartedRun,
+    User,
+)
+from cbflow.prospectus import Prospectus
+from cbflow.services import (
+    rounds,
+)
+from cbflow.services.applications import local_time
+from cbflow.settings import Settings
+from cbflow.web.auth import require_role
+from cbflow.web.deps import (
+    ClockDep,
+    PagesDep,
+    SessionDep,
+    SettingsDep,
+)
+from cbflow.web.pages import ROUND_STATES
+
+Staff = Annotated[User, require_role("staff", "admin")]
+
+DEADLINE_NAMES = {
+    "close-eoi": "Close expressions of interest and sift",
+    "close-bids": "Close bids",
+    "decide": "Select places and issue decision letters",
+    "returns-cycle": "Returns cycle: chase overdue returns, progress reports",
+    "complete-round": "Complete the round",
+}
+FLOW_TITLES = {
+    "launch-round": "Launch the round",
+    "invite-to-bid": "Confirm the shortlist and issue invitations",
+    "assign-assessors": "Assign assessors",
+    "open-moderation": "Open moderation",
+    "finalise-assessment": "Finalise the assessment and rank",
+    "start-implementation": "Start implementation",
+    "publish-model": "Publish a replication model",
+    "issue-receipts": "Issue receipts",
+    **DEADLINE_NAMES,
+}
+STAGE_PAGES = [
+    ("", "Overview"),
+    ("applications", "Applications"),
+    ("sift", "Sift and shortlist"),
+    ("assessment", "Assessment"),
+    ("selection", "Selection"),
+    ("implementation", "Implementation"),
+]
+
+
+def round_or_404(session: Session, slug: str) -> Round:
+    try:
+        return rounds.get_round(session, slug)
+    except NotFound:
+        raise HTTPException(status_code=404) from None
+
+
+def application_or_404(session: Session, round_: Round, application_id: int) -> Application:
+    application = session.get(Application, application_id)
+    if application is None or application.round_id != round_.id:
+        raise HTTPException(status_code=404)
+    return application
+
+
+def local_when(moment: datetime | None, prospectus: Prospectus) -> str:
+    return local_time(moment, prospectus) if moment is not None else ""
+
+
+def pounds(pence: int | None) -> str:
+    return "" if pence is None else f"£{pence_to_money(pence):,.2f}"
+
+
+def started_runs(session: Session, settings: Settings, round_: Round) -> list[dict[str, Any]]:
+    """The runs staff started for this round, newest first, with their state when Prefect
+    answers."""
+    started = list(
+        session.exec(
+            select(StartedRun)
+            .where(StartedRun.round_id == round_.id)
+            .order_by(col(StartedRun.id).desc())
+        )
+    )
+    try:
+        views = flowruns.read_runs(settings, [s.flow_run_id for s in started])
+    except FlowsUnavailable:
+        views = {}
+    return [
+        {
+            "run": s,
+            "view": views.get(s.flow_run_id),
+            "url": flowruns.run_url(settings, s.flow_run_id),
+        }
+        for s in started
+    ]
+
+
+def runs_of(runs: Sequence[dict[str, Any]], *flows: str) -> list[dict[str, Any]]:
+    return [r for r in runs if r["run"].flow in flows]
+
+
+def new_nonce() -> str:
+    """A one-off key for an action's form: a double click or a resent POST starts one run."""
+    return secrets.token_urlsafe(16)
+
+
+class Desk:
+    """What every staff action needs: the request, its transaction, the settings, the pages,
+    the time it happens and the person acting. Starts the action's flow run, or refuses it."""
+
+    def __init__(
+        self,
+        request: Request,
+        session: SessionDep,
+        settings: SettingsDep,
+        pages: PagesDep,
+        clock: ClockDep,
+        user: Staff,
+    ) -> None:
+        self.request, self.session, self.settings = request, session, settings
+        self.pages, self.user, self.now = pages, user, clock()
+
+    def start(
+        self,
+        flow: str,
+        parameters: dict[str, Any],
+        *,
+        round_: Round | None,
+        nonce: str,
+        back: str,
+        slug: str = "",
+    ) -> Response:
+        """Start `flow` as a run of its deployment (with `now` and the acting person), record
+        it, and show its page; or say why nothing was started. The run is tagged with the
+        round's id (`slug` for a round not yet launched), so the round's pages find it."""
+        deployment = DEADLINE if flow in flowruns.DEADLINE_FLOWS else PORTAL
+        title = FLOW_TITLES.get(flow, flow)
+        slug = round_.slug if round_ is not None else slug
+        email = self.user.email
+        try:
+            run_id = flowruns.start(
+                self.settings,
+                flow,
+                {**parameters, "now": self.now, "actor": email},
+                name=f"{slug} · {title.lower()} · started by {email}",
+                tags=[slug] if slug else [],
+                deployment=deployment,
+                idempotency_key=f"portal:{flow}:{nonce}" if nonce else None,
+            )
+        except FlowsUnavailable as exc:
+            return self._not_started(503, title, str(exc), back)
+        known = self.session.exec(
+            select(StartedRun).where(StartedRun.flow_run_id == run_id)
+        ).first()
+        if known is None:
+            self.session.add(
+                StartedRun(
+                    flow_run_id=run_id,
+                    flow=flow,
+                    title=title,
+                    round_id=round_.id if round_ is not None else None,
+                    started_by=email,
+                    started_at=self.now,
+                )
+            )
+        return RedirectResponse(f"/staff/runs/{run_id}", status_code=303)
+
+    def refuse(self, flow: str, problem: str, back: str) -> Response:
+        """An action no longer possible (the page was old, or someone else did it first): say
+        so; nothing is started."""
+        return self._not_started(409, FLOW_TITLES.get(flow, flow), problem, back)
+
+    def _not_started(self, status: int, title: str, problem: str, back: str) -> Response:
+        return self.pages.render(
+            self.request,
+            "staff/not-started.html",
+            status_code=status,
+            title=title,
+            problem=problem,
+            back=back,
+        )
+
+
+DeskDep = Annotated[Desk, Depends()]
+
+
+def round_context(round_: Round, prospectus: Prospectus, here: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "round": round_,
+        "prospectus": prospectus,
+        "round_state": ROUND_STATES.get(round_.state, round_.state),
+        "stage_pages": [
+            (f"/staff/rounds/{round_.slug}" + (f"/{path}" if path else ""), name, path == here)
+            for path, name in STAGE_PAGES
+            if has_page(prospectus, path)
+        ],
+        "nonce": new_nonce(),
+    } | extra
+
+
+def council_names(session: Session) -> dict[str, str]:
+    """Council code -> name, for the pages that list applications by council."""
+    return dict(session.exec(select(Council.code, Council.name)).all())
+
+
+def has_page(prospectus: Prospectus, path: str) -> bool:
+    if path == "assessment":
+        return prospectus.stages.assessment is not None
+    if path == "implementation":
+        return prospectus.stages.implementation is not None
+    return True

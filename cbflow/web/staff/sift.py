@@ -1,0 +1,187 @@
+"""The sift: referred expressions of interest decided by staff, and the shortlist confirmed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlmodel import Session
+
+from cbflow.lifecycle import AppState, RoundState
+from cbflow.models import (
+    Round,
+)
+from cbflow.services import (
+    rounds,
+    sift,
+)
+from cbflow.settings import Settings
+from cbflow.web.deps import (
+    ClockDep,
+    FormDep,
+    PagesDep,
+    ReasonField,
+    SessionDep,
+    SettingsDep,
+    ShortField,
+)
+from cbflow.web.staff.shared import (
+    DeskDep,
+    Staff,
+    application_or_404,
+    council_names,
+    local_when,
+    round_context,
+    round_or_404,
+    runs_of,
+    started_runs,
+)
+
+router = APIRouter()
+
+
+@router.get("/rounds/{slug}/sift")
+def sift_page(
+    request: Request,
+    slug: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    pages: PagesDep,
+    user: Staff,
+) -> Response:
+    round_ = round_or_404(session, slug)
+    return _render_sift(request, session, settings, pages, round_, errors={})
+
+
+def _render_sift(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    pages: Any,
+    round_: Round,
+    errors: dict[str, str],
+    status_code: int = 200,
+    chosen: Iterable[str] | None = None,
+) -> Response:
+    prospectus = rounds.prospectus_of(round_)
+    names = council_names(session)
+    rules = {r.id: r.description for r in prospectus.stages.eoi.sift}
+    referred = [
+        {
+            "application": a,
+            "council": names.get(a.council_code, a.council_code),
+            "failed": [
+                rules.get(rule, rule)
+                for rule, result in a.sift_results.items()
+                if not result.get("passed")
+            ],
+        }
+        for a in rounds.applications_of(session, round_, AppState.SIFT_REFER)
+    ]
+    passed = rounds.applications_of(session, round_, AppState.SIFT_PASS)
+    passed.sort(key=lambda a: (a.eoi_submitted_at or a.created_at, a.council_code))
+    proposed = {a.reference for a in sift.propose_shortlist(session, round_=round_)}
+    ticked = set(chosen) if chosen is not None else proposed
+    confirmable = (
+        prospectus.stages.bid is not None and round_.state == RoundState.EOI_CLOSED and not referred
+    )
+    invited = rounds.applications_of(
+        session, round_, AppState.INVITED, AppState.BID_DRAFT, AppState.BID_SUBMITTED
+    )
+    return pages.render(
+        request,
+        "staff/sift.html",
+        status_code=status_code,
+        **round_context(
+            round_,
+            prospectus,
+            "sift",
+            errors=errors,
+            referred=referred,
+            candidates=[
+                {
+                    "application": a,
+                    "council": names.get(a.council_code, a.council_code),
+                    "submitted": local_when(a.eoi_submitted_at, prospectus),
+                    "checked": a.reference in ticked,
+                }
+                for a in passed
+            ],
+            shortlist_size=prospectus.stages.eoi.shortlist,
+            has_bid=prospectus.stages.bid is not None,
+            confirmable=confirmable,
+            invited=[(a, names.get(a.council_code, a.council_code)) for a in invited],
+            eoi_open=round_.state == RoundState.LAUNCHED,
+            runs=runs_of(started_runs(session, settings, round_), "invite-to-bid", "close-eoi"),
+        ),
+    )
+
+
+@router.post("/rounds/{slug}/sift/referrals/{application_id}")
+def review_referral(
+    request: Request,
+    slug: str,
+    application_id: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    pages: PagesDep,
+    user: Staff,
+    decision: ShortField = "",
+    reason: ReasonField = "",
+) -> Response:
+    round_ = round_or_404(session, slug)
+    application = application_or_404(session, round_, application_id)
+    errors = {}
+    if decision not in ("pass", "fail"):
+        errors[f"decision-{application.id}"] = "Select whether the expression of interest passes"
+    if not reason.strip():
+        errors[f"reason-{application.id}"] = "Enter the reason for the decision"
+    if application.state != AppState.SIFT_REFER:
+        errors[f"decision-{application.id}"] = "This referral has already been decided"
+    if errors:
+        return _render_sift(request, session, settings, pages, round_, errors, 400)
+    sift.review_referral(
+        session,
+        application=application,
+        passed=decision == "pass",
+        actor=user.email,
+        now=clock(),
+        reason=reason.strip(),
+    )
+    return RedirectResponse(f"/staff/rounds/{slug}/sift", status_code=303)
+
+
+@router.post("/rounds/{slug}/sift/shortlist")
+def confirm_shortlist(slug: str, desk: DeskDep, form: FormDep) -> Response:
+    request, session = desk.request, desk.session
+    round_ = round_or_404(session, slug)
+    prospectus = rounds.prospectus_of(round_)
+    chosen = [str(v) for v in form.getlist("chosen")]
+    nonce = str(form.get("nonce", ""))
+    passed = {a.reference for a in rounds.applications_of(session, round_, AppState.SIFT_PASS)}
+    size = prospectus.stages.eoi.shortlist
+    error = ""
+    if round_.state != RoundState.EOI_CLOSED or prospectus.stages.bid is None:
+        error = "The shortlist can be confirmed once the sift is done, in a round with bids"
+    elif rounds.applications_of(session, round_, AppState.SIFT_REFER):
+        error = "Decide the referred expressions of interest first"
+    elif not chosen:
+        error = "Select the places to invite to bid"
+    elif any(c not in passed for c in chosen):
+        error = "Only expressions of interest that passed the sift can be shortlisted"
+    elif size is not None and len(chosen) > size:
+        error = f"Select at most {size} places: the prospectus shortlists {size}"
+    if error:
+        return _render_sift(
+            request, session, desk.settings, desk.pages, round_, {"chosen": error}, 400, chosen
+        )
+    return desk.start(
+        "invite-to-bid",
+        {"slug": slug, "chosen": sorted(chosen)},
+        round_=round_,
+        nonce=nonce,
+        back=f"/staff/rounds/{slug}/sift",
+    )
