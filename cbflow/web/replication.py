@@ -262,7 +262,7 @@ def adopt(
 
 
 @router.get("/{model_id}/documents/{document_id}")
-def document(
+def model_document(
     model_id: int,
     document_id: int,
     user: Applicant,

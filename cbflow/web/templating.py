@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -21,6 +22,9 @@ from markupsafe import Markup, escape
 
 from cbflow.web.security import CSRF_FIELD, csrf_token
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 SERVICE_NAME = "cbflow"
 GOVUK_TEMPLATE = "govuk_frontend_jinja/template.html"
 
@@ -31,6 +35,18 @@ def csrf_field(context: Context) -> Markup:
     request: Request = context["request"]
     token = escape(csrf_token(request))
     return Markup(f'<input type="hidden" name="{CSRF_FIELD}" value="{token}">')
+
+
+def path_for(request: Request, name: str, /, **params: object) -> str:
+    """The address of the route called `name` (its handler's name), with its path's values:
+    pages and handlers ask for addresses by route, never build them by hand."""
+    return str(request.app.url_path_for(name, **{key: str(value) for key, value in params.items()}))
+
+
+@pass_context
+def url(context: Context, name: str, /, **params: object) -> str:
+    """{{ url('round_page', slug=round.slug) }}: a route's address, in a template."""
+    return path_for(context["request"], name, **params)
 
 
 def signed_in(request: Request) -> dict[str, Any] | None:
@@ -86,6 +102,7 @@ def environment(pages: Path) -> Environment:
         lstrip_blocks=True,
     )
     env.globals["csrf_field"] = csrf_field
+    env.globals["url"] = url
     env.globals["service_name"] = SERVICE_NAME
     env.globals["errors_as_list"] = errors_as_list
     return env
@@ -107,3 +124,11 @@ class Pages:
         self, request: Request, name: str, status_code: int = 200, **context: Any
     ) -> Response:
         return self.templates.TemplateResponse(request, name, context, status_code=status_code)
+
+    def show(
+        self, request: Request, name: str, page: DataclassInstance, status_code: int = 200
+    ) -> Response:
+        """Renders a page from its typed context: a dataclass whose fields the template reads
+        by name (shallowly: a field that is itself a dataclass stays one)."""
+        context = {field.name: getattr(page, field.name) for field in fields(page)}
+        return self.render(request, name, status_code, **context)

@@ -354,7 +354,9 @@ def application_file(
 
 
 @router.get("/documents/{document_id}")
-def document(document_id: int, session: SessionDep, settings: SettingsDep, user: Staff) -> Response:
+def staff_document(
+    document_id: int, session: SessionDep, settings: SettingsDep, user: Staff
+) -> Response:
     found = session.get(Document, document_id)
     if found is None:
         raise HTTPException(status_code=404)

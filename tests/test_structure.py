@@ -1,0 +1,33 @@
+"""The shape of the code that keeps the portal easy to change: small route modules, addresses
+from route names. Run on its own with `pytest tests/test_structure.py`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from cbflow.settings import Settings
+from cbflow.web.app import create_app
+
+
+def _routes(routes: list[Any]) -> Iterator[Any]:
+    for route in routes:
+        included = getattr(route, "original_router", None)  # an included router, not yet flat
+        inner = included.routes if included is not None else getattr(route, "routes", None)
+        if inner is not None and not hasattr(route, "app"):
+            yield from _routes(inner)
+        else:
+            yield route
+
+
+def test_every_route_has_a_name_of_its_own_so_addresses_come_from_names(
+    cbflow_env: Settings,
+) -> None:
+    app = create_app(cbflow_env)
+    names = Counter(route.name for route in _routes(app.routes))
+    assert len(names) > 50, "the portal's routes are all found"
+    assert [name for name, count in names.items() if count > 1] == []
+    assert (
+        app.url_path_for("round_page", slug="whole-place-2011") == "/staff/rounds/whole-place-2011"
+    )
