@@ -573,6 +573,8 @@ def main() -> None:
 def run(args: argparse.Namespace, database_url: str) -> int:
     """The benchmark on the given database (empty: SQLite in the data folder); 0 if every
     target passed."""
+    from cbflow.flowlist import ISSUE_RECEIPTS, PORTAL
+
     # stopped from outside (a time limit): still stop `cbflow serve` on the way out
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -623,7 +625,7 @@ def run(args: argparse.Namespace, database_url: str) -> int:
         wait_for("the portal", lambda: answers_http(f"{base_url}/healthz"), server, log)
         wait_for(
             "the flow runner",
-            lambda: answers_http(f"{api}/deployments/name/issue-receipts/portal"),
+            lambda: answers_http(f"{api}/deployments/name/{ISSUE_RECEIPTS.name}/{PORTAL}"),
             server,
             log,
         )
@@ -648,7 +650,7 @@ def run(args: argparse.Namespace, database_url: str) -> int:
     for error in (signed.errors + saves.errors)[:10]:
         print(f"  {error}")
     print(
-        f"receipts: {receipts} issued by {len(runs)} issue-receipts flow runs, all in "
+        f"receipts: {receipts} issued by {len(runs)} {ISSUE_RECEIPTS.name} flow runs, all in "
         f"{waited:.0f} s after the surge"
     )
     print(

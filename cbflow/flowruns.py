@@ -18,13 +18,13 @@ from typing import Any
 from uuid import UUID
 
 from cbflow.errors import CbflowError
+from cbflow.flowlist import DEADLINE as DEADLINE  # re-exported: the deployments' names
+from cbflow.flowlist import DEADLINE_FLOWS as _DEADLINE_SPECS
+from cbflow.flowlist import ISSUE_RECEIPTS, PORTAL
 from cbflow.settings import Settings
 
-PORTAL = "portal"  # the deployment name of the flows staff start from the portal
-DEADLINE = "deadline"  # the deployment name of the flows a round's dates trigger
-
-# the flows a round's dates trigger: their deployments are named DEADLINE, the others PORTAL
-DEADLINE_FLOWS = frozenset({"close-eoi", "close-bids", "decide", "returns-cycle", "complete-round"})
+# the names of the flows a round's dates trigger: their deployments are named DEADLINE
+DEADLINE_FLOWS = frozenset(spec.name for spec in _DEADLINE_SPECS)
 
 # what staff see of a run's state
 STATE_NAMES = {
@@ -279,11 +279,11 @@ class ReceiptBatches:
         try:
             return start(
                 self.settings,
-                "issue-receipts",
+                ISSUE_RECEIPTS.name,
                 {"slug": slug, "now": when.isoformat()},
                 name=f"{slug} · receipts · {when:%-d %b %Y %H:%M:%S} UTC",
                 tags=[slug, "receipts"],
-                idempotency_key=f"{slug}:issue-receipts:{when.isoformat()}",
+                idempotency_key=f"{slug}:{ISSUE_RECEIPTS.name}:{when.isoformat()}",
                 scheduled_time=when,
             )
         except FlowsUnavailable as exc:

@@ -19,6 +19,7 @@ from sqlmodel import col, select
 
 from cbflow import notify
 from cbflow.db import session_scope
+from cbflow.flowlist import CLOSE_BIDS, CLOSE_EOI, COMPLETE_ROUND, DECIDE, RETURNS_CYCLE
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, Document, Round, User
 from cbflow.prospectus import Prospectus
@@ -234,7 +235,7 @@ def returns_cycle(
         pendings = issuer.chasers(chased) + issuer.progress_reports(
             rounds.applications_of(session, round_, AppState.IMPLEMENTING)
         )
-    outcome = Outcome(slug, "returns-cycle", {"chased": len(chased)})
+    outcome = Outcome(slug, RETURNS_CYCLE.name, {"chased": len(chased)})
     outcome.documents = issue(pendings, now, progress)
     return outcome
 
@@ -338,17 +339,19 @@ def deadline_events(prospectus: Prospectus) -> list[tuple[str, datetime]]:
     """The events a round's dates trigger, as (flow name, when): closing the EOI window and the
     bid window, the decisions, each returns cycle, and the end of implementation."""
     zone = prospectus.zone
-    events = [("close-eoi", prospectus.timetable.eoi.closes_at(zone))]
+    events = [(CLOSE_EOI.name, prospectus.timetable.eoi.closes_at(zone))]
     if prospectus.stages.bid and prospectus.timetable.bid:
-        events.append(("close-bids", prospectus.timetable.bid.closes_at(zone)))
+        events.append((CLOSE_BIDS.name, prospectus.timetable.bid.closes_at(zone)))
     if prospectus.timetable.decision:
-        events.append(("decide", prospectus.timetable.decision.by_at(zone) - timedelta(hours=12)))
-    events += [("returns-cycle", due) for _, _, due in return_periods(prospectus)]
+        events.append(
+            (DECIDE.name, prospectus.timetable.decision.by_at(zone) - timedelta(hours=12))
+        )
+    events += [(RETURNS_CYCLE.name, due) for _, _, due in return_periods(prospectus)]
     period = prospectus.timetable.implementation
     if period:
         events.append(
             (
-                "complete-round",
+                COMPLETE_ROUND.name,
                 datetime.combine(period.ends + timedelta(days=1), time(0), tzinfo=zone),
             )
         )

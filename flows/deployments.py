@@ -16,8 +16,8 @@ from prefect.client.orchestration import get_client
 from prefect.states import Scheduled
 
 from cbflow.db import session_scope
-from cbflow.flowruns import DEADLINE as DEPLOYMENT
-from cbflow.flowruns import PORTAL
+from cbflow.flowlist import DEADLINE as DEPLOYMENT
+from cbflow.flowlist import PORTAL
 from cbflow.services.rounds import get_round, prospectus_of
 from cbflow.stages import deadline_events
 from flows.stages import DEADLINE_FLOWS, PORTAL_FLOWS

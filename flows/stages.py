@@ -23,6 +23,25 @@ from sqlmodel import col, select
 
 from cbflow import stages
 from cbflow.db import session_scope
+from cbflow.flowlist import (
+    ADOPT_MODEL,
+    ASSIGN_ASSESSORS,
+    CLOSE_BIDS,
+    CLOSE_EOI,
+    COMPLETE_ROUND,
+    DEADLINE,
+    DECIDE,
+    FINALISE_ASSESSMENT,
+    FLOWS,
+    INVITE_TO_BID,
+    ISSUE_RECEIPTS,
+    LAUNCH_ROUND,
+    OPEN_MODERATION,
+    PORTAL,
+    PUBLISH_MODEL,
+    RETURNS_CYCLE,
+    START_IMPLEMENTATION,
+)
 from cbflow.lifeline import end_with_parent
 from cbflow.models import Document
 from cbflow.settings import get_settings
@@ -160,7 +179,7 @@ def _named(template: str) -> Callable[[], str]:
     return name
 
 
-@flow(name="launch-round", flow_run_name=_named("{path} · launch"))
+@flow(name=LAUNCH_ROUND.name, flow_run_name=_named("{path} · launch"))
 async def launch(
     source: str,
     path: str,
@@ -178,19 +197,19 @@ async def launch(
     return outcome
 
 
-@flow(name="issue-receipts", flow_run_name=_named("{slug} · receipts"))
+@flow(name=ISSUE_RECEIPTS.name, flow_run_name=_named("{slug} · receipts"))
 async def issue_receipts(slug: str, now: datetime | None = None) -> Outcome:
     return await _run(stages.issue_receipts, slug, now=await _not_before(now))
 
 
-@flow(name="close-eoi", flow_run_name=_named("{slug} · EOI close and sift"))
+@flow(name=CLOSE_EOI.name, flow_run_name=_named("{slug} · EOI close and sift"))
 async def close_eoi(slug: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
     return await _run(
-        stages.close_eoi, slug, now=await _deadline("close-eoi", slug, now), actor=actor
+        stages.close_eoi, slug, now=await _deadline(CLOSE_EOI.name, slug, now), actor=actor
     )
 
 
-@flow(name="invite-to-bid", flow_run_name=_named("{slug} · invite to bid"))
+@flow(name=INVITE_TO_BID.name, flow_run_name=_named("{slug} · invite to bid"))
 async def invite_to_bid(
     slug: str,
     now: datetime | None = None,
@@ -200,83 +219,89 @@ async def invite_to_bid(
     return await _run(stages.invite_to_bid, slug, now=_now(now), chosen=chosen, actor=actor)
 
 
-@flow(name="close-bids", flow_run_name=_named("{slug} · bids close"))
+@flow(name=CLOSE_BIDS.name, flow_run_name=_named("{slug} · bids close"))
 async def close_bids(slug: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
     return await _run(
-        stages.close_bids, slug, now=await _deadline("close-bids", slug, now), actor=actor
+        stages.close_bids, slug, now=await _deadline(CLOSE_BIDS.name, slug, now), actor=actor
     )
 
 
-@flow(name="assign-assessors", flow_run_name=_named("{slug} · assessment: assign"))
+@flow(name=ASSIGN_ASSESSORS.name, flow_run_name=_named("{slug} · assessment: assign"))
 async def assign_assessors(slug: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
     return await _run(stages.assign_assessors, slug, now=_now(now), actor=actor)
 
 
-@flow(name="open-moderation", flow_run_name=_named("{slug} · assessment: moderation"))
+@flow(name=OPEN_MODERATION.name, flow_run_name=_named("{slug} · assessment: moderation"))
 async def open_moderation(slug: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
     return await _run(stages.open_moderation, slug, now=_now(now), actor=actor)
 
 
-@flow(name="finalise-assessment", flow_run_name=_named("{slug} · assessment: totals and ranking"))
+@flow(
+    name=FINALISE_ASSESSMENT.name, flow_run_name=_named("{slug} · assessment: totals and ranking")
+)
 async def finalise_assessment(
     slug: str, now: datetime | None = None, actor: str = SYSTEM
 ) -> Outcome:
     return await _run(stages.finalise_assessment, slug, now=_now(now), actor=actor)
 
 
-@flow(name="decide", flow_run_name=_named("{slug} · selection and decisions"))
+@flow(name=DECIDE.name, flow_run_name=_named("{slug} · selection and decisions"))
 async def decide(slug: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
-    return await _run(stages.decide, slug, now=await _deadline("decide", slug, now), actor=actor)
+    return await _run(stages.decide, slug, now=await _deadline(DECIDE.name, slug, now), actor=actor)
 
 
-@flow(name="start-implementation", flow_run_name=_named("{slug} · implementation starts"))
+@flow(name=START_IMPLEMENTATION.name, flow_run_name=_named("{slug} · implementation starts"))
 async def start_implementation(
     slug: str, now: datetime | None = None, actor: str = SYSTEM
 ) -> Outcome:
     return await _run(stages.start_implementation, slug, now=_now(now), actor=actor)
 
 
-@flow(name="returns-cycle", flow_run_name=_named("{slug} · returns cycle"))
+@flow(name=RETURNS_CYCLE.name, flow_run_name=_named("{slug} · returns cycle"))
 async def returns_cycle(slug: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
     return await _run(
-        stages.returns_cycle, slug, now=await _deadline("returns-cycle", slug, now), actor=actor
+        stages.returns_cycle, slug, now=await _deadline(RETURNS_CYCLE.name, slug, now), actor=actor
     )
 
 
-@flow(name="complete-round", flow_run_name=_named("{slug} · complete"))
+@flow(name=COMPLETE_ROUND.name, flow_run_name=_named("{slug} · complete"))
 async def complete(slug: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
     return await _run(
-        stages.complete, slug, now=await _deadline("complete-round", slug, now), actor=actor
+        stages.complete, slug, now=await _deadline(COMPLETE_ROUND.name, slug, now), actor=actor
     )
 
 
-@flow(name="publish-model", flow_run_name=_named("{reference} · publish model"))
+@flow(name=PUBLISH_MODEL.name, flow_run_name=_named("{reference} · publish model"))
 async def publish(reference: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
     return await _run(stages.publish, reference, now=_now(now), actor=actor)
 
 
-@flow(name="adopt-model", flow_run_name=_named("model {model_id} · adopted by {council_code}"))
+@flow(name=ADOPT_MODEL.name, flow_run_name=_named("model {model_id} · adopted by {council_code}"))
 async def adopt(model_id: int, council_code: str, now: datetime | None = None) -> Outcome:
     return await _run(stages.adopt, model_id, council_code, now=_now(now))
 
 
-# the flows staff start from the portal (as deployments named "portal", see flows.deployments)
+# the flows staff and the portal start (as deployments named "portal", see flows.deployments)
+# and the deadline events a round schedules at its prospectus's dates, by their names
+_ALL: list[Flow[..., Any]] = [
+    launch,
+    issue_receipts,
+    close_eoi,
+    invite_to_bid,
+    close_bids,
+    assign_assessors,
+    open_moderation,
+    finalise_assessment,
+    decide,
+    start_implementation,
+    returns_cycle,
+    complete,
+    publish,
+    adopt,
+]
 PORTAL_FLOWS: dict[str, Flow[..., Any]] = {
-    "launch-round": launch,
-    "issue-receipts": issue_receipts,
-    "invite-to-bid": invite_to_bid,
-    "assign-assessors": assign_assessors,
-    "open-moderation": open_moderation,
-    "finalise-assessment": finalise_assessment,
-    "start-implementation": start_implementation,
-    "publish-model": publish,
+    flow.name: flow for flow in _ALL if FLOWS[flow.name].deployment == PORTAL
 }
-
-# the deadline events a round schedules at its prospectus's dates (see flows.deployments)
 DEADLINE_FLOWS: dict[str, Flow[..., Any]] = {
-    "close-eoi": close_eoi,
-    "close-bids": close_bids,
-    "decide": decide,
-    "returns-cycle": returns_cycle,
-    "complete-round": complete,
+    flow.name: flow for flow in _ALL if FLOWS[flow.name].deployment == DEADLINE
 }

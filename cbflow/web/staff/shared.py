@@ -12,9 +12,10 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, select
 
-from cbflow import flowruns
+from cbflow import flowlist, flowruns
 from cbflow.errors import NotFound
-from cbflow.flowruns import DEADLINE, PORTAL, FlowsUnavailable
+from cbflow.flowlist import PORTAL
+from cbflow.flowruns import FlowsUnavailable
 from cbflow.forms import pence_to_money
 from cbflow.models import (
     Application,
@@ -152,7 +153,7 @@ class Desk:
         """Start `flow` as a run of its deployment (with `now` and the acting person), record
         it, and show its page; or say why nothing was started. The run is tagged with the
         round's id (`slug` for a round not yet launched), so the round's pages find it."""
-        deployment = DEADLINE if flow in flowruns.DEADLINE_FLOWS else PORTAL
+        deployment = flowlist.FLOWS[flow].deployment or PORTAL
         title = FLOW_TITLES.get(flow, flow)
         slug = round_.slug if round_ is not None else slug
         email = self.user.email
