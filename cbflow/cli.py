@@ -400,11 +400,13 @@ def _print_link(handed: HandedLink, lead: str) -> None:
     service's time zone."""
     from zoneinfo import ZoneInfo
 
+    from cbflow.formatting import long_date
+
     expires = handed.expires_at.astimezone(ZoneInfo(get_settings().timezone))
     console.print(lead, markup=False, highlight=False)
     console.print(handed.url, markup=False, highlight=False, crop=False, overflow="ignore")
     console.print(
-        f"It works once, until {expires:%H:%M %Z on %-d %B %Y}, and signs in as "
+        f"It works once, until {expires:%H:%M %Z} on {long_date(expires)}, and signs in as "
         f"{handed.email}: give it to them alone. For a fresh one: "
         f"cbflow user link {handed.email}",
         markup=False,

@@ -18,6 +18,8 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from cbflow.errors import ValidationFailed
+from cbflow.formatting import PENNY
+from cbflow.formatting import pence_to_money as pence_to_money  # re-exported
 from cbflow.prospectus import (
     ChoiceQuestion,
     CouncilQuestion,
@@ -100,7 +102,6 @@ MONEY_INPUT = re.compile(rf"^-?[0-9]{{1,{MONEY_DIGITS}}}(\.[0-9]{{1,2}})?$")
 NUMBER_DIGITS = 15  # before the decimal point; and at most 6 after it
 NUMBER_INPUT = re.compile(rf"^-?[0-9]{{1,{NUMBER_DIGITS}}}(\.[0-9]{{1,6}})?$")
 TYPED_AT_MOST = 40  # characters of a number or an amount looked at: longer is refused unread
-PENNY = Decimal("0.01")
 
 
 def parse_money(value: Any) -> Decimal:
@@ -153,10 +154,6 @@ def _multiple(number: Decimal, step: Decimal) -> bool:
 
 def money_to_pence(amount: Decimal) -> int:
     return int((amount * 100).to_integral_value())
-
-
-def pence_to_money(pence: int) -> Decimal:
-    return (Decimal(pence) / 100).quantize(PENNY)
 
 
 def is_shown(question: Question, answers: Mapping[str, Any]) -> bool:

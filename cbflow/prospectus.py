@@ -34,6 +34,7 @@ from ruamel.yaml.events import (
 from ruamel.yaml.reader import ReaderError
 
 from cbflow.errors import ProspectusError
+from cbflow.formatting import long_date
 
 SLUG = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 IDENT = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
@@ -275,9 +276,13 @@ def _wall_clock_problem(value: LocalMoment, zone: ZoneInfo) -> str | None:
     if first.utcoffset() == second.utcoffset():
         return None
     if first.astimezone(ZoneInfo("UTC")).astimezone(zone).replace(tzinfo=None) != value:
-        return f"{value:%H:%M on %d %B %Y} does not exist in {zone.key}: the clocks go forward"
+        return (
+            f"{value:%H:%M} on {long_date(value.date())} does not exist in {zone.key}: "
+            "the clocks go forward"
+        )
     return (
-        f"{value:%H:%M on %d %B %Y} happens twice in {zone.key} as the clocks go back: "
+        f"{value:%H:%M} on {long_date(value.date())} happens twice in {zone.key} as the clocks "
+        "go back: "
         f"give the offset, e.g. {value:%Y-%m-%dT%H:%M}+01:00"
     )
 

@@ -21,8 +21,6 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -37,16 +35,18 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from weasyprint.text.fonts import FontConfiguration
 
+from cbflow.formatting import date_filter as date_filter  # re-exported: the documents' filters
+from cbflow.formatting import datetime_filter as datetime_filter
+from cbflow.formatting import deadline_filter as deadline_filter
+from cbflow.formatting import money_filter as money_filter
 from cbflow.lifeline import end_with
 from cbflow.settings import get_settings
-from cbflow.wording import body_in_prose, long_date, long_deadline, long_moment
+from cbflow.wording import body_in_prose
 
 # Tagged PDF with the PDF/UA-1 identification: screen readers get the structure, and WeasyPrint
 # takes the title and language from the document's <title> and <html lang>.
 PDF_VARIANT = "pdf/ua-1"
 PARTIAL = ".part"  # the suffix of a document being written
-
-PENNY = Decimal("0.01")
 
 
 class URLRefused(ValueError):
@@ -117,42 +117,6 @@ _MARKDOWN.core.ruler.push("demote_headings", _demote_headings)
 def markdown_filter(text: str | None) -> Markup:
     """Markdown to HTML, with any HTML in the source escaped."""
     return Markup(_MARKDOWN.render(text or ""))
-
-
-def money_filter(value: Decimal | int | str) -> str:
-    """Pounds as `£1,234,567.00`; strings must hold a plain number of pounds."""
-    try:
-        amount = Decimal(value.strip() if isinstance(value, str) else value)
-    except (InvalidOperation, TypeError) as exc:
-        raise ValueError(f"not an amount of money: {value!r}") from exc
-    if not amount.is_finite():
-        raise ValueError(f"not an amount of money: {value!r}")
-    pence = amount.quantize(PENNY, ROUND_HALF_UP)
-    sign = "-" if pence < 0 else ""
-    return f"{sign}£{abs(pence):,}"
-
-
-def date_filter(value: date | str) -> str:
-    """`10 November 2011`, in the configured time zone for datetimes; strings pass through."""
-    if isinstance(value, str):
-        return value
-    return long_date(value)
-
-
-def datetime_filter(value: datetime | str) -> str:
-    """`12:00 on 10 November 2011` in the configured time zone (a moment at midnight: the date
-    alone); strings pass through."""
-    if isinstance(value, str):
-        return value
-    return long_moment(value)
-
-
-def deadline_filter(value: datetime | str) -> str:
-    """`12:00 on 10 November 2011`, or `the end of 9 November 2011` for a midnight deadline;
-    strings pass through."""
-    if isinstance(value, str):
-        return value
-    return long_deadline(value)
 
 
 def document_environment(templates_dir: Path | None = None) -> jinja2.Environment:

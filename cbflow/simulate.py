@@ -21,6 +21,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from cbflow import simulated_writing as writing
+from cbflow.formatting import long_date
 from cbflow.forms import char_limit, is_shown, row_limit
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, Council, Round, User
@@ -163,7 +164,7 @@ def _period_words(period: tuple[date, date] | None) -> str:
     if period is None:
         return "the year"
     first, last = period
-    return f"the period from {first:%-d %B %Y} to {last:%-d %B %Y}"
+    return f"the period from {long_date(first)} to {long_date(last)}"
 
 
 def _repeats_label(answer: str, label: str) -> bool:

@@ -20,6 +20,7 @@ from sqlmodel import col, select
 from cbflow import notify
 from cbflow.db import session_scope
 from cbflow.flowlist import CLOSE_BIDS, CLOSE_EOI, COMPLETE_ROUND, DECIDE, RETURNS_CYCLE
+from cbflow.formatting import long_date
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, Document, Round, User
 from cbflow.prospectus import Prospectus
@@ -320,7 +321,7 @@ def record_late_run(slug: str, event: str, due: datetime, ran: datetime) -> str 
         local = due.astimezone(rounds.prospectus_of(round_).zone)
         note = (
             f"{event} ran {_duration(ran - due)} late: it was due at {local:%H:%M:%S} on "
-            f"{local.day} {local:%B %Y} ({local:%Z}), when no flow runner was running"
+            f"{long_date(local)} ({local:%Z}), when no flow runner was running"
         )
         record(
             session,

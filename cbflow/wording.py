@@ -4,10 +4,12 @@ sentences use them. Plain string functions, light enough for the services to imp
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
-from cbflow.settings import get_settings
+# dates in words live with the rest of cbflow's formatting; letters import them from here too
+from cbflow.formatting import MONTHS as MONTHS
+from cbflow.formatting import long_date as long_date
+from cbflow.formatting import long_deadline as long_deadline
+from cbflow.formatting import long_moment as long_moment
 
 _NUMBERS = (
     "no",
@@ -129,58 +131,6 @@ def body_in_prose(name: str, *, start: bool = False) -> str:
     if start and name.startswith("the "):
         return "T" + name[1:]
     return name
-
-
-# Spelled out here because strftime's %B follows the process locale; documents are en-GB.
-MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
-
-
-def _local(value: datetime, zone: ZoneInfo | None = None) -> datetime:
-    if value.tzinfo is None:
-        # A naive time has no place in a document: it would print a wrong hour half the year.
-        raise ValueError(f"datetime {value.isoformat()} has no time zone")
-    return value.astimezone(zone or ZoneInfo(get_settings().timezone))
-
-
-def _at_midnight(moment: datetime) -> bool:
-    return (moment.hour, moment.minute, moment.second, moment.microsecond) == (0, 0, 0, 0)
-
-
-def long_date(value: date, zone: ZoneInfo | None = None) -> str:
-    """`10 November 2011`; a datetime is first taken to `zone` (default: CBFLOW_TIMEZONE)."""
-    day = _local(value, zone) if isinstance(value, datetime) else value
-    return f"{day.day} {MONTHS[day.month - 1]} {day.year}"
-
-
-def long_moment(value: datetime, zone: ZoneInfo | None = None) -> str:
-    """A moment as a letter gives it: `12:00 on 10 November 2011`; a moment at the start of a
-    day is that day alone (`17 October 2011`), never `00:00 on 17 October 2011`."""
-    moment = _local(value, zone)
-    if _at_midnight(moment):
-        return long_date(moment)
-    return f"{moment:%H:%M} on {long_date(moment)}"
-
-
-def long_deadline(value: datetime, zone: ZoneInfo | None = None) -> str:
-    """A deadline as people say it, to follow "by" or "due by": `12:00 on 10 November 2011`, or,
-    when it falls at midnight, `the end of 9 November 2011` (the day it closes, not the next)."""
-    moment = _local(value, zone)
-    if _at_midnight(moment):
-        return f"the end of {long_date(moment - timedelta(days=1))}"
-    return long_moment(moment)
 
 
 _COUNCIL_ARTICLE_STARTS = (

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Collection, Container, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlmodel import Session, select
 
 from cbflow.db import lock_for_update
 from cbflow.errors import CbflowError, DeadlinePassed, NotFound, NotYet
+from cbflow.formatting import local_deadline as local_deadline  # re-exported for the pages
+from cbflow.formatting import local_time as local_time
+from cbflow.formatting import long_date
 from cbflow.forms import money_to_pence, parse_money, validate_answers
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, Council, Round
@@ -22,22 +25,6 @@ from cbflow.services.rounds import prospectus_of
 Stage = Literal["eoi", "bid"]
 
 
-def local_time(moment: datetime, prospectus: Prospectus) -> str:
-    """A moment as the round's staff and councils read it: '12:00 on 10 November 2011 (GMT)'."""
-    local = moment.astimezone(prospectus.zone)
-    return f"{local:%H:%M} on {local.day} {local:%B %Y} ({local:%Z})"
-
-
-def local_deadline(moment: datetime, prospectus: Prospectus) -> str:
-    """A deadline as people say it: midnight is 'the end of 9 December 2011', not '00:00 on
-    10 December', which reads as a day later than meant."""
-    local = moment.astimezone(prospectus.zone)
-    if (local.hour, local.minute, local.second) == (0, 0, 0):
-        day = local - timedelta(days=1)
-        return f"the end of {day.day} {day:%B %Y}"
-    return local_time(moment, prospectus)
-
-
 def not_reached(deadline: str, moment: datetime, now: datetime, prospectus: Prospectus) -> NotYet:
     """The refusal of a deadline's work before its moment, to the second: a run that starts a
     moment early is told exactly when the deadline is, not that it 'passed'."""
@@ -45,11 +32,11 @@ def not_reached(deadline: str, moment: datetime, now: datetime, prospectus: Pros
     when = (
         local_deadline(moment, prospectus)
         if (local.hour, local.minute, local.second) == (0, 0, 0)
-        else f"{local:%H:%M:%S} on {local.day} {local:%B %Y} ({local:%Z})"
+        else f"{local:%H:%M:%S} on {long_date(local)} ({local:%Z})"
     )
     return NotYet(
         f"the {deadline} had not yet passed: it is at {when}, and the time was "
-        f"{current:%H:%M:%S} on {current.day} {current:%B %Y}"
+        f"{current:%H:%M:%S} on {long_date(current)}"
     )
 
 

@@ -18,7 +18,8 @@ from markupsafe import Markup
 from sqlmodel import Session, col, select
 
 from cbflow.charts import assessor_charts, bar_chart, frontier_chart, line_chart
-from cbflow.forms import display_answer, is_shown, pence_to_money
+from cbflow.formatting import date_filter, money
+from cbflow.forms import display_answer, is_shown
 from cbflow.models import (
     Application,
     Assignment,
@@ -32,7 +33,7 @@ from cbflow.models import (
     User,
 )
 from cbflow.prospectus import Form, Prospectus, Question, TableQuestion
-from cbflow.render import RenderJob, date_filter
+from cbflow.render import RenderJob
 from cbflow.services import offers
 from cbflow.services.applications import (
     Stage,
@@ -79,10 +80,6 @@ class Pending:
     round_id: int
     application_id: int | None
     job: RenderJob
-
-
-def money(pence: int | None) -> str:
-    return f"£{pence_to_money(pence or 0):,.2f}"
 
 
 def _doc(prospectus: Prospectus, kind: str, reference: str, now: datetime) -> dict[str, Any]:
