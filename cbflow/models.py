@@ -124,6 +124,27 @@ class Application(SQLModel, table=True):
     # table creation order ambiguous
     adopted_from_model_id: int | None = Field(default=None, index=True)
     created_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+    # a partnership's name for its place ("Greater Manchester"); None for a council on its own
+    place_name: str | None = None
+
+
+class ApplicationMember(SQLModel, table=True):
+    """A council in an application: its lead (the council that started it, also
+    `Application.council_code`) or a member council the lead named, which confirms its
+    membership itself. A council belongs to at most one application in a round."""
+
+    __table_args__ = (UniqueConstraint("round_id", "council_code"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    round_id: int = Field(foreign_key="round.id", index=True)
+    application_id: int = Field(foreign_key="application.id", index=True)
+    council_code: str = Field(foreign_key="council.code", index=True)
+    lead: bool = False
+    added_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+    added_by: str
+    # the lead is confirmed as it starts the application; a member when one of its officers says so
+    confirmed_at: datetime | None = _when()
+    confirmed_by: str | None = None
 
 
 class Assignment(SQLModel, table=True):

@@ -490,6 +490,35 @@ class Eligibility(Strict):
     council_types: list[str] | None = None
 
 
+class Partnership(Strict):
+    """A place made of several councils applying together: a lead council starts the
+    application and names the others, who each confirm their membership in the portal."""
+
+    min_councils: Annotated[int, Field(ge=2)] = 2  # the lead included
+    max_councils: Annotated[int, Field(ge=2)] | None = None
+    # the types of council that may be members; omitted: those eligible to apply
+    council_types: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _in_order(self) -> Partnership:
+        if self.max_councils is not None and self.max_councils < self.min_councils:
+            raise ValueError("max_councils must be at least min_councils")
+        return self
+
+
+class Applicants(Strict):
+    """Who may apply: a council on its own, a partnership of councils, or either."""
+
+    single_council: bool = True
+    partnership: Partnership | None = None
+
+    @model_validator(mode="after")
+    def _someone(self) -> Applicants:
+        if not self.single_council and self.partnership is None:
+            raise ValueError("with single_council: false, describe the partnership that may apply")
+        return self
+
+
 class Capacity(Strict):
     places: Annotated[int, Field(gt=0)] | None = None
     budget_gbp: Annotated[Money, Field(gt=0)] | None = None
@@ -576,6 +605,7 @@ class Prospectus(Strict):
     summary: str = ""
     timezone: str = "Europe/London"
     eligibility: Eligibility = Eligibility()
+    applicants: Applicants = Applicants()
     capacity: Capacity = Capacity()
     timetable: Timetable
     stages: Stages

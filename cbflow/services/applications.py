@@ -18,7 +18,7 @@ from cbflow.forms import money_to_pence, parse_money, validate_answers
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, Council, Round
 from cbflow.prospectus import Form, Prospectus, Window
-from cbflow.services import drafts
+from cbflow.services import drafts, partnerships
 from cbflow.services.audit import record, transition
 from cbflow.services.rounds import prospectus_of
 
@@ -132,6 +132,8 @@ def start_application(
     session.add(application)
     session.flush()
     assert application.id is not None
+    if adopted_from_model_id is None:  # an adoption is a route of its own, beside the round's
+        partnerships.add_lead(session, application=application, round_=round_, actor=actor, now=now)
     record(
         session,
         entity="application",
@@ -342,6 +344,14 @@ def save_draft(
     return application
 
 
+class NotReadyToSubmit(CbflowError):
+    """The application's councils are not ready to submit: the reasons, in order."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
 def submit(
     session: Session,
     *,
@@ -368,6 +378,10 @@ def submit(
     assert round_ is not None
     prospectus = prospectus_of(round_)
     check_window(prospectus, stage, now)
+    if stage == "eoi":
+        problems = partnerships.submission_problems(session, application)
+        if problems:
+            raise NotReadyToSubmit(problems)
     if stage == "bid" and application.state == AppState.INVITED:
         transition(
             session, application, AppState.BID_DRAFT, actor=actor, now=now, reason="bid started"

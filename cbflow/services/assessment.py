@@ -11,6 +11,7 @@ a gateway: a final score below it bars selection, whatever the total.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -31,6 +32,7 @@ from cbflow.models import (
     User,
 )
 from cbflow.prospectus import AssessmentStage
+from cbflow.services import partnerships
 from cbflow.services.audit import record, transition
 from cbflow.services.rounds import applications_of, prospectus_of
 
@@ -58,22 +60,26 @@ def candidates(session: Session, round_: Round) -> list[Application]:
 
 def _barred(
     assessor: User,
-    council: Council,
+    councils: Sequence[Council],
     stage: AssessmentStage,
     conflicts: set[tuple[int, str]],
 ) -> str | None:
-    """Why the assessor may not assess an application from the council, or None if they may:
-    they work for it, have declared a conflict with it, or (when the prospectus asks) are from
-    its region."""
-    if assessor.council_code is not None and assessor.council_code == council.code:
-        return f"{assessor.name} works for the applying council: that is a conflict"
-    if (assessor.id, council.code) in conflicts:
-        return f"{assessor.name} has declared a conflict with {council.code}"
-    if stage.exclude_own_region and assessor.region and assessor.region == council.region:
-        return (
-            f"{assessor.name} is from {council.region}, the applying council's region, and "
-            "this round does not let assessors assess their own region"
-        )
+    """Why the assessor may not assess an application made by these councils (its lead and
+    any member councils), or None if they may: they work for one of them, have declared a
+    conflict with one, or (when the prospectus asks) are from the region of one."""
+    alone = len(councils) == 1
+    for council in councils:
+        which = "the applying council" if alone else f"{council.name}, one of the applying councils"
+        if assessor.council_code is not None and assessor.council_code == council.code:
+            return f"{assessor.name} works for {which}: that is a conflict"
+        if (assessor.id, council.code) in conflicts:
+            return f"{assessor.name} has declared a conflict with {council.code}"
+        if stage.exclude_own_region and assessor.region and assessor.region == council.region:
+            region = "the applying council's region" if alone else f"the region of {which}"
+            return (
+                f"{assessor.name} is from {council.region}, {region}, and this round does not "
+                "let assessors assess their own region"
+            )
     return None
 
 
@@ -81,6 +87,11 @@ def _council(session: Session, code: str) -> Council:
     council = session.get(Council, code)
     assert council is not None
     return council
+
+
+def _councils(session: Session, application: Application) -> list[Council]:
+    """The application's councils, its lead first."""
+    return [_council(session, code) for code in partnerships.council_codes_of(session, application)]
 
 
 def assign_assessors(
@@ -105,8 +116,8 @@ def assign_assessors(
     conflicts = declared_conflicts(session)
     result: dict[int, list[int]] = {}
     for application in candidates(session, round_):
-        council = _council(session, application.council_code)
-        eligible = [a for a in assessors if _barred(a, council, stage, conflicts) is None]
+        councils = _councils(session, application)
+        eligible = [a for a in assessors if _barred(a, councils, stage, conflicts) is None]
         if len(eligible) < stage.assessors_per_application:
             barred = "from the council or its region" if stage.exclude_own_region else "from it"
             raise CbflowError(
@@ -315,6 +326,8 @@ def declare_conflict(
         )
     if application.state != AppState.UNDER_ASSESSMENT:
         raise CbflowError(f"{application.reference} is not under assessment")
+    # a partnership's conflict is declared with its lead council; it covers every application
+    # that council is part of, as lead or member
     council = application.council_code
     declarer = assignment.assessor_id
     affected = [
@@ -324,12 +337,12 @@ def declare_conflict(
             .join(Application, col(Application.id) == Assignment.application_id)
             .where(
                 Assignment.assessor_id == declarer,
-                Application.council_code == council,
                 Application.state == AppState.UNDER_ASSESSMENT,
                 col(Assignment.submitted_at).is_(None),
             )
             .order_by(col(Assignment.id))
         )
+        if council in partnerships.council_codes_of(session, app)
     ]
     assessors = list(
         session.exec(select(User).where(User.role == "assessor").order_by(col(User.id)))
@@ -351,7 +364,7 @@ def declare_conflict(
             for a in session.exec(select(Assignment).where(Assignment.application_id == app.id))
         }
         stage = _stage(_round_of(session, app))
-        applying = _council(session, council)
+        applying = _councils(session, app)
         free = [
             u
             for u in assessors
@@ -778,7 +791,7 @@ def reassign(
         raise CbflowError(f"{to.name} is not an assessor")
     barred = _barred(
         to,
-        _council(session, application.council_code),
+        _councils(session, application),
         _stage(_round_of(session, application)),
         declared_conflicts(session),
     )
@@ -822,7 +835,11 @@ def assigned_to(session: Session, assessor: User) -> list[tuple[Assignment, Appl
         .where(Assignment.assessor_id == assessor.id)
         .order_by(col(Assignment.id))
     )
-    return [(a, app) for a, app in session.exec(statement) if app.council_code not in conflicted]
+    return [
+        (a, app)
+        for a, app in session.exec(statement)
+        if conflicted.isdisjoint(partnerships.council_codes_of(session, app))
+    ]
 
 
 def assignment_of(session: Session, assessor: User, application_id: int) -> Assignment | None:
@@ -836,7 +853,9 @@ def assignment_of(session: Session, assessor: User, application_id: int) -> Assi
     if found is None or assessor.id is None:
         return None
     assignment, application = found
-    return None if _conflicted(session, assessor.id, application.council_code) else assignment
+    conflicted = {c for a, c in declared_conflicts(session) if a == assessor.id}
+    codes = partnerships.council_codes_of(session, application)
+    return None if not conflicted.isdisjoint(codes) else assignment
 
 
 def disagreements(

@@ -27,6 +27,7 @@ from cbflow.forms import money_to_pence, pence_to_money
 from cbflow.lifecycle import FUNDED, AppState, RoundState
 from cbflow.models import Application, Council, Round
 from cbflow.prospectus import GroupRule, Prospectus
+from cbflow.services import partnerships
 from cbflow.services.assessment import results
 from cbflow.services.audit import transition
 from cbflow.services.rounds import applications_of, prospectus_of
@@ -118,7 +119,14 @@ def _candidates(
 
 
 def _groups(session: Session, prospectus: Prospectus, running: list[_Candidate]) -> list[_Group]:
-    codes = {c.application.council_code for c in running}
+    """The places each region or council type has in the running. A partnership counts in the
+    region and the type of each of its councils: it takes one place from every group it
+    touches (so Greater Manchester's ten councils are one place in the North West, and the
+    Tri-borough's three one place in London)."""
+    codes_of = {
+        c.application.id: partnerships.council_codes_of(session, c.application) for c in running
+    }
+    codes = {code for these in codes_of.values() for code in these}
     councils = {
         c.code: c for c in session.exec(select(Council).where(col(Council.code).in_(codes)))
     }
@@ -126,10 +134,11 @@ def _groups(session: Session, prospectus: Prospectus, running: list[_Candidate])
     for rule in prospectus.selection.constraints:
         members: dict[str, set[int]] = defaultdict(set)
         for candidate in running:
-            council = councils[candidate.application.council_code]
-            name = council.region if rule.per == "region" else council.type_name
             assert candidate.application.id is not None
-            members[name].add(candidate.application.id)
+            for code in codes_of[candidate.application.id]:
+                council = councils[code]
+                name = council.region if rule.per == "region" else council.type_name
+                members[name].add(candidate.application.id)
         groups += [_Group(rule, name, frozenset(ids)) for name, ids in sorted(members.items())]
     return groups
 
