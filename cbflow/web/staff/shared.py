@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple, TypedDict
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
@@ -37,6 +38,7 @@ from cbflow.web.deps import (
     SettingsDep,
 )
 from cbflow.web.pages import ROUND_STATES
+from cbflow.web.templating import path_for
 
 Staff = Annotated[User, require_role("staff", "admin")]
 
@@ -58,13 +60,14 @@ FLOW_TITLES = {
     "issue-receipts": "Issue receipts",
     **DEADLINE_NAMES,
 }
+# the round's stage pages, in its navigation: (route name, title, key)
 STAGE_PAGES = [
-    ("", "Overview"),
-    ("applications", "Applications"),
-    ("sift", "Sift and shortlist"),
-    ("assessment", "Assessment"),
-    ("selection", "Selection"),
-    ("implementation", "Implementation"),
+    ("round_page", "Overview", ""),
+    ("applications_page", "Applications", "applications"),
+    ("sift_page", "Sift and shortlist", "sift"),
+    ("assessment_page", "Assessment", "assessment"),
+    ("selection_page", "Selection", "selection"),
+    ("implementation_page", "Implementation", "implementation"),
 ]
 
 
@@ -203,18 +206,44 @@ class Desk:
 DeskDep = Annotated[Desk, Depends()]
 
 
-def round_context(round_: Round, prospectus: Prospectus, here: str, **extra: Any) -> dict[str, Any]:
+class StageLink(NamedTuple):
+    href: str
+    name: str
+    current: bool
+
+
+class RoundHeader(TypedDict):
+    """What every page of a round shows above its own content."""
+
+    round: Round
+    round_state: str
+    stage_pages: list[StageLink]
+    nonce: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundPage:
+    """A page of a round: the round, its state in words, its stage pages (the one shown
+    marked), and a nonce for the page's action forms. Each page adds its own fields."""
+
+    round: Round
+    round_state: str
+    stage_pages: list[StageLink]
+    nonce: str
+
+
+def round_header(request: Request, round_: Round, prospectus: Prospectus, here: str) -> RoundHeader:
+    """The fields of `RoundPage` for the round's page `here` (a key of STAGE_PAGES)."""
     return {
         "round": round_,
-        "prospectus": prospectus,
         "round_state": ROUND_STATES.get(round_.state, round_.state),
         "stage_pages": [
-            (f"/staff/rounds/{round_.slug}" + (f"/{path}" if path else ""), name, path == here)
-            for path, name in STAGE_PAGES
-            if has_page(prospectus, path)
+            StageLink(path_for(request, name, slug=round_.slug), title, key == here)
+            for name, title, key in STAGE_PAGES
+            if has_page(prospectus, key)
         ],
         "nonce": new_nonce(),
-    } | extra
+    }
 
 
 def council_names(session: Session) -> dict[str, str]:
@@ -222,9 +251,9 @@ def council_names(session: Session) -> dict[str, str]:
     return dict(session.exec(select(Council.code, Council.name)).all())
 
 
-def has_page(prospectus: Prospectus, path: str) -> bool:
-    if path == "assessment":
+def has_page(prospectus: Prospectus, key: str) -> bool:
+    if key == "assessment":
         return prospectus.stages.assessment is not None
-    if path == "implementation":
+    if key == "implementation":
         return prospectus.stages.implementation is not None
     return True
