@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
@@ -40,6 +39,7 @@ from cbflow.web.security import as_id
 from cbflow.web.staff.shared import (
     DeskDep,
     RoundPage,
+    RunRow,
     Staff,
     application_or_404,
     council_names,
@@ -129,7 +129,7 @@ class AssessmentPage(RoundPage):
     profiles: list[Profile]
     pooled: Pooled | None
     assessor_charts: list[Markup]
-    runs: list[dict[str, Any]]
+    runs: list[RunRow]
     names: dict[str, str]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
@@ -37,6 +36,7 @@ from cbflow.web.deps import (
 from cbflow.web.staff.shared import (
     DeskDep,
     RoundPage,
+    RunRow,
     Staff,
     council_names,
     pounds,
@@ -92,7 +92,7 @@ class ImplementationPage(RoundPage):
     periods: list[str]
     overdue: int
     chart: Markup | None
-    runs: list[dict[str, Any]]
+    runs: list[RunRow]
 
 
 @router.get("/rounds/{slug}/implementation")

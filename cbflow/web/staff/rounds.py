@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, UploadFile
 from fastapi.responses import Response
@@ -38,6 +37,7 @@ from cbflow.web.staff.shared import (
     DEADLINE_NAMES,
     DeskDep,
     RoundPage,
+    RunRow,
     Staff,
     new_nonce,
     round_header,
@@ -51,19 +51,31 @@ router = APIRouter()
 MAX_PROSPECTUS_BYTES = 512 * 1024
 
 
+@dataclass(frozen=True)
+class ListedRound:
+    round: Round
+    state: str  # in words
+    applications: int
+
+
+@dataclass(frozen=True)
+class RoundsPage:
+    rounds: list[ListedRound]
+
+
 @router.get("")
 def staff_home(request: Request, session: SessionDep, pages: PagesDep, user: Staff) -> Response:
     listed = []
     for round_ in rounds.all_rounds(session):
         counts = rounds.state_counts(session, round_)
         listed.append(
-            {
-                "round": round_,
-                "state": ROUND_STATES.get(round_.state, round_.state),
-                "applications": sum(counts.values()),
-            }
+            ListedRound(
+                round=round_,
+                state=ROUND_STATES.get(round_.state, round_.state),
+                applications=sum(counts.values()),
+            )
         )
-    return pages.render(request, "staff/index.html", rounds=listed)
+    return pages.show(request, "staff/index.html", RoundsPage(rounds=listed))
 
 
 @router.get("/launch")
@@ -130,6 +142,15 @@ def launch(
     )
 
 
+@dataclass(frozen=True)
+class RunPage:
+    started: StartedRun
+    view: RunView | None  # None when Prefect did not answer
+    problem: str  # what went wrong asking Prefect
+    prefect_url: str  # the run's page in Prefect's UI
+    round: Round | None  # the round it is about, once it exists
+
+
 @router.get("/runs/{run_id}")
 def run_page(
     request: Request,
@@ -155,14 +176,16 @@ def run_page(
         if round_ is not None:
             started.round_id = round_.id
             session.add(started)
-    return pages.render(
+    return pages.show(
         request,
         "staff/run.html",
-        started=started,
-        view=view,
-        problem=problem,
-        prefect_url=flowruns.run_url(settings, run_id),
-        round=round_,
+        RunPage(
+            started=started,
+            view=view,
+            problem=problem,
+            prefect_url=flowruns.run_url(settings, run_id),
+            round=round_,
+        ),
     )
 
 
@@ -221,7 +244,7 @@ class RoundOverview(RoundPage):
     problem: str  # why Prefect's scheduled runs are not shown, if it did not answer
     counts: list[tuple[str, int]]
     total: int
-    started: list[dict[str, Any]]
+    started: list[RunRow]
     open_data: list[OpenData]
 
 

@@ -30,6 +30,7 @@ from cbflow.web.pages import ROUND_STATES
 from cbflow.web.staff.shared import (
     DeskDep,
     RoundPage,
+    RunRow,
     Staff,
     council_names,
     pounds,
@@ -135,7 +136,7 @@ class SelectionPage(RoundPage):
     scenario: selection.Scenario | None
     changed: list[ChangeRow]
     frontier: Markup | None
-    runs: list[dict[str, Any]]
+    runs: list[RunRow]
 
 
 @router.get("/rounds/{slug}/selection")

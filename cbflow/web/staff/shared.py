@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from cbflow import flowruns
 from cbflow.errors import NotFound
-from cbflow.flowruns import DEADLINE, PORTAL, FlowsUnavailable
+from cbflow.flowruns import DEADLINE, PORTAL, FlowsUnavailable, RunView
 from cbflow.forms import pence_to_money
 from cbflow.models import (
     Application,
@@ -93,7 +93,16 @@ def pounds(pence: int | None) -> str:
     return "" if pence is None else f"£{pence_to_money(pence):,.2f}"
 
 
-def started_runs(session: Session, settings: Settings, round_: Round) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class RunRow:
+    """A run staff started, with its state when Prefect answered, and its page in Prefect's UI."""
+
+    run: StartedRun
+    view: RunView | None
+    url: str
+
+
+def started_runs(session: Session, settings: Settings, round_: Round) -> list[RunRow]:
     """The runs staff started for this round, newest first, with their state when Prefect
     answers."""
     started = list(
@@ -108,17 +117,13 @@ def started_runs(session: Session, settings: Settings, round_: Round) -> list[di
     except FlowsUnavailable:
         views = {}
     return [
-        {
-            "run": s,
-            "view": views.get(s.flow_run_id),
-            "url": flowruns.run_url(settings, s.flow_run_id),
-        }
+        RunRow(s, views.get(s.flow_run_id), flowruns.run_url(settings, s.flow_run_id))
         for s in started
     ]
 
 
-def runs_of(runs: Sequence[dict[str, Any]], *flows: str) -> list[dict[str, Any]]:
-    return [r for r in runs if r["run"].flow in flows]
+def runs_of(runs: Sequence[RunRow], *flows: str) -> list[RunRow]:
+    return [r for r in runs if r.run.flow in flows]
 
 
 def new_nonce() -> str:

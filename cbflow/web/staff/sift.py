@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -32,6 +31,7 @@ from cbflow.web.deps import (
 from cbflow.web.staff.shared import (
     DeskDep,
     RoundPage,
+    RunRow,
     Staff,
     application_or_404,
     council_names,
@@ -82,7 +82,7 @@ class SiftPage(RoundPage):
     candidates: list[Candidate]
     shortlist_size: int | None
     invited: list[tuple[Application, str]]
-    runs: list[dict[str, Any]]
+    runs: list[RunRow]
 
 
 def _render_sift(
