@@ -59,7 +59,7 @@ class ListedRound:
 
 
 @dataclass(frozen=True)
-class RoundsPage:
+class RoundList:
     rounds: list[ListedRound]
 
 
@@ -75,7 +75,7 @@ def staff_home(request: Request, session: SessionDep, pages: PagesDep, user: Sta
                 applications=sum(counts.values()),
             )
         )
-    return pages.show(request, "staff/index.html", RoundsPage(rounds=listed))
+    return pages.show(request, "staff/index.html", RoundList(rounds=listed))
 
 
 @router.get("/launch")
