@@ -34,7 +34,7 @@ from cbflow.models import (
 from cbflow.prospectus import AssessmentStage
 from cbflow.services import partnerships
 from cbflow.services.audit import record, transition
-from cbflow.services.rounds import applications_of, prospectus_of
+from cbflow.services.rounds import RELEASED, applications_of, prospectus_of
 
 HUNDREDTH = Decimal("0.01")
 
@@ -732,12 +732,7 @@ def finalise(
     """Close the assessment: every score in, every moderation resolved. Persists each
     application's total and rank and its move to moderated, then the round's move to assessed.
     Run again, it changes nothing."""
-    if round_.state in (
-        RoundState.ASSESSED,
-        RoundState.DECIDED,
-        RoundState.IMPLEMENTING,
-        RoundState.COMPLETED,
-    ):
+    if assessment_final(round_):
         return results(session, round_)
     still_open = open_moderation(session, round_=round_, actor=actor, now=now)
     if still_open:
@@ -765,6 +760,57 @@ def finalise(
     return ranked
 
 
+def reassign_refusal(assignment: Assignment, application: Application) -> str | None:
+    """Why an assessment cannot move to another assessor, or None if it can: only one not yet
+    submitted, of an application under assessment."""
+    if assignment.submitted_at is not None:
+        return "these scores are submitted: a submitted assessment cannot move"
+    if application.state != AppState.UNDER_ASSESSMENT:
+        return f"{application.reference} is not under assessment"
+    return None
+
+
+# the assessment is closed: scores final and the ranking known
+FINAL = frozenset({RoundState.ASSESSED}) | RELEASED
+
+
+def assessment_final(round_: Round) -> bool:
+    return round_.state in FINAL
+
+
+@dataclass(frozen=True)
+class AssessmentActions:
+    """What the assessment stage permits for a round in its state."""
+
+    waiting: int  # applications waiting for assessors
+    can_assign: bool  # assessors can be assigned to the waiting applications
+    can_open_moderation: bool  # every assessment is in, and the assessment is still open
+    can_finalise: bool  # every assessment is in and every moderation recorded
+    has_results: bool  # scores may have been given: the results can be shown
+    final: bool  # the ranking is final
+
+
+def assessment_actions(session: Session, round_: Round) -> AssessmentActions:
+    """The one place that says what may be done in the assessment stage of a round."""
+    state = RoundState(round_.state)
+    has_bid = prospectus_of(round_).stages.bid is not None
+    waiting = candidates(session, round_)
+    assignments = all_assignments(session, round_)
+    tasks = moderation_tasks(session, round_)
+    all_in = bool(assignments) and all(a.submitted_at is not None for a in assignments)
+    return AssessmentActions(
+        waiting=len(waiting),
+        can_assign=bool(waiting)
+        and state == (RoundState.BIDS_CLOSED if has_bid else RoundState.EOI_CLOSED),
+        can_open_moderation=all_in and state not in RELEASED and state != RoundState.ASSESSED,
+        can_finalise=all_in
+        and all(t.resolved_at is not None for t in tasks)
+        and state in (RoundState.BIDS_CLOSED, RoundState.EOI_CLOSED),
+        has_results=state != RoundState.LAUNCHED,
+        final=state in FINAL,
+    )
+
+
 def assignments_for(session: Session, round_: Round, assessor: User) -> list[Assignment]:
     return [a for a in all_assignments(session, round_) if a.assessor_id == assessor.id]
 
@@ -783,10 +829,9 @@ def reassign(
     then an audit event with the reason."""
     application = session.get(Application, assignment.application_id)
     assert application is not None and application.id is not None
-    if assignment.submitted_at is not None:
-        raise CbflowError("these scores are submitted: a submitted assessment cannot move")
-    if application.state != AppState.UNDER_ASSESSMENT:
-        raise CbflowError(f"{application.reference} is not under assessment")
+    refusal = reassign_refusal(assignment, application)
+    if refusal is not None:
+        raise CbflowError(refusal)
     if to.role != "assessor":
         raise CbflowError(f"{to.name} is not an assessor")
     barred = _barred(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -52,11 +54,49 @@ def return_periods(prospectus: Prospectus) -> list[tuple[date, date, datetime]]:
     return periods
 
 
+@dataclass(frozen=True)
+class ImplementationActions:
+    """What the implementation stage permits for a round in its state."""
+
+    can_start: bool
+    start_refusal: str  # why implementation cannot start now ("" when it can)
+
+
+def implementation_actions(round_: Round) -> ImplementationActions:
+    """The one place that says whether implementation may start: once the decisions are
+    released, and only once."""
+    if round_.state == RoundState.DECIDED:
+        return ImplementationActions(can_start=True, start_refusal="")
+    return ImplementationActions(
+        can_start=False,
+        start_refusal="implementation starts once the decisions are released, and only once",
+    )
+
+
+class ReturnStatus(StrEnum):
+    NOT_YET_DUE = "not yet due"
+    DUE = "due"
+    OVERDUE = "overdue"
+    SUBMITTED = "submitted"
+    LATE = "late"  # submitted after it was due
+
+
+def return_status(record_: ReturnRecord, now: datetime, prospectus: Prospectus) -> ReturnStatus:
+    """Where a return stands for staff: submitted (on time or late), overdue, due from the day
+    its period ends, or not yet due."""
+    if record_.submitted_at is not None:
+        return ReturnStatus.LATE if record_.submitted_at > record_.due else ReturnStatus.SUBMITTED
+    opens = datetime.combine(record_.period_end, datetime.min.time(), tzinfo=prospectus.zone)
+    if now > record_.due:
+        return ReturnStatus.OVERDUE
+    return ReturnStatus.DUE if now >= opens else ReturnStatus.NOT_YET_DUE
+
+
 def start_implementation(session: Session, *, round_: Round, actor: str, now: datetime) -> int:
     """Selected places begin: persists each one's milestones and return schedule, then its move
     to implementing, then the round's. Returns how many places began; run again, it changes
     nothing."""
-    if round_.state != RoundState.DECIDED:
+    if not implementation_actions(round_).can_start:
         if round_.state in (RoundState.IMPLEMENTING, RoundState.COMPLETED):
             return 0
         raise CbflowError(

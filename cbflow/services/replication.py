@@ -119,6 +119,26 @@ def publish_model(
     return model, True
 
 
+@dataclass(frozen=True)
+class PublishActions:
+    """Whether a place may be published as a model by staff now, and why not."""
+
+    can_publish: bool
+    refusal: str  # "" when it can
+
+
+def publish_actions(application: Application, prospectus: Prospectus) -> PublishActions:
+    """The one place that says whether staff may publish a place as a model: once it has
+    completed, and only once, in a round with a replication stage."""
+    if prospectus.stages.replication is None:
+        return PublishActions(False, "this round does not publish its places as models")
+    if application.state != AppState.COMPLETED:
+        return PublishActions(
+            False, "a place is published as a model once it has completed, and only once"
+        )
+    return PublishActions(True, "")
+
+
 def latest_model(session: Session, application: Application) -> PublishedModel | None:
     statement = (
         select(PublishedModel)

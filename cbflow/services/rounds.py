@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
@@ -90,3 +91,43 @@ def applications_of(session: Session, round_: Round, *states: str) -> list[Appli
 
 def state_counts(session: Session, round_: Round) -> Counter[str]:
     return Counter(a.state for a in applications_of(session, round_))
+
+
+# the round's decisions are released: decided, and whatever follows
+RELEASED = frozenset({RoundState.DECIDED, RoundState.IMPLEMENTING, RoundState.COMPLETED})
+
+
+def deadline_done(round_: Round, event: str) -> bool:
+    """Whether the work of a deadline's flow (`event`) is done, by where the round has got to."""
+    state = RoundState(round_.state)
+    order = list(RoundState)
+    if state == RoundState.CANCELLED:
+        return True
+    if event == "close-eoi":
+        return state != RoundState.LAUNCHED
+    if event == "close-bids":
+        return order.index(state) >= order.index(RoundState.BIDS_CLOSED)
+    if event == "decide":
+        return state in RELEASED
+    if event == "complete-round":
+        return state == RoundState.COMPLETED
+    return state == RoundState.COMPLETED  # a returns cycle may be run again until the end
+
+
+@dataclass(frozen=True)
+class DeadlineActions:
+    """What may be done about one of a round's deadlines: run its flow now, by hand, once the
+    deadline has passed and until its work is done."""
+
+    due: bool
+    done: bool
+    can_run: bool
+
+
+def deadline_actions(
+    round_: Round, event: str, *, due: bool, run_completed: bool = False
+) -> DeadlineActions:
+    """The rules of one deadline: `due` when its moment has passed; done when the round has
+    moved on or (`run_completed`) its scheduled run has completed."""
+    done = run_completed or deadline_done(round_, event)
+    return DeadlineActions(due=due, done=done, can_run=due and not done)

@@ -30,7 +30,7 @@ from cbflow.prospectus import GroupRule, Prospectus
 from cbflow.services import partnerships
 from cbflow.services.assessment import results
 from cbflow.services.audit import transition
-from cbflow.services.rounds import applications_of, prospectus_of
+from cbflow.services.rounds import RELEASED, applications_of, prospectus_of
 from cbflow.services.sift import drawn_lot
 from cbflow.solver import GroupLimit, Infeasible, Item, choose
 from cbflow.wording import and_list, number_word, ordinal, ordinal_word, plural, sentence
@@ -352,19 +352,44 @@ def ready_state(prospectus: Prospectus) -> RoundState:
     return RoundState.BIDS_CLOSED if prospectus.stages.bid else RoundState.EOI_CLOSED
 
 
-RELEASED = frozenset({RoundState.DECIDED, RoundState.IMPLEMENTING, RoundState.COMPLETED})
+@dataclass(frozen=True)
+class SelectionActions:
+    """What the selection stage permits for a round in its state."""
+
+    released: bool  # the decisions are released (decided, implementing or completed)
+    ready: bool  # the round is where its decisions are planned and may be released
+    ready_state: RoundState  # the state decisions follow
+    can_release: bool
+    shows_plan: bool  # decisions to show: the released ones, or the plan of a ready round
+
+
+def selection_actions(round_: Round) -> SelectionActions:
+    """The one place that says what may be done in the selection stage: the page shows, and
+    `decide` and the release action refuse, by it."""
+    ready_state_ = ready_state(prospectus_of(round_))
+    released = round_.state in RELEASED
+    ready = round_.state == ready_state_
+    return SelectionActions(
+        released=released,
+        ready=ready,
+        ready_state=ready_state_,
+        can_release=ready,
+        shows_plan=released or ready,
+    )
 
 
 def decide(session: Session, *, round_: Round, actor: str, now: datetime) -> list[Decision]:
     """Make and record the decisions. Persists each application's outcome, reason and reserve
     position with its state change, then the round's move to decided. Run again, it changes
     nothing and returns the recorded decisions."""
-    if round_.state in RELEASED:
+    actions = selection_actions(round_)
+    if actions.released:
         return recorded(session, round_)
     prospectus = prospectus_of(round_)
-    ready = ready_state(prospectus)
-    if round_.state != ready:
-        raise CbflowError(f"round {round_.slug} is {round_.state}; decisions follow {ready.value}")
+    if not actions.can_release:
+        raise CbflowError(
+            f"round {round_.slug} is {round_.state}; decisions follow {actions.ready_state.value}"
+        )
     if not prospectus.stages.bid and applications_of(session, round_, AppState.SIFT_REFER):
         raise CbflowError("review the referred EOIs before making decisions")
     decisions = plan(session, round_)

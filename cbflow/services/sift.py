@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -152,6 +153,41 @@ def review_referral(
             f"Your expression of interest did not pass the sift. {sentence(reason)}"
         )
     return application
+
+
+def referral_open(application: Application) -> bool:
+    """Whether a referred EOI still awaits staff's decision."""
+    return application.state == AppState.SIFT_REFER
+
+
+@dataclass(frozen=True)
+class SiftActions:
+    """What the sift and shortlist stage permits for a round in its state."""
+
+    eoi_open: bool  # expressions of interest are still open: the sift has not run
+    has_bid: bool  # the round has a bid stage, so a shortlist to confirm
+    referrals_waiting: int  # referred EOIs staff have still to decide
+    can_confirm_shortlist: bool
+    shortlist_refusal: str  # why the shortlist cannot be confirmed now ("" when it can)
+
+
+def sift_actions(session: Session, round_: Round) -> SiftActions:
+    """The one place that says what may be done in the sift: the page shows, and the
+    shortlist's confirmation refuses, by it."""
+    prospectus = prospectus_of(round_)
+    referred = applications_of(session, round_, AppState.SIFT_REFER)
+    refusal = ""
+    if round_.state != RoundState.EOI_CLOSED or prospectus.stages.bid is None:
+        refusal = "The shortlist can be confirmed once the sift is done, in a round with bids"
+    elif referred:
+        refusal = "Decide the referred expressions of interest first"
+    return SiftActions(
+        eoi_open=round_.state == RoundState.LAUNCHED,
+        has_bid=prospectus.stages.bid is not None,
+        referrals_waiting=len(referred),
+        can_confirm_shortlist=not refusal,
+        shortlist_refusal=refusal,
+    )
 
 
 def drawn_lot(round_: Round, application: Application) -> str:

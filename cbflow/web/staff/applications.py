@@ -19,13 +19,14 @@ from cbflow.forms import pence_to_money
 from cbflow.models import (
     Application,
     Assignment,
+    AuditEvent,
     Council,
     Document,
     Round,
     Score,
     User,
 )
-from cbflow.prospectus import Prospectus
+from cbflow.prospectus import Criterion, Prospectus
 from cbflow.services import (
     audit,
     offers,
@@ -39,12 +40,13 @@ from cbflow.web.deps import (
     SettingsDep,
 )
 from cbflow.web.staff.shared import (
+    RoundPage,
     Staff,
     application_or_404,
     council_names,
     local_when,
     pounds,
-    round_context,
+    round_header,
     round_or_404,
 )
 from cbflow.wording import long_deadline
@@ -118,6 +120,28 @@ class Listing:
         return "?" + urlencode({k: v for k, v in values.items() if v not in ("", None)})
 
 
+SORT_COLUMNS = [
+    ("council", "Council"),
+    ("state", "Status"),
+    ("submitted", "EOI submitted"),
+    ("bid", "Bid submitted"),
+    ("request", "Support requested"),
+    ("rank", "Rank"),
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplicationsPage(RoundPage):
+    listing: Listing
+    rows: list[ListedRow]
+    total: int
+    page: int
+    pages_count: int
+    state_items: list[dict[str, Any]]
+    counts: list[tuple[str, str, int]]  # each status's name, its value and its count
+    sort_columns: list[tuple[str, str]]
+
+
 @router.get("/rounds/{slug}/applications")
 def applications_page(
     request: Request,
@@ -146,13 +170,11 @@ def applications_page(
         .where(Application.round_id == round_.id)
         .group_by(col(Application.state))
     ).all()
-    return pages.render(
+    return pages.show(
         request,
         "staff/applications.html",
-        **round_context(
-            round_,
-            prospectus,
-            "applications",
+        ApplicationsPage(
+            **round_header(request, round_, prospectus, "applications"),
             listing=listing,
             rows=[_row(r, prospectus) for r in rows],
             total=total,
@@ -163,36 +185,47 @@ def applications_page(
                 for value, text in [("", "Any status"), *APP_STATES.items()]
             ],
             counts=sorted(((APP_STATES.get(s, s), s, n) for s, n in counts), key=lambda c: c[1]),
-            sort_columns=[
-                ("council", "Council"),
-                ("state", "Status"),
-                ("submitted", "EOI submitted"),
-                ("bid", "Bid submitted"),
-                ("request", "Support requested"),
-                ("rank", "Rank"),
-            ],
+            sort_columns=SORT_COLUMNS,
         ),
     )
 
 
-def _row(row: Any, prospectus: Prospectus) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ListedRow:
+    """One application as the dashboard lists it (and its CSV exports it)."""
+
+    id: int
+    reference: str
+    council_code: str
+    council: str
+    type: str
+    region: str
+    state: str
+    eoi_submitted: str
+    bid_submitted: str
+    request: str
+    score: str
+    rank: int | str
+
+
+def _row(row: Any, prospectus: Prospectus) -> ListedRow:
     (ident, reference, code, name, type_name, region, state, eoi_at, bid_at, pence, total, rank) = (
         row
     )
-    return {
-        "id": ident,
-        "reference": reference,
-        "council_code": code,
-        "council": name,
-        "type": type_name,
-        "region": region,
-        "state": APP_STATES.get(state, state),
-        "eoi_submitted": local_when(eoi_at, prospectus),
-        "bid_submitted": local_when(bid_at, prospectus),
-        "request": pounds(pence),
-        "score": f"{total}%" if total is not None else "",
-        "rank": rank or "",
-    }
+    return ListedRow(
+        id=ident,
+        reference=reference,
+        council_code=code,
+        council=name,
+        type=type_name,
+        region=region,
+        state=APP_STATES.get(state, state),
+        eoi_submitted=local_when(eoi_at, prospectus),
+        bid_submitted=local_when(bid_at, prospectus),
+        request=pounds(pence),
+        score=f"{total}%" if total is not None else "",
+        rank=rank or "",
+    )
 
 
 def _csv_cell(value: Any) -> str:
@@ -237,14 +270,14 @@ def applications_csv(
         writer.writerow(
             _csv_cell(v)
             for v in [
-                shown["reference"],
-                shown["council_code"],
-                shown["council"],
-                shown["type"],
-                shown["region"],
-                shown["state"],
-                shown["eoi_submitted"],
-                shown["bid_submitted"],
+                shown.reference,
+                shown.council_code,
+                shown.council,
+                shown.type,
+                shown.region,
+                shown.state,
+                shown.eoi_submitted,
+                shown.bid_submitted,
                 "" if pence is None else f"{pence_to_money(pence):.2f}",
                 row[10] or "",
                 row[11] or "",
@@ -255,6 +288,30 @@ def applications_csv(
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{slug}-applications.csv"'},
     )
+
+
+@dataclass(frozen=True)
+class AssessorScores:
+    """One assessor's scores on the application, criterion by criterion (once submitted)."""
+
+    assignment: Assignment
+    assessor: User | None
+    submitted: bool
+    scores: list[tuple[Criterion, Score | None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplicationPage(RoundPage):
+    application: Application
+    council: Council | None
+    state: str
+    forms: list[tuple[str, list[dict[str, Any]]]]  # each form's title and its answers, by section
+    files: list[dict[str, Any]]
+    assessors: list[AssessorScores]
+    documents: list[Document]
+    history: list[tuple[str, AuditEvent]]
+    request_pounds: str
+    offer: str | None
 
 
 @router.get("/rounds/{slug}/applications/{application_id}")
@@ -279,13 +336,11 @@ def application_page(
         select(Document).where(Document.application_id == application.id).order_by(col(Document.id))
     ).all()
     history = audit.history(session, "application", application.id or 0)
-    return pages.render(
+    return pages.show(
         request,
         "staff/application.html",
-        **round_context(
-            round_,
-            prospectus,
-            "applications",
+        ApplicationPage(
+            **round_header(request, round_, prospectus, "applications"),
             application=application,
             council=council,
             state=APP_STATES.get(application.state, application.state),
@@ -294,7 +349,7 @@ def application_page(
             ],
             files=_files(application),
             assessors=assessors,
-            documents=documents,
+            documents=list(documents),
             history=[(local_when(e.at, prospectus), e) for e in history],
             request_pounds=pounds(application.support_requested_pence),
             offer=_offer(session, application, prospectus),
@@ -369,7 +424,7 @@ def staff_document(
 
 def _assessments(
     session: Session, prospectus: Prospectus, application: Application
-) -> list[dict[str, Any]]:
+) -> list[AssessorScores]:
     """Each assessor's scores on the application, criterion by criterion."""
     if prospectus.stages.assessment is None:
         return []
@@ -385,14 +440,14 @@ def _assessments(
             for s in session.exec(select(Score).where(Score.assignment_id == assignment.id))
         }
         out.append(
-            {
-                "assignment": assignment,
-                "assessor": assessor,
-                "submitted": assignment.submitted_at is not None,
-                "scores": [
+            AssessorScores(
+                assignment=assignment,
+                assessor=assessor,
+                submitted=assignment.submitted_at is not None,
+                scores=[
                     (c, scores.get(c.id) if assignment.submitted_at else None)
                     for c in prospectus.stages.assessment.criteria
                 ],
-            }
+            )
         )
     return out

@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
+from markupsafe import Markup
 from sqlmodel import Session, col, select
 
 from cbflow.charts import assessor_charts
 from cbflow.errors import CbflowError, ValidationFailed
-from cbflow.lifecycle import AppState, RoundState
+from cbflow.lifecycle import AppState
 from cbflow.models import (
+    Application,
     Assignment,
     ModerationTask,
     Round,
     User,
 )
-from cbflow.prospectus import AssessmentStage, Prospectus
+from cbflow.prospectus import AssessmentStage, Criterion, Prospectus
 from cbflow.services import (
     assessment,
     rounds,
-    selection,
 )
 from cbflow.settings import Settings
 from cbflow.web.deps import (
@@ -37,14 +38,17 @@ from cbflow.web.deps import (
 from cbflow.web.security import as_id
 from cbflow.web.staff.shared import (
     DeskDep,
+    RoundPage,
+    RunRow,
     Staff,
     application_or_404,
     council_names,
-    round_context,
+    round_header,
     round_or_404,
     runs_of,
     started_runs,
 )
+from cbflow.web.templating import Pages, path_for
 
 router = APIRouter()
 
@@ -68,17 +72,79 @@ def assessment_page(
     return _render_assessment(request, session, settings, pages, round_, {})
 
 
+@dataclass(frozen=True)
+class AssignmentRow:
+    assignment: Assignment
+    assessor: User | None
+    reassignable: bool  # not yet submitted, of an application under assessment
+    others: list[dict[str, str]]  # the assessors it could move to, as select items
+
+
+@dataclass(frozen=True)
+class AssessedRow:
+    application: Application
+    council: str
+    assignments: list[AssignmentRow]
+    scores: list[tuple[str, list[int]]]  # each criterion's title and the scores given so far
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    task: ModerationTask
+    application: Application | None
+    council: str
+    criterion: Criterion | None
+    scores: list[int]
+    justifications: list[tuple[int, str]]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    count: int
+    mean: Decimal
+    spread: Decimal
+    normalised: Decimal
+
+
+@dataclass(frozen=True)
+class Pooled:
+    mean: Decimal
+    spread: Decimal
+
+
+@dataclass(frozen=True, kw_only=True)
+class AssessmentPage(RoundPage):
+    errors: dict[str, str]
+    stage: AssessmentStage
+    actions: assessment.AssessmentActions
+    score_items: list[dict[str, str]]
+    assessor_count: int
+    assessors: list[tuple[User, int]]  # each assessor and how many applications they assess
+    rows: list[AssessedRow]
+    submitted: int
+    total_assignments: int
+    tasks: list[TaskRow]
+    ranked: list[assessment.ApplicationResult]
+    profiles: list[Profile]
+    pooled: Pooled | None
+    assessor_charts: list[Markup]
+    runs: list[RunRow]
+    names: dict[str, str]
+
+
 def _render_assessment(
     request: Request,
     session: Session,
     settings: Settings,
-    pages: Any,
+    pages: Pages,
     round_: Round,
     errors: dict[str, str],
     status_code: int = 200,
 ) -> Response:
     prospectus = rounds.prospectus_of(round_)
     stage = _stage_of(prospectus)
+    actions = assessment.assessment_actions(session, round_)
     names = council_names(session)
     assessors = list(
         session.exec(select(User).where(User.role == "assessor").order_by(col(User.name)))
@@ -88,7 +154,6 @@ def _render_assessment(
     by_application: dict[int, list[Assignment]] = {}
     for assignment in assignments:
         by_application.setdefault(assignment.application_id, []).append(assignment)
-    waiting = assessment.candidates(session, round_)
     assessed = [
         a
         for a in rounds.applications_of(session, round_)
@@ -105,19 +170,15 @@ def _render_assessment(
     criteria = {c.id: c for c in stage.criteria}
     scores = assessment.scores_by_application(session, round_)
     load = Counter(a.assessor_id for a in assignments)
-    submitted = sum(1 for a in assignments if a.submitted_at is not None)
-    state = RoundState(round_.state)
-    return pages.render(
+    profiles, pooled, charts = _assessor_charts(session, round_)
+    return pages.show(
         request,
         "staff/assessment.html",
-        status_code=status_code,
-        **round_context(
-            round_,
-            prospectus,
-            "assessment",
+        AssessmentPage(
+            **round_header(request, round_, prospectus, "assessment"),
             errors=errors,
             stage=stage,
-            waiting=len(waiting),
+            actions=actions,
             score_items=[
                 {"value": str(n), "text": f"{n} – {stage.scale.labels[n]}"}
                 if n in (stage.scale.labels or {})
@@ -127,60 +188,52 @@ def _render_assessment(
             assessor_count=len(assessors),
             assessors=[(a, load.get(a.id or 0, 0)) for a in assessors],
             rows=[
-                {
-                    "application": a,
-                    "council": names.get(a.council_code, a.council_code),
-                    "assignments": [
-                        {
-                            "assignment": x,
-                            "assessor": by_id.get(x.assessor_id),
-                            "others": [
+                AssessedRow(
+                    application=a,
+                    council=names.get(a.council_code, a.council_code),
+                    assignments=[
+                        AssignmentRow(
+                            assignment=x,
+                            assessor=by_id.get(x.assessor_id),
+                            reassignable=assessment.reassign_refusal(x, a) is None,
+                            others=[
                                 {"value": str(o.id), "text": o.name}
                                 for o in assessors
                                 if o.id not in {y.assessor_id for y in by_application[a.id or 0]}
                                 and o.council_code != a.council_code
                             ],
-                        }
+                        )
                         for x in by_application[a.id or 0]
                     ],
-                    "scores": [
+                    scores=[
                         (c.title, scores.get(a.id or 0, {}).get(c.id, [])) for c in stage.criteria
                     ],
-                }
+                )
                 for a in assessed
             ],
-            submitted=submitted,
+            submitted=sum(1 for a in assignments if a.submitted_at is not None),
             total_assignments=len(assignments),
             tasks=[
-                {
-                    "task": t,
-                    "application": apps_by_id.get(t.application_id),
-                    "council": names.get(
+                TaskRow(
+                    task=t,
+                    application=apps_by_id.get(t.application_id),
+                    council=names.get(
                         apps_by_id[t.application_id].council_code
                         if t.application_id in apps_by_id
                         else "",
                         "",
                     ),
-                    "criterion": criteria.get(t.criterion_id),
-                    "scores": scores.get(t.application_id, {}).get(t.criterion_id, []),
-                    "justifications": justifications.get(t.id or 0, []),
-                }
+                    criterion=criteria.get(t.criterion_id),
+                    scores=scores.get(t.application_id, {}).get(t.criterion_id, []),
+                    justifications=justifications.get(t.id or 0, []),
+                )
                 for t in tasks
                 if t.application_id in apps_by_id
             ],
-            can_assign=bool(waiting)
-            and state
-            == (RoundState.BIDS_CLOSED if prospectus.stages.bid else RoundState.EOI_CLOSED),
-            can_moderate=bool(assignments)
-            and submitted == len(assignments)
-            and state not in selection.RELEASED
-            and state != RoundState.ASSESSED,
-            can_finalise=bool(assignments)
-            and submitted == len(assignments)
-            and all(t.resolved_at is not None for t in tasks)
-            and state in (RoundState.BIDS_CLOSED, RoundState.EOI_CLOSED),
-            ranked=assessment.results(session, round_) if state != RoundState.LAUNCHED else [],
-            **_assessor_charts(session, round_),
+            ranked=assessment.results(session, round_) if actions.has_results else [],
+            profiles=profiles,
+            pooled=pooled,
+            assessor_charts=charts,
             runs=runs_of(
                 started_runs(session, settings, round_),
                 "assign-assessors",
@@ -189,34 +242,35 @@ def _render_assessment(
             ),
             names=names,
         ),
+        status_code,
     )
 
 
-def _assessor_charts(session: Session, round_: Round) -> dict[str, Any]:
+def _assessor_charts(
+    session: Session, round_: Round
+) -> tuple[list[Profile], Pooled | None, list[Markup]]:
     """How each assessor scores, before and after normalisation: a table and two charts."""
     profiles, pooled = assessment.assessor_profiles(session, round_)
     if not profiles:
-        return {"profiles": [], "pooled": None}
+        return [], None, []
 
     def quantize(value: Decimal) -> Decimal:
         return value.quantize(Decimal("0.01"))
 
-    return {
-        "profiles": [
-            {
-                "name": p.assessor.name,
-                "count": p.count,
-                "mean": quantize(p.raw.mean),
-                "spread": quantize(p.raw.spread),
-                "normalised": quantize(p.normalised_mean),
-            }
+    return (
+        [
+            Profile(
+                name=p.assessor.name,
+                count=p.count,
+                mean=quantize(p.raw.mean),
+                spread=quantize(p.raw.spread),
+                normalised=quantize(p.normalised_mean),
+            )
             for p in profiles
         ],
-        "pooled": {"mean": quantize(pooled.mean), "spread": quantize(pooled.spread)},
-        "assessor_charts": assessor_charts(
-            [(p.assessor.name, p.raw.mean, p.normalised_mean) for p in profiles]
-        ),
-    }
+        Pooled(mean=quantize(pooled.mean), spread=quantize(pooled.spread)),
+        assessor_charts([(p.assessor.name, p.raw.mean, p.normalised_mean) for p in profiles]),
+    )
 
 
 @router.post("/rounds/{slug}/assessment/{action}")
@@ -235,7 +289,7 @@ def assessment_action(slug: str, action: str, desk: DeskDep, nonce: ShortField =
         {"slug": slug},
         round_=round_,
         nonce=nonce,
-        back=f"/staff/rounds/{slug}/assessment",
+        back=path_for(desk.request, "assessment_page", slug=slug),
     )
 
 
@@ -282,7 +336,7 @@ def reassign(
             {field: message[:1].upper() + message[1:]},
             400,
         )
-    return RedirectResponse(f"/staff/rounds/{slug}/assessment", status_code=303)
+    return RedirectResponse(path_for(request, "assessment_page", slug=slug), status_code=303)
 
 
 @router.post("/rounds/{slug}/assessment/moderation/{task_id}")
@@ -324,4 +378,4 @@ def moderate(
             errors[f"score-{task_id}"] = str(exc)[:1].upper() + str(exc)[1:]
     if errors:
         return _render_assessment(request, session, settings, pages, round_, errors, 400)
-    return RedirectResponse(f"/staff/rounds/{slug}/assessment", status_code=303)
+    return RedirectResponse(path_for(request, "assessment_page", slug=slug), status_code=303)

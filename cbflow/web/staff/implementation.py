@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
+from markupsafe import Markup
 
 from cbflow.charts import bar_chart
 from cbflow.forms import pence_to_money
-from cbflow.lifecycle import FUNDED, AppState, RoundState
+from cbflow.lifecycle import FUNDED
 from cbflow.models import (
+    Application,
+    MilestoneRecord,
+    PublishedModel,
     ReturnRecord,
 )
 from cbflow.prospectus import Prospectus
@@ -20,6 +24,7 @@ from cbflow.services import (
     replication,
     rounds,
 )
+from cbflow.services.implementation import ReturnStatus
 from cbflow.web.applications import APP_STATES
 from cbflow.web.deps import (
     ClockDep,
@@ -30,25 +35,64 @@ from cbflow.web.deps import (
 )
 from cbflow.web.staff.shared import (
     DeskDep,
+    RoundPage,
+    RunRow,
     Staff,
     council_names,
     pounds,
-    round_context,
+    round_header,
     round_or_404,
     runs_of,
     started_runs,
 )
+from cbflow.web.templating import path_for
 
 router = APIRouter()
 
 
-def _return_status(record_: ReturnRecord, now: datetime, prospectus: Prospectus) -> str:
-    if record_.submitted_at is not None:
-        return "late" if record_.submitted_at > record_.due else "submitted"
-    opens = datetime.combine(record_.period_end, datetime.min.time(), tzinfo=prospectus.zone)
-    if now > record_.due:
-        return "overdue"
-    return "due" if now >= opens else "not yet due"
+# how each return's status shows: its words and its tag's colour
+RETURN_TAGS = {
+    ReturnStatus.OVERDUE: ("Overdue", "govuk-tag--red"),
+    ReturnStatus.SUBMITTED: ("Submitted", "govuk-tag--green"),
+    ReturnStatus.LATE: ("Submitted late", "govuk-tag--yellow"),
+    ReturnStatus.DUE: ("Due", "govuk-tag--blue"),
+    ReturnStatus.NOT_YET_DUE: ("Not yet due", "govuk-tag--grey"),
+}
+
+
+@dataclass(frozen=True)
+class ReturnCell:
+    record: ReturnRecord
+    status: ReturnStatus
+    tag: dict[str, str]
+
+    @classmethod
+    def of(cls, record_: ReturnRecord, now: datetime, prospectus: Prospectus) -> ReturnCell:
+        status = implementation.return_status(record_, now, prospectus)
+        text, classes = RETURN_TAGS[status]
+        return cls(record_, status, {"text": text, "classes": classes})
+
+
+@dataclass(frozen=True)
+class PlaceRow:
+    application: Application
+    council: str
+    state: str
+    returns: list[ReturnCell]
+    milestones: list[MilestoneRecord]
+    paid: str  # paid by results so far ("" when the round pays no results)
+    model: PublishedModel | None  # its latest published model
+    actions: replication.PublishActions
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImplementationPage(RoundPage):
+    actions: implementation.ImplementationActions
+    rows: list[PlaceRow]
+    periods: list[str]
+    overdue: int
+    chart: Markup | None
+    runs: list[RunRow]
 
 
 @router.get("/rounds/{slug}/implementation")
@@ -69,7 +113,7 @@ def implementation_page(
     now = clock()
     names = council_names(session)
     places = rounds.applications_of(session, round_, *FUNDED)
-    rows: list[dict[str, Any]] = []
+    rows: list[PlaceRow] = []
     periods: list[str] = []
     payments: list[tuple[str, float]] = []
     for application in places:
@@ -79,39 +123,33 @@ def implementation_page(
         paid = sum(r.payment_pence or 0 for r in returns)
         payments.append((names.get(application.council_code, ""), float(pence_to_money(paid))))
         rows.append(
-            {
-                "application": application,
-                "council": names.get(application.council_code, application.council_code),
-                "state": APP_STATES.get(application.state, application.state),
-                "returns": [
-                    {"record": r, "status": _return_status(r, now, prospectus)} for r in returns
-                ],
-                "milestones": implementation.milestones_of(session, application),
-                "paid": pounds(paid) if stage.payments else "",
-                "model": replication.latest_model(session, application),
-                "publishable": application.state == AppState.COMPLETED
-                and prospectus.stages.replication is not None,
-            }
+            PlaceRow(
+                application=application,
+                council=names.get(application.council_code, application.council_code),
+                state=APP_STATES.get(application.state, application.state),
+                returns=[ReturnCell.of(r, now, prospectus) for r in returns],
+                milestones=implementation.milestones_of(session, application),
+                paid=pounds(paid) if stage.payments else "",
+                model=replication.latest_model(session, application),
+                actions=replication.publish_actions(application, prospectus),
+            )
         )
-    overdue = sum(1 for r in rows for x in r["returns"] if x["status"] == "overdue")
+    overdue = sum(1 for r in rows for x in r.returns if x.status == ReturnStatus.OVERDUE)
     chart = (
         bar_chart("Paid by results so far", payments, unit="£")
         if stage.payments and payments
         else None
     )
-    state = RoundState(round_.state)
-    return pages.render(
+    return pages.show(
         request,
         "staff/implementation.html",
-        **round_context(
-            round_,
-            prospectus,
-            "implementation",
+        ImplementationPage(
+            **round_header(request, round_, prospectus, "implementation"),
+            actions=implementation.implementation_actions(round_),
             rows=rows,
             periods=periods,
             overdue=overdue,
             chart=chart,
-            can_start=state == RoundState.DECIDED,
             runs=runs_of(
                 started_runs(session, settings, round_),
                 "start-implementation",
@@ -126,16 +164,8 @@ def implementation_page(
 @router.post("/rounds/{slug}/implementation/start")
 def start_implementation(slug: str, desk: DeskDep, nonce: ShortField = "") -> Response:
     round_ = round_or_404(desk.session, slug)
-    if round_.state != RoundState.DECIDED:
-        return desk.refuse(
-            "start-implementation",
-            "implementation starts once the decisions are released, and only once",
-            f"/staff/rounds/{slug}/implementation",
-        )
-    return desk.start(
-        "start-implementation",
-        {"slug": slug},
-        round_=round_,
-        nonce=nonce,
-        back=f"/staff/rounds/{slug}/implementation",
-    )
+    actions = implementation.implementation_actions(round_)
+    back = path_for(desk.request, "implementation_page", slug=slug)
+    if not actions.can_start:
+        return desk.refuse("start-implementation", actions.start_refusal, back)
+    return desk.start("start-implementation", {"slug": slug}, round_=round_, nonce=nonce, back=back)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
+from markupsafe import Markup
 
 from cbflow.charts import line_chart
-from cbflow.lifecycle import AppState
 from cbflow.models import (
     PublishedModel,
 )
@@ -23,13 +25,30 @@ from cbflow.web.deps import (
 )
 from cbflow.web.staff.shared import (
     DeskDep,
+    RoundPage,
     Staff,
     application_or_404,
-    round_context,
+    round_header,
     round_or_404,
 )
+from cbflow.web.templating import path_for
 
 router = APIRouter()
+
+
+@dataclass(frozen=True)
+class AdoptionRow:
+    adoption: replication.Adoption
+    started: str
+    submitted: str
+    state: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class LineagePage(RoundPage):
+    report: replication.Lineage
+    adoptions: list[AdoptionRow]
+    chart: Markup | None
 
 
 @router.get("/rounds/{slug}/models/{model_id}/lineage")
@@ -59,21 +78,19 @@ def lineage_page(
             series[adoption.council.name] = [
                 (f"Return {p}", adoption.results[p]) for p in periods if p in adoption.results
             ]
-    return pages.render(
+    return pages.show(
         request,
         "staff/lineage.html",
-        **round_context(
-            round_,
-            prospectus,
-            "implementation",
+        LineagePage(
+            **round_header(request, round_, prospectus, "implementation"),
             report=report,
             adoptions=[
-                {
-                    "adoption": a,
-                    "started": local_time(a.started_at, prospectus),
-                    "submitted": local_time(a.submitted_at, prospectus) if a.submitted_at else "",
-                    "state": APP_STATES.get(a.application.state, a.application.state),
-                }
+                AdoptionRow(
+                    adoption=a,
+                    started=local_time(a.started_at, prospectus),
+                    submitted=local_time(a.submitted_at, prospectus) if a.submitted_at else "",
+                    state=APP_STATES.get(a.application.state, a.application.state),
+                )
                 for a in report.adoptions
             ],
             chart=line_chart(report.measure, series) if report.measure and periods else None,
@@ -87,16 +104,14 @@ def publish_model(
 ) -> Response:
     round_ = round_or_404(desk.session, slug)
     application = application_or_404(desk.session, round_, application_id)
-    if application.state != AppState.COMPLETED:
-        return desk.refuse(
-            "publish-model",
-            "a place is published as a model once it has completed, and only once",
-            f"/staff/rounds/{slug}/implementation",
-        )
+    actions = replication.publish_actions(application, rounds.prospectus_of(round_))
+    back = path_for(desk.request, "implementation_page", slug=slug)
+    if not actions.can_publish:
+        return desk.refuse("publish-model", actions.refusal, back)
     return desk.start(
         "publish-model",
         {"reference": application.reference},
         round_=round_,
         nonce=nonce,
-        back=f"/staff/rounds/{slug}/implementation",
+        back=back,
     )

@@ -4,6 +4,7 @@ scheduled deadline runs, its counts and its open data."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request, UploadFile
@@ -13,7 +14,6 @@ from sqlmodel import col, select
 from cbflow import flowruns, opendata
 from cbflow.errors import ProspectusError
 from cbflow.flowruns import FlowsUnavailable, RunView
-from cbflow.lifecycle import RoundState
 from cbflow.models import (
     Round,
     StartedRun,
@@ -21,7 +21,6 @@ from cbflow.models import (
 from cbflow.prospectus import Prospectus, parse
 from cbflow.services import (
     rounds,
-    selection,
 )
 from cbflow.services.applications import local_time
 from cbflow.stages import deadline_events
@@ -37,16 +36,31 @@ from cbflow.web.pages import ROUND_STATES
 from cbflow.web.staff.shared import (
     DEADLINE_NAMES,
     DeskDep,
+    RoundPage,
+    RunRow,
     Staff,
     new_nonce,
-    round_context,
+    round_header,
     round_or_404,
     started_runs,
 )
+from cbflow.web.templating import path_for
 
 router = APIRouter()
 
 MAX_PROSPECTUS_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True)
+class ListedRound:
+    round: Round
+    state: str  # in words
+    applications: int
+
+
+@dataclass(frozen=True)
+class RoundList:
+    rounds: list[ListedRound]
 
 
 @router.get("")
@@ -55,13 +69,13 @@ def staff_home(request: Request, session: SessionDep, pages: PagesDep, user: Sta
     for round_ in rounds.all_rounds(session):
         counts = rounds.state_counts(session, round_)
         listed.append(
-            {
-                "round": round_,
-                "state": ROUND_STATES.get(round_.state, round_.state),
-                "applications": sum(counts.values()),
-            }
+            ListedRound(
+                round=round_,
+                state=ROUND_STATES.get(round_.state, round_.state),
+                applications=sum(counts.values()),
+            )
         )
-    return pages.render(request, "staff/index.html", rounds=listed)
+    return pages.show(request, "staff/index.html", RoundList(rounds=listed))
 
 
 @router.get("/launch")
@@ -123,9 +137,18 @@ def launch(
         },
         round_=None,
         nonce=nonce,
-        back="/staff/launch",
+        back=path_for(desk.request, "launch_page"),
         slug=parsed.id,
     )
+
+
+@dataclass(frozen=True)
+class RunPage:
+    started: StartedRun
+    view: RunView | None  # None when Prefect did not answer
+    problem: str  # what went wrong asking Prefect
+    prefect_url: str  # the run's page in Prefect's UI
+    round: Round | None  # the round it is about, once it exists
 
 
 @router.get("/runs/{run_id}")
@@ -153,35 +176,21 @@ def run_page(
         if round_ is not None:
             started.round_id = round_.id
             session.add(started)
-    return pages.render(
+    return pages.show(
         request,
         "staff/run.html",
-        started=started,
-        view=view,
-        problem=problem,
-        url=flowruns.run_url(settings, run_id),
-        round=round_,
+        RunPage(
+            started=started,
+            view=view,
+            problem=problem,
+            prefect_url=flowruns.run_url(settings, run_id),
+            round=round_,
+        ),
     )
 
 
 # ---------------------------------------------------------------------------------------------
 # a round's overview: timetable, scheduled runs, counts
-
-
-def _event_done(event: str, round_: Round) -> bool:
-    state = RoundState(round_.state)
-    order = list(RoundState)
-    if state == RoundState.CANCELLED:
-        return True
-    if event == "close-eoi":
-        return state != RoundState.LAUNCHED
-    if event == "close-bids":
-        return order.index(state) >= order.index(RoundState.BIDS_CLOSED)
-    if event == "decide":
-        return state in selection.RELEASED
-    if event == "complete-round":
-        return state == RoundState.COMPLETED
-    return state == RoundState.COMPLETED  # a returns cycle may be run again until the end
 
 
 def _timetable(prospectus: Prospectus) -> list[tuple[str, str]]:
@@ -208,6 +217,35 @@ def _timetable(prospectus: Prospectus) -> list[tuple[str, str]]:
             ("Implementation ends", f"{t.implementation.ends:%-d %B %Y}"),
         ]
     return rows
+
+
+@dataclass(frozen=True)
+class DeadlineRow:
+    number: int
+    flow: str
+    title: str
+    when: str
+    run: RunView | None  # its scheduled run, when Prefect answered
+    actions: rounds.DeadlineActions
+
+
+@dataclass(frozen=True)
+class OpenData:
+    kind: str
+    title: str
+    href: str
+    why_not: str | None  # why it cannot be published yet (None when it can)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundOverview(RoundPage):
+    timetable: list[tuple[str, str]]
+    events: list[DeadlineRow]
+    problem: str  # why Prefect's scheduled runs are not shown, if it did not answer
+    counts: list[tuple[str, int]]
+    total: int
+    started: list[RunRow]
+    open_data: list[OpenData]
 
 
 @router.get("/rounds/{slug}")
@@ -237,29 +275,28 @@ def round_page(
             and r.expected_start is not None
             and abs((r.expected_start - when).total_seconds()) < 1
         ]
-        # done when the round has moved on, or when its scheduled run has completed
-        done = _event_done(flow, round_) or any(r.state_type == "COMPLETED" for r in runs)
         events.append(
-            {
-                "number": number,
-                "flow": flow,
-                "title": DEADLINE_NAMES[flow],
-                "when": local_time(when, prospectus),
-                "run": runs[0] if runs else None,
-                "due": when <= now,
-                "done": done,
-                "can_run": when <= now and not done,
-                "at": when.isoformat(),
-            }
+            DeadlineRow(
+                number=number,
+                flow=flow,
+                title=DEADLINE_NAMES[flow],
+                when=local_time(when, prospectus),
+                run=runs[0] if runs else None,
+                # done when the round has moved on, or when its scheduled run has completed
+                actions=rounds.deadline_actions(
+                    round_,
+                    flow,
+                    due=when <= now,
+                    run_completed=any(r.state_type == "COMPLETED" for r in runs),
+                ),
+            )
         )
     counts = rounds.state_counts(session, round_)
-    return pages.render(
+    return pages.show(
         request,
         "staff/round.html",
-        **round_context(
-            round_,
-            prospectus,
-            "",
+        RoundOverview(
+            **round_header(request, round_, prospectus, ""),
             timetable=_timetable(prospectus),
             events=events,
             problem=problem,
@@ -267,12 +304,12 @@ def round_page(
             total=sum(counts.values()),
             started=started_runs(session, settings, round_)[:10],
             open_data=[
-                {
-                    "kind": kind,
-                    "title": OPEN_DATA_TITLES[kind],
-                    "href": f"/staff/rounds/{slug}/open-data/{kind}.json",
-                    "why_not": why_not,
-                }
+                OpenData(
+                    kind=kind,
+                    title=OPEN_DATA_TITLES[kind],
+                    href=path_for(request, "open_data", slug=slug, kind=kind),
+                    why_not=why_not,
+                )
                 for kind, why_not in opendata.unavailable(session, round_).items()
             ],
         ),
@@ -332,8 +369,8 @@ def run_deadline(
     due = [flow for flow, when in deadline_events(prospectus) if when <= desk.now]
     if event not in DEADLINE_NAMES:
         raise HTTPException(status_code=404)
-    back = f"/staff/rounds/{slug}"
-    if event not in due or _event_done(event, round_):
+    back = path_for(desk.request, "round_page", slug=slug)
+    if not rounds.deadline_actions(round_, event, due=event in due).can_run:
         return desk.refuse(
             event, "this deadline has not passed yet, or its work is already done", back
         )

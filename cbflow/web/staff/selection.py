@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from markupsafe import Markup
 
 from cbflow.charts import frontier_chart
 from cbflow.errors import ValidationFailed
 from cbflow.forms import money_to_pence, parse_money
-from cbflow.lifecycle import AppState, RoundState
-from cbflow.prospectus import Prospectus
+from cbflow.lifecycle import AppState
+from cbflow.models import Application
+from cbflow.prospectus import Criterion, Prospectus
 from cbflow.services import (
     rounds,
     selection,
@@ -25,14 +29,17 @@ from cbflow.web.deps import (
 from cbflow.web.pages import ROUND_STATES
 from cbflow.web.staff.shared import (
     DeskDep,
+    RoundPage,
+    RunRow,
     Staff,
     council_names,
     pounds,
-    round_context,
+    round_header,
     round_or_404,
     runs_of,
     started_runs,
 )
+from cbflow.web.templating import path_for
 
 router = APIRouter()
 
@@ -83,6 +90,55 @@ def _scenario(
     return selection.Scenario(scenario_places, budget_pence, chosen or None), {}
 
 
+# how each outcome shows: its name and its tag's colour
+OUTCOME_TAGS = {
+    AppState.SELECTED: ("Selected", "govuk-tag--green"),
+    AppState.RESERVE: ("Reserve", "govuk-tag--yellow"),
+    AppState.UNSUCCESSFUL: ("Not selected", "govuk-tag--grey"),
+}
+
+
+def outcome_tag(decision: selection.Decision) -> dict[str, str]:
+    """A decision's outcome as a GOV.UK tag: 'Reserve 2', green for selected, and so on."""
+    name, classes = OUTCOME_TAGS[decision.outcome]
+    position = f" {decision.reserve_position}" if decision.reserve_position else ""
+    return {"text": name + position, "classes": classes}
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    decision: selection.Decision
+    council: str
+    tag: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ChangeRow:
+    change: selection.Change
+    council: str
+    before: dict[str, str]  # the outcome now, as a tag
+    after: dict[str, str]  # the outcome under the scenario, as a tag
+
+
+@dataclass(frozen=True, kw_only=True)
+class SelectionPage(RoundPage):
+    errors: dict[str, str]
+    actions: selection.SelectionActions
+    ready_state: str  # the state decisions follow, in words
+    impossible: str  # why no decisions can be made ("" when they can)
+    rules: list[str]
+    decisions: list[DecisionRow]
+    places: int | None
+    budget: str
+    awarded: str
+    form: dict[str, Any]
+    criteria: list[Criterion]
+    scenario: selection.Scenario | None
+    changed: list[ChangeRow]
+    frontier: Markup | None
+    runs: list[RunRow]
+
+
 @router.get("/rounds/{slug}/selection")
 def selection_page(
     request: Request,
@@ -102,21 +158,20 @@ def selection_page(
         if key.startswith("weight-")
     }
     scenario, errors = _scenario(prospectus, places, budget, weights)
-    state = RoundState(round_.state)
-    released = state in selection.RELEASED
-    ready = selection.ready_state(prospectus)
+    actions = selection.selection_actions(round_)
+    ready = actions.ready_state
     names = council_names(session)
     decisions: list[selection.Decision] = []
     changes: list[selection.Change] = []
     impossible = ""
-    if released:
+    if actions.released:
         decisions = selection.recorded(session, round_)
-    elif state == ready:
+    elif actions.ready:
         try:
             decisions = selection.plan(session, round_)
         except selection.SelectionImpossible as exc:
             impossible = str(exc)
-    if scenario is not None and (released or state == ready) and not impossible:
+    if scenario is not None and actions.shows_plan and not impossible:
         try:
             changes = selection.what_if(session, round_, scenario)
         except ValidationFailed as exc:
@@ -125,34 +180,21 @@ def selection_page(
             errors = {"places": f"With these figures, {exc}"}
     selected = [d for d in decisions if d.outcome == AppState.SELECTED]
     stage = prospectus.stages.assessment
-    return pages.render(
+
+    def council(application: Application) -> str:
+        return names.get(application.council_code, application.council_code)
+
+    return pages.show(
         request,
         "staff/selection.html",
-        frontier=frontier_chart(
-            selection.frontier(session, round_), prospectus.capacity.places or len(decisions)
-        )
-        if decisions
-        else None,
-        status_code=400 if errors else 200,
-        **round_context(
-            round_,
-            prospectus,
-            "selection",
+        SelectionPage(
+            **round_header(request, round_, prospectus, "selection"),
             errors=errors,
-            released=released,
-            ready=state == ready,
+            actions=actions,
             ready_state=ROUND_STATES.get(ready.value, ready.value),
             impossible=impossible,
             rules=[selection.rule_text(rule) for rule in prospectus.selection.constraints],
-            decisions=[
-                (d, names.get(d.application.council_code, d.application.council_code))
-                for d in decisions
-            ],
-            outcome_names={
-                AppState.SELECTED: "Selected",
-                AppState.RESERVE: "Reserve",
-                AppState.UNSUCCESSFUL: "Not selected",
-            },
+            decisions=[DecisionRow(d, council(d.application), outcome_tag(d)) for d in decisions],
             places=prospectus.capacity.places,
             budget=pounds(money_to_pence(prospectus.capacity.budget_gbp))
             if prospectus.capacity.budget_gbp is not None
@@ -161,11 +203,24 @@ def selection_page(
             form={"places": places, "budget": budget, "weights": weights},
             criteria=stage.criteria if stage else [],
             scenario=scenario,
-            changes=changes,
-            changed=[c for c in changes if c.changed],
-            names=names,
+            changed=[
+                ChangeRow(
+                    c,
+                    names.get(c.application.council_code, ""),
+                    outcome_tag(c.before),
+                    outcome_tag(c.after),
+                )
+                for c in changes
+                if c.changed
+            ],
+            frontier=frontier_chart(
+                selection.frontier(session, round_), prospectus.capacity.places or len(decisions)
+            )
+            if decisions
+            else None,
             runs=runs_of(started_runs(session, settings, round_), "decide"),
         ),
+        400 if errors else 200,
     )
 
 
@@ -177,22 +232,16 @@ def release_decisions(
     nonce: ShortField = "",
 ) -> Response:
     round_ = round_or_404(desk.session, slug)
-    ready = selection.ready_state(rounds.prospectus_of(round_))
-    if round_.state != ready:
+    actions = selection.selection_actions(round_)
+    back = path_for(desk.request, "selection_page", slug=slug)
+    if not actions.can_release:
+        ready = actions.ready_state
         return desk.refuse(
             "decide",
             f"the round is {ROUND_STATES.get(round_.state, round_.state).lower()}; decisions "
             f"are released once it is {ROUND_STATES.get(ready.value, ready.value).lower()}",
-            f"/staff/rounds/{slug}/selection",
+            back,
         )
     if confirm != "yes":
-        return RedirectResponse(
-            f"/staff/rounds/{slug}/selection?confirm=missing#release", status_code=303
-        )
-    return desk.start(
-        "decide",
-        {"slug": slug},
-        round_=round_,
-        nonce=nonce,
-        back=f"/staff/rounds/{slug}/selection",
-    )
+        return RedirectResponse(f"{back}?confirm=missing#release", status_code=303)
+    return desk.start("decide", {"slug": slug}, round_=round_, nonce=nonce, back=back)

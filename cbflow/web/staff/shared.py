@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple, TypedDict
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
@@ -15,7 +16,7 @@ from sqlmodel import Session, col, select
 from cbflow import flowlist, flowruns
 from cbflow.errors import NotFound
 from cbflow.flowlist import PORTAL
-from cbflow.flowruns import FlowsUnavailable
+from cbflow.flowruns import FlowsUnavailable, RunView
 from cbflow.forms import pence_to_money
 from cbflow.models import (
     Application,
@@ -38,6 +39,7 @@ from cbflow.web.deps import (
     SettingsDep,
 )
 from cbflow.web.pages import ROUND_STATES
+from cbflow.web.templating import path_for
 
 Staff = Annotated[User, require_role("staff", "admin")]
 
@@ -59,13 +61,14 @@ FLOW_TITLES = {
     "issue-receipts": "Issue receipts",
     **DEADLINE_NAMES,
 }
+# the round's stage pages, in its navigation: (route name, title, key)
 STAGE_PAGES = [
-    ("", "Overview"),
-    ("applications", "Applications"),
-    ("sift", "Sift and shortlist"),
-    ("assessment", "Assessment"),
-    ("selection", "Selection"),
-    ("implementation", "Implementation"),
+    ("round_page", "Overview", ""),
+    ("applications_page", "Applications", "applications"),
+    ("sift_page", "Sift and shortlist", "sift"),
+    ("assessment_page", "Assessment", "assessment"),
+    ("selection_page", "Selection", "selection"),
+    ("implementation_page", "Implementation", "implementation"),
 ]
 
 
@@ -91,7 +94,16 @@ def pounds(pence: int | None) -> str:
     return "" if pence is None else f"£{pence_to_money(pence):,.2f}"
 
 
-def started_runs(session: Session, settings: Settings, round_: Round) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class RunRow:
+    """A run staff started, with its state when Prefect answered, and its page in Prefect's UI."""
+
+    run: StartedRun
+    view: RunView | None
+    url: str
+
+
+def started_runs(session: Session, settings: Settings, round_: Round) -> list[RunRow]:
     """The runs staff started for this round, newest first, with their state when Prefect
     answers."""
     started = list(
@@ -106,17 +118,13 @@ def started_runs(session: Session, settings: Settings, round_: Round) -> list[di
     except FlowsUnavailable:
         views = {}
     return [
-        {
-            "run": s,
-            "view": views.get(s.flow_run_id),
-            "url": flowruns.run_url(settings, s.flow_run_id),
-        }
+        RunRow(s, views.get(s.flow_run_id), flowruns.run_url(settings, s.flow_run_id))
         for s in started
     ]
 
 
-def runs_of(runs: Sequence[dict[str, Any]], *flows: str) -> list[dict[str, Any]]:
-    return [r for r in runs if r["run"].flow in flows]
+def runs_of(runs: Sequence[RunRow], *flows: str) -> list[RunRow]:
+    return [r for r in runs if r.run.flow in flows]
 
 
 def new_nonce() -> str:
@@ -204,18 +212,44 @@ class Desk:
 DeskDep = Annotated[Desk, Depends()]
 
 
-def round_context(round_: Round, prospectus: Prospectus, here: str, **extra: Any) -> dict[str, Any]:
+class StageLink(NamedTuple):
+    href: str
+    name: str
+    current: bool
+
+
+class RoundHeader(TypedDict):
+    """What every page of a round shows above its own content."""
+
+    round: Round
+    round_state: str
+    stage_pages: list[StageLink]
+    nonce: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundPage:
+    """A page of a round: the round, its state in words, its stage pages (the one shown
+    marked), and a nonce for the page's action forms. Each page adds its own fields."""
+
+    round: Round
+    round_state: str
+    stage_pages: list[StageLink]
+    nonce: str
+
+
+def round_header(request: Request, round_: Round, prospectus: Prospectus, here: str) -> RoundHeader:
+    """The fields of `RoundPage` for the round's page `here` (a key of STAGE_PAGES)."""
     return {
         "round": round_,
-        "prospectus": prospectus,
         "round_state": ROUND_STATES.get(round_.state, round_.state),
         "stage_pages": [
-            (f"/staff/rounds/{round_.slug}" + (f"/{path}" if path else ""), name, path == here)
-            for path, name in STAGE_PAGES
-            if has_page(prospectus, path)
+            StageLink(path_for(request, name, slug=round_.slug), title, key == here)
+            for name, title, key in STAGE_PAGES
+            if has_page(prospectus, key)
         ],
         "nonce": new_nonce(),
-    } | extra
+    }
 
 
 def council_names(session: Session) -> dict[str, str]:
@@ -223,9 +257,9 @@ def council_names(session: Session) -> dict[str, str]:
     return dict(session.exec(select(Council.code, Council.name)).all())
 
 
-def has_page(prospectus: Prospectus, path: str) -> bool:
-    if path == "assessment":
+def has_page(prospectus: Prospectus, key: str) -> bool:
+    if key == "assessment":
         return prospectus.stages.assessment is not None
-    if path == "implementation":
+    if key == "implementation":
         return prospectus.stages.implementation is not None
     return True

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
-from cbflow.lifecycle import AppState, RoundState
+from cbflow.lifecycle import AppState
 from cbflow.models import (
+    Application,
     Round,
 )
 from cbflow.services import (
@@ -29,15 +30,18 @@ from cbflow.web.deps import (
 )
 from cbflow.web.staff.shared import (
     DeskDep,
+    RoundPage,
+    RunRow,
     Staff,
     application_or_404,
     council_names,
     local_when,
-    round_context,
+    round_header,
     round_or_404,
     runs_of,
     started_runs,
 )
+from cbflow.web.templating import Pages, path_for
 
 router = APIRouter()
 
@@ -55,11 +59,37 @@ def sift_page(
     return _render_sift(request, session, settings, pages, round_, errors={})
 
 
+@dataclass(frozen=True)
+class Referral:
+    application: Application
+    council: str
+    failed: list[str]  # the checks it did not meet, as the prospectus describes them
+
+
+@dataclass(frozen=True)
+class Candidate:
+    application: Application
+    council: str
+    submitted: str
+    checked: bool  # on the proposed shortlist (or chosen, when the form comes back)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SiftPage(RoundPage):
+    errors: dict[str, str]
+    actions: sift.SiftActions
+    referred: list[Referral]
+    candidates: list[Candidate]
+    shortlist_size: int | None
+    invited: list[tuple[Application, str]]
+    runs: list[RunRow]
+
+
 def _render_sift(
     request: Request,
     session: Session,
     settings: Settings,
-    pages: Any,
+    pages: Pages,
     round_: Round,
     errors: dict[str, str],
     status_code: int = 200,
@@ -69,53 +99,46 @@ def _render_sift(
     names = council_names(session)
     rules = {r.id: r.description for r in prospectus.stages.eoi.sift}
     referred = [
-        {
-            "application": a,
-            "council": names.get(a.council_code, a.council_code),
-            "failed": [
+        Referral(
+            application=a,
+            council=names.get(a.council_code, a.council_code),
+            failed=[
                 rules.get(rule, rule)
                 for rule, result in a.sift_results.items()
                 if not result.get("passed")
             ],
-        }
+        )
         for a in rounds.applications_of(session, round_, AppState.SIFT_REFER)
     ]
     passed = rounds.applications_of(session, round_, AppState.SIFT_PASS)
     passed.sort(key=lambda a: (a.eoi_submitted_at or a.created_at, a.council_code))
     proposed = {a.reference for a in sift.propose_shortlist(session, round_=round_)}
     ticked = set(chosen) if chosen is not None else proposed
-    confirmable = (
-        prospectus.stages.bid is not None and round_.state == RoundState.EOI_CLOSED and not referred
-    )
     invited = rounds.applications_of(
         session, round_, AppState.INVITED, AppState.BID_DRAFT, AppState.BID_SUBMITTED
     )
-    return pages.render(
+    return pages.show(
         request,
         "staff/sift.html",
-        status_code=status_code,
-        **round_context(
-            round_,
-            prospectus,
-            "sift",
+        SiftPage(
+            **round_header(request, round_, prospectus, "sift"),
             errors=errors,
+            actions=sift.sift_actions(session, round_),
             referred=referred,
             candidates=[
-                {
-                    "application": a,
-                    "council": names.get(a.council_code, a.council_code),
-                    "submitted": local_when(a.eoi_submitted_at, prospectus),
-                    "checked": a.reference in ticked,
-                }
+                Candidate(
+                    application=a,
+                    council=names.get(a.council_code, a.council_code),
+                    submitted=local_when(a.eoi_submitted_at, prospectus),
+                    checked=a.reference in ticked,
+                )
                 for a in passed
             ],
             shortlist_size=prospectus.stages.eoi.shortlist,
-            has_bid=prospectus.stages.bid is not None,
-            confirmable=confirmable,
             invited=[(a, names.get(a.council_code, a.council_code)) for a in invited],
-            eoi_open=round_.state == RoundState.LAUNCHED,
             runs=runs_of(started_runs(session, settings, round_), "invite-to-bid", "close-eoi"),
         ),
+        status_code,
     )
 
 
@@ -139,7 +162,7 @@ def review_referral(
         errors[f"decision-{application.id}"] = "Select whether the expression of interest passes"
     if not reason.strip():
         errors[f"reason-{application.id}"] = "Enter the reason for the decision"
-    if application.state != AppState.SIFT_REFER:
+    if not sift.referral_open(application):
         errors[f"decision-{application.id}"] = "This referral has already been decided"
     if errors:
         return _render_sift(request, session, settings, pages, round_, errors, 400)
@@ -151,7 +174,7 @@ def review_referral(
         now=clock(),
         reason=reason.strip(),
     )
-    return RedirectResponse(f"/staff/rounds/{slug}/sift", status_code=303)
+    return RedirectResponse(path_for(request, "sift_page", slug=slug), status_code=303)
 
 
 @router.post("/rounds/{slug}/sift/shortlist")
@@ -163,16 +186,13 @@ def confirm_shortlist(slug: str, desk: DeskDep, form: FormDep) -> Response:
     nonce = str(form.get("nonce", ""))
     passed = {a.reference for a in rounds.applications_of(session, round_, AppState.SIFT_PASS)}
     size = prospectus.stages.eoi.shortlist
-    error = ""
-    if round_.state != RoundState.EOI_CLOSED or prospectus.stages.bid is None:
-        error = "The shortlist can be confirmed once the sift is done, in a round with bids"
-    elif rounds.applications_of(session, round_, AppState.SIFT_REFER):
-        error = "Decide the referred expressions of interest first"
-    elif not chosen:
+    # the stage's rules first (the state, the referrals), then the choice itself
+    error = sift.sift_actions(session, round_).shortlist_refusal
+    if not error and not chosen:
         error = "Select the places to invite to bid"
-    elif any(c not in passed for c in chosen):
+    elif not error and any(c not in passed for c in chosen):
         error = "Only expressions of interest that passed the sift can be shortlisted"
-    elif size is not None and len(chosen) > size:
+    elif not error and size is not None and len(chosen) > size:
         error = f"Select at most {size} places: the prospectus shortlists {size}"
     if error:
         return _render_sift(
@@ -183,5 +203,5 @@ def confirm_shortlist(slug: str, desk: DeskDep, form: FormDep) -> Response:
         {"slug": slug, "chosen": sorted(chosen)},
         round_=round_,
         nonce=nonce,
-        back=f"/staff/rounds/{slug}/sift",
+        back=path_for(request, "sift_page", slug=slug),
     )
