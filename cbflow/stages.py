@@ -19,7 +19,14 @@ from sqlmodel import col, select
 
 from cbflow import notify
 from cbflow.db import session_scope
-from cbflow.flowlist import CLOSE_BIDS, CLOSE_EOI, COMPLETE_ROUND, DECIDE, RETURNS_CYCLE
+from cbflow.flowlist import (
+    CLOSE_BIDS,
+    CLOSE_EOI,
+    COMPLETE_ROUND,
+    DECIDE,
+    RETURNS_CYCLE,
+    FlowSpec,
+)
 from cbflow.formatting import long_date
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, Document, Round, User
@@ -336,23 +343,21 @@ def record_late_run(slug: str, event: str, due: datetime, ran: datetime) -> str 
     return note
 
 
-def deadline_events(prospectus: Prospectus) -> list[tuple[str, datetime]]:
-    """The events a round's dates trigger, as (flow name, when): closing the EOI window and the
+def deadline_events(prospectus: Prospectus) -> list[tuple[FlowSpec, datetime]]:
+    """The events a round's dates trigger, as (flow, when): closing the EOI window and the
     bid window, the decisions, each returns cycle, and the end of implementation."""
     zone = prospectus.zone
-    events = [(CLOSE_EOI.name, prospectus.timetable.eoi.closes_at(zone))]
+    events = [(CLOSE_EOI, prospectus.timetable.eoi.closes_at(zone))]
     if prospectus.stages.bid and prospectus.timetable.bid:
-        events.append((CLOSE_BIDS.name, prospectus.timetable.bid.closes_at(zone)))
+        events.append((CLOSE_BIDS, prospectus.timetable.bid.closes_at(zone)))
     if prospectus.timetable.decision:
-        events.append(
-            (DECIDE.name, prospectus.timetable.decision.by_at(zone) - timedelta(hours=12))
-        )
-    events += [(RETURNS_CYCLE.name, due) for _, _, due in return_periods(prospectus)]
+        events.append((DECIDE, prospectus.timetable.decision.by_at(zone) - timedelta(hours=12)))
+    events += [(RETURNS_CYCLE, due) for _, _, due in return_periods(prospectus)]
     period = prospectus.timetable.implementation
     if period:
         events.append(
             (
-                COMPLETE_ROUND.name,
+                COMPLETE_ROUND,
                 datetime.combine(period.ends + timedelta(days=1), time(0), tzinfo=zone),
             )
         )

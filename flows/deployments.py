@@ -84,7 +84,8 @@ async def schedule_round(slug: str, now: datetime | None = None) -> list[tuple[s
         prospectus = prospectus_of(get_round(session, slug))
     scheduled = []
     async with get_client() as client:
-        for flow_name, when in deadline_events(prospectus):
+        for flow, when in deadline_events(prospectus):
+            flow_name = flow.name
             if when <= now:
                 continue
             deployment = await client.read_deployment_by_name(f"{flow_name}/{DEPLOYMENT}")

@@ -3,10 +3,13 @@ from route names. Run on its own with `pytest tests/test_structure.py`."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+from cbflow.flowlist import DEADLINE_FLOWS, FLOWS
 from cbflow.settings import Settings
 from cbflow.web.app import create_app
 
@@ -31,3 +34,29 @@ def test_every_route_has_a_name_of_its_own_so_addresses_come_from_names(
     assert (
         app.url_path_for("round_page", slug="whole-place-2011") == "/staff/rounds/whole-place-2011"
     )
+
+
+ROOT = Path(__file__).resolve().parent.parent
+CODE = ("cbflow", "flows", "bench", "templates")
+
+
+def _sources() -> Iterator[Path]:
+    for top in CODE:
+        for path in sorted((ROOT / top).rglob("*")):
+            if path.suffix in (".py", ".html") and path.is_file():
+                yield path
+
+
+def test_each_flow_is_named_in_one_place_only() -> None:
+    """Flow names live in cbflow.flowlist; everything else refers to its entries, so a renamed
+    flow cannot leave a page, a schedule or a deployment asking for the old name."""
+    quoted = re.compile("|".join(rf"""["']{re.escape(name)}["']""" for name in FLOWS))
+    spelled = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in _sources()
+        if path != ROOT / "cbflow" / "flowlist.py"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if quoted.search(line)
+    ]
+    assert spelled == []
+    assert {spec.name for spec in DEADLINE_FLOWS} <= set(FLOWS)

@@ -11,6 +11,7 @@ from functools import lru_cache
 from sqlmodel import Session, col, select
 
 from cbflow.errors import CbflowError, NotFound
+from cbflow.flowlist import CLOSE_BIDS, CLOSE_EOI, COMPLETE_ROUND, DECIDE
 from cbflow.lifecycle import RoundState
 from cbflow.models import Application, Round
 from cbflow.prospectus import Prospectus, parse
@@ -103,13 +104,13 @@ def deadline_done(round_: Round, event: str) -> bool:
     order = list(RoundState)
     if state == RoundState.CANCELLED:
         return True
-    if event == "close-eoi":
+    if event == CLOSE_EOI.name:
         return state != RoundState.LAUNCHED
-    if event == "close-bids":
+    if event == CLOSE_BIDS.name:
         return order.index(state) >= order.index(RoundState.BIDS_CLOSED)
-    if event == "decide":
+    if event == DECIDE.name:
         return state in RELEASED
-    if event == "complete-round":
+    if event == COMPLETE_ROUND.name:
         return state == RoundState.COMPLETED
     return state == RoundState.COMPLETED  # a returns cycle may be run again until the end
 

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from cbflow.charts import assessor_charts
 from cbflow.errors import CbflowError, ValidationFailed
+from cbflow.flowlist import ASSIGN_ASSESSORS, FINALISE_ASSESSMENT, OPEN_MODERATION
 from cbflow.lifecycle import AppState
 from cbflow.models import (
     Application,
@@ -236,9 +237,9 @@ def _render_assessment(
             assessor_charts=charts,
             runs=runs_of(
                 started_runs(session, settings, round_),
-                "assign-assessors",
-                "open-moderation",
-                "finalise-assessment",
+                ASSIGN_ASSESSORS,
+                OPEN_MODERATION,
+                FINALISE_ASSESSMENT,
             ),
             names=names,
         ),
@@ -276,9 +277,9 @@ def _assessor_charts(
 @router.post("/rounds/{slug}/assessment/{action}")
 def assessment_action(slug: str, action: str, desk: DeskDep, nonce: ShortField = "") -> Response:
     flows = {
-        "assign": "assign-assessors",
-        "moderation": "open-moderation",
-        "finalise": "finalise-assessment",
+        "assign": ASSIGN_ASSESSORS,
+        "moderation": OPEN_MODERATION,
+        "finalise": FINALISE_ASSESSMENT,
     }
     if action not in flows:
         raise HTTPException(status_code=404)

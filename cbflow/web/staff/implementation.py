@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from markupsafe import Markup
 
 from cbflow.charts import bar_chart
+from cbflow.flowlist import COMPLETE_ROUND, PUBLISH_MODEL, RETURNS_CYCLE, START_IMPLEMENTATION
 from cbflow.forms import pence_to_money
 from cbflow.lifecycle import FUNDED
 from cbflow.models import (
@@ -152,10 +153,10 @@ def implementation_page(
             chart=chart,
             runs=runs_of(
                 started_runs(session, settings, round_),
-                "start-implementation",
-                "returns-cycle",
-                "publish-model",
-                "complete-round",
+                START_IMPLEMENTATION,
+                RETURNS_CYCLE,
+                PUBLISH_MODEL,
+                COMPLETE_ROUND,
             ),
         ),
     )
@@ -167,5 +168,5 @@ def start_implementation(slug: str, desk: DeskDep, nonce: ShortField = "") -> Re
     actions = implementation.implementation_actions(round_)
     back = path_for(desk.request, "implementation_page", slug=slug)
     if not actions.can_start:
-        return desk.refuse("start-implementation", actions.start_refusal, back)
-    return desk.start("start-implementation", {"slug": slug}, round_=round_, nonce=nonce, back=back)
+        return desk.refuse(START_IMPLEMENTATION, actions.start_refusal, back)
+    return desk.start(START_IMPLEMENTATION, {"slug": slug}, round_=round_, nonce=nonce, back=back)

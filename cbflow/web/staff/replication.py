@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from markupsafe import Markup
 
 from cbflow.charts import line_chart
+from cbflow.flowlist import PUBLISH_MODEL
 from cbflow.models import (
     PublishedModel,
 )
@@ -107,9 +108,9 @@ def publish_model(
     actions = replication.publish_actions(application, rounds.prospectus_of(round_))
     back = path_for(desk.request, "implementation_page", slug=slug)
     if not actions.can_publish:
-        return desk.refuse("publish-model", actions.refusal, back)
+        return desk.refuse(PUBLISH_MODEL, actions.refusal, back)
     return desk.start(
-        "publish-model",
+        PUBLISH_MODEL,
         {"reference": application.reference},
         round_=round_,
         nonce=nonce,

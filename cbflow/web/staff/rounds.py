@@ -13,6 +13,7 @@ from sqlmodel import col, select
 
 from cbflow import flowruns, opendata
 from cbflow.errors import ProspectusError
+from cbflow.flowlist import FLOWS, LAUNCH_ROUND, Trigger
 from cbflow.flowruns import FlowsUnavailable, RunView
 from cbflow.models import (
     Round,
@@ -34,7 +35,6 @@ from cbflow.web.deps import (
 )
 from cbflow.web.pages import ROUND_STATES
 from cbflow.web.staff.shared import (
-    DEADLINE_NAMES,
     DeskDep,
     RoundPage,
     RunRow,
@@ -129,7 +129,7 @@ def launch(
             "its own id"
         )
     return desk.start(
-        "launch-round",
+        LAUNCH_ROUND,
         {
             "source": source,
             "path": name,
@@ -271,21 +271,21 @@ def round_page(
         runs = [
             r
             for r in scheduled
-            if r.flow == flow
+            if r.flow == flow.name
             and r.expected_start is not None
             and abs((r.expected_start - when).total_seconds()) < 1
         ]
         events.append(
             DeadlineRow(
                 number=number,
-                flow=flow,
-                title=DEADLINE_NAMES[flow],
+                flow=flow.name,
+                title=flow.title,
                 when=local_time(when, prospectus),
                 run=runs[0] if runs else None,
                 # done when the round has moved on, or when its scheduled run has completed
                 actions=rounds.deadline_actions(
                     round_,
-                    flow,
+                    flow.name,
                     due=when <= now,
                     run_completed=any(r.state_type == "COMPLETED" for r in runs),
                 ),
@@ -366,12 +366,13 @@ def run_deadline(
     was down, say). Not before the deadline, and not once its work is done."""
     round_ = round_or_404(desk.session, slug)
     prospectus = rounds.prospectus_of(round_)
-    due = [flow for flow, when in deadline_events(prospectus) if when <= desk.now]
-    if event not in DEADLINE_NAMES:
+    due = [flow.name for flow, when in deadline_events(prospectus) if when <= desk.now]
+    flow = FLOWS.get(event)
+    if flow is None or flow.trigger is not Trigger.DEADLINE:
         raise HTTPException(status_code=404)
     back = path_for(desk.request, "round_page", slug=slug)
     if not rounds.deadline_actions(round_, event, due=event in due).can_run:
         return desk.refuse(
-            event, "this deadline has not passed yet, or its work is already done", back
+            flow, "this deadline has not passed yet, or its work is already done", back
         )
-    return desk.start(event, {"slug": slug}, round_=round_, nonce=nonce, back=back)
+    return desk.start(flow, {"slug": slug}, round_=round_, nonce=nonce, back=back)

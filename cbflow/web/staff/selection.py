@@ -12,6 +12,7 @@ from markupsafe import Markup
 
 from cbflow.charts import frontier_chart
 from cbflow.errors import ValidationFailed
+from cbflow.flowlist import DECIDE
 from cbflow.forms import money_to_pence, parse_money
 from cbflow.lifecycle import AppState
 from cbflow.models import Application
@@ -218,7 +219,7 @@ def selection_page(
             )
             if decisions
             else None,
-            runs=runs_of(started_runs(session, settings, round_), "decide"),
+            runs=runs_of(started_runs(session, settings, round_), DECIDE),
         ),
         400 if errors else 200,
     )
@@ -237,11 +238,11 @@ def release_decisions(
     if not actions.can_release:
         ready = actions.ready_state
         return desk.refuse(
-            "decide",
+            DECIDE,
             f"the round is {ROUND_STATES.get(round_.state, round_.state).lower()}; decisions "
             f"are released once it is {ROUND_STATES.get(ready.value, ready.value).lower()}",
             back,
         )
     if confirm != "yes":
         return RedirectResponse(f"{back}?confirm=missing#release", status_code=303)
-    return desk.start("decide", {"slug": slug}, round_=round_, nonce=nonce, back=back)
+    return desk.start(DECIDE, {"slug": slug}, round_=round_, nonce=nonce, back=back)

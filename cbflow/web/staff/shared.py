@@ -13,9 +13,9 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, select
 
-from cbflow import flowlist, flowruns
+from cbflow import flowruns
 from cbflow.errors import NotFound
-from cbflow.flowlist import PORTAL
+from cbflow.flowlist import PORTAL, FlowSpec
 from cbflow.flowruns import FlowsUnavailable, RunView
 from cbflow.forms import pence_to_money
 from cbflow.models import (
@@ -43,24 +43,6 @@ from cbflow.web.templating import path_for
 
 Staff = Annotated[User, require_role("staff", "admin")]
 
-DEADLINE_NAMES = {
-    "close-eoi": "Close expressions of interest and sift",
-    "close-bids": "Close bids",
-    "decide": "Select places and issue decision letters",
-    "returns-cycle": "Returns cycle: chase overdue returns, progress reports",
-    "complete-round": "Complete the round",
-}
-FLOW_TITLES = {
-    "launch-round": "Launch the round",
-    "invite-to-bid": "Confirm the shortlist and issue invitations",
-    "assign-assessors": "Assign assessors",
-    "open-moderation": "Open moderation",
-    "finalise-assessment": "Finalise the assessment and rank",
-    "start-implementation": "Start implementation",
-    "publish-model": "Publish a replication model",
-    "issue-receipts": "Issue receipts",
-    **DEADLINE_NAMES,
-}
 # the round's stage pages, in its navigation: (route name, title, key)
 STAGE_PAGES = [
     ("round_page", "Overview", ""),
@@ -123,8 +105,9 @@ def started_runs(session: Session, settings: Settings, round_: Round) -> list[Ru
     ]
 
 
-def runs_of(runs: Sequence[RunRow], *flows: str) -> list[RunRow]:
-    return [r for r in runs if r.run.flow in flows]
+def runs_of(runs: Sequence[RunRow], *flows: FlowSpec) -> list[RunRow]:
+    names = {flow.name for flow in flows}
+    return [r for r in runs if r.run.flow in names]
 
 
 def new_nonce() -> str:
@@ -150,7 +133,7 @@ class Desk:
 
     def start(
         self,
-        flow: str,
+        flow: FlowSpec,
         parameters: dict[str, Any],
         *,
         round_: Round | None,
@@ -161,19 +144,18 @@ class Desk:
         """Start `flow` as a run of its deployment (with `now` and the acting person), record
         it, and show its page; or say why nothing was started. The run is tagged with the
         round's id (`slug` for a round not yet launched), so the round's pages find it."""
-        deployment = flowlist.FLOWS[flow].deployment or PORTAL
-        title = FLOW_TITLES.get(flow, flow)
+        deployment, title = flow.deployment or PORTAL, flow.title
         slug = round_.slug if round_ is not None else slug
         email = self.user.email
         try:
             run_id = flowruns.start(
                 self.settings,
-                flow,
+                flow.name,
                 {**parameters, "now": self.now, "actor": email},
                 name=f"{slug} · {title.lower()} · started by {email}",
                 tags=[slug] if slug else [],
                 deployment=deployment,
-                idempotency_key=f"portal:{flow}:{nonce}" if nonce else None,
+                idempotency_key=f"portal:{flow.name}:{nonce}" if nonce else None,
             )
         except FlowsUnavailable as exc:
             return self._not_started(503, title, str(exc), back)
@@ -184,19 +166,19 @@ class Desk:
             self.session.add(
                 StartedRun(
                     flow_run_id=run_id,
-                    flow=flow,
+                    flow=flow.name,
                     title=title,
                     round_id=round_.id if round_ is not None else None,
                     started_by=email,
                     started_at=self.now,
                 )
             )
-        return RedirectResponse(f"/staff/runs/{run_id}", status_code=303)
+        return RedirectResponse(path_for(self.request, "run_page", run_id=run_id), status_code=303)
 
-    def refuse(self, flow: str, problem: str, back: str) -> Response:
+    def refuse(self, flow: FlowSpec, problem: str, back: str) -> Response:
         """An action no longer possible (the page was old, or someone else did it first): say
         so; nothing is started."""
-        return self._not_started(409, FLOW_TITLES.get(flow, flow), problem, back)
+        return self._not_started(409, flow.title, problem, back)
 
     def _not_started(self, status: int, title: str, problem: str, back: str) -> Response:
         return self.pages.render(

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
+from cbflow.flowlist import CLOSE_EOI, INVITE_TO_BID
 from cbflow.lifecycle import AppState
 from cbflow.models import (
     Application,
@@ -136,7 +137,7 @@ def _render_sift(
             ],
             shortlist_size=prospectus.stages.eoi.shortlist,
             invited=[(a, names.get(a.council_code, a.council_code)) for a in invited],
-            runs=runs_of(started_runs(session, settings, round_), "invite-to-bid", "close-eoi"),
+            runs=runs_of(started_runs(session, settings, round_), INVITE_TO_BID, CLOSE_EOI),
         ),
         status_code,
     )
@@ -199,7 +200,7 @@ def confirm_shortlist(slug: str, desk: DeskDep, form: FormDep) -> Response:
             request, session, desk.settings, desk.pages, round_, {"chosen": error}, 400, chosen
         )
     return desk.start(
-        "invite-to-bid",
+        INVITE_TO_BID,
         {"slug": slug, "chosen": sorted(chosen)},
         round_=round_,
         nonce=nonce,
