@@ -28,8 +28,10 @@ from cbflow.forms import money_to_pence
 from cbflow.lifecycle import FUNDED, RoundState
 from cbflow.models import Application, AuditEvent, Council, ReturnRecord, Round
 from cbflow.prospectus import OpenData, Period, Prospectus
+from cbflow.services import partnerships
 from cbflow.services.rounds import applications_of, prospectus_of
 from cbflow.settings import Settings
+from cbflow.wording import and_list
 
 GRANTS_VERSION = "1.4"  # 360Giving Data Standard, major.minor
 OCDS_VERSION = "1.1"
@@ -90,6 +92,18 @@ def _councils(session: Session, codes: set[str]) -> dict[str, Council]:
     return {c.code: c for c in found}
 
 
+def _members(session: Session, applications: list[Application]) -> dict[int, list[str]]:
+    """Each application's council codes, its lead first (one for a council on its own)."""
+    return {
+        a.id: partnerships.council_codes_of(session, a) for a in applications if a.id is not None
+    }
+
+
+def _place_title(application: Application, lead: Council) -> str:
+    """A grant's or award's name for the place: a partnership's name, or its council's."""
+    return application.place_name or lead.name
+
+
 def _summary_text(prospectus: Prospectus) -> str:
     """The prospectus's summary as plain text: its first paragraph, without Markdown marks."""
     for paragraph in prospectus.summary.strip().split("\n\n"):
@@ -120,7 +134,8 @@ def grants_package(session: Session, round_: Round, *, now: datetime, url: str) 
             f"round {round_.slug} has awarded no grants yet ({round_.state}): a 360Giving file "
             "lists awarded grants, so export it once the decisions are released"
         )
-    councils = _councils(session, {a.council_code for a in funded})
+    members = _members(session, funded)
+    councils = _councils(session, {code for codes in members.values() for code in codes})
     funder = {"id": ids.funder_id, "name": prospectus.issued_by}
     period = prospectus.timetable.implementation
     about = _summary_text(prospectus)
@@ -134,19 +149,28 @@ def grants_package(session: Session, round_: Round, *, now: datetime, url: str) 
         terms = ""
         if requested is None:  # paid by results: what it has earned so far is what it has
             terms = f" Paid by results: the amount is what the returns have earned by {today}."
+        assert application.id is not None
+        place = [councils[code] for code in members[application.id]]
+        # one recipient per grant, as the standard expects: a partnership's grant is paid to
+        # its lead council, which holds it for the place; the description names every member
+        # council and the beneficiary locations are all of their areas
+        recipient = f"awarded to {council.official_name}"
+        if len(place) > 1:
+            recipient += (
+                f", lead council of {_place_title(application, council)}, a partnership of "
+                f"{and_list([c.official_name for c in place])}"
+            )
         grant: dict[str, Any] = {
             "id": f"{ids.grant_prefix}-{round_.slug}-{council.code}",
-            "title": f"{prospectus.title}: {council.name}",
-            "description": (
-                f"{prospectus.title}, awarded to {council.official_name}. {about}{terms}"
-            ),
+            "title": f"{prospectus.title}: {_place_title(application, council)}",
+            "description": f"{prospectus.title}, {recipient}. {about}{terms}",
             "currency": "GBP",
             "amountAwarded": _amount(earned if requested is None else requested),
             "awardDate": _local_date(application.decided_at, prospectus),
             "recipientOrganization": [
                 {"id": _council_id(council.code), "name": council.official_name}
             ],
-            "beneficiaryLocation": [_location(council)],
+            "beneficiaryLocation": [_location(member) for member in place],
             "fundingOrganization": [funder],
             "grantProgramme": [{"code": round_.slug, "title": prospectus.title}],
             "fromOpenCall": "Yes",
@@ -231,9 +255,12 @@ def ocds_package(session: Session, round_: Round, *, now: datetime, url: str) ->
     # read once: each release takes from these what had happened by its moment
     applications = applications_of(session, round_)
     funded = _funded(session, round_)
-    councils = _councils(session, {a.council_code for a in applications})
+    members = _members(session, applications)
+    councils = _councils(session, {code for codes in members.values() for code in codes})
     releases = [
-        _release(session, round_, prospectus, ids, ocid, event, applications, funded, councils)
+        _release(
+            session, round_, prospectus, ids, ocid, event, applications, funded, councils, members
+        )
         for event in _stage_changes(session, round_)
     ]
     if not releases:
@@ -258,7 +285,10 @@ def _release(
     applications: list[Application],
     funded: list[Application],
     councils: dict[str, Council],
+    members: dict[int, list[str]],
 ) -> dict[str, Any]:
+    """One stage change as an OCDS release. A partnership's bid is one bid by all of its
+    councils: each is a tenderer (and, awarded, a supplier of the one award)."""
     stage = STAGES[str(event.to_state)]
     at = event.at
     eois = [a for a in applications if a.eoi_submitted_at and a.eoi_submitted_at <= at]
@@ -275,22 +305,24 @@ def _release(
         }
     ]
     for application in eois:
-        council = councils[application.council_code]
+        assert application.id is not None
         roles = ["tenderer"]
         if application in awarded:
             roles.append("supplier")
-        parties.append(
-            {
-                "id": _council_id(council.code),
-                "name": council.official_name,
-                "identifier": {
-                    "scheme": COUNCIL_SCHEME,
-                    "id": council.code,
-                    "legalName": council.official_name,
-                },
-                "roles": roles,
-            }
-        )
+        for code in members[application.id]:
+            council = councils[code]
+            parties.append(
+                {
+                    "id": _council_id(council.code),
+                    "name": council.official_name,
+                    "identifier": {
+                        "scheme": COUNCIL_SCHEME,
+                        "id": council.code,
+                        "legalName": council.official_name,
+                    },
+                    "roles": roles,
+                }
+            )
     window = prospectus.timetable.bid if at >= _bids_open(prospectus) else prospectus.timetable.eoi
     assert window is not None
     tender: dict[str, Any] = {
@@ -307,10 +339,11 @@ def _release(
             "startDate": _stamp(window.opens_at(prospectus.zone)),
             "endDate": _stamp(window.closes_at(prospectus.zone)),
         },
-        "numberOfTenderers": len(tenderers),
+        "numberOfTenderers": sum(len(members[a.id or 0]) for a in tenderers),
         "tenderers": [
-            {"id": _council_id(a.council_code), "name": councils[a.council_code].official_name}
+            {"id": _council_id(code), "name": councils[code].official_name}
             for a in tenderers
+            for code in members[a.id or 0]
         ],
     }
     budget = prospectus.capacity.budget_gbp
@@ -333,7 +366,7 @@ def _release(
         "tender": tender,
     }
     if awarded:
-        release["awards"] = [_award(a, councils, prospectus) for a in awarded]
+        release["awards"] = [_award(a, councils, members, prospectus) for a in awarded]
     if str(event.to_state) in (RoundState.IMPLEMENTING, RoundState.COMPLETED):
         ended = event.to_state == RoundState.COMPLETED
         release["contracts"] = [
@@ -349,17 +382,23 @@ def _bids_open(prospectus: Prospectus) -> datetime:
 
 
 def _award(
-    application: Application, councils: dict[str, Council], prospectus: Prospectus
+    application: Application,
+    councils: dict[str, Council],
+    members: dict[int, list[str]],
+    prospectus: Prospectus,
 ) -> dict[str, Any]:
     council = councils[application.council_code]
-    assert application.decided_at is not None
+    assert application.decided_at is not None and application.id is not None
     award: dict[str, Any] = {
         "id": application.reference,
-        "title": f"{prospectus.title}: {council.name}",
+        "title": f"{prospectus.title}: {_place_title(application, council)}",
         "status": "active",
         "date": _stamp(application.decided_at),
         "value": {"amount": _amount(application.support_requested_pence or 0), "currency": "GBP"},
-        "suppliers": [{"id": _council_id(council.code), "name": council.official_name}],
+        "suppliers": [
+            {"id": _council_id(code), "name": councils[code].official_name}
+            for code in members[application.id]
+        ],
     }
     period = prospectus.timetable.implementation
     if period is not None:
@@ -404,7 +443,7 @@ def _contract(
     contract: dict[str, Any] = {
         "id": f"{application.reference}/agreement",
         "awardID": application.reference,
-        "title": f"{prospectus.title}: {council.name}",
+        "title": f"{prospectus.title}: {_place_title(application, council)}",
         "status": "terminated" if ended else "active",
         "value": {"amount": _amount(application.support_requested_pence or 0), "currency": "GBP"},
     }
