@@ -238,7 +238,7 @@ def _render_form(
             problem=problem,
             # the fields' table macro asks these: rows can be added while the form can be sent
             editable=ctx.implementing and status.open,
-            closed=False,
+            changeable=ctx.implementing and status.open,
             answers=_summary(session, ctx.form, record_.answers) if record_.submitted_at else [],
             shown=forms_ui.carried(shown),
         ),
