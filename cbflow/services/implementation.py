@@ -357,10 +357,16 @@ def return_actions(
 ) -> ReturnActions:
     opens = return_opens(record_, prospectus)
     return ReturnActions(
-        implementing=application.state == AppState.IMPLEMENTING,
+        implementing=returns_being_made(application),
         submitted=record_.submitted_at is not None,
         opens=opens,
         due=record_.due,
         not_yet_open=now < opens,
         overdue=now >= record_.due,
     )
+
+
+def returns_being_made(application: Application) -> bool:
+    """Whether the application's returns are being made: implementing (once implementation
+    ends they are only read)."""
+    return application.state == AppState.IMPLEMENTING

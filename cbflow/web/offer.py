@@ -18,6 +18,7 @@ from cbflow.services.documents import money
 from cbflow.web.applications import own_application
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, ShortField
+from cbflow.web.templating import path_for
 from cbflow.wording import long_date, long_deadline
 
 router = APIRouter(prefix="/applications")
@@ -29,7 +30,7 @@ CONFIRM_ERROR = "Confirm that you accept the grant offer on behalf of your counc
 
 def _offered(session: Session, user: User, application_id: int) -> Application:
     application = own_application(session, user, application_id)
-    if not offers.has_offer(application):
+    if not offers.offer_actions(application).offered:
         raise HTTPException(status_code=404)
     return application
 
@@ -81,8 +82,9 @@ def accept_offer(
     confirm: ShortField = "",
 ) -> Response:
     application = _offered(session, user, application_id)
-    done = RedirectResponse(f"/applications/{application.id}/offer", status_code=303)
-    if application.offer_accepted_at is not None:  # pressed twice, or by a colleague: it stands
+    address = path_for(request, "offer_page", application_id=application.id)
+    done = RedirectResponse(address, status_code=303)
+    if not offers.offer_actions(application).can_accept:  # pressed twice, or by a colleague
         return done
     if confirm != CONFIRM:
         context = _page(session, application, errors={"confirm": CONFIRM_ERROR})
