@@ -9,14 +9,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from cbflow.services.applications import RETURNS_STATES
 from cbflow.web.applications import autosave, home, sections, submit
-from cbflow.web.applications.shared import (
-    APP_STATES,
-    BUSY,
-    BUSY_ERRORS,
-    RETURNS_STATES,
-    own_application,
-)
+from cbflow.web.applications.shared import APP_STATES, BUSY, BUSY_ERRORS, own_application
 
 __all__ = ["APP_STATES", "BUSY", "BUSY_ERRORS", "RETURNS_STATES", "own_application", "router"]
 

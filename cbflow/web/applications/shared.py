@@ -22,17 +22,9 @@ from cbflow.prospectus import Prospectus, Section
 from cbflow.services import applications as service
 from cbflow.services import councils as councils_service
 from cbflow.services import drafts, rounds
-from cbflow.services.applications import (
-    BID_STATES,
-    RETURNS_STATES,
-    STAGE_NAMES,
-    ApplicantActions,
-    Stage,
-)
+from cbflow.services.applications import STAGE_NAMES, ApplicantActions, Stage
 from cbflow.web.auth import require_role
 from cbflow.web.templating import path_for
-
-__all__ = ["BID_STATES", "RETURNS_STATES", "STAGE_NAMES"]
 
 Applicant = Annotated[User, require_role("applicant")]
 P = TypeVar("P")
