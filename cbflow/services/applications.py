@@ -15,7 +15,7 @@ from cbflow.formatting import local_deadline as local_deadline  # re-exported fo
 from cbflow.formatting import local_time as local_time
 from cbflow.formatting import long_date
 from cbflow.forms import money_to_pence, parse_money, validate_answers
-from cbflow.lifecycle import AppState
+from cbflow.lifecycle import APP_TRANSITIONS, AppState
 from cbflow.models import Application, Council, Round
 from cbflow.prospectus import Form, Prospectus, Window
 from cbflow.services import drafts, partnerships
@@ -434,3 +434,101 @@ def get_application(session: Session, reference: str) -> Application:
 def all_answers(application: Application) -> dict[str, Any]:
     """EOI and bid answers together (question ids are unique across a round's applicant forms)."""
     return {**application.eoi_answers, **application.bid_answers}
+
+
+# ---------------------------------------------------------------------------------------------
+# what a council may do with its application now: the portal's pages show these, and its
+# posts are refused by them, so a page never offers what its post would refuse
+
+# the states whose bid form is being filled in
+BID_STATES = frozenset({AppState.INVITED, AppState.BID_DRAFT})
+# returns are made while implementing; afterwards they can still be read
+RETURNS_STATES = frozenset({AppState.IMPLEMENTING, AppState.COMPLETED, AppState.PUBLISHED})
+STAGE_NAMES: dict[Stage, str] = {"eoi": "Expression of interest", "bid": "Bid"}
+
+ApplicantPage = Literal["returns", "offer", "form"]
+
+
+def current_stage(application: Application) -> Stage:
+    """The form a council is working on: the bid once invited, otherwise the EOI."""
+    return "bid" if application.state in BID_STATES or application.bid_answers else "eoi"
+
+
+def has_stage(application: Application, stage: Stage) -> bool:
+    """Whether the council has this stage's form to read or fill in: the EOI always, the bid
+    once invited to make one."""
+    return stage == "eoi" or application.state in BID_STATES or bool(application.bid_answers)
+
+
+def applicant_page(application: Application) -> ApplicantPage:
+    """Where an application's page is: its returns once implementing, its grant offer once
+    selected by a released decision, otherwise its current form."""
+    if application.state in RETURNS_STATES:
+        return "returns"
+    if application.state == AppState.SELECTED and application.decided_at is not None:
+        return "offer"
+    return "form"
+
+
+def stage_open_to_change(application: Application, stage: Stage) -> bool:
+    """Whether the application's state lets the stage's draft change (the window aside)."""
+    state = AppState(application.state)
+    return state == AppState.EOI_DRAFT if stage == "eoi" else state in BID_STATES
+
+
+@dataclass(frozen=True)
+class ApplicantActions:
+    """What the council may do with one stage's form of its application at one moment."""
+
+    stage: Stage
+    submitted: bool  # its confirmation and receipt can be seen
+    open_to_change: bool  # its state lets the draft change
+    closed: bool  # the stage's deadline has passed
+    deadline: str  # the deadline as people say it
+    can_withdraw: bool  # the application can still be withdrawn
+
+    @property
+    def stage_name(self) -> str:
+        return STAGE_NAMES[self.stage]
+
+    @property
+    def can_edit(self) -> bool:
+        """Answers can be saved now."""
+        return self.open_to_change and not self.closed
+
+    @property
+    def can_submit(self) -> bool:
+        return self.can_edit and not self.submitted
+
+    @property
+    def can_see_receipt(self) -> bool:
+        return self.submitted
+
+    @property
+    def refusal(self) -> str | None:
+        """Why answers cannot be saved now, if they cannot."""
+        if not self.open_to_change:
+            return f"this {self.stage_name.lower()} can no longer be changed"
+        if self.closed:
+            return f"the deadline has passed: it was {self.deadline}"
+        return None
+
+
+def applicant_actions(
+    prospectus: Prospectus, application: Application, stage: Stage, now: datetime
+) -> ApplicantActions:
+    """What the council may do with the stage's form now (CbflowError if the round or the
+    application has no such form)."""
+    if not has_stage(application, stage):
+        raise CbflowError(f"{application.reference} has no {stage} form")
+    form_of(prospectus, stage)
+    closes = window_of(prospectus, stage).closes_at(prospectus.zone)
+    submitted_at = application.eoi_submitted_at if stage == "eoi" else application.bid_submitted_at
+    return ApplicantActions(
+        stage=stage,
+        submitted=submitted_at is not None,
+        open_to_change=stage_open_to_change(application, stage),
+        closed=now >= closes,
+        deadline=local_deadline(closes, prospectus),
+        can_withdraw=AppState.WITHDRAWN in APP_TRANSITIONS[AppState(application.state)],
+    )

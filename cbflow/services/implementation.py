@@ -19,7 +19,7 @@ from cbflow.lifecycle import AppState, RoundState
 from cbflow.models import Application, MilestoneRecord, ReturnRecord, Round
 from cbflow.prospectus import Form, Prospectus
 from cbflow.services import drafts
-from cbflow.services.applications import not_reached
+from cbflow.services.applications import RETURNS_STATES, not_reached
 from cbflow.services.audit import record, transition
 from cbflow.services.rounds import applications_of, prospectus_of
 
@@ -359,3 +359,53 @@ def complete(session: Session, *, round_: Round, actor: str, now: datetime) -> i
         session, round_, RoundState.COMPLETED, actor=actor, now=now, reason="round completed"
     )
     return done
+
+
+@dataclass(frozen=True)
+class ReturnActions:
+    """What the council may do with one period's return at one moment."""
+
+    implementing: bool  # returns are being made (once implementation ends they are only read)
+    submitted: bool
+    opens: datetime  # when it can be made from
+    due: datetime
+    not_yet_open: bool
+    overdue: bool
+
+    @property
+    def open(self) -> bool:
+        """Its period has ended and it was not submitted: it can be made, late or not."""
+        return not self.submitted and not self.not_yet_open
+
+    @property
+    def can_make(self) -> bool:
+        return self.implementing and self.open
+
+    @property
+    def can_view(self) -> bool:
+        return self.submitted
+
+
+def returns_readable(application: Application) -> bool:
+    """Whether the application has returns to make or read: implementing or since."""
+    return application.state in RETURNS_STATES
+
+
+def return_actions(
+    application: Application, record_: ReturnRecord, prospectus: Prospectus, now: datetime
+) -> ReturnActions:
+    opens = return_opens(record_, prospectus)
+    return ReturnActions(
+        implementing=returns_being_made(application),
+        submitted=record_.submitted_at is not None,
+        opens=opens,
+        due=record_.due,
+        not_yet_open=now < opens,
+        overdue=now >= record_.due,
+    )
+
+
+def returns_being_made(application: Application) -> bool:
+    """Whether the application's returns are being made: implementing (once implementation
+    ends they are only read)."""
+    return application.state == AppState.IMPLEMENTING

@@ -90,3 +90,21 @@ def acceptance(
         on=long_date(application.offer_accepted_at, prospectus.zone),
         by=f"{person.name} ({email})" if person else email,
     )
+
+
+@dataclass(frozen=True)
+class OfferActions:
+    """What the council may do with its application's grant offer."""
+
+    offered: bool  # selected by a released decision: the offer and its letter can be seen
+    accepted: bool
+
+    @property
+    def can_accept(self) -> bool:
+        return self.offered and not self.accepted
+
+
+def offer_actions(application: Application) -> OfferActions:
+    return OfferActions(
+        offered=has_offer(application), accepted=application.offer_accepted_at is not None
+    )

@@ -24,7 +24,7 @@ from cbflow.db import session_scope
 from cbflow.models import Round
 from cbflow.prospectus import FileQuestion
 from cbflow.services import rounds
-from cbflow.web.forms_ui import upload_limit_mb
+from cbflow.web.forms_ui.uploads import upload_limit_mb
 from cbflow.web.security import SAFE_METHODS
 
 logger = logging.getLogger(__name__)

@@ -4,8 +4,9 @@ anyone else, and for an application that was not offered a grant)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -18,6 +19,7 @@ from cbflow.services.documents import money
 from cbflow.web.applications import own_application
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, ShortField
+from cbflow.web.templating import path_for
 from cbflow.wording import long_date, long_deadline
 
 router = APIRouter(prefix="/applications")
@@ -29,7 +31,7 @@ CONFIRM_ERROR = "Confirm that you accept the grant offer on behalf of your counc
 
 def _offered(session: Session, user: User, application_id: int) -> Application:
     application = own_application(session, user, application_id)
-    if not offers.has_offer(application):
+    if not offers.offer_actions(application).offered:
         raise HTTPException(status_code=404)
     return application
 
@@ -42,24 +44,41 @@ def _letter(session: Session, application: Application) -> Document | None:
     ).first()
 
 
-def _page(session: Session, application: Application, **extra: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class OfferPage:
+    application: Application
+    round: Round
+    amount: str
+    period: str | None
+    offered_on: str
+    accept_by: str
+    actions: offers.OfferActions
+    acceptance: offers.Acceptance | None
+    letter: bool  # made already, to download
+    errors: dict[str, str]
+
+
+def _page(
+    session: Session, application: Application, errors: dict[str, str] | None = None
+) -> OfferPage:
     round_ = session.get(Round, application.round_id)
     assert round_ is not None and application.decided_at is not None
     prospectus = rounds.prospectus_of(round_)
     period = prospectus.timetable.implementation
-    return {
-        "application": application,
-        "round": round_,
-        "amount": money(application.support_requested_pence),
-        "period": f"{long_date(period.starts)} to {long_date(period.ends)}" if period else None,
-        "offered_on": long_date(application.decided_at, prospectus.zone),
-        "accept_by": long_deadline(
+    return OfferPage(
+        application=application,
+        round=round_,
+        amount=money(application.support_requested_pence),
+        period=f"{long_date(period.starts)} to {long_date(period.ends)}" if period else None,
+        offered_on=long_date(application.decided_at, prospectus.zone),
+        accept_by=long_deadline(
             offers.accept_by(prospectus, application.decided_at), prospectus.zone
         ),
-        "acceptance": offers.acceptance(session, application, prospectus),
-        "letter": _letter(session, application) is not None,
-        "errors": {},
-    } | extra
+        actions=offers.offer_actions(application),
+        acceptance=offers.acceptance(session, application, prospectus),
+        letter=_letter(session, application) is not None,
+        errors=errors or {},
+    )
 
 
 @router.get("/{application_id}/offer")
@@ -67,7 +86,7 @@ def offer_page(
     request: Request, application_id: int, user: Applicant, session: SessionDep, pages: PagesDep
 ) -> Response:
     application = _offered(session, user, application_id)
-    return pages.render(request, "application/offer.html", **_page(session, application))
+    return pages.show(request, "application/offer.html", _page(session, application))
 
 
 @router.post("/{application_id}/offer")
@@ -81,12 +100,13 @@ def accept_offer(
     confirm: ShortField = "",
 ) -> Response:
     application = _offered(session, user, application_id)
-    done = RedirectResponse(f"/applications/{application.id}/offer", status_code=303)
-    if application.offer_accepted_at is not None:  # pressed twice, or by a colleague: it stands
+    address = path_for(request, "offer_page", application_id=application.id)
+    done = RedirectResponse(address, status_code=303)
+    if not offers.offer_actions(application).can_accept:  # pressed twice, or by a colleague
         return done
     if confirm != CONFIRM:
-        context = _page(session, application, errors={"confirm": CONFIRM_ERROR})
-        return pages.render(request, "application/offer.html", status_code=400, **context)
+        page = _page(session, application, errors={"confirm": CONFIRM_ERROR})
+        return pages.show(request, "application/offer.html", page, status_code=400)
     try:
         offers.accept(session, application=application, user=user, now=clock())
     except CbflowError:

@@ -16,6 +16,7 @@ from cbflow.models import Council, User
 from cbflow.services import accounts
 from cbflow.web.auth import require_role
 from cbflow.web.deps import CheckedField, ClockDep, PagesDep, SessionDep, SettingsDep, mail_after
+from cbflow.web.templating import path_for
 
 router = APIRouter(prefix="/applications/team")
 
@@ -104,7 +105,7 @@ def invite(
         else:
             request.session[INVITED] = invited.email
             return mail_after(
-                RedirectResponse("/applications/team", status_code=303), message, settings
+                RedirectResponse(path_for(request, "team"), status_code=303), message, settings
             )
     return _render(
         request, pages, session, user, name=name, email=email, errors=errors, status_code=400

@@ -1,0 +1,22 @@
+"""A council applicant's pages: the rounds open to their council, their applications, and each
+application's forms (task list, one page per section, autosave, check your answers, submit,
+receipt).
+
+Every page under /applications/{id} is for the application's own council only: anything else
+is 404, so nobody learns whether another council's application exists."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from cbflow.services.applications import RETURNS_STATES
+from cbflow.web.applications import autosave, home, sections, submit
+from cbflow.web.applications.shared import APP_STATES, BUSY, BUSY_ERRORS, own_application
+
+__all__ = ["APP_STATES", "BUSY", "BUSY_ERRORS", "RETURNS_STATES", "own_application", "router"]
+
+router = APIRouter()
+# each module's routes, in the order they were declared when they were one module (earlier routes
+# win), as this router's own: the portal lists them as it did then, one router deep
+for part in (home, sections, autosave, submit):
+    router.routes.extend(part.router.routes)

@@ -1,0 +1,189 @@
+"""What every applicant page under /applications/{id} shares: the application of the person's
+own council (anything else is 404, so nobody learns whether another council's application
+exists), an application at one stage with what the council may do with it, and the pages'
+common typed context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import HTTPException, Request
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+from sqlmodel import Session
+
+from cbflow.errors import CbflowError, ValidationFailed
+from cbflow.forms import validate_answers
+from cbflow.models import Application, Round, User
+from cbflow.prospectus import Form as ProspectusForm
+from cbflow.prospectus import Prospectus, Section
+from cbflow.services import applications as service
+from cbflow.services import councils as councils_service
+from cbflow.services import drafts, rounds
+from cbflow.services.applications import STAGE_NAMES, ApplicantActions, Stage
+from cbflow.web.auth import require_role
+from cbflow.web.templating import path_for
+
+Applicant = Annotated[User, require_role("applicant")]
+P = TypeVar("P")
+
+APP_STATES = {
+    "eoi_draft": "Expression of interest in progress",
+    "eoi_submitted": "Expression of interest submitted",
+    "sift_pass": "Expression of interest passed the sift",
+    "sift_refer": "Expression of interest with staff",
+    "sift_fail": "Not taken forward",
+    "invited": "Invited to bid",
+    "bid_draft": "Bid in progress",
+    "bid_submitted": "Bid submitted",
+    "under_assessment": "Bid being assessed",
+    "moderated": "Bid assessed",
+    "selected": "Selected",
+    "reserve": "On the reserve list",
+    "unsuccessful": "Not selected",
+    "implementing": "Implementing",
+    "completed": "Completed",
+    "published": "Published as a model",
+    "withdrawn": "Withdrawn",
+}
+
+# a save that could not have the draft's lock in time (cbflow.db's "database is locked", or
+# PostgreSQL's lock or pool time-out): nothing was saved, and the person is told so
+BUSY_ERRORS = (OperationalError, SQLAlchemyTimeoutError)
+BUSY = (
+    "Your answers were not saved: the service is busy. Wait a moment, then select "
+    "Save and continue again."
+)
+
+
+def council_of(user: User) -> str:
+    if not user.council_code:  # an applicant account without a council can do nothing here
+        raise HTTPException(status_code=403)
+    return user.council_code
+
+
+def own_application(session: Session, user: User, application_id: int) -> Application:
+    application = session.get(Application, application_id)
+    if application is None or application.council_code != council_of(user):
+        raise HTTPException(status_code=404)
+    return application
+
+
+def home_of(request: Request, application: Application) -> str:
+    """An application's page: its returns once implementing, its grant offer once selected,
+    otherwise its current form."""
+    match service.applicant_page(application):
+        case "returns":
+            return path_for(request, "returns_list", application_id=application.id)
+        case "offer":
+            return path_for(request, "offer_page", application_id=application.id)
+    stage = service.current_stage(application)
+    return path_for(request, "task_list", application_id=application.id, stage=stage)
+
+
+class Context:
+    """An application at one stage: its round, prospectus, form and answers."""
+
+    def __init__(
+        self, request: Request, session: Session, application: Application, stage: Stage
+    ) -> None:
+        if not service.has_stage(application, stage):
+            raise HTTPException(status_code=404)
+        round_ = session.get(Round, application.round_id)
+        assert round_ is not None
+        self.request = request
+        self.application = application
+        self.stage = stage
+        self.round = round_
+        self.prospectus: Prospectus = rounds.prospectus_of(round_)
+        try:
+            self.form: ProspectusForm = service.form_of(self.prospectus, stage)
+        except CbflowError:
+            raise HTTPException(status_code=404) from None
+        self.place = councils_service.council_names(session).get(
+            application.council_code, application.council_code
+        )
+
+    def url(self, name: str, /, **params: object) -> str:
+        """The address of one of this application's stage's pages."""
+        return path_for(
+            self.request, name, application_id=self.application.id, stage=self.stage, **params
+        )
+
+    @property
+    def base(self) -> str:
+        """The stage's task list."""
+        return self.url("task_list")
+
+    def actions(self, now: datetime) -> ApplicantActions:
+        """What the council may do with this stage's form now."""
+        return service.applicant_actions(self.prospectus, self.application, self.stage, now)
+
+    @property
+    def answers(self) -> dict[str, Any]:
+        """The answers as last read (a save reads them afresh under its lock)."""
+        a = self.application
+        return a.eoi_answers if self.stage == "eoi" else a.bid_answers
+
+    def shown(self, section: Section) -> drafts.Base:
+        """What a page of this section drawn now shows: the version and its answers."""
+        stored = service.stored_draft(self.application, self.stage)
+        ids = [q.id for q in section.questions]
+        return drafts.Base(stored.version, drafts.digests(stored.answers, ids))
+
+    @property
+    def stage_name(self) -> str:
+        return STAGE_NAMES[self.stage]
+
+    def section(self, section_id: str) -> Section:
+        for section in self.form.sections:
+            if section.id == section_id:
+                return section
+        raise HTTPException(status_code=404)
+
+    def page(self, now: datetime, *, closed: bool | None = None) -> FormPage:
+        """What every page of the stage shows; `closed` as the page is to say it, where that is
+        not what the clock says."""
+        actions = self.actions(now)
+        if closed is not None:
+            actions = replace(actions, closed=closed)
+        return FormPage(
+            application=self.application,
+            stage=self.stage,
+            stage_name=self.stage_name,
+            round=self.round,
+            place=self.place,
+            deadline=actions.deadline,
+            actions=actions,
+        )
+
+
+@dataclass(frozen=True)
+class FormPage:
+    """What every page of a stage's form shows."""
+
+    application: Application
+    stage: Stage
+    stage_name: str
+    round: Round
+    place: str
+    deadline: str
+    actions: ApplicantActions
+
+
+def complete_errors(session: Session, ctx: Context) -> dict[str, str]:
+    try:
+        validate_answers(
+            ctx.form, ctx.answers, complete=True, councils=service.council_codes(session)
+        )
+    except ValidationFailed as failed:
+        return failed.errors
+    return {}
+
+
+def page_of(cls: type[P], common: FormPage, **extra: Any) -> P:
+    """A stage's page of type `cls`: what every page of the stage shows, and its own."""
+    shared = {f.name: getattr(common, f.name) for f in fields(common)}
+    return cls(**shared, **extra)

@@ -1,0 +1,227 @@
+"""An application's stage once filled in: check your answers, the declaration and submission,
+the confirmation, and the receipt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from markupsafe import Markup
+from sqlmodel import Session, select
+from starlette.background import BackgroundTask
+
+from cbflow.clock import Clock
+from cbflow.errors import DeadlinePassed, ValidationFailed
+from cbflow.flowruns import ReceiptBatches
+from cbflow.forms import display_answer, is_shown
+from cbflow.models import Document
+from cbflow.services import applications as service
+from cbflow.services import councils as councils_service
+from cbflow.services.applications import Stage
+from cbflow.web import forms_ui
+from cbflow.web.applications.shared import (
+    Applicant,
+    Context,
+    FormPage,
+    own_application,
+    page_of,
+)
+from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, ShortField, in_own_thread
+from cbflow.web.templating import Pages
+
+router = APIRouter(prefix="/applications")
+
+
+@dataclass(frozen=True)
+class CheckPage(FormPage):
+    sections: list[dict[str, Any]]  # each with its title and GOV.UK summary list rows
+    errors: dict[str, str]
+    error_list: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class SubmittedPage(FormPage):
+    receipt: bool  # made already, to download
+
+
+@router.get("/{application_id}/{stage}/check")
+def check_answers(
+    request: Request,
+    application_id: int,
+    stage: Stage,
+    user: Applicant,
+    session: SessionDep,
+    pages: PagesDep,
+    clock: ClockDep,
+) -> Response:
+    ctx = Context(request, session, own_application(session, user, application_id), stage)
+    now = clock()
+    return _render_check(request, pages, session, ctx, now=now, closed=ctx.actions(now).closed)
+
+
+def _render_check(
+    request: Request,
+    pages: Pages,
+    session: Session,
+    ctx: Context,
+    *,
+    now: datetime,
+    closed: bool,
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    names = councils_service.council_names(session)
+    common = ctx.page(now, closed=closed)
+    sections = []
+    for section in ctx.form.sections:
+        rows = []
+        for question in section.questions:
+            if not is_shown(question, ctx.answers):
+                continue
+            rows.append(
+                {
+                    "key": {"text": question.label},
+                    "value": {
+                        "html": Markup("<br>").join(
+                            display_answer(
+                                question, ctx.answers.get(question.id), names
+                            ).splitlines()
+                            or ["Not answered"]
+                        )
+                    },
+                    "actions": {
+                        "items": [
+                            {
+                                "href": ctx.url("section_page", section_id=section.id)
+                                + f"#{forms_ui.error_anchor(question)}",
+                                "text": "Change",
+                                "visuallyHiddenText": question.label.lower(),
+                            }
+                        ]
+                    }
+                    if common.actions.open_to_change
+                    else {},
+                }
+            )
+        sections.append({"title": section.title, "rows": rows})
+    errors = errors or {}
+    page = page_of(
+        CheckPage,
+        common,
+        sections=sections,
+        errors=errors,
+        error_list=[{"text": m, "href": f"#{k}"} for k, m in errors.items()],
+    )
+    return pages.show(request, "application/check.html", page, status_code)
+
+
+@router.post("/{application_id}/{stage}/submit")
+def submit(
+    request: Request,
+    application_id: int,
+    stage: Stage,
+    user: Applicant,
+    session: SessionDep,
+    pages: PagesDep,
+    clock: ClockDep,
+    declaration: ShortField = "",
+) -> Response:
+    application = own_application(session, user, application_id)
+    ctx = Context(request, session, application, stage)
+    confirmation = RedirectResponse(ctx.url("submitted"), status_code=303)
+    now = clock()
+    actions = ctx.actions(now)
+    if actions.submitted:  # a retried or double-clicked submission: the first one stands
+        return confirmation
+    if actions.closed:
+        return _render_check(request, pages, session, ctx, now=now, closed=True, status_code=400)
+    if declaration != "agreed":
+        return _render_check(
+            request,
+            pages,
+            session,
+            ctx,
+            now=now,
+            closed=False,
+            errors={"declaration": "Confirm that the information you have given is correct"},
+            status_code=400,
+        )
+    try:
+        application, _ = service.submit(
+            session, application=application, stage=stage, actor=user.email, now=now
+        )
+    except ValidationFailed as failed:
+        first = next(
+            s
+            for s in ctx.form.sections
+            if {q.id for q in s.questions} & failed.errors.keys() or s is ctx.form.sections[-1]
+        )
+        address = ctx.url("section_page", section_id=first.id) + "?check=1"
+        return RedirectResponse(address, status_code=303)
+    except DeadlinePassed:
+        return _render_check(request, pages, session, ctx, now=now, closed=True, status_code=400)
+    # the submission is durable before it is acknowledged, and before its receipt is asked for
+    session.commit()
+    # the receipt is a flow's work: asked for once the answer is on its way, so the person
+    # waits neither for Prefect nor for the PDF
+    confirmation.background = BackgroundTask(_ask_for_receipt, request, ctx.round.slug, clock)
+    return confirmation
+
+
+async def _ask_for_receipt(request: Request, slug: str, clock: Clock) -> None:
+    batches: ReceiptBatches = request.app.state.receipt_batches
+    now = clock()
+    if not batches.asked(slug, now):  # most submissions: asked already, no thread needed
+        await in_own_thread(batches.request, slug, now)  # the routes go on while Prefect answers
+
+
+def _receipt(session: Session, ctx: Context) -> Document | None:
+    return session.exec(
+        select(Document).where(
+            Document.application_id == ctx.application.id,
+            Document.kind == f"{ctx.stage}_receipt",
+        )
+    ).first()
+
+
+@router.get("/{application_id}/{stage}/submitted")
+def submitted(
+    request: Request,
+    application_id: int,
+    stage: Stage,
+    user: Applicant,
+    session: SessionDep,
+    pages: PagesDep,
+    clock: ClockDep,
+) -> Response:
+    ctx = Context(request, session, own_application(session, user, application_id), stage)
+    common = ctx.page(clock())
+    if not common.actions.can_see_receipt:
+        return RedirectResponse(ctx.url("task_list"), status_code=303)
+    page = page_of(SubmittedPage, common, receipt=_receipt(session, ctx) is not None)
+    return pages.show(request, "application/submitted.html", page)
+
+
+@router.get("/{application_id}/{stage}/receipt.pdf")
+def receipt(
+    request: Request,
+    application_id: int,
+    stage: Stage,
+    user: Applicant,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    ctx = Context(request, session, own_application(session, user, application_id), stage)
+    document = _receipt(session, ctx)
+    if document is None:
+        raise HTTPException(status_code=404)
+    path = Path(document.path)
+    path = path if path.is_absolute() else settings.documents_dir / path
+    if not path.is_file():
+        raise HTTPException(status_code=404)
+    name = f"{ctx.application.reference.replace('/', '-')}-{stage}-receipt.pdf"
+    return FileResponse(path, media_type="application/pdf", filename=name)
