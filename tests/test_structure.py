@@ -60,3 +60,15 @@ def test_each_flow_is_named_in_one_place_only() -> None:
     ]
     assert spelled == []
     assert {spec.name for spec in DEADLINE_FLOWS} <= set(FLOWS)
+
+
+LONGEST_ROUTE_MODULE = 500  # lines: past this a module of routes holds more than one job
+
+
+def test_no_module_of_the_portal_is_past_five_hundred_lines() -> None:
+    long = {
+        str(path.relative_to(ROOT)): lines
+        for path in sorted((ROOT / "cbflow" / "web").rglob("*.py"))
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > LONGEST_ROUTE_MODULE
+    }
+    assert long == {}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import HTTPException, Request
 from fastapi.responses import FileResponse, Response
 from sqlalchemy import func
 from sqlalchemy import select as sa_select
@@ -48,10 +48,11 @@ from cbflow.web.staff.shared import (
     pounds,
     round_header,
     round_or_404,
+    stage_router,
 )
 from cbflow.wording import long_deadline
 
-router = APIRouter()
+router = stage_router()
 
 PAGE_SIZE = 50
 SORTS = {

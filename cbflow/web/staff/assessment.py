@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
 from sqlmodel import Session, col, select
@@ -47,11 +47,12 @@ from cbflow.web.staff.shared import (
     round_header,
     round_or_404,
     runs_of,
+    stage_router,
     started_runs,
 )
 from cbflow.web.templating import Pages, path_for
 
-router = APIRouter()
+router = stage_router()
 
 
 def _stage_of(prospectus: Prospectus) -> AssessmentStage:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import HTTPException, Request
 from fastapi.responses import Response
 from markupsafe import Markup
 
@@ -44,11 +44,12 @@ from cbflow.web.staff.shared import (
     round_header,
     round_or_404,
     runs_of,
+    stage_router,
     started_runs,
 )
 from cbflow.web.templating import path_for
 
-router = APIRouter()
+router = stage_router()
 
 
 # how each return's status shows: its words and its tag's colour

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import HTTPException, Request
 from fastapi.responses import Response
 from markupsafe import Markup
 
@@ -31,10 +31,11 @@ from cbflow.web.staff.shared import (
     application_or_404,
     round_header,
     round_or_404,
+    stage_router,
 )
 from cbflow.web.templating import path_for
 
-router = APIRouter()
+router = stage_router()
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException, Request, UploadFile
+from fastapi import HTTPException, Request, UploadFile
 from fastapi.responses import Response
 from sqlmodel import col, select
 
@@ -42,11 +42,12 @@ from cbflow.web.staff.shared import (
     new_nonce,
     round_header,
     round_or_404,
+    stage_router,
     started_runs,
 )
 from cbflow.web.templating import path_for
 
-router = APIRouter()
+router = stage_router()
 
 MAX_PROSPECTUS_BYTES = 512 * 1024
 

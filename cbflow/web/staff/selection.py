@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
 
@@ -38,11 +38,12 @@ from cbflow.web.staff.shared import (
     round_header,
     round_or_404,
     runs_of,
+    stage_router,
     started_runs,
 )
 from cbflow.web.templating import path_for
 
-router = APIRouter()
+router = stage_router()
 
 
 def _scenario(

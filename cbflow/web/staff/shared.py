@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, NamedTuple, TypedDict
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, col, select
 
@@ -42,6 +42,13 @@ from cbflow.web.pages import ROUND_STATES
 from cbflow.web.templating import path_for
 
 Staff = Annotated[User, require_role("staff", "admin")]
+
+
+def stage_router() -> APIRouter:
+    """A stage module's router: its addresses under /staff, for staff and administrators only
+    (checked before anything else the route depends on)."""
+    return APIRouter(prefix="/staff", dependencies=[require_role("staff", "admin")])
+
 
 # the round's stage pages, in its navigation: (route name, title, key)
 STAGE_PAGES = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
@@ -40,11 +40,12 @@ from cbflow.web.staff.shared import (
     round_header,
     round_or_404,
     runs_of,
+    stage_router,
     started_runs,
 )
 from cbflow.web.templating import Pages, path_for
 
-router = APIRouter()
+router = stage_router()
 
 
 @router.get("/rounds/{slug}/sift")
