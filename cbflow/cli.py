@@ -424,8 +424,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
     chosen = Table(title="Selected places")
     for column in ("rank", "council", "score %", "support", "now"):
         chosen.add_column(column)
+    from cbflow.formatting import money
+
     for place in summary["selected"]:
-        support = f"£{place['support'] / 100:,.2f}" if place["support"] is not None else "-"
+        support = money(place["support"]) if place["support"] is not None else "-"
         chosen.add_row(
             str(place["rank"] or "-"),
             place["council"],

@@ -18,8 +18,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from cbflow.errors import ValidationFailed
-from cbflow.formatting import PENNY
-from cbflow.formatting import pence_to_money as pence_to_money  # re-exported
+from cbflow.formatting import PENNY, long_date, pounds
 from cbflow.prospectus import (
     ChoiceQuestion,
     CouncilQuestion,
@@ -200,9 +199,9 @@ def _scalar(question: Question, value: Any, councils: Container[str] | None) -> 
         case MoneyQuestion():
             amount = parse_money(value)
             if question.min is not None and amount < question.min:
-                raise ValueError(f"must be £{question.min:,.2f} or more")
+                raise ValueError(f"must be {pounds(question.min)} or more")
             if question.max is not None and amount > question.max:
-                raise ValueError(f"must be £{question.max:,.2f} or less")
+                raise ValueError(f"must be {pounds(question.max)} or less")
             return str(amount)
         case DateQuestion():
             try:
@@ -419,10 +418,10 @@ def display_answer(question: Question, answer: Any, council_names: Mapping[str, 
         case "yes_no":
             return "Yes" if answer else "No"
         case "money":
-            return f"£{Decimal(str(answer)):,.2f}"
+            return pounds(Decimal(str(answer)))
         case "date":
             day = date.fromisoformat(str(answer))
-            return f"{day.day} {day:%B %Y}"
+            return long_date(day)
         case "multichoice":
             return "\n".join(answer)
         case "council":

@@ -35,10 +35,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from weasyprint.text.fonts import FontConfiguration
 
-from cbflow.formatting import date_filter as date_filter  # re-exported: the documents' filters
-from cbflow.formatting import datetime_filter as datetime_filter
-from cbflow.formatting import deadline_filter as deadline_filter
-from cbflow.formatting import money_filter as money_filter
+from cbflow.formatting import date_filter, datetime_filter, deadline_filter, money_filter
 from cbflow.lifeline import end_with
 from cbflow.settings import get_settings
 from cbflow.wording import body_in_prose

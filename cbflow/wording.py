@@ -5,12 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-# dates in words live with the rest of cbflow's formatting; letters import them from here too
-from cbflow.formatting import MONTHS as MONTHS
-from cbflow.formatting import long_date as long_date
-from cbflow.formatting import long_deadline as long_deadline
-from cbflow.formatting import long_moment as long_moment
-
 _NUMBERS = (
     "no",
     "one",

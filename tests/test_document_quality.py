@@ -27,10 +27,10 @@ from sqlmodel import select
 from cbflow import demo, stages
 from cbflow.charts import bar_chart, frontier_chart, line_chart
 from cbflow.db import session_scope
+from cbflow.formatting import date_filter
 from cbflow.forms import display_answer
 from cbflow.models import Application, Council, Document, PublishedModel, ReturnRecord, User
 from cbflow.prospectus import Prospectus, TableQuestion, load
-from cbflow.render import date_filter
 from cbflow.services.documents import answer_sections
 
 PROSPECTUS = ROOT / "prospectus" / "whole-place-2011.yaml"

@@ -31,10 +31,11 @@ from sqlmodel import col, select
 
 from cbflow import stages
 from cbflow.db import session_scope
+from cbflow.formatting import long_date, long_deadline, long_moment
 from cbflow.models import Document
 from cbflow.services import applications, assessment, rounds
 from cbflow.settings import Settings, get_settings
-from cbflow.wording import body_in_prose, council_in_prose, long_date, long_deadline, long_moment
+from cbflow.wording import body_in_prose, council_in_prose
 
 ISSUER = "Department for Communities and Local Government"
 CHASE_DAY = london(2012, 7, 20, 9, 0)  # the first quarter's returns were due by 14 July

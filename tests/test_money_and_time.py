@@ -16,7 +16,8 @@ from sqlmodel import func, select
 from cbflow.clock import FixedClock
 from cbflow.db import get_engine, session_scope
 from cbflow.errors import ValidationFailed
-from cbflow.forms import money_to_pence, parse_money, parse_number, pence_to_money
+from cbflow.formatting import pence_to_money
+from cbflow.forms import money_to_pence, parse_money, parse_number
 from cbflow.lifecycle import AppState, RoundState
 from cbflow.models import Application, AuditEvent, Round
 from cbflow.services import applications, rounds, selection, sift

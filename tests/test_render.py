@@ -18,14 +18,12 @@ from pypdf import PdfReader
 from pypdf.generic import StreamObject
 
 from cbflow.charts import bar_chart, line_chart
+from cbflow.formatting import date_filter, datetime_filter, money_filter
 from cbflow.render import (
     RenderJob,
     SafeURLFetcher,
     URLRefused,
-    date_filter,
-    datetime_filter,
     markdown_filter,
-    money_filter,
     render_html,
     render_many,
     render_pdf,

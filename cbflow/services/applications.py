@@ -11,9 +11,7 @@ from sqlmodel import Session, select
 
 from cbflow.db import lock_for_update
 from cbflow.errors import CbflowError, DeadlinePassed, NotFound, NotYet
-from cbflow.formatting import local_deadline as local_deadline  # re-exported for the pages
-from cbflow.formatting import local_time as local_time
-from cbflow.formatting import long_date
+from cbflow.formatting import local_deadline, local_time, long_date
 from cbflow.forms import money_to_pence, parse_money, validate_answers
 from cbflow.lifecycle import APP_TRANSITIONS, AppState
 from cbflow.models import Application, Council, Round

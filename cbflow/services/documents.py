@@ -18,7 +18,16 @@ from markupsafe import Markup
 from sqlmodel import Session, col, select
 
 from cbflow.charts import assessor_charts, bar_chart, frontier_chart, line_chart
-from cbflow.formatting import date_filter, money
+from cbflow.formatting import (
+    date_filter,
+    local_deadline,
+    local_time,
+    long_date,
+    long_deadline,
+    long_moment,
+    money,
+    pounds,
+)
 from cbflow.forms import display_answer, is_shown
 from cbflow.models import (
     Application,
@@ -35,26 +44,13 @@ from cbflow.models import (
 from cbflow.prospectus import Form, Prospectus, Question, TableQuestion
 from cbflow.render import RenderJob
 from cbflow.services import offers
-from cbflow.services.applications import (
-    Stage,
-    all_answers,
-    form_of,
-    local_deadline,
-    local_time,
-)
+from cbflow.services.applications import Stage, all_answers, form_of
 from cbflow.services.assessment import ApplicationResult, assessor_profiles, moderation_tasks
 from cbflow.services.implementation import milestones_of, returns_of
 from cbflow.services.rounds import prospectus_of
 from cbflow.services.selection import frontier
 from cbflow.settings import get_settings
-from cbflow.wording import (
-    body_in_prose,
-    council_in_prose,
-    long_date,
-    long_deadline,
-    long_moment,
-    plural,
-)
+from cbflow.wording import body_in_prose, council_in_prose, plural
 
 DOCUMENT_TITLES = {
     "prospectus": "Prospectus",
@@ -488,7 +484,7 @@ class Issuer:
         payments = [
             {
                 "description": pay.description,
-                "amount": f"£{pay.amount_gbp:,.2f}",
+                "amount": pounds(pay.amount_gbp),
             }
             for pay in (stage.payments if stage else [])
         ]
@@ -620,7 +616,7 @@ class Issuer:
                     {
                         "organisation": row["organisation"],
                         "year": row["year"],
-                        "amount": f"£{row['value']:,.2f}",
+                        "amount": pounds(row["value"]),
                     }
                     for row in pooled
                 ],

@@ -10,11 +10,11 @@ from sqlmodel import Session, select
 
 from cbflow.db import lock_for_update
 from cbflow.errors import CbflowError
+from cbflow.formatting import long_date
 from cbflow.lifecycle import FUNDED
 from cbflow.models import Application, User
 from cbflow.prospectus import Prospectus
 from cbflow.services.audit import record
-from cbflow.wording import long_date
 
 
 class NoOffer(CbflowError):

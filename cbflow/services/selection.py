@@ -23,7 +23,8 @@ from decimal import Decimal
 from sqlmodel import Session, col, select
 
 from cbflow.errors import CbflowError
-from cbflow.forms import money_to_pence, pence_to_money
+from cbflow.formatting import money, pence_to_money
+from cbflow.forms import money_to_pence
 from cbflow.lifecycle import FUNDED, AppState, RoundState
 from cbflow.models import Application, Council, Round
 from cbflow.prospectus import GroupRule, Prospectus
@@ -46,10 +47,6 @@ class Decision:
 
 class SelectionImpossible(CbflowError):
     """No choice of places meets every limit of the prospectus (or of the what-if)."""
-
-
-def _pounds(pence: int) -> str:
-    return f"£{pence_to_money(pence):,.2f}"
 
 
 @dataclass(frozen=True)
@@ -236,7 +233,7 @@ def plan(session: Session, round_: Round, scenario: Scenario | None = None) -> l
         )
     except Infeasible:
         limits = [f"{places} places" if places else ""]
-        limits.append(f"a budget of {_pounds(budget_pence)}" if budget_pence else "")
+        limits.append(f"a budget of {money(budget_pence)}" if budget_pence else "")
         limits += [rule_text(rule) for rule in prospectus.selection.constraints]
         raise SelectionImpossible(
             "no choice of places meets every limit: "
@@ -330,8 +327,8 @@ def _why_not(
         )
     if budget is not None and spent + candidate.request > budget:
         reasons.append(
-            f"its request of {_pounds(candidate.request)} is more than the "
-            f"{_pounds(budget - spent)} left in the budget"
+            f"its request of {money(candidate.request)} is more than the "
+            f"{money(budget - spent)} left in the budget"
         )
     chosen_ids = {c.application.id for c in selected}
     for group in groups:

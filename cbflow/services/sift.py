@@ -12,13 +12,14 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from cbflow.errors import CbflowError
+from cbflow.formatting import long_deadline
 from cbflow.lifecycle import AppState, RoundState
 from cbflow.models import Application, Council, Round
 from cbflow.prospectus import SiftCheck, SiftRule
 from cbflow.services.applications import not_reached
 from cbflow.services.audit import transition
 from cbflow.services.rounds import applications_of, prospectus_of
-from cbflow.wording import and_list, long_deadline, plural, sentence
+from cbflow.wording import and_list, plural, sentence
 
 # how every "not shortlisted" reason begins: the regret letters go to the applications it marks
 NOT_SHORTLISTED = "Your expression of interest passed the sift but was not"

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import date
 from typing import Any
 
 from sqlmodel import Session, col, select
 
+from cbflow.formatting import local_time
 from cbflow.forms import display_answer
 from cbflow.models import User
 from cbflow.prospectus import Prospectus, Question, TableQuestion
 from cbflow.services import councils as councils_service
-from cbflow.services.applications import local_time
 from cbflow.services.drafts import Base, Stored
 from cbflow.web import forms_ui
 
@@ -44,12 +43,6 @@ def answer_view(question: Question, value: Any, council_names: Mapping[str, str]
         }
     text = display_answer(question, value, council_names)
     return {"lines": text.splitlines() or ["Not answered"], "answered": bool(text)}
-
-
-def long_date(day: date | str) -> str:
-    """'1 April 2012'."""
-    value = date.fromisoformat(day) if isinstance(day, str) else day
-    return f"{value.day} {value:%B %Y}"
 
 
 def names_of(session: Session, emails: set[str]) -> dict[str, str]:

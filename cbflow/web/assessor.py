@@ -16,12 +16,13 @@ from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
 from cbflow.errors import CbflowError, ValidationFailed
+from cbflow.formatting import local_time
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, Assignment, Council, Round, User
 from cbflow.prospectus import AssessmentStage, Prospectus
 from cbflow.render import markdown_filter
 from cbflow.services import assessment, rounds
-from cbflow.services.applications import all_answers, local_time
+from cbflow.services.applications import all_answers
 from cbflow.services.councils import council_names
 from cbflow.web.answers import answer_view, question_of
 from cbflow.web.auth import require_role

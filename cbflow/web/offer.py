@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlmodel import Session, select
 
 from cbflow.errors import CbflowError
+from cbflow.formatting import long_date, long_deadline
 from cbflow.models import Application, Document, Round, User
 from cbflow.services import offers, rounds
 from cbflow.services.documents import money
@@ -20,7 +21,6 @@ from cbflow.web.applications import own_application
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, ShortField
 from cbflow.web.templating import path_for
-from cbflow.wording import long_date, long_deadline
 
 router = APIRouter(prefix="/applications")
 

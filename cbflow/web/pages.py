@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from cbflow.formatting import local_deadline
 from cbflow.services import rounds
-from cbflow.services.applications import local_deadline
 from cbflow.web.deps import PagesDep, SessionDep
 
 router = APIRouter()

@@ -16,11 +16,11 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from cbflow.errors import CbflowError
+from cbflow.formatting import local_deadline, local_time, long_date
 from cbflow.models import Application, Council, Document, PublishedModel, Round, User
 from cbflow.services import replication, rounds
-from cbflow.services.applications import local_deadline, local_time
 from cbflow.services.councils import council_names
-from cbflow.web.answers import answer_view, long_date, question_of
+from cbflow.web.answers import answer_view, question_of
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, ShortField
 from cbflow.web.templating import Pages

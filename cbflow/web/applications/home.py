@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlmodel import col, select
 
 from cbflow.errors import CbflowError
+from cbflow.formatting import local_deadline
 from cbflow.models import Application, Council
 from cbflow.services import applications as service
 from cbflow.services import offers, rounds
@@ -101,7 +102,7 @@ def applications_home(
             OpenRound(
                 slug=round_.slug,
                 title=round_.title,
-                deadline=service.local_deadline(window.closes_at(prospectus.zone), prospectus),
+                deadline=local_deadline(window.closes_at(prospectus.zone), prospectus),
                 started=round_.id in started,
             )
         )

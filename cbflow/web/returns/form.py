@@ -13,6 +13,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from cbflow.errors import CbflowError, ValidationFailed
+from cbflow.formatting import money
 from cbflow.forms import validate_answers
 from cbflow.models import ReturnRecord
 from cbflow.services import drafts, implementation
@@ -25,7 +26,6 @@ from cbflow.web.returns.shared import (
     ReturnPost,
     Returns,
     ReturnsCommon,
-    _money,
     again_for,
     conflict_page,
     conflict_page_from,
@@ -134,7 +134,7 @@ def _check_return(request: Request, pages: Pages, session: Session, post: Return
         period_name=ctx.period_name(record_),
         sections=summary(session, ctx.form, answers),
         hidden=hidden,
-        payment=_money(payment) if payment is not None else None,
+        payment=money(payment) if payment is not None else None,
     )
     return pages.show(request, "application/return-check.html", page)
 

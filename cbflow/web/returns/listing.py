@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from cbflow.formatting import local_deadline
 from cbflow.models import MilestoneRecord
 from cbflow.services import implementation, offers
-from cbflow.services.applications import local_deadline
 from cbflow.services.offers import Acceptance
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep
 from cbflow.web.returns.shared import (

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import HTTPException, Request
@@ -24,12 +24,12 @@ from markupsafe import Markup
 from sqlmodel import Session
 from starlette.datastructures import FormData
 
-from cbflow.forms import display_answer, is_shown, pence_to_money
+from cbflow.formatting import local_deadline, local_time, long_date
+from cbflow.forms import display_answer, is_shown
 from cbflow.models import Application, ReturnRecord, Round, User
 from cbflow.prospectus import Form, Prospectus
 from cbflow.services import councils as councils_service
 from cbflow.services import drafts, implementation, rounds
-from cbflow.services.applications import local_deadline, local_time
 from cbflow.services.drafts import EditConflict
 from cbflow.services.implementation import ReturnActions
 from cbflow.web import forms_ui
@@ -44,14 +44,6 @@ NOT_SUBMITTED = (
 
 Applicant = Annotated[User, require_role("applicant")]
 P = TypeVar("P")
-
-
-def _day(day: date) -> str:
-    return f"{day.day} {day:%B %Y}"
-
-
-def _money(pence: int) -> str:
-    return f"£{pence_to_money(pence):,.2f}"
 
 
 @dataclass
@@ -78,7 +70,7 @@ def status_of(record_: ReturnRecord, prospectus: Prospectus, actions: ReturnActi
             False,
         )
     if actions.not_yet_open:
-        detail = f"Opens on {_day(actions.opens.date())}"
+        detail = f"Opens on {long_date(actions.opens.date())}"
         return Status("Not yet open", "govuk-tag--grey", detail, actions.open)
     if actions.overdue:
         return Status("Overdue", "govuk-tag--red", f"Was due by {due}", actions.open)
@@ -137,7 +129,7 @@ class Returns:
         )
 
     def period_name(self, record_: ReturnRecord) -> str:
-        return f"{_day(record_.period_start)} to {_day(record_.period_end)}"
+        return f"{long_date(record_.period_start)} to {long_date(record_.period_end)}"
 
 
 def context_of(request: Request, session: Session, user: User, application_id: int) -> Returns:

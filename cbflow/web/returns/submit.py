@@ -11,9 +11,9 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from cbflow.errors import CbflowError, ValidationFailed
+from cbflow.formatting import local_time, money
 from cbflow.models import ReturnRecord
 from cbflow.services import implementation
-from cbflow.services.applications import local_time
 from cbflow.services.drafts import EditConflict
 from cbflow.web import forms_ui
 from cbflow.web.applications import BUSY, BUSY_ERRORS
@@ -22,7 +22,6 @@ from cbflow.web.returns.shared import (
     Applicant,
     ReturnPost,
     ReturnsCommon,
-    _money,
     again_for,
     conflict_page_from,
     context_of,
@@ -124,7 +123,7 @@ def return_submitted(
         period_name=ctx.period_name(record_),
         submitted_at=local_time(record_.submitted_at, ctx.prospectus),
         late=record_.submitted_at > record_.due,
-        payment=_money(payment) if payment is not None else None,
+        payment=money(payment) if payment is not None else None,
         sections=summary(session, ctx.form, record_.answers),
     )
     return pages.show(request, "application/return-submitted.html", page)

@@ -15,7 +15,7 @@ from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from cbflow.forms import pence_to_money
+from cbflow.formatting import local_when, long_deadline, money_or_blank, pence_to_money
 from cbflow.models import (
     Application,
     Assignment,
@@ -44,13 +44,10 @@ from cbflow.web.staff.shared import (
     Staff,
     application_or_404,
     council_names,
-    local_when,
-    pounds,
     round_header,
     round_or_404,
     stage_router,
 )
-from cbflow.wording import long_deadline
 
 router = stage_router()
 
@@ -223,7 +220,7 @@ def _row(row: Any, prospectus: Prospectus) -> ListedRow:
         state=APP_STATES.get(state, state),
         eoi_submitted=local_when(eoi_at, prospectus),
         bid_submitted=local_when(bid_at, prospectus),
-        request=pounds(pence),
+        request=money_or_blank(pence),
         score=f"{total}%" if total is not None else "",
         rank=rank or "",
     )
@@ -352,7 +349,7 @@ def application_page(
             assessors=assessors,
             documents=list(documents),
             history=[(local_when(e.at, prospectus), e) for e in history],
-            request_pounds=pounds(application.support_requested_pence),
+            request_pounds=money_or_blank(application.support_requested_pence),
             offer=_offer(session, application, prospectus),
         ),
     )

@@ -11,7 +11,7 @@ from markupsafe import Markup
 
 from cbflow.charts import bar_chart
 from cbflow.flowlist import COMPLETE_ROUND, PUBLISH_MODEL, RETURNS_CYCLE, START_IMPLEMENTATION
-from cbflow.forms import pence_to_money
+from cbflow.formatting import money_or_blank, pence_to_money
 from cbflow.lifecycle import FUNDED
 from cbflow.models import (
     Application,
@@ -40,7 +40,6 @@ from cbflow.web.staff.shared import (
     RunRow,
     Staff,
     council_names,
-    pounds,
     round_header,
     round_or_404,
     runs_of,
@@ -131,7 +130,7 @@ def implementation_page(
                 state=APP_STATES.get(application.state, application.state),
                 returns=[ReturnCell.of(r, now, prospectus) for r in returns],
                 milestones=implementation.milestones_of(session, application),
-                paid=pounds(paid) if stage.payments else "",
+                paid=money_or_blank(paid) if stage.payments else "",
                 model=replication.latest_model(session, application),
                 actions=replication.publish_actions(application, prospectus),
             )

@@ -10,6 +10,7 @@ from markupsafe import Markup
 
 from cbflow.charts import line_chart
 from cbflow.flowlist import PUBLISH_MODEL
+from cbflow.formatting import local_time
 from cbflow.models import (
     PublishedModel,
 )
@@ -17,7 +18,6 @@ from cbflow.services import (
     replication,
     rounds,
 )
-from cbflow.services.applications import local_time
 from cbflow.web.applications import APP_STATES
 from cbflow.web.deps import (
     PagesDep,

@@ -15,6 +15,7 @@ from cbflow import flowruns, opendata
 from cbflow.errors import ProspectusError
 from cbflow.flowlist import FLOWS, LAUNCH_ROUND, Trigger
 from cbflow.flowruns import FlowsUnavailable, RunView
+from cbflow.formatting import local_time, long_date
 from cbflow.models import (
     Round,
     StartedRun,
@@ -23,7 +24,6 @@ from cbflow.prospectus import Prospectus, parse
 from cbflow.services import (
     rounds,
 )
-from cbflow.services.applications import local_time
 from cbflow.stages import deadline_events
 from cbflow.web.applications import APP_STATES
 from cbflow.web.deps import (
@@ -214,8 +214,8 @@ def _timetable(prospectus: Prospectus) -> list[tuple[str, str]]:
         rows.append(("Decisions by", local_time(t.decision.by_at(zone), prospectus)))
     if t.implementation:
         rows += [
-            ("Implementation starts", f"{t.implementation.starts:%-d %B %Y}"),
-            ("Implementation ends", f"{t.implementation.ends:%-d %B %Y}"),
+            ("Implementation starts", long_date(t.implementation.starts)),
+            ("Implementation ends", long_date(t.implementation.ends)),
         ]
     return rows
 

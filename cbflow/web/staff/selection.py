@@ -13,6 +13,7 @@ from markupsafe import Markup
 from cbflow.charts import frontier_chart
 from cbflow.errors import ValidationFailed
 from cbflow.flowlist import DECIDE
+from cbflow.formatting import money_or_blank
 from cbflow.forms import money_to_pence, parse_money
 from cbflow.lifecycle import AppState
 from cbflow.models import Application
@@ -34,7 +35,6 @@ from cbflow.web.staff.shared import (
     RunRow,
     Staff,
     council_names,
-    pounds,
     round_header,
     round_or_404,
     runs_of,
@@ -198,10 +198,12 @@ def selection_page(
             rules=[selection.rule_text(rule) for rule in prospectus.selection.constraints],
             decisions=[DecisionRow(d, council(d.application), outcome_tag(d)) for d in decisions],
             places=prospectus.capacity.places,
-            budget=pounds(money_to_pence(prospectus.capacity.budget_gbp))
+            budget=money_or_blank(money_to_pence(prospectus.capacity.budget_gbp))
             if prospectus.capacity.budget_gbp is not None
             else "",
-            awarded=pounds(sum(d.application.support_requested_pence or 0 for d in selected)),
+            awarded=money_or_blank(
+                sum(d.application.support_requested_pence or 0 for d in selected)
+            ),
             form={"places": places, "budget": budget, "weights": weights},
             criteria=stage.criteria if stage else [],
             scenario=scenario,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, NamedTuple, TypedDict
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -17,7 +16,6 @@ from cbflow import flowruns
 from cbflow.errors import NotFound
 from cbflow.flowlist import PORTAL, FlowSpec
 from cbflow.flowruns import FlowsUnavailable, RunView
-from cbflow.forms import pence_to_money
 from cbflow.models import (
     Application,
     Council,
@@ -29,7 +27,6 @@ from cbflow.prospectus import Prospectus
 from cbflow.services import (
     rounds,
 )
-from cbflow.services.applications import local_time
 from cbflow.settings import Settings
 from cbflow.web.auth import require_role
 from cbflow.web.deps import (
@@ -73,14 +70,6 @@ def application_or_404(session: Session, round_: Round, application_id: int) -> 
     if application is None or application.round_id != round_.id:
         raise HTTPException(status_code=404)
     return application
-
-
-def local_when(moment: datetime | None, prospectus: Prospectus) -> str:
-    return local_time(moment, prospectus) if moment is not None else ""
-
-
-def pounds(pence: int | None) -> str:
-    return "" if pence is None else f"£{pence_to_money(pence):,.2f}"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
 from cbflow.flowlist import CLOSE_EOI, INVITE_TO_BID
+from cbflow.formatting import local_when
 from cbflow.lifecycle import AppState
 from cbflow.models import (
     Application,
@@ -36,7 +37,6 @@ from cbflow.web.staff.shared import (
     Staff,
     application_or_404,
     council_names,
-    local_when,
     round_header,
     round_or_404,
     runs_of,
