@@ -12,6 +12,7 @@ from cbflow.models import User
 from cbflow.services import accounts
 from cbflow.web.auth import require_role
 from cbflow.web.deps import CheckedField, ClockDep, PagesDep, SessionDep, ShortField
+from cbflow.web.templating import path_for
 
 router = APIRouter(prefix="/admin", dependencies=[require_role("admin")])
 Admin = Annotated[User, require_role("admin")]
@@ -71,4 +72,4 @@ def add_person(
         )
     except ValidationFailed as exc:
         return _people_page(request, pages, session, form, exc.errors)
-    return RedirectResponse("/admin/people", status_code=303)
+    return RedirectResponse(path_for(request, "people"), status_code=303)

@@ -26,7 +26,7 @@ from cbflow.services.councils import council_names
 from cbflow.web.answers import answer_view, question_of
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, FormDep, PagesDep, ReasonField, SessionDep
-from cbflow.web.templating import Pages
+from cbflow.web.templating import Pages, path_for
 
 router = APIRouter(prefix="/assess")
 
@@ -38,6 +38,10 @@ STATUS_TAGS = {
     "in progress": {"text": "In progress", "classes": "govuk-tag--light-blue"},
     "submitted": {"text": "Submitted", "classes": "govuk-tag--green"},
 }
+
+
+def _scoring(request: Request, work: Work) -> str:
+    return path_for(request, "scoring_page", application_id=work.application.id)
 
 
 def _notice(request: Request) -> str | None:
@@ -67,7 +71,6 @@ class Work:
         self.council = council
         self.prospectus: Prospectus = prospectus
         self.stage: AssessmentStage = prospectus.stages.assessment
-        self.base = f"/assess/{application.id}"
 
     @property
     def submitted(self) -> bool:
@@ -83,7 +86,6 @@ class Work:
             "application": self.application,
             "round": self.round,
             "council": self.council,
-            "base": self.base,
             "submitted": self.submitted,
             "open": self.open,
         } | extra
@@ -283,7 +285,7 @@ def save_scores(
 ) -> Response:
     work = Work(session, user, application_id)
     if work.submitted:  # a retried or double-clicked submission: the first one stands
-        return RedirectResponse(work.base, status_code=303)
+        return RedirectResponse(_scoring(request, work), status_code=303)
     raw = {
         c.id: {
             "score": str(posted.get(f"score-{c.id}") or "").strip(),
@@ -324,11 +326,11 @@ def save_scores(
         return _render_scoring(request, pages, work, raw, status_code=400, problem=str(exc))
     if submit:
         request.session[NOTICE] = f"You have submitted your scores for {work.council.name}."
-        return RedirectResponse(work.base, status_code=303)
+        return RedirectResponse(_scoring(request, work), status_code=303)
     request.session[NOTICE] = (
         f"Your scores for {work.council.name} have been saved. You can come back to them later."
     )
-    return RedirectResponse("/assess", status_code=303)
+    return RedirectResponse(path_for(request, "assigned"), status_code=303)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,7 +400,7 @@ def declare_conflict(
         f"You have declared a conflict of interest with {work.council.name}. Their application "
         "has been passed to another assessor."
     )
-    return RedirectResponse("/assess", status_code=303)
+    return RedirectResponse(path_for(request, "assigned"), status_code=303)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from cbflow.services.councils import council_names
 from cbflow.web.answers import answer_view, long_date, question_of
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, ShortField
-from cbflow.web.templating import Pages
+from cbflow.web.templating import Pages, path_for
 
 router = APIRouter(prefix="/models")
 
@@ -149,7 +149,7 @@ def _render_model(
         )
     documents = [
         {
-            "href": f"/models/{model.id}/documents/{d.id}",
+            "href": path_for(request, "model_document", model_id=model.id, document_id=d.id),
             "title": d.title,
             "date": long_date(d.created_at.astimezone(prospectus.zone).date()),
         }
@@ -229,7 +229,9 @@ def adopt(
     now = clock()
     existing = replication.adoption_of(session, model, council.code)
     if existing is not None:  # adopting again, or another version: the first adoption stands
-        return RedirectResponse(f"/applications/{existing.id}", status_code=303)
+        return RedirectResponse(
+            path_for(request, "application_home", application_id=existing.id), status_code=303
+        )
     refusal = replication.adoption_refusal(session, model, council)
     if refusal is not None:
         return _render_model(
@@ -258,7 +260,9 @@ def adopt(
         return _render_model(
             request, pages, session, model, council, now, problem=str(exc), status_code=400
         )
-    return RedirectResponse(f"/applications/{application.id}", status_code=303)
+    return RedirectResponse(
+        path_for(request, "application_home", application_id=application.id), status_code=303
+    )
 
 
 @router.get("/{model_id}/documents/{document_id}")
