@@ -15,8 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
+from portal import add_user, post, sign_in
 
 from cbflow.lifecycle import AppState, RoundState
+from cbflow.settings import Settings
+from cbflow.web import create_app
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
@@ -33,7 +37,6 @@ STATE_VALUES = frozenset(
 # Comparisons of a form's own values, which are choices the page offers, not states: the radio
 # that was chosen stays chosen when the form comes back with an error. Listed one by one.
 FORM_VALUES = {
-    ("pages/people.html", "form.role"),  # the role radios of "Add a person"
     ("pages/application/conflict.html", "item.choice"),  # "keep my answer" or "theirs"
 }
 
@@ -166,3 +169,23 @@ def test_the_line_of_each_comparison_is_given() -> None:
         4,
         "templates/pages/x.html:4: round.state == 'launched'",
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# a page that chose by a form's value now gets its choices made
+
+
+def test_the_people_page_keeps_the_role_chosen_when_the_form_comes_back(
+    cbflow_env: Settings,
+) -> None:
+    add_user("admin@example.gov.uk", "admin", name="Ada Admin")
+    with TestClient(create_app(cbflow_env)) as client:
+        sign_in(client, "admin@example.gov.uk")
+        page = client.get("/admin/people")
+        assert page.status_code == 200 and "checked" not in page.text
+        answer = post(client, "/admin/people", data={"email": "", "name": "", "role": "assessor"})
+
+    assert answer.status_code == 400
+    checked = re.findall(r'<input[^>]*value="(\w+)"[^>]*checked', answer.text)
+    assert checked == ["assessor"]
+    assert 'action="/admin/people"' in answer.text

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -24,6 +25,15 @@ def outbox(request: Request, pages: PagesDep, session: SessionDep) -> Response:
     return pages.render(request, "outbox.html", messages=accounts.outbox(session))
 
 
+@dataclass(frozen=True)
+class PeoplePage:
+    people: list[User]
+    roles: dict[str, str]  # each role's name
+    role_choices: tuple[dict[str, Any], ...]  # the role radios, the one posted chosen
+    form: dict[str, str]
+    errors: dict[str, str]
+
+
 def _people_page(
     request: Request,
     pages: PagesDep,
@@ -31,15 +41,18 @@ def _people_page(
     form: dict[str, str],
     errors: dict[str, str],
 ) -> Response:
-    return pages.render(
-        request,
-        "people.html",
-        status_code=400 if errors else 200,
+    chosen = form.get("role", "")
+    page = PeoplePage(
         people=accounts.people(session),
         roles=accounts.ROLES,
+        role_choices=tuple(
+            {"value": role, "text": name, "checked": role == chosen}
+            for role, name in accounts.ROLES.items()
+        ),
         form=form,
         errors=errors,
     )
+    return pages.show(request, "people.html", page, 400 if errors else 200)
 
 
 @router.get("/people")
