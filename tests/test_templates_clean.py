@@ -90,9 +90,10 @@ def state_comparisons(source: str, template: str = "") -> list[Comparison]:
 
 
 def all_state_comparisons(root: Path = TEMPLATES) -> list[Comparison]:
+    """Every state compared with a string in the pages, documents and emails."""
     found = []
     for path in sorted(root.rglob("*")):
-        if path.is_file() and path.suffix in {".html", ".txt", ".md", ".j2"}:
+        if path.is_file() and path.suffix in {".html", ".txt"}:
             found += state_comparisons(
                 path.read_text(encoding="utf-8"), path.relative_to(root).as_posix()
             )
