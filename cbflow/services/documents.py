@@ -595,6 +595,7 @@ class Issuer:
                         "due": m.due,
                         "met_on": m.met_on,
                         "status": "met" if m.met_on else ("overdue" if m.due < today else "due"),
+                        "behind": not m.met_on and m.due < today,
                     }
                     for m in milestones
                 ],
@@ -606,6 +607,7 @@ class Issuer:
                         "due": local_deadline(r.due, p),
                         "submitted_at": local_time(r.submitted_at, p) if r.submitted_at else None,
                         "status": _return_status(r, self.now),
+                        "behind": _return_behind(r, self.now),
                         "values": _return_values(returns_form, r.answers, self.council_names),
                     }
                     for r in records
@@ -863,6 +865,12 @@ def _return_status(record_: ReturnRecord, now: datetime) -> str:
     if record_.submitted_at is not None:
         return "late" if record_.submitted_at > record_.due else "on time"
     return "overdue" if now >= record_.due else "not yet due"
+
+
+def _return_behind(record_: ReturnRecord, now: datetime) -> bool:
+    """Whether a return was made late, or is overdue: the report marks it."""
+    made = record_.submitted_at
+    return made > record_.due if made is not None else now >= record_.due
 
 
 def _return_values(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -12,6 +13,7 @@ from cbflow.models import User
 from cbflow.services import accounts
 from cbflow.web.auth import require_role
 from cbflow.web.deps import CheckedField, ClockDep, PagesDep, SessionDep, ShortField
+from cbflow.web.templating import path_for
 
 router = APIRouter(prefix="/admin", dependencies=[require_role("admin")])
 Admin = Annotated[User, require_role("admin")]
@@ -23,6 +25,15 @@ def outbox(request: Request, pages: PagesDep, session: SessionDep) -> Response:
     return pages.render(request, "outbox.html", messages=accounts.outbox(session))
 
 
+@dataclass(frozen=True)
+class PeoplePage:
+    people: list[User]
+    roles: dict[str, str]  # each role's name
+    role_choices: tuple[dict[str, Any], ...]  # the role radios, the one posted chosen
+    form: dict[str, str]
+    errors: dict[str, str]
+
+
 def _people_page(
     request: Request,
     pages: PagesDep,
@@ -30,15 +41,18 @@ def _people_page(
     form: dict[str, str],
     errors: dict[str, str],
 ) -> Response:
-    return pages.render(
-        request,
-        "people.html",
-        status_code=400 if errors else 200,
+    chosen = form.get("role", "")
+    page = PeoplePage(
         people=accounts.people(session),
         roles=accounts.ROLES,
+        role_choices=tuple(
+            {"value": role, "text": name, "checked": role == chosen}
+            for role, name in accounts.ROLES.items()
+        ),
         form=form,
         errors=errors,
     )
+    return pages.show(request, "people.html", page, 400 if errors else 200)
 
 
 @router.get("/people")
@@ -71,4 +85,4 @@ def add_person(
         )
     except ValidationFailed as exc:
         return _people_page(request, pages, session, form, exc.errors)
-    return RedirectResponse("/admin/people", status_code=303)
+    return RedirectResponse(path_for(request, "people"), status_code=303)

@@ -8,11 +8,13 @@ are assessing."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
+from markupsafe import Markup
 from sqlmodel import Session
 
 from cbflow.errors import CbflowError, ValidationFailed
@@ -27,7 +29,7 @@ from cbflow.services.councils import council_names
 from cbflow.web.answers import answer_view, question_of
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, FormDep, PagesDep, ReasonField, SessionDep
-from cbflow.web.templating import Pages
+from cbflow.web.templating import Pages, errors_as_list, path_for
 
 router = APIRouter(prefix="/assess")
 
@@ -68,7 +70,6 @@ class Work:
         self.council = council
         self.prospectus: Prospectus = prospectus
         self.stage: AssessmentStage = prospectus.stages.assessment
-        self.base = f"/assess/{application.id}"
 
     @property
     def submitted(self) -> bool:
@@ -79,15 +80,141 @@ class Work:
         """Scores can still be saved or submitted."""
         return not self.submitted and self.application.state == AppState.UNDER_ASSESSMENT
 
-    def page(self, **extra: Any) -> dict[str, Any]:
-        return {
-            "application": self.application,
-            "round": self.round,
-            "council": self.council,
-            "base": self.base,
-            "submitted": self.submitted,
-            "open": self.open,
-        } | extra
+    def header(self) -> Header:
+        """What every page about the application shows."""
+        return Header(
+            application=self.application,
+            round=self.round,
+            council=self.council,
+            submitted=self.submitted,
+            open=self.open,
+        )
+
+    def address(self, request: Request) -> str:
+        """The scoring page's address: where the assessor comes back to."""
+        return path_for(request, "scoring_page", application_id=self.application.id)
+
+
+class Header(TypedDict):
+    """The fields every page about one application has first: its round and council, and
+    whether the assessor has submitted their scores and can still change anything."""
+
+    application: Application
+    round: Round
+    council: Council
+    submitted: bool
+    open: bool
+
+
+# ---------------------------------------------------------------------------------------------
+# the pages' contexts
+
+
+@dataclass(frozen=True)
+class Assigned:
+    """An application assigned to the assessor, in their list."""
+
+    id: int
+    council: str
+    reference: str
+    round: str
+    tag: dict[str, str]  # GOV.UK tag: how far their scoring has gone
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """An application whose assessors' scores went to moderation, for an assessor who has
+    given theirs."""
+
+    id: int
+    council: str
+    round: str
+    count: int  # criteria sent to moderation
+    open: int  # of which not yet moderated
+
+
+@dataclass(frozen=True)
+class AssignedPage:
+    assignments: tuple[Assigned, ...]
+    disagreements: tuple[Disagreement, ...]
+    notice: str | None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A council's answer to a question a criterion is scored on."""
+
+    label: str
+    view: dict[str, Any]  # cbflow.web.answers.answer_view
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """A criterion to score: its guidance, the council's evidence, and the assessor's score
+    (the form's values, or the one submitted)."""
+
+    id: str
+    title: str
+    share: Decimal  # per cent of the total score
+    minimum: int | None
+    guidance: Markup | None
+    evidence: tuple[Evidence, ...]
+    justification: str  # in the form
+    choices: tuple[dict[str, Any], ...]  # the scale's radio items, the chosen one checked
+    score_text: str  # the score submitted, with its label
+    justification_lines: tuple[str, ...]  # the reason submitted
+
+
+@dataclass(frozen=True)
+class ApplicationPage:
+    application: Application
+    round: Round
+    council: Council
+    submitted: bool
+    open: bool
+
+
+@dataclass(frozen=True)
+class ScoringPage(ApplicationPage):
+    criteria: tuple[Criterion, ...]
+    errors: dict[str, str]
+    error_list: list[dict[str, str]]
+    problem: str | None
+    notice: str | None
+    scale_hint: str
+    justification_required: bool
+    submitted_at: str | None
+
+
+@dataclass(frozen=True)
+class ConflictPage(ApplicationPage):
+    reason: str
+    errors: dict[str, str]
+    error_list: list[dict[str, str]]
+    problem: str | None
+
+
+@dataclass(frozen=True)
+class GivenScore:
+    who: str  # "Assessor 2 (you)"
+    score: str  # with its label
+    justification: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ModerationItem:
+    criterion: str
+    spread: int
+    scores: tuple[GivenScore, ...]
+    moderated: int | None
+    reason: str | None
+    resolved: bool
+
+
+@dataclass(frozen=True)
+class ModerationPage(ApplicationPage):
+    items: tuple[ModerationItem, ...]
+    threshold: int | None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,36 +227,33 @@ def assigned(request: Request, user: Assessor, session: SessionDep, pages: Pages
     for assignment, application in assessment.assigned_to(session, user):
         round_ = session.get(Round, application.round_id)
         council = session.get(Council, application.council_code)
-        assert round_ is not None and council is not None
+        assert round_ is not None and council is not None and application.id is not None
         status = assessment.scoring_status(assignment)
         listed.append(
-            {
-                "id": application.id,
-                "council": council.name,
-                "reference": application.reference,
-                "round": round_.title,
-                "status": STATUS_TAGS[status],
-            }
+            Assigned(
+                id=application.id,
+                council=council.name,
+                reference=application.reference,
+                round=round_.title,
+                tag=STATUS_TAGS[status],
+            )
         )
         if assignment.submitted_at is not None:
             tasks = assessment.disagreements(session, application)
             if tasks:
                 disagreements.append(
-                    {
-                        "id": application.id,
-                        "council": council.name,
-                        "round": round_.title,
-                        "count": len(tasks),
-                        "open": sum(1 for task, _ in tasks if task.resolved_at is None),
-                    }
+                    Disagreement(
+                        id=application.id,
+                        council=council.name,
+                        round=round_.title,
+                        count=len(tasks),
+                        open=sum(1 for task, _ in tasks if task.resolved_at is None),
+                    )
                 )
-    return pages.render(
-        request,
-        "assess/index.html",
-        assignments=listed,
-        disagreements=disagreements,
-        notice=_notice(request),
+    page = AssignedPage(
+        assignments=tuple(listed), disagreements=tuple(disagreements), notice=_notice(request)
     )
+    return pages.show(request, "assess/index.html", page)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,7 +274,7 @@ def _scale_items(stage: AssessmentStage, chosen: str) -> list[dict[str, Any]]:
     return items
 
 
-def _criteria(work: Work, raw: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+def _criteria(work: Work, raw: dict[str, dict[str, str]]) -> tuple[Criterion, ...]:
     """Each criterion with its guidance, the council's evidence and the values in the form."""
     stage = work.stage
     total = sum((c.weight for c in stage.criteria), Decimal(0))
@@ -164,31 +288,29 @@ def _criteria(work: Work, raw: dict[str, dict[str, str]]) -> list[dict[str, Any]
             question = question_of(work.prospectus, question_id)
             if question is not None:
                 evidence.append(
-                    {
-                        "label": question.label,
-                        "view": answer_view(question, answers.get(question_id), names),
-                    }
+                    Evidence(question.label, answer_view(question, answers.get(question_id), names))
                 )
         share = (criterion.weight * 100 / total).quantize(Decimal(1), ROUND_HALF_UP)
         given = submitted.get(criterion.id)
         label = stage.scale.labels.get(given.score) if given else None
+        posted = raw.get(criterion.id, {})
         out.append(
-            {
-                "id": criterion.id,
-                "title": criterion.title,
-                "share": share,
-                "minimum": criterion.minimum,
-                "guidance": markdown_filter(criterion.guidance) if criterion.guidance else None,
-                "evidence": evidence,
-                "raw": raw.get(criterion.id, {"score": "", "justification": ""}),
-                "choices": _scale_items(stage, raw.get(criterion.id, {}).get("score", "")),
-                "score_text": (f"{given.score} – {label}" if label else str(given.score))
+            Criterion(
+                id=criterion.id,
+                title=criterion.title,
+                share=share,
+                minimum=criterion.minimum,
+                guidance=markdown_filter(criterion.guidance) if criterion.guidance else None,
+                evidence=tuple(evidence),
+                justification=posted.get("justification", ""),
+                choices=tuple(_scale_items(stage, posted.get("score", ""))),
+                score_text=(f"{given.score} – {label}" if label else str(given.score))
                 if given
                 else "",
-                "justification_lines": given.justification.splitlines() if given else [],
-            }
+                justification_lines=tuple(given.justification.splitlines()) if given else (),
+            )
         )
-    return out
+    return tuple(out)
 
 
 def _raw_of_draft(assignment: Assignment) -> dict[str, dict[str, str]]:
@@ -213,23 +335,20 @@ def _render_scoring(
 ) -> Response:
     errors = errors or {}
     scale = work.stage.scale
-    return pages.render(
-        request,
-        "assess/score.html",
-        status_code=status_code,
-        **work.page(
-            criteria=_criteria(work, raw),
-            errors=errors,
-            error_list=[{"text": m, "href": f"#{k}"} for k, m in errors.items()],
-            problem=problem,
-            notice=_notice(request),
-            scale_hint=f"{scale.min} is the lowest score and {scale.max} the highest.",
-            justification_required=work.stage.justification_required,
-            submitted_at=local_time(work.assignment.submitted_at, work.prospectus)
-            if work.assignment.submitted_at
-            else None,
-        ),
+    page = ScoringPage(
+        **work.header(),
+        criteria=_criteria(work, raw),
+        errors=errors,
+        error_list=errors_as_list(errors),
+        problem=problem,
+        notice=_notice(request),
+        scale_hint=f"{scale.min} is the lowest score and {scale.max} the highest.",
+        justification_required=work.stage.justification_required,
+        submitted_at=local_time(work.assignment.submitted_at, work.prospectus)
+        if work.assignment.submitted_at
+        else None,
     )
+    return pages.show(request, "assess/score.html", page, status_code)
 
 
 @router.get("/{application_id}")
@@ -284,7 +403,7 @@ def save_scores(
 ) -> Response:
     work = Work(session, user, application_id)
     if work.submitted:  # a retried or double-clicked submission: the first one stands
-        return RedirectResponse(work.base, status_code=303)
+        return RedirectResponse(work.address(request), status_code=303)
     raw = {
         c.id: {
             "score": str(posted.get(f"score-{c.id}") or "").strip(),
@@ -325,11 +444,11 @@ def save_scores(
         return _render_scoring(request, pages, work, raw, status_code=400, problem=str(exc))
     if submit:
         request.session[NOTICE] = f"You have submitted your scores for {work.council.name}."
-        return RedirectResponse(work.base, status_code=303)
+        return RedirectResponse(work.address(request), status_code=303)
     request.session[NOTICE] = (
         f"Your scores for {work.council.name} have been saved. You can come back to them later."
     )
-    return RedirectResponse("/assess", status_code=303)
+    return RedirectResponse(path_for(request, "assigned"), status_code=303)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,17 +465,14 @@ def _render_conflict(
     status_code: int = 200,
 ) -> Response:
     errors = errors or {}
-    return pages.render(
-        request,
-        "assess/conflict.html",
-        status_code=status_code,
-        **work.page(
-            reason=reason,
-            errors=errors,
-            error_list=[{"text": m, "href": f"#{k}"} for k, m in errors.items()],
-            problem=problem,
-        ),
+    page = ConflictPage(
+        **work.header(),
+        reason=reason,
+        errors=errors,
+        error_list=errors_as_list(errors),
+        problem=problem,
     )
+    return pages.show(request, "assess/conflict.html", page, status_code)
 
 
 @router.get("/{application_id}/conflict")
@@ -399,7 +515,7 @@ def declare_conflict(
         f"You have declared a conflict of interest with {work.council.name}. Their application "
         "has been passed to another assessor."
     )
-    return RedirectResponse("/assess", status_code=303)
+    return RedirectResponse(path_for(request, "assigned"), status_code=303)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,29 +534,26 @@ def moderation_page(
     items = []
     for task, given in assessment.disagreements(session, work.application):
         items.append(
-            {
-                "criterion": titles.get(task.criterion_id, task.criterion_id),
-                "spread": task.spread,
-                "scores": [
-                    {
-                        "who": f"Assessor {n}" + (" (you)" if assessor_id == user.id else ""),
-                        "score": f"{score.score} – {labels[score.score]}"
+            ModerationItem(
+                criterion=titles.get(task.criterion_id, task.criterion_id),
+                spread=task.spread,
+                scores=tuple(
+                    GivenScore(
+                        who=f"Assessor {n}" + (" (you)" if assessor_id == user.id else ""),
+                        score=f"{score.score} – {labels[score.score]}"
                         if score.score in labels
                         else str(score.score),
-                        "justification": score.justification.splitlines(),
-                    }
+                        justification=tuple(score.justification.splitlines()),
+                    )
                     for n, (assessor_id, score) in enumerate(given, start=1)
-                ],
-                "moderated": task.moderated_score,
-                "reason": task.reason,
-                "resolved": task.resolved_at is not None,
-            }
+                ),
+                moderated=task.moderated_score,
+                reason=task.reason,
+                resolved=task.resolved_at is not None,
+            )
         )
-    return pages.render(
-        request,
-        "assess/moderation.html",
-        **work.page(items=items, threshold=_threshold(work.stage)),
-    )
+    page = ModerationPage(**work.header(), items=tuple(items), threshold=_threshold(work.stage))
+    return pages.show(request, "assess/moderation.html", page)
 
 
 def _threshold(stage: AssessmentStage) -> int | None:

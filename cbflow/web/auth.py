@@ -22,7 +22,7 @@ from cbflow.settings import Settings
 from cbflow.web import timeout
 from cbflow.web.deps import CheckedField, ClockDep, PagesDep, SessionDep, SettingsDep, mail_after
 from cbflow.web.security import SAFE_METHODS
-from cbflow.web.templating import signed_in
+from cbflow.web.templating import path_for, signed_in
 
 router = APIRouter()
 logger = logging.getLogger(__name__)
@@ -117,7 +117,9 @@ def require_role(*roles: str) -> Any:
             if request.method in SAFE_METHODS and path:
                 query = f"?{request.url.query}" if request.url.query else ""
                 request.session[timeout.RETURN_TO] = path + query
-            raise HTTPException(status_code=303, headers={"Location": "/sign-in"})
+            raise HTTPException(
+                status_code=303, headers={"Location": path_for(request, "sign_in_page")}
+            )
         if user.role not in roles:
             raise HTTPException(status_code=403)
         return user
@@ -202,7 +204,9 @@ def sign_in_request(
             logger.warning("no sign-in link sent: too many asks from %s", client)
         request.session["sign_in_email"] = email
         return mail_after(
-            RedirectResponse("/sign-in/check-your-email", status_code=303), message, settings
+            RedirectResponse(path_for(request, "check_your_email"), status_code=303),
+            message,
+            settings,
         )
     return pages.render(
         request,
@@ -242,7 +246,7 @@ def sign_in_with_link(
         return pages.render(request, "sign-in-failed.html", status_code=400)
     back = timeout.local_path(request.session.get(timeout.RETURN_TO))
     _start_session(request, user, clock())
-    return RedirectResponse(back or "/", status_code=303)
+    return RedirectResponse(back or path_for(request, "home"), status_code=303)
 
 
 def _start_session(request: Request, user: User, now: datetime) -> None:
@@ -284,7 +288,7 @@ def sign_out(request: Request, session: SessionDep, clock: ClockDep) -> Redirect
     if shown and user is not None and _current(request, user, shown):
         accounts.end_sessions(session, user, now=clock())
     request.session.clear()
-    return RedirectResponse("/signed-out", status_code=303)
+    return RedirectResponse(path_for(request, "signed_out"), status_code=303)
 
 
 @router.get("/signed-out")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -24,6 +26,22 @@ ROUND_STATES = {
 }
 
 
+@dataclass(frozen=True)
+class Listed:
+    """A launched round, as the home page lists it."""
+
+    slug: str
+    title: str
+    issued_by: str
+    stage: str  # where the round has got to, in words
+    eoi_deadline: str
+
+
+@dataclass(frozen=True)
+class HomePage:
+    rounds: tuple[Listed, ...]
+
+
 @router.get("/")
 def home(request: Request, session: SessionDep, pages: PagesDep) -> Response:
     listed = []
@@ -31,12 +49,12 @@ def home(request: Request, session: SessionDep, pages: PagesDep) -> Response:
         prospectus = rounds.prospectus_of(round_)
         eoi = prospectus.timetable.eoi
         listed.append(
-            {
-                "slug": round_.slug,
-                "title": round_.title,
-                "issued_by": prospectus.issued_by,
-                "state": ROUND_STATES.get(round_.state, round_.state),
-                "eoi_deadline": local_deadline(eoi.closes_at(prospectus.zone), prospectus),
-            }
+            Listed(
+                slug=round_.slug,
+                title=round_.title,
+                issued_by=prospectus.issued_by,
+                stage=ROUND_STATES.get(round_.state, round_.state),
+                eoi_deadline=local_deadline(eoi.closes_at(prospectus.zone), prospectus),
+            )
         )
-    return pages.render(request, "home.html", rounds=listed)
+    return pages.show(request, "home.html", HomePage(rounds=tuple(listed)))

@@ -6,9 +6,10 @@ a council the round lets adopt it sees the button; anyone else is told why not."
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -23,11 +24,85 @@ from cbflow.services.councils import council_names
 from cbflow.web.answers import answer_view, question_of
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, ShortField
-from cbflow.web.templating import Pages
+from cbflow.web.templating import Pages, path_for
 
 router = APIRouter(prefix="/models")
 
 Applicant = Annotated[User, require_role("applicant")]
+
+
+# ---------------------------------------------------------------------------------------------
+# the pages' contexts
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A published model the council may adopt, in the list."""
+
+    id: int
+    council: str  # the place that published it
+    round: str
+    version: int
+    published: str
+    adopted: int | None  # the council's application adopting it, if any
+
+
+@dataclass(frozen=True)
+class ModelsPage:
+    council: Council
+    models: tuple[Listed, ...]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A question the model answers, and its answer."""
+
+    label: str
+    view: dict[str, Any]  # cbflow.web.answers.answer_view
+
+
+@dataclass(frozen=True)
+class Milestone:
+    title: str
+    due: str
+    met: str  # "Met on 1 April 2013" or "Not met"
+
+
+@dataclass(frozen=True)
+class Return:
+    """A monitoring return the place made."""
+
+    period: int
+    dates: str
+    submitted: str
+    rows: tuple[Answer, ...]
+
+
+@dataclass(frozen=True)
+class DocumentLink:
+    href: str
+    title: str
+    date: str
+
+
+@dataclass(frozen=True)
+class ModelPage:
+    model: PublishedModel
+    place: str  # the council that published it
+    round: Round
+    published: str
+    answers: tuple[Answer, ...]
+    milestones: tuple[Milestone, ...]
+    returns: tuple[Return, ...]
+    documents: tuple[DocumentLink, ...]
+    newer: int | None  # the model's latest version, if this is not it
+    council: Council  # the reader's
+    adopted: int | None  # the council's application adopting it, if any
+    refusal: str | None  # why the council cannot adopt it
+    choices: tuple[dict[str, Any], ...]  # the rounds it may be adopted into, as radio items
+    problem: str | None
+    into_error: str | None
+    errors: dict[str, str]
 
 
 def _council_of(session: Session, user: User) -> Council:
@@ -81,17 +156,19 @@ def models_home(
         assert round_ is not None
         prospectus = rounds.prospectus_of(round_)
         adopted = replication.adoption_of(session, model, council.code)
+        assert model.id is not None
         listed.append(
-            {
-                "id": model.id,
-                "council": model.bundle["council"]["name"],
-                "round": round_.title,
-                "version": model.version,
-                "published": local_time(model.published_at, prospectus),
-                "adopted": adopted.id if adopted else None,
-            }
+            Listed(
+                id=model.id,
+                council=model.bundle["council"]["name"],
+                round=round_.title,
+                version=model.version,
+                published=local_time(model.published_at, prospectus),
+                adopted=adopted.id if adopted else None,
+            )
         )
-    return pages.render(request, "models/index.html", council=council, models=listed)
+    page = ModelsPage(council=council, models=tuple(listed))
+    return pages.show(request, "models/index.html", page)
 
 
 def _render_model(
@@ -115,15 +192,15 @@ def _render_model(
     for question_id, value in bundle.get("answers", {}).items():
         question = question_of(prospectus, question_id)
         if question is not None:
-            answers.append({"label": question.label, "view": answer_view(question, value, names)})
-    milestones = [
-        {
-            "title": m["title"],
-            "due": long_date(m["due"]),
-            "met": f"Met on {long_date(m['met_on'])}" if m.get("met_on") else "Not met",
-        }
+            answers.append(Answer(question.label, answer_view(question, value, names)))
+    milestones = tuple(
+        Milestone(
+            title=m["title"],
+            due=long_date(m["due"]),
+            met=f"Met on {long_date(m['met_on'])}" if m.get("met_on") else "Not met",
+        )
         for m in bundle.get("milestones", [])
-    ]
+    )
     stage = prospectus.stages.implementation
     returns_form = stage.returns.form if stage and stage.returns else None
     returns = []
@@ -134,51 +211,47 @@ def _render_model(
         for question in returns_form.questions():
             if question.id in made.get("answers", {}):
                 rows.append(
-                    {
-                        "label": question.label,
-                        "view": answer_view(question, made["answers"][question.id], names),
-                    }
+                    Answer(
+                        question.label, answer_view(question, made["answers"][question.id], names)
+                    )
                 )
         returns.append(
-            {
-                "period": made["period"],
-                "dates": f"{long_date(made['start'])} to {long_date(made['end'])}",
-                "submitted": local_time(datetime.fromisoformat(made["submitted_at"]), prospectus),
-                "rows": rows,
-            }
+            Return(
+                period=made["period"],
+                dates=f"{long_date(made['start'])} to {long_date(made['end'])}",
+                submitted=local_time(datetime.fromisoformat(made["submitted_at"]), prospectus),
+                rows=tuple(rows),
+            )
         )
-    documents = [
-        {
-            "href": f"/models/{model.id}/documents/{d.id}",
-            "title": d.title,
-            "date": long_date(d.created_at.astimezone(prospectus.zone).date()),
-        }
+    documents = tuple(
+        DocumentLink(
+            href=path_for(request, "model_document", model_id=model.id, document_id=d.id),
+            title=d.title,
+            date=long_date(d.created_at.astimezone(prospectus.zone).date()),
+        )
         for d in _documents(session, model)
-    ]
+    )
     latest = next(
         (m for m in replication.latest_models(session) if m.application_id == model.application_id),
         model,
     )
     adopted = replication.adoption_of(session, model, council.code)
-    choices = [
+    choices = tuple(
         {
             "value": target.slug,
             "text": target.title,
             "hint": {"text": _round_hint(target, round_)},
         }
         for target in replication.adoption_rounds(session, model, council, now)
-    ]
-    return pages.render(
-        request,
-        "models/model.html",
-        status_code=status_code,
+    )
+    page = ModelPage(
         model=model,
         place=bundle["council"]["name"],
         round=round_,
         published=local_time(model.published_at, prospectus),
-        answers=answers,
+        answers=tuple(answers),
         milestones=milestones,
-        returns=returns,
+        returns=tuple(returns),
         documents=documents,
         newer=latest.id if latest.id != model.id else None,
         council=council,
@@ -189,6 +262,7 @@ def _render_model(
         into_error=into_error,
         errors={"into": into_error} if into_error else {},
     )
+    return pages.show(request, "models/model.html", page, status_code)
 
 
 def _round_hint(target: Round, source: Round) -> str:
@@ -229,7 +303,9 @@ def adopt(
     now = clock()
     existing = replication.adoption_of(session, model, council.code)
     if existing is not None:  # adopting again, or another version: the first adoption stands
-        return RedirectResponse(f"/applications/{existing.id}", status_code=303)
+        return RedirectResponse(
+            path_for(request, "application_home", application_id=existing.id), status_code=303
+        )
     refusal = replication.adoption_refusal(session, model, council)
     if refusal is not None:
         return _render_model(
@@ -258,7 +334,9 @@ def adopt(
         return _render_model(
             request, pages, session, model, council, now, problem=str(exc), status_code=400
         )
-    return RedirectResponse(f"/applications/{application.id}", status_code=303)
+    return RedirectResponse(
+        path_for(request, "application_home", application_id=application.id), status_code=303
+    )
 
 
 @router.get("/{model_id}/documents/{document_id}")

@@ -55,15 +55,15 @@ def signed_in(request: Request) -> dict[str, Any] | None:
     return user if isinstance(user, dict) else None
 
 
-# the service navigation each role sees: (text, link)
+# the service navigation each role sees: (text, the name of the route it links to)
 NAVIGATION = {
-    "applicant": [("Your applications", "/applications"), ("Models to adopt", "/models")],
-    "assessor": [("Your assessments", "/assess")],
-    "staff": [("Funding rounds", "/staff")],
+    "applicant": [("Your applications", "applications_home"), ("Models to adopt", "models_home")],
+    "assessor": [("Your assessments", "assigned")],
+    "staff": [("Funding rounds", "staff_home")],
     "admin": [
-        ("Funding rounds", "/staff"),
-        ("People", "/admin/people"),
-        ("Outbox", "/admin/outbox"),
+        ("Funding rounds", "staff_home"),
+        ("People", "people"),
+        ("Outbox", "outbox"),
     ],
 }
 
@@ -72,11 +72,12 @@ def _signed_in(request: Request) -> dict[str, Any]:
     user = signed_in(request)
     path = request.url.path
     links = NAVIGATION.get(str(user.get("role")), []) if user else []
+    hrefs = [(text, path_for(request, name)) for text, name in links]
     return {
         "user": user,
         "navigation": [
             {"text": text, "href": href, "active": path == href or path.startswith(href + "/")}
-            for text, href in links
+            for text, href in hrefs
         ],
     }
 

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from cbflow.settings import Settings
 from cbflow.web.security import SAFE_METHODS
-from cbflow.web.templating import Pages
+from cbflow.web.templating import Pages, path_for
 
 router = APIRouter(prefix="/session")
 
@@ -132,7 +132,7 @@ def timed_out(request: Request, back: str = "") -> Response:
     in another tab) goes back where it was; otherwise on to sign in again."""
     path = local_path(back)
     if "user" in request.session:
-        return RedirectResponse(path or "/", status_code=303)
+        return RedirectResponse(path or path_for(request, "home"), status_code=303)
     if path and not path.startswith(NOT_RETURNED_TO):
         request.session[RETURN_TO] = path
-    return RedirectResponse("/sign-in", status_code=303)
+    return RedirectResponse(path_for(request, "sign_in_page"), status_code=303)
