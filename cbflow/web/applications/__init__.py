@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from cbflow.services.applications import RETURNS_STATES
-from cbflow.web.applications import autosave, home, sections, submit
+from cbflow.web.applications import autosave, home, partnership, sections, submit
 from cbflow.web.applications.shared import APP_STATES, BUSY, BUSY_ERRORS, own_application
 
 __all__ = ["APP_STATES", "BUSY", "BUSY_ERRORS", "RETURNS_STATES", "own_application", "router"]
@@ -18,5 +18,6 @@ __all__ = ["APP_STATES", "BUSY", "BUSY_ERRORS", "RETURNS_STATES", "own_applicati
 router = APIRouter()
 # each module's routes, in the order they were declared when they were one module (earlier routes
 # win), as this router's own: the portal lists them as it did then, one router deep
-for part in (home, sections, autosave, submit):
+# (the partnership's pages before the sections', whose /{id}/{stage} would take their address)
+for part in (home, partnership, sections, autosave, submit):
     router.routes.extend(part.router.routes)

@@ -8,13 +8,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlmodel import col, select
+from sqlmodel import Session
 
 from cbflow.errors import CbflowError
 from cbflow.formatting import local_deadline
 from cbflow.models import Application, Council
 from cbflow.services import applications as service
-from cbflow.services import offers, rounds
+from cbflow.services import offers, partnerships, rounds
 from cbflow.web.applications.shared import (
     APP_STATES,
     Applicant,
@@ -52,6 +52,8 @@ class Listed:
     state: str
     href: str
     offer: Link | None  # its grant offer, once offered
+    place: str  # the partnership's name and this council's part in it; blank for a council alone
+    confirm: Link | None  # a member council still to confirm its membership
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,36 @@ def _offer_status(request: Request, application: Application) -> Link | None:
     )
 
 
+def _listed(
+    request: Request,
+    session: Session,
+    application: Application,
+    council: Council,
+    titles: dict[int | None, str],
+) -> Listed:
+    place = partnerships.place_of(session, application)
+    part, confirm = "", None
+    if place.is_partnership:
+        lead = place.lead.code == council.code
+        part = f"{place.name}, {'led by your council' if lead else 'led by ' + place.lead.name}"
+        waiting = any(m.code == council.code and m.confirmed_at is None for m in place.members)
+        if waiting:
+            confirm = Link(
+                href=path_for(request, "partnership_page", application_id=application.id),
+                text="Confirm your council’s membership",
+            )
+    return Listed(
+        id=application.id,
+        reference=application.reference,
+        round=titles.get(application.round_id, ""),
+        state=APP_STATES.get(application.state, application.state),
+        href=home_of(request, application),
+        offer=_offer_status(request, application),
+        place=part,
+        confirm=confirm,
+    )
+
+
 @router.get("")
 def applications_home(
     request: Request, user: Applicant, session: SessionDep, pages: PagesDep, clock: ClockDep
@@ -80,13 +112,7 @@ def applications_home(
     council = session.get(Council, council_code)
     assert council is not None
     now = clock()
-    mine = list(
-        session.exec(
-            select(Application)
-            .where(Application.council_code == council_code)
-            .order_by(col(Application.id))
-        )
-    )
+    mine = partnerships.applications_of_council(session, council_code)
     started = {a.round_id for a in mine if a.adopted_from_model_id is None}
     all_rounds = rounds.all_rounds(session)
     open_rounds = []
@@ -107,17 +133,7 @@ def applications_home(
             )
         )
     titles = {r.id: r.title for r in all_rounds}
-    listed = [
-        Listed(
-            id=a.id,
-            reference=a.reference,
-            round=titles.get(a.round_id, ""),
-            state=APP_STATES.get(a.state, a.state),
-            href=home_of(request, a),
-            offer=_offer_status(request, a),
-        )
-        for a in mine
-    ]
+    listed = [_listed(request, session, a, council, titles) for a in mine]
     page = HomePage(council=council, open_rounds=open_rounds, applications=listed)
     return pages.show(request, "application/index.html", page)
 
@@ -133,6 +149,10 @@ def start(
     council_code = council_of(user)
     try:
         round_ = rounds.get_round(session, round_slug)
+        assert round_.id is not None
+        joined = partnerships.application_of_council(session, round_.id, council_code)
+        if joined is not None:  # already in the round, as lead or member: go to it
+            return RedirectResponse(home_of(request, joined), status_code=303)
         prospectus = rounds.prospectus_of(round_)
         service.check_window(prospectus, "eoi", clock())
         application, _ = service.start_application(

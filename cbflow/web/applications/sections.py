@@ -22,7 +22,7 @@ from cbflow.models import User
 from cbflow.prospectus import FileQuestion, Section
 from cbflow.services import applications as service
 from cbflow.services import councils as councils_service
-from cbflow.services import drafts
+from cbflow.services import drafts, partnerships
 from cbflow.services.applications import Stage
 from cbflow.services.drafts import EditConflict
 from cbflow.web import forms_ui
@@ -99,6 +99,9 @@ def task_list(
                 "status": {"tag": tag} if tag else {"text": status},
             }
         )
+    partnership = _partnership_task(session, ctx)
+    if partnership is not None:
+        items.insert(0, partnership)
     done = statuses.count("Completed")
     page = page_of(
         TaskListPage,
@@ -109,6 +112,30 @@ def task_list(
         ready=not errors,
     )
     return pages.show(request, "application/task-list.html", page)
+
+
+def _partnership_task(session: Session, ctx: Context) -> dict[str, Any] | None:
+    """The expression of interest's first task in a round that admits partnerships: the
+    place's councils (optional where a council may also apply alone)."""
+    admits = ctx.prospectus.applicants
+    if ctx.stage != "eoi" or admits.partnership is None or ctx.application.adopted_from_model_id:
+        return None
+    place = partnerships.place_of(session, ctx.application)
+    problems = partnerships.submission_problems(session, ctx.application)
+    if not place.is_partnership and admits.single_council:
+        status: dict[str, Any] = {"text": "Optional"}
+    elif problems:
+        status = {"tag": {"text": "In progress", "classes": "govuk-tag--light-blue"}}
+    else:
+        status = {"text": "Completed"}
+    task: dict[str, Any] = {
+        "title": {"text": "Your partnership"},
+        "href": ctx.url_of_partnership(),
+        "status": status,
+    }
+    if place.is_partnership:
+        task["hint"] = {"text": f"{place.name}: {len(place.councils)} councils"}
+    return task
 
 
 def _render_section(

@@ -20,8 +20,7 @@ from cbflow.models import Application, Round, User
 from cbflow.prospectus import Form as ProspectusForm
 from cbflow.prospectus import Prospectus, Section
 from cbflow.services import applications as service
-from cbflow.services import councils as councils_service
-from cbflow.services import drafts, rounds
+from cbflow.services import drafts, partnerships, rounds
 from cbflow.services.applications import STAGE_NAMES, ApplicantActions, Stage
 from cbflow.web.auth import require_role
 from cbflow.web.templating import path_for
@@ -65,8 +64,9 @@ def council_of(user: User) -> str:
 
 
 def own_application(session: Session, user: User, application_id: int) -> Application:
+    """The application, if the person's council is its lead or one of its member councils."""
     application = session.get(Application, application_id)
-    if application is None or application.council_code != council_of(user):
+    if application is None or not partnerships.belongs(session, application, council_of(user)):
         raise HTTPException(status_code=404)
     return application
 
@@ -102,15 +102,17 @@ class Context:
             self.form: ProspectusForm = service.form_of(self.prospectus, stage)
         except CbflowError:
             raise HTTPException(status_code=404) from None
-        self.place = councils_service.council_names(session).get(
-            application.council_code, application.council_code
-        )
+        self.place = partnerships.place_of(session, application).name
 
     def url(self, name: str, /, **params: object) -> str:
         """The address of one of this application's stage's pages."""
         return path_for(
             self.request, name, application_id=self.application.id, stage=self.stage, **params
         )
+
+    def url_of_partnership(self) -> str:
+        """The application's partnership page (its councils and their confirmations)."""
+        return path_for(self.request, "partnership_page", application_id=self.application.id)
 
     @property
     def base(self) -> str:

@@ -72,8 +72,11 @@ def _render_check(
     now: datetime,
     closed: bool,
     errors: dict[str, str] | None = None,
+    partnership: list[str] | None = None,
     status_code: int = 200,
 ) -> Response:
+    """The answers to check and the declaration. `partnership`: what still stops the
+    partnership's councils being submitted, each linking to the partnership's page."""
     names = councils_service.council_names(session)
     common = ctx.page(now, closed=closed)
     sections = []
@@ -114,7 +117,11 @@ def _render_check(
         common,
         sections=sections,
         errors=errors,
-        error_list=[{"text": m, "href": f"#{k}"} for k, m in errors.items()],
+        error_list=[{"text": m, "href": f"#{k}"} for k, m in errors.items()]
+        + [
+            {"text": p[:1].upper() + p[1:], "href": ctx.url_of_partnership()}
+            for p in partnership or []
+        ],
     )
     return pages.show(request, "application/check.html", page, status_code)
 
@@ -164,6 +171,17 @@ def submit(
         return RedirectResponse(address, status_code=303)
     except DeadlinePassed:
         return _render_check(request, pages, session, ctx, now=now, closed=True, status_code=400)
+    except service.NotReadyToSubmit as waiting:
+        return _render_check(
+            request,
+            pages,
+            session,
+            ctx,
+            now=now,
+            closed=False,
+            partnership=waiting.problems,
+            status_code=400,
+        )
     # the submission is durable before it is acknowledged, and before its receipt is asked for
     session.commit()
     # the receipt is a flow's work: asked for once the answer is on its way, so the person
