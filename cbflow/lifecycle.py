@@ -22,12 +22,14 @@ class RoundState(StrEnum):
 
 class AppState(StrEnum):
     EOI_DRAFT = "eoi_draft"
+    EOI_SIGN_OFF = "eoi_awaiting_sign_off"  # sent to the council's certifier to approve
     EOI_SUBMITTED = "eoi_submitted"
     SIFT_PASS = "sift_pass"
     SIFT_REFER = "sift_refer"
     SIFT_FAIL = "sift_fail"
     INVITED = "invited"
     BID_DRAFT = "bid_draft"
+    BID_SIGN_OFF = "bid_awaiting_sign_off"
     BID_SUBMITTED = "bid_submitted"
     UNDER_ASSESSMENT = "under_assessment"
     MODERATED = "moderated"  # assessment complete: scores final, disagreements moderated
@@ -62,6 +64,8 @@ ROUND_TRANSITIONS: dict[RoundState, frozenset[RoundState]] = {
 
 _ACTIVE_BEFORE_DECISION = {
     A.EOI_DRAFT,
+    A.EOI_SIGN_OFF,
+    A.BID_SIGN_OFF,
     A.EOI_SUBMITTED,
     A.SIFT_PASS,
     A.SIFT_REFER,
@@ -77,14 +81,19 @@ _ACTIVE_BEFORE_DECISION = {
 _DECIDE = {A.SELECTED, A.RESERVE, A.UNSUCCESSFUL}
 
 APP_TRANSITIONS: dict[AppState, frozenset[AppState]] = {
-    A.EOI_DRAFT: frozenset({A.EOI_SUBMITTED}),
+    # where the prospectus asks for sign-off, a draft waits for the certifier, who approves it
+    # (submitting it) or returns it with a reason (reopening it)
+    A.EOI_DRAFT: frozenset({A.EOI_SUBMITTED, A.EOI_SIGN_OFF}),
+    A.EOI_SIGN_OFF: frozenset({A.EOI_SUBMITTED, A.EOI_DRAFT}),
     A.EOI_SUBMITTED: frozenset({A.SIFT_PASS, A.SIFT_REFER, A.SIFT_FAIL}),
     A.SIFT_REFER: frozenset({A.SIFT_PASS, A.SIFT_FAIL}),  # staff review
     # shortlisted (bid stage), assessed on the EOI (no bid stage), or decided (opt-in round)
     A.SIFT_PASS: frozenset({A.INVITED, A.UNDER_ASSESSMENT} | _DECIDE),
     A.SIFT_FAIL: frozenset(),
     A.INVITED: frozenset({A.BID_DRAFT, A.UNSUCCESSFUL}),  # unsuccessful: no bid by the deadline
-    A.BID_DRAFT: frozenset({A.BID_SUBMITTED, A.UNSUCCESSFUL}),
+    A.BID_DRAFT: frozenset({A.BID_SUBMITTED, A.BID_SIGN_OFF, A.UNSUCCESSFUL}),
+    # still waiting at the deadline: not submitted, so unsuccessful like a draft
+    A.BID_SIGN_OFF: frozenset({A.BID_SUBMITTED, A.BID_DRAFT, A.UNSUCCESSFUL}),
     A.BID_SUBMITTED: frozenset({A.UNDER_ASSESSMENT} | _DECIDE),
     A.UNDER_ASSESSMENT: frozenset({A.MODERATED}),
     A.MODERATED: frozenset(_DECIDE),

@@ -126,6 +126,11 @@ class Application(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
     # a partnership's name for its place ("Greater Manchester"); None for a council on its own
     place_name: str | None = None
+    # where the prospectus asks for sign-off: the certifier the council named, and who sent the
+    # application to them when (cleared when the certifier approves or returns it)
+    certifier_id: int | None = Field(default=None, foreign_key="user.id")
+    sign_off_requested_at: datetime | None = _when()
+    sign_off_requested_by: str | None = None
 
 
 class ApplicationMember(SQLModel, table=True):
@@ -145,6 +150,33 @@ class ApplicationMember(SQLModel, table=True):
     # the lead is confirmed as it starts the application; a member when one of its officers says so
     confirmed_at: datetime | None = _when()
     confirmed_by: str | None = None
+
+
+class PartnerContribution(SQLModel, table=True):
+    """A partner organisation of an application's place (police, health, fire and rescue ...)
+    and what it puts into the pooled budget each year, as the council entered it. The partner's
+    named contact confirms or declines it through a single-use link; changing the amounts or the
+    contact after that asks them again."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int = Field(foreign_key="application.id", index=True)
+    organisation: str
+    partner_type: str  # one of the prospectus's partner types
+    contact_name: str
+    contact_email: str
+    # financial year ("2012-13") -> whole pence, as asked of the partner
+    amounts: dict[str, Any] = _json()
+    status: str = Field(default="awaiting", index=True)  # awaiting | confirmed | declined
+    decline_reason: str | None = None
+    # the single-use link's token, hashed (sha256 hex); None once used or before it is sent
+    token_hash: str | None = Field(default=None, index=True)
+    token_expires_at: datetime | None = _when()
+    asked_at: datetime | None = _when()  # when the link was last sent
+    responded_at: datetime | None = _when()
+    responded_by: str | None = None  # the name the contact gave when answering
+    version: int = _version()  # each change by the council; a stale edit is refused
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+    created_by: str
 
 
 class Assignment(SQLModel, table=True):

@@ -38,6 +38,8 @@ REASON = "checked against the transition table"
 # an applicant may withdraw from every state until the work is complete
 WITHDRAWABLE = {
     A.EOI_DRAFT,
+    A.EOI_SIGN_OFF,
+    A.BID_SIGN_OFF,
     A.EOI_SUBMITTED,
     A.SIFT_PASS,
     A.SIFT_REFER,
@@ -54,13 +56,17 @@ NOT_WITHDRAWABLE = {A.SIFT_FAIL, A.UNSUCCESSFUL, A.COMPLETED, A.PUBLISHED, A.WIT
 DECISIONS = {A.SELECTED, A.RESERVE, A.UNSUCCESSFUL}
 
 EXPECTED_APP_MOVES: dict[AppState, set[AppState]] = {
-    A.EOI_DRAFT: {A.EOI_SUBMITTED},
+    # sent for sign-off: the certifier approves (submitting it) or returns it (reopening it)
+    A.EOI_DRAFT: {A.EOI_SUBMITTED, A.EOI_SIGN_OFF},
+    A.EOI_SIGN_OFF: {A.EOI_SUBMITTED, A.EOI_DRAFT},
     A.EOI_SUBMITTED: {A.SIFT_PASS, A.SIFT_REFER, A.SIFT_FAIL},
     A.SIFT_PASS: {A.INVITED, A.UNDER_ASSESSMENT} | DECISIONS,
     A.SIFT_REFER: {A.SIFT_PASS, A.SIFT_FAIL},
     A.SIFT_FAIL: set(),
     A.INVITED: {A.BID_DRAFT, A.UNSUCCESSFUL},
-    A.BID_DRAFT: {A.BID_SUBMITTED, A.UNSUCCESSFUL},
+    A.BID_DRAFT: {A.BID_SUBMITTED, A.BID_SIGN_OFF, A.UNSUCCESSFUL},
+    # still waiting for sign-off when the bids close: not submitted, so unsuccessful
+    A.BID_SIGN_OFF: {A.BID_SUBMITTED, A.BID_DRAFT, A.UNSUCCESSFUL},
     A.BID_SUBMITTED: {A.UNDER_ASSESSMENT} | DECISIONS,
     A.UNDER_ASSESSMENT: {A.MODERATED},
     A.MODERATED: set(DECISIONS),

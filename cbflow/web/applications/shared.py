@@ -30,12 +30,14 @@ P = TypeVar("P")
 
 APP_STATES = {
     "eoi_draft": "Expression of interest in progress",
+    "eoi_awaiting_sign_off": "Expression of interest waiting for sign-off",
     "eoi_submitted": "Expression of interest submitted",
     "sift_pass": "Expression of interest passed the sift",
     "sift_refer": "Expression of interest with staff",
     "sift_fail": "Not taken forward",
     "invited": "Invited to bid",
     "bid_draft": "Bid in progress",
+    "bid_awaiting_sign_off": "Bid waiting for sign-off",
     "bid_submitted": "Bid submitted",
     "under_assessment": "Bid being assessed",
     "moderated": "Bid assessed",
