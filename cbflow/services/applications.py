@@ -342,6 +342,15 @@ def save_draft(
     return application
 
 
+def readiness_problems(session: Session, application: Application, stage: Stage) -> list[str]:
+    """What, beyond its answers, stops the stage's form being submitted: the partnership's
+    councils (at the EOI). Each is a sentence without its full stop, to list on the page."""
+    problems: list[str] = []
+    if stage == "eoi":
+        problems += partnerships.submission_problems(session, application)
+    return problems
+
+
 class NotReadyToSubmit(CbflowError):
     """The application's councils are not ready to submit: the reasons, in order."""
 
@@ -376,10 +385,9 @@ def submit(
     assert round_ is not None
     prospectus = prospectus_of(round_)
     check_window(prospectus, stage, now)
-    if stage == "eoi":
-        problems = partnerships.submission_problems(session, application)
-        if problems:
-            raise NotReadyToSubmit(problems)
+    problems = readiness_problems(session, application, stage)
+    if problems:
+        raise NotReadyToSubmit(problems)
     if stage == "bid" and application.state == AppState.INVITED:
         transition(
             session, application, AppState.BID_DRAFT, actor=actor, now=now, reason="bid started"
