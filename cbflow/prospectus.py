@@ -519,6 +519,16 @@ class Applicants(Strict):
         return self
 
 
+class SignOff(Strict):
+    """Submissions approved by a named officer of the council (its certifier) rather than by
+    whoever fills in the form: the prospectus names the role it asks for."""
+
+    role: Annotated[
+        str, Field(min_length=1, max_length=120)
+    ]  # "Chief executive or section 151 officer"
+    stages: Annotated[list[Literal["eoi", "bid"]], Field(min_length=1)] = ["eoi", "bid"]
+
+
 class Capacity(Strict):
     places: Annotated[int, Field(gt=0)] | None = None
     budget_gbp: Annotated[Money, Field(gt=0)] | None = None
@@ -606,6 +616,7 @@ class Prospectus(Strict):
     timezone: str = "Europe/London"
     eligibility: Eligibility = Eligibility()
     applicants: Applicants = Applicants()
+    sign_off: SignOff | None = None
     capacity: Capacity = Capacity()
     timetable: Timetable
     stages: Stages
@@ -641,6 +652,8 @@ class Prospectus(Strict):
                 raise LocatedError(("timetable", "decision", "by"), problem)
         if stages.bid and not timetable.bid:
             raise LocatedError(("timetable",), "stages.bid needs timetable.bid (its window)")
+        if self.sign_off and "bid" in self.sign_off.stages and not stages.bid:
+            raise LocatedError(("sign_off", "stages"), "there is no bid stage to sign off")
         if timetable.bid and timetable.bid.opens_at(self.zone) < timetable.eoi.closes_at(self.zone):
             raise LocatedError(("timetable", "bid", "opens"), "bids must open after the EOI closes")
         for i, rule in enumerate(stages.eoi.sift):

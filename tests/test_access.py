@@ -44,6 +44,7 @@ OWNERS = {
     "applications": {"applicant"},
     "assess": {"assessor"},
     "models": {"applicant"},
+    "sign-off": {"certifier"},
 }
 # /demo/sign-in answers 404 to everyone outside demo mode (tests/test_demo_people.py)
 PUBLIC = {"", "sign-in", "signed-out", "healthz", "sign-out", "session", "demo"}
@@ -53,6 +54,8 @@ ROLES = [
     "other-applicant",
     "assessor",
     "other-assessor",
+    "certifier",
+    "other-certifier",
     "staff",
     "admin",
 ]
@@ -61,12 +64,15 @@ ROLES = [
 OWN_ONLY = {
     "other-applicant": "/applications/{application_id}",
     "other-assessor": "/assess/",
+    "other-certifier": "/sign-off/",
 }
 # (route, role) pairs whose object the world below does not hold: found to be missing (404)
 MISSING = {
     "/staff/rounds/{slug}/applications/{application_id}/files/{sha256}",
     # the world's round takes councils on their own: its applications have no partnership
     "/applications/{application_id}/partnership",
+    # nor does it ask for sign-off: nothing was sent to a certifier
+    "/sign-off/{application_id}/{stage}",
 }
 # pages that send their owner on to the page that applies now
 REDIRECTS = {"/applications/{application_id}"}
@@ -136,7 +142,11 @@ def world(cbflow_env: Settings) -> World:
     add_user("bids@bolton.example", "applicant", council="BOL")
     add_user("lead@staff.example", "staff")
     add_user("admin@cbflow.example", "admin")
+    add_user("ceo@birmingham.example", "certifier", council="BIR")
+    add_user("ceo@bolton.example", "certifier", council="BOL")
     emails |= {
+        "certifier": "ceo@birmingham.example",
+        "other-certifier": "ceo@bolton.example",
         "applicant": "bids@birmingham.example",
         "other-applicant": "bids@bolton.example",
         "staff": "lead@staff.example",

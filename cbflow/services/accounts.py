@@ -179,19 +179,23 @@ def invite_colleague(
     base_url: str,
     settings: Settings,
     now: datetime,
+    role: str = "applicant",
 ) -> tuple[User, notify.Message | None]:
-    """An applicant invites a colleague from their own council: persists a new applicant account
-    for the council, then the audit event and a sign-in link, and the invitation with the link,
+    """An applicant invites a colleague from their own council, as an applicant or as a
+    certifier (who signs off the council's applications): persists the new account for the
+    council, then the audit event and a sign-in link, and the invitation with the link,
     as for sign-in links: in the outbox, or returned to be mailed after the transaction commits.
     An address any account already has is refused with AccountExists."""
     if inviter.role != "applicant" or not inviter.council_code:
         raise CbflowError("only a council's applicants can invite colleagues")
+    if role not in ("applicant", "certifier"):
+        raise ValidationFailed({"role": "Choose what your colleague will do"})
     council = session.get(Council, inviter.council_code)
     assert council is not None
     address = normalise_email(email)
     if find_user(session, address) is not None:
         raise AccountExists(f"{address} already has an account")
-    user = User(email=address, name=name.strip(), role="applicant", council_code=council.code)
+    user = User(email=address, name=name.strip(), role=role, council_code=council.code)
     try:
         with session.begin_nested():  # two invitations racing: the second is refused
             session.add(user)
@@ -206,7 +210,7 @@ def invite_colleague(
         action="invited",
         actor=inviter.email,
         now=now,
-        reason=f"applicant for {council.code}",
+        reason=f"{role} for {council.code}",
     )
     token = _new_link(session, user, now)
     message = notify.compose(
@@ -216,6 +220,7 @@ def invite_colleague(
         name=user.name,
         inviter=inviter.name,
         council=council.name,
+        as_certifier=role == "certifier",
         link=sign_in_url(base_url, token),
         minutes=int(LINK_LIFETIME.total_seconds() // 60),
         sign_in_page=f"{base_url}/sign-in",
@@ -258,6 +263,7 @@ def outbox(session: Session, limit: int = 200) -> list[OutboxMessage]:
 
 ROLES = {
     "applicant": "Council applicant",
+    "certifier": "Council certifier (signs off applications)",
     "assessor": "Assessor",
     "staff": "Programme staff",
     "admin": "Administrator",
@@ -293,8 +299,10 @@ def add_user(
     code = (council_code or "").strip().upper() or None
     if code is not None and session.get(Council, code) is None:
         errors["council"] = "Enter a council code from the register, like ESS"
-    if role == "applicant" and code is None:
-        errors["council"] = "Enter the council the applicant applies for"
+    if role in ("applicant", "certifier") and code is None:
+        errors["council"] = (
+            f"Enter the council the {role} {'applies' if role == 'applicant' else 'signs off'} for"
+        )
     if errors:
         raise ValidationFailed(errors)
     user = User(email=email, name=name.strip(), role=role, council_code=code)

@@ -351,6 +351,10 @@ def readiness_problems(session: Session, application: Application, stage: Stage)
     return problems
 
 
+class SignOffRequired(CbflowError):
+    """The form is submitted by the council's certifier's approval, not by an applicant."""
+
+
 class NotReadyToSubmit(CbflowError):
     """The application's councils are not ready to submit: the reasons, in order."""
 
@@ -367,8 +371,11 @@ def submit(
     actor: str,
     now: datetime,
     answers: dict[str, Any] | None = None,
+    certified: bool = False,
 ) -> tuple[Application, bool]:
-    """Submit the EOI or the bid; returns (application, newly_submitted).
+    """Submit the EOI or the bid; returns (application, newly_submitted). Where the
+    prospectus asks for sign-off, only the certifier's approval submits (`certified`, from
+    services.signoff); anyone else is refused with SignOffRequired.
 
     Checks, in order: the window is open in the round's time zone, the answers are complete
     and valid. Persists the answers, the submission time, the requested support (pence) and the
@@ -385,6 +392,11 @@ def submit(
     assert round_ is not None
     prospectus = prospectus_of(round_)
     check_window(prospectus, stage, now)
+    if prospectus.sign_off is not None and stage in prospectus.sign_off.stages and not certified:
+        raise SignOffRequired(
+            f"{prospectus.title} asks for sign-off by the council's "
+            f"{prospectus.sign_off.role.lower()}: send it to your certifier to approve"
+        )
     problems = readiness_problems(session, application, stage)
     if problems:
         raise NotReadyToSubmit(problems)
@@ -457,13 +469,20 @@ ApplicantPage = Literal["returns", "offer", "form"]
 
 def current_stage(application: Application) -> Stage:
     """The form a council is working on: the bid once invited, otherwise the EOI."""
-    return "bid" if application.state in BID_STATES or application.bid_answers else "eoi"
+    bid = application.state in BID_STATES or application.state == AppState.BID_SIGN_OFF
+    return "bid" if bid or application.bid_answers else "eoi"
 
 
 def has_stage(application: Application, stage: Stage) -> bool:
     """Whether the council has this stage's form to read or fill in: the EOI always, the bid
     once invited to make one."""
-    return stage == "eoi" or application.state in BID_STATES or bool(application.bid_answers)
+    waiting = application.state == AppState.BID_SIGN_OFF
+    return (
+        stage == "eoi"
+        or application.state in BID_STATES
+        or waiting
+        or bool(application.bid_answers)
+    )
 
 
 def applicant_page(application: Application) -> ApplicantPage:
@@ -492,6 +511,8 @@ class ApplicantActions:
     closed: bool  # the stage's deadline has passed
     deadline: str  # the deadline as people say it
     can_withdraw: bool  # the application can still be withdrawn
+    needs_sign_off: bool = False  # submitted by the council's certifier's approval
+    awaiting_sign_off: bool = False  # sent to the certifier, who has not yet answered
 
     @property
     def stage_name(self) -> str:
@@ -504,7 +525,12 @@ class ApplicantActions:
 
     @property
     def can_submit(self) -> bool:
-        return self.can_edit and not self.submitted
+        """An applicant submits it themselves (no sign-off asked for)."""
+        return self.can_edit and not self.submitted and not self.needs_sign_off
+
+    @property
+    def can_send_for_sign_off(self) -> bool:
+        return self.can_edit and not self.submitted and self.needs_sign_off
 
     @property
     def can_see_receipt(self) -> bool:
@@ -513,6 +539,11 @@ class ApplicantActions:
     @property
     def refusal(self) -> str | None:
         """Why answers cannot be saved now, if they cannot."""
+        if self.awaiting_sign_off:
+            return (
+                f"this {self.stage_name.lower()} is waiting for sign-off: it can be changed "
+                "again if the certifier returns it"
+            )
         if not self.open_to_change:
             return f"this {self.stage_name.lower()} can no longer be changed"
         if self.closed:
@@ -537,4 +568,7 @@ def applicant_actions(
         closed=now >= closes,
         deadline=local_deadline(closes, prospectus),
         can_withdraw=AppState.WITHDRAWN in APP_TRANSITIONS[AppState(application.state)],
+        needs_sign_off=prospectus.sign_off is not None and stage in prospectus.sign_off.stages,
+        awaiting_sign_off=application.state
+        == (AppState.EOI_SIGN_OFF if stage == "eoi" else AppState.BID_SIGN_OFF),
     )

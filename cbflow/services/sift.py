@@ -305,8 +305,15 @@ def close_bids(session: Session, *, round_: Round, actor: str, now: datetime) ->
         raise not_reached(f"bid deadline of {round_.slug}", closes, now, prospectus)
     if round_.state == RoundState.BIDS_INVITED:
         deadline = long_deadline(closes, prospectus.zone)
-        for application in applications_of(session, round_, AppState.INVITED, AppState.BID_DRAFT):
+        for application in applications_of(
+            session, round_, AppState.INVITED, AppState.BID_DRAFT, AppState.BID_SIGN_OFF
+        ):
             application.decision_reason = f"No bid was received by the deadline, {deadline}."
+            if application.state == AppState.BID_SIGN_OFF:
+                application.decision_reason = (
+                    f"The bid was still waiting for sign-off at the deadline, {deadline}, so it "
+                    "was not submitted."
+                )
             transition(
                 session,
                 application,

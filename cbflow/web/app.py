@@ -31,6 +31,7 @@ from cbflow.web import (
     pages,
     replication,
     returns,
+    signoff,
     staff,
     team,
     timeout,
@@ -156,6 +157,7 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
     app.include_router(applications.router)
     app.include_router(staff.router)
     app.include_router(assessor.router)
+    app.include_router(signoff.router)
     app.include_router(replication.router)
     app.include_router(timeout.router)
     app.add_exception_handler(timeout.SignedOutForInactivity, timeout.signed_out_response)

@@ -15,7 +15,15 @@ from cbflow.forms import email_error
 from cbflow.models import Council, User
 from cbflow.services import accounts
 from cbflow.web.auth import require_role
-from cbflow.web.deps import CheckedField, ClockDep, PagesDep, SessionDep, SettingsDep, mail_after
+from cbflow.web.deps import (
+    CheckedField,
+    ClockDep,
+    PagesDep,
+    SessionDep,
+    SettingsDep,
+    ShortField,
+    mail_after,
+)
 from cbflow.web.templating import path_for
 
 router = APIRouter(prefix="/applications/team")
@@ -40,6 +48,7 @@ def _render(
     *,
     name: str = "",
     email: str = "",
+    role: str = "applicant",
     errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
@@ -53,6 +62,23 @@ def _render(
         people=accounts.council_team(session, council.code),
         me=user,
         typed={"name": name, "email": email},
+        role_items=[
+            {
+                "value": value,
+                "text": text,
+                "hint": {"text": hint},
+                "checked": value == role,
+            }
+            for value, text, hint in (
+                ("applicant", "Fill in applications", "Start, fill in and submit applications"),
+                (
+                    "certifier",
+                    "Sign off applications",
+                    "Approve applications before they are submitted, where a round asks for "
+                    "sign-off by, say, the chief executive or section 151 officer",
+                ),
+            )
+        ],
         errors=errors,
         error_list=[{"text": message, "href": f"#{key}"} for key, message in errors.items()],
         invited=request.session.pop(INVITED, None),
@@ -74,6 +100,7 @@ def invite(
     clock: ClockDep,
     name: CheckedField = "",
     email: CheckedField = "",
+    role: ShortField = "applicant",
 ) -> Response:
     _council(session, user)
     name, email = name.strip(), email.strip()
@@ -86,6 +113,8 @@ def invite(
         errors["email"] = "Enter your colleague’s email address"
     elif problem := email_error(email):
         errors["email"] = problem
+    if role not in ("applicant", "certifier"):
+        errors["role"] = "Choose what your colleague will do"
     if not errors:
         try:
             invited, message = accounts.invite_colleague(
@@ -96,6 +125,7 @@ def invite(
                 base_url=settings.resolved_portal_base_url,
                 settings=settings,
                 now=clock(),
+                role=role,
             )
         except accounts.AccountExists:
             errors["email"] = (
@@ -108,5 +138,13 @@ def invite(
                 RedirectResponse(path_for(request, "team"), status_code=303), message, settings
             )
     return _render(
-        request, pages, session, user, name=name, email=email, errors=errors, status_code=400
+        request,
+        pages,
+        session,
+        user,
+        name=name,
+        email=email,
+        role=role if role in ("applicant", "certifier") else "applicant",
+        errors=errors,
+        status_code=400,
     )

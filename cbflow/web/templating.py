@@ -59,6 +59,7 @@ def signed_in(request: Request) -> dict[str, Any] | None:
 NAVIGATION = {
     "applicant": [("Your applications", "applications_home"), ("Models to adopt", "models_home")],
     "assessor": [("Your assessments", "assigned")],
+    "certifier": [("Applications to sign off", "sign_off_home")],
     "staff": [("Funding rounds", "staff_home")],
     "admin": [
         ("Funding rounds", "staff_home"),

@@ -20,7 +20,7 @@ from cbflow.models import Application, Round, User
 from cbflow.prospectus import Form as ProspectusForm
 from cbflow.prospectus import Prospectus, Section
 from cbflow.services import applications as service
-from cbflow.services import drafts, partnerships, rounds
+from cbflow.services import drafts, partnerships, rounds, signoff
 from cbflow.services.applications import STAGE_NAMES, ApplicantActions, Stage
 from cbflow.web.auth import require_role
 from cbflow.web.templating import path_for
@@ -96,6 +96,7 @@ class Context:
         round_ = session.get(Round, application.round_id)
         assert round_ is not None
         self.request = request
+        self.session = session
         self.application = application
         self.stage = stage
         self.round = round_
@@ -161,7 +162,38 @@ class Context:
             place=self.place,
             deadline=actions.deadline,
             actions=actions,
+            sign_off=self.sign_off(now, actions),
         )
+
+    def sign_off(self, now: datetime, actions: ApplicantActions) -> SignOffView | None:
+        """The sign-off the prospectus asks of this stage, as the pages show it."""
+        if not actions.needs_sign_off:
+            return None
+        application = self.application
+        certifier = signoff.certifier_of(self.session, application)
+        choices = signoff.certifiers(self.session, application.council_code)
+        return SignOffView(
+            role=signoff.role_asked(self.prospectus),
+            waiting=actions.awaiting_sign_off,
+            certifier=certifier.name if certifier and actions.awaiting_sign_off else "",
+            requested=signoff.requested_words(self.prospectus, application),
+            warning=signoff.deadline_warning(self.prospectus, application, self.stage, now),
+            choices=tuple(
+                {"value": str(c.id), "text": c.name, "hint": {"text": c.email}} for c in choices
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class SignOffView:
+    """The certifier's sign-off a stage asks for, as its pages show it."""
+
+    role: str  # the role the prospectus asks to sign off
+    waiting: bool  # sent, and not yet answered
+    certifier: str  # whom it waits for
+    requested: str  # who sent it when
+    warning: str | None  # from 48 hours before the deadline: what the deadline means for it
+    choices: tuple[dict[str, Any], ...]  # the council's certifiers, as radio items
 
 
 @dataclass(frozen=True)
@@ -175,6 +207,7 @@ class FormPage:
     place: str
     deadline: str
     actions: ApplicantActions
+    sign_off: SignOffView | None
 
 
 def complete_errors(session: Session, ctx: Context) -> dict[str, str]:

@@ -14,13 +14,15 @@ from markupsafe import Markup
 from sqlmodel import Session, select
 from starlette.background import BackgroundTask
 
+from cbflow import notify
 from cbflow.clock import Clock
-from cbflow.errors import DeadlinePassed, ValidationFailed
+from cbflow.errors import CbflowError, DeadlinePassed, ValidationFailed
 from cbflow.flowruns import ReceiptBatches
 from cbflow.forms import display_answer, is_shown
 from cbflow.models import Document
 from cbflow.services import applications as service
 from cbflow.services import councils as councils_service
+from cbflow.services import signoff
 from cbflow.services.applications import Stage
 from cbflow.web import forms_ui
 from cbflow.web.applications.shared import (
@@ -30,8 +32,16 @@ from cbflow.web.applications.shared import (
     own_application,
     page_of,
 )
-from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, ShortField, in_own_thread
-from cbflow.web.templating import Pages
+from cbflow.web.deps import (
+    ClockDep,
+    PagesDep,
+    SessionDep,
+    SettingsDep,
+    ShortField,
+    in_own_thread,
+    mail_after,
+)
+from cbflow.web.templating import Pages, path_for
 
 router = APIRouter(prefix="/applications")
 
@@ -162,13 +172,12 @@ def submit(
             session, application=application, stage=stage, actor=user.email, now=now
         )
     except ValidationFailed as failed:
-        first = next(
-            s
-            for s in ctx.form.sections
-            if {q.id for q in s.questions} & failed.errors.keys() or s is ctx.form.sections[-1]
+        return RedirectResponse(_first_problem(ctx, failed), status_code=303)
+    except service.SignOffRequired as exc:
+        errors = {"declaration": str(exc)[:1].upper() + str(exc)[1:]}
+        return _render_check(
+            request, pages, session, ctx, now=now, closed=False, errors=errors, status_code=400
         )
-        address = ctx.url("section_page", section_id=first.id) + "?check=1"
-        return RedirectResponse(address, status_code=303)
     except DeadlinePassed:
         return _render_check(request, pages, session, ctx, now=now, closed=True, status_code=400)
     except service.NotReadyToSubmit as waiting:
@@ -186,11 +195,98 @@ def submit(
     session.commit()
     # the receipt is a flow's work: asked for once the answer is on its way, so the person
     # waits neither for Prefect nor for the PDF
-    confirmation.background = BackgroundTask(_ask_for_receipt, request, ctx.round.slug, clock)
+    confirmation.background = BackgroundTask(ask_for_receipt, request, ctx.round.slug, clock)
     return confirmation
 
 
-async def _ask_for_receipt(request: Request, slug: str, clock: Clock) -> None:
+def _first_problem(ctx: Context, failed: ValidationFailed) -> str:
+    """The first section with a problem, to go back to and put it right."""
+    first = next(
+        s
+        for s in ctx.form.sections
+        if {q.id for q in s.questions} & failed.errors.keys() or s is ctx.form.sections[-1]
+    )
+    return ctx.url("section_page", section_id=first.id) + "?check=1"
+
+
+@router.post("/{application_id}/{stage}/sign-off")
+def send_for_sign_off(
+    request: Request,
+    application_id: int,
+    stage: Stage,
+    user: Applicant,
+    session: SessionDep,
+    pages: PagesDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    certifier: ShortField = "",
+) -> Response:
+    """Send the stage's form, complete, to the certifier chosen, and mail them."""
+    application = own_application(session, user, application_id)
+    ctx = Context(request, session, application, stage)
+    now = clock()
+    chosen_id = int(certifier) if certifier.isdigit() and len(certifier) < 10 else None
+    try:
+        chosen = signoff.send(
+            session,
+            application=application,
+            stage=stage,
+            certifier_id=chosen_id,
+            actor=user.email,
+            now=now,
+        )
+    except ValidationFailed as failed:
+        if "certifier" in failed.errors:
+            return _render_check(
+                request,
+                pages,
+                session,
+                ctx,
+                now=now,
+                closed=False,
+                errors=failed.errors,
+                status_code=400,
+            )
+        return RedirectResponse(_first_problem(ctx, failed), status_code=303)
+    except DeadlinePassed:
+        return _render_check(request, pages, session, ctx, now=now, closed=True, status_code=400)
+    except service.NotReadyToSubmit as waiting:
+        return _render_check(
+            request,
+            pages,
+            session,
+            ctx,
+            now=now,
+            closed=False,
+            partnership=waiting.problems,
+            status_code=400,
+        )
+    except CbflowError as exc:
+        errors = {"certifier": str(exc)[:1].upper() + str(exc)[1:]}
+        return _render_check(
+            request, pages, session, ctx, now=now, closed=False, errors=errors, status_code=409
+        )
+    link = settings.resolved_portal_base_url + path_for(
+        request, "sign_off_page", application_id=application.id, stage=stage
+    )
+    message = notify.compose(
+        settings.templates_dir,
+        "sign-off-request",
+        to=chosen.email,
+        name=chosen.name,
+        sender=user.name,
+        place=ctx.place,
+        stage_name=ctx.stage_name,
+        round=ctx.round.title,
+        role=signoff.role_asked(ctx.prospectus),
+        link=link,
+        deadline=ctx.actions(now).deadline,
+    )
+    mail = notify.send_after_commit(message, settings=settings, session=session, now=now)
+    return mail_after(RedirectResponse(ctx.url("check_answers"), status_code=303), mail, settings)
+
+
+async def ask_for_receipt(request: Request, slug: str, clock: Clock) -> None:
     batches: ReceiptBatches = request.app.state.receipt_batches
     now = clock()
     if not batches.asked(slug, now):  # most submissions: asked already, no thread needed
