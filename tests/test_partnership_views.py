@@ -106,7 +106,7 @@ def test_staff_see_the_place_and_its_councils_on_the_list_the_csv_and_the_page(
     page = staff.get(f"/staff/rounds/{slug}/applications/{tri}")
     assert page.status_code == 200
     text = " ".join(page.text.split())
-    assert f"<h1 class=\"govuk-heading-xl\">{TRI}</h1>" in text
+    assert f'<h1 class="govuk-heading-xl">{TRI}</h1>' in text
     assert "Councils" in text and "Lead council" in text
     assert "Kensington and Chelsea" in text and "Confirmed on 20 October 2011" in text
 
