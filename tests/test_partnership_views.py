@@ -17,22 +17,25 @@ from sqlmodel import select
 from test_partnerships import (
     add,
     assessed_partnerships,
+    panel,
     partnership_round,
     start,
     submit_eoi,
     tri_borough,
 )
-from test_sift_and_selection import EOI_DAY
+from test_sift_and_selection import ASSESS_DAY, DECIDE_DAY, EOI_DAY
 
 from cbflow import stages
 from cbflow.clock import FixedClock
 from cbflow.db import session_scope
-from cbflow.models import Document, User
+from cbflow.models import Application, Assignment, Document, User
+from cbflow.services import assessment
 from cbflow.settings import Settings
 from cbflow.web import create_app
 
 STAFF_EMAIL = "programme.lead@staff.example"
 TRI = "West London Tri-borough"
+SLUG = "whole-place-2011"
 
 
 def portal(settings: Settings, email: str, role: str, when: FixedClock) -> TestClient:
@@ -113,8 +116,6 @@ def test_staff_see_the_place_and_its_councils_on_the_list_the_csv_and_the_page(
     waiting = staff.get(f"/staff/rounds/{slug}/applications")
     assert waiting.status_code == 200
     with session_scope() as session:
-        from cbflow.models import Application
-
         sunderland = session.exec(
             select(Application).where(Application.council_code == "SND")
         ).one()
@@ -135,8 +136,6 @@ def test_an_assessor_sees_the_place_and_its_councils(cbflow_env: Settings) -> No
     ]
     ids = assessed_partnerships(assessors=assessors)
     with session_scope() as session:
-        from cbflow.models import Assignment
-
         assigned = session.exec(
             select(User.email)
             .join(Assignment, Assignment.assessor_id == User.id)
@@ -180,3 +179,57 @@ def test_a_partnership_receipt_is_made_on_behalf_of_the_place_and_names_every_co
     )
     bury = pdftotext(receipts["BUR"])
     assert "partnership" not in bury
+
+
+def documents_of(settings: Settings, kind: str) -> dict[str, str]:
+    """Each document of the kind, by the second part of its key (an application's council
+    code)."""
+    with session_scope() as session:
+        return {
+            d.key.split("/")[1]: pdftotext(str(settings.documents_dir / d.path))
+            for d in session.exec(select(Document).where(Document.kind == kind))
+        }
+
+
+def test_decisions_offers_and_the_staff_reports_name_the_place_and_its_councils(
+    cbflow_env: Settings,
+) -> None:
+    ids = assessed_partnerships(assessors=panel("Ann One", "Ben Two", "Cat Three"))
+    quality = {ids["tri"]: 4, ids["north"]: 3, ids["bury"]: 2}
+    with session_scope() as session:
+        for assignment in session.exec(select(Assignment)):
+            given = quality[assignment.application_id]
+            assessment.submit_scores(
+                session,
+                assignment=assignment,
+                scores={
+                    c: (given, "Justified.") for c in ("ambition", "partnership", "replicability")
+                },
+                actor="assessor",
+                now=ASSESS_DAY,
+            )
+    stages.finalise_assessment(SLUG, now=ASSESS_DAY)
+    stages.decide(SLUG, now=DECIDE_DAY)
+
+    (summary,) = documents_of(cbflow_env, "assessment_summary").values()
+    assert f"{TRI} (Westminster and 2 other councils)" in summary
+    assert "North of England (Sunderland and 1 other council)" in summary
+    assert "Bury" in summary
+
+    decisions = documents_of(cbflow_env, "decision")
+    assert (
+        f"on behalf of {TRI}: a partnership of Kensington and Chelsea and Hammersmith and "
+        "Fulham, led by City of Westminster." in decisions["WSM"]
+    )
+    assert "a partnership of Manchester, led by" in decisions["SND"]
+    assert "partnership" not in decisions["BUR"].split("Dear Chief Executive")[1][:200]
+    offer = documents_of(cbflow_env, "grant_offer")["WSM"]
+    assert "Kensington and Chelsea and Hammersmith and Fulham" in offer
+
+    staff = portal(cbflow_env, STAFF_EMAIL, "staff", FixedClock(DECIDE_DAY))
+    try:
+        for stage in ("assessment", "selection"):
+            page = " ".join(staff.get(f"/staff/rounds/{SLUG}/{stage}").text.split())
+            assert f"{TRI} (Westminster and 2 other councils)" in page, stage
+    finally:
+        staff.__exit__(None, None, None)
