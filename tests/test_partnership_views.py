@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from conftest import london
 from fastapi.testclient import TestClient
 from portal import add_user, sign_in
+from round_walk import START_DAY
 from sqlmodel import select
 from test_partnerships import (
     add,
@@ -36,6 +38,7 @@ from cbflow.web import create_app
 STAFF_EMAIL = "programme.lead@staff.example"
 TRI = "West London Tri-borough"
 SLUG = "whole-place-2011"
+CHASE_DAY = london(2012, 7, 20, 9, 0)  # the first quarter's returns were due by 14 July
 
 
 def portal(settings: Settings, email: str, role: str, when: FixedClock) -> TestClient:
@@ -226,9 +229,16 @@ def test_decisions_offers_and_the_staff_reports_name_the_place_and_its_councils(
     offer = documents_of(cbflow_env, "grant_offer")["WSM"]
     assert "Kensington and Chelsea and Hammersmith and Fulham" in offer
 
-    staff = portal(cbflow_env, STAFF_EMAIL, "staff", FixedClock(DECIDE_DAY))
+    stages.start_implementation(SLUG, now=START_DAY)
+    stages.returns_cycle(SLUG, now=CHASE_DAY)
+    report = documents_of(cbflow_env, "progress_report")["WSM"]
+    assert f"On behalf of {TRI}: a partnership of Kensington and Chelsea and" in report
+    chaser = documents_of(cbflow_env, "chaser")["WSM"]
+    assert f"on behalf of {TRI}: a partnership of Kensington and Chelsea and" in chaser
+
+    staff = portal(cbflow_env, STAFF_EMAIL, "staff", FixedClock(CHASE_DAY))
     try:
-        for stage in ("assessment", "selection"):
+        for stage in ("assessment", "selection", "implementation"):
             page = " ".join(staff.get(f"/staff/rounds/{SLUG}/{stage}").text.split())
             assert f"{TRI} (Westminster and 2 other councils)" in page, stage
     finally:
