@@ -153,6 +153,8 @@ def test_an_assessor_sees_the_place_and_its_councils(cbflow_env: Settings) -> No
         assert TRI in scoring
         for member in ("Westminster", "Kensington and Chelsea", "Hammersmith and Fulham"):
             assert member in scoring
+        conflict = " ".join(client.get(f"/assess/{ids['tri']}/conflict").text.split())
+        assert "Hammersmith and Fulham: a conflict with any of them counts" in conflict
     finally:
         client.__exit__(None, None, None)
 
