@@ -47,10 +47,11 @@ from cbflow.services import offers
 from cbflow.services.applications import Stage, all_answers, form_of
 from cbflow.services.assessment import ApplicationResult, assessor_profiles, moderation_tasks
 from cbflow.services.implementation import milestones_of, returns_of
+from cbflow.services.partnerships import Place, place_of
 from cbflow.services.rounds import prospectus_of
 from cbflow.services.selection import frontier
 from cbflow.settings import get_settings
-from cbflow.wording import body_in_prose, council_in_prose, plural
+from cbflow.wording import and_list, body_in_prose, council_in_prose, plural
 
 DOCUMENT_TITLES = {
     "prospectus": "Prospectus",
@@ -101,13 +102,38 @@ def _council(council: Council) -> dict[str, str]:
     }
 
 
-def letter_of(prospectus: Prospectus, council: Council) -> dict[str, Any]:
+def place_label(place: Place) -> str:
+    """How a list names an application: a council alone by its name; a partnership by its
+    place, its lead and how many others (`Greater Manchester (Manchester and 9 other
+    councils)`)."""
+    if not place.is_partnership:
+        return place.lead.name
+    others = len(place.members)
+    return (
+        f"{place.name} ({place.lead.name} and {others} other council{'' if others == 1 else 's'})"
+    )
+
+
+def on_behalf_of(place: Place, lead: Council) -> str | None:
+    """A partnership's line in its documents: `Greater Manchester: a partnership of Bolton,
+    Bury and Wigan, led by Manchester City Council`. None for a council alone."""
+    if not place.is_partnership:
+        return None
+    members = and_list([m.name for m in place.members])
+    return f"{place.name}: a partnership of {members}, led by {lead.official_name}"
+
+
+def letter_of(
+    prospectus: Prospectus, council: Council, on_behalf: str | None = None
+) -> dict[str, Any]:
     """Who a letter is to and from: the council's chief executive, by role, at the council's
-    official name; signed by the prospectus's contact, or in the issuing body's name."""
+    official name (the lead's, for a partnership, with the place it writes for); signed by the
+    prospectus's contact, or in the issuing body's name."""
     contact = prospectus.contact
     body = prospectus.issued_by
     return {
         "addressee": ["The Chief Executive", council.official_name],
+        "on_behalf": on_behalf,
         "council_in_prose": council_in_prose(council.official_name),
         "salutation": "Dear Chief Executive",
         "issuer": body,
@@ -181,6 +207,27 @@ class Issuer:
         self.councils = {c.code: c for c in session.exec(select(Council))}
         self.council_names = {code: c.name for code, c in self.councils.items()}
         self.folder = get_settings().documents_dir / round_.slug
+        self._places: dict[int, Place] = {}
+
+    def place(self, application: Application) -> Place:
+        """The application's place (its lead and member councils), read once per issue."""
+        assert application.id is not None
+        if application.id not in self._places:
+            self._places[application.id] = place_of(self.session, application)
+        return self._places[application.id]
+
+    def label(self, application: Application) -> str:
+        """The application as the staff reports name it: its council, or its place."""
+        return place_label(self.place(application))
+
+    def _addressed(self, application: Application) -> dict[str, Any]:
+        """The lead council a document is addressed to and, for a partnership, the place."""
+        council = self.councils[application.council_code]
+        on_behalf = on_behalf_of(self.place(application), council)
+        return {
+            "council": _council(council) | {"on_behalf": on_behalf},
+            "letter": letter_of(self.prospectus, council, on_behalf),
+        }
 
     def _pending(
         self,
@@ -219,12 +266,7 @@ class Issuer:
             key = f"{application.reference}/{kind}"
             if key in self.issued:
                 continue
-            council = self.councils[application.council_code]
-            context = {
-                "council": _council(council),
-                "letter": letter_of(self.prospectus, council),
-                **build(application),
-            }
+            context = {**self._addressed(application), **build(application)}
             filename = _file_stem(application)
             pending = self._pending(kind, key, context, application, filename)
             if pending:
@@ -374,7 +416,7 @@ class Issuer:
         applications = [
             {
                 "rank": r.application.rank,
-                "council": self.council_names[r.application.council_code],
+                "council": self.label(r.application),
                 "total": f"{r.total}%",
                 "criteria": [
                     {
@@ -394,7 +436,7 @@ class Issuer:
         ]
         chart = bar_chart(
             "Total weighted score by application",
-            [(self.council_names[r.application.council_code], r.total) for r in ranked],
+            [(self.label(r.application), r.total) for r in ranked],
             unit="%",
         )
         out = [
@@ -447,7 +489,7 @@ class Issuer:
             )
             items.append(
                 {
-                    "council": self.council_names[application.council_code],
+                    "council": self.label(application),
                     "criterion": titles.get(task.criterion_id, task.criterion_id),
                     "spread": task.spread,
                     "scores": [
@@ -525,10 +567,8 @@ class Issuer:
             application = self.session.get(Application, record_.application_id)
             assert application is not None
             key = f"{application.reference}/chaser/{record_.period}"
-            council = self.councils[application.council_code]
             context = {
-                "council": _council(council),
-                "letter": letter_of(self.prospectus, council),
+                **self._addressed(application),
                 "period": f"{long_date(record_.period_start)} to {long_date(record_.period_end)}",
                 "due": long_deadline(record_.due, self.prospectus.zone),
                 "returns_address": f"{get_settings().resolved_portal_base_url}"
@@ -585,7 +625,7 @@ class Issuer:
             overdue = [r for r in records if r.submitted_at is None and self.now >= r.due]
             implementation = p.timetable.implementation
             context = {
-                "council": _council(self.councils[application.council_code]),
+                "council": self._addressed(application)["council"],
                 "implementation": {"starts": implementation.starts, "ends": implementation.ends}
                 if implementation
                 else None,

@@ -8,6 +8,8 @@ from fastapi.responses import Response
 
 from cbflow.models import Council, Round
 from cbflow.services import assessment
+from cbflow.services.documents import place_label
+from cbflow.services.partnerships import place_of
 from cbflow.web.assessor.shared import (
     STATUS_TAGS,
     Assessor,
@@ -29,13 +31,17 @@ def assigned(request: Request, user: Assessor, session: SessionDep, pages: Pages
         council = session.get(Council, application.council_code)
         assert round_ is not None and council is not None and application.id is not None
         status = assessment.scoring_status(assignment)
+        place = place_of(session, application)
         listed.append(
             Assigned(
                 id=application.id,
-                council=council.name,
+                council=place_label(place),
                 reference=application.reference,
                 round=round_.title,
                 tag=STATUS_TAGS[status],
+                councils=", ".join([f"{place.lead.name} (lead)", *(m.name for m in place.members)])
+                if place.is_partnership
+                else "",
             )
         )
         if assignment.submitted_at is not None:
@@ -44,7 +50,7 @@ def assigned(request: Request, user: Assessor, session: SessionDep, pages: Pages
                 disagreements.append(
                     Disagreement(
                         id=application.id,
-                        council=council.name,
+                        council=place_label(place),
                         round=round_.title,
                         count=len(tasks),
                         open=sum(1 for task, _ in tasks if task.resolved_at is None),

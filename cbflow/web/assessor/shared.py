@@ -15,6 +15,7 @@ from cbflow.lifecycle import AppState
 from cbflow.models import Application, Assignment, Council, Round, User
 from cbflow.prospectus import AssessmentStage, Prospectus
 from cbflow.services import assessment, rounds
+from cbflow.services.partnerships import Place, place_of
 from cbflow.web.auth import require_role
 from cbflow.web.templating import path_for
 
@@ -53,6 +54,7 @@ class Work:
         self.application = application
         self.round = round_
         self.council = council
+        self.place: Place = place_of(session, application)
         self.prospectus: Prospectus = prospectus
         self.stage: AssessmentStage = prospectus.stages.assessment
 
@@ -71,6 +73,7 @@ class Work:
             application=self.application,
             round=self.round,
             council=self.council,
+            place=self.place,
             submitted=self.submitted,
             open=self.open,
         )
@@ -87,6 +90,7 @@ class Header(TypedDict):
     application: Application
     round: Round
     council: Council
+    place: Place  # the lead council alone, or a partnership of it and its member councils
     submitted: bool
     open: bool
 
@@ -100,10 +104,11 @@ class Assigned:
     """An application assigned to the assessor, in their list."""
 
     id: int
-    council: str
+    council: str  # the council, or the partnership's place, its lead and how many others
     reference: str
     round: str
     tag: dict[str, str]  # GOV.UK tag: how far their scoring has gone
+    councils: str = ""  # a partnership's councils (`Westminster (lead), Kensington ...`)
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,7 @@ class ApplicationPage:
     application: Application
     round: Round
     council: Council
+    place: Place  # the lead council alone, or a partnership of it and its member councils
     submitted: bool
     open: bool
 

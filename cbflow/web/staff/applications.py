@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -33,12 +34,14 @@ from cbflow.services import (
     rounds,
 )
 from cbflow.services.documents import answer_sections
+from cbflow.services.partnerships import Place, place_of
 from cbflow.web.applications import APP_STATES
 from cbflow.web.deps import (
     PagesDep,
     SessionDep,
     SettingsDep,
 )
+from cbflow.web.staff.places import council_rows, matching, places_by_id
 from cbflow.web.staff.shared import (
     RoundPage,
     Staff,
@@ -76,6 +79,7 @@ LISTED: list[Any] = [
     Application.support_requested_pence,
     Application.total_score,
     Application.rank,
+    Application.place_name,
 ]
 
 
@@ -104,9 +108,7 @@ class Listing:
         if self.state:
             statement = statement.where(col(Application.state) == self.state)
         if self.q:
-            statement = statement.where(
-                func.lower(Council.name).contains(self.q.lower(), autoescape=True)
-            )
+            statement = statement.where(matching(self.q))
         key = SORTS[self.sort]
         ordered = key.desc() if self.descending else key.asc()
         return statement.order_by(ordered.nulls_last(), col(Council.name))
@@ -174,7 +176,7 @@ def applications_page(
         ApplicationsPage(
             **round_header(request, round_, prospectus, "applications"),
             listing=listing,
-            rows=[_row(r, prospectus) for r in rows],
+            rows=_rows(session, rows, prospectus),
             total=total,
             page=page,
             pages_count=pages_count,
@@ -204,11 +206,23 @@ class ListedRow:
     request: str
     score: str
     rank: int | str
+    place: str = ""  # the partnership's name, or the council's for a council alone
+    lead: str = ""
+    members: tuple[str, ...] = ()  # a partnership's member councils, the lead not among them
+
+    @property
+    def is_partnership(self) -> bool:
+        return bool(self.members)
 
 
-def _row(row: Any, prospectus: Prospectus) -> ListedRow:
+def _rows(session: Session, rows: Sequence[Any], prospectus: Prospectus) -> list[ListedRow]:
+    places = places_by_id(session, [r[0] for r in rows])
+    return [_row(r, prospectus, places.get(r[0])) for r in rows]
+
+
+def _row(row: Any, prospectus: Prospectus, place: Place | None = None) -> ListedRow:
     (ident, reference, code, name, type_name, region, state, eoi_at, bid_at, pence, total, rank) = (
-        row
+        row[:12]
     )
     return ListedRow(
         id=ident,
@@ -223,6 +237,9 @@ def _row(row: Any, prospectus: Prospectus) -> ListedRow:
         request=money_or_blank(pence),
         score=f"{total}%" if total is not None else "",
         rank=rank or "",
+        place=place.name if place is not None and place.is_partnership else name,
+        lead=place.lead.name if place is not None else name,
+        members=tuple(m.name for m in place.members) if place is not None else (),
     )
 
 
@@ -260,10 +277,12 @@ def applications_csv(
             "Support requested (GBP)",
             "Total score (%)",
             "Rank",
+            "Place",
+            "Lead council",
+            "Member councils",
         ]
     )
-    for row in session.execute(listing.query(round_)):
-        shown = _row(row, prospectus)
+    for shown, row in _csv_rows(session, listing.query(round_), prospectus):
         pence = row[9]
         writer.writerow(
             _csv_cell(v)
@@ -279,6 +298,9 @@ def applications_csv(
                 "" if pence is None else f"{pence_to_money(pence):.2f}",
                 row[10] or "",
                 row[11] or "",
+                shown.place,
+                shown.lead,
+                "; ".join(shown.members),
             ]
         )
     return Response(
@@ -286,6 +308,17 @@ def applications_csv(
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{slug}-applications.csv"'},
     )
+
+
+def _csv_rows(
+    session: Session, statement: Any, prospectus: Prospectus, batch: int = 500
+) -> Iterator[tuple[ListedRow, Any]]:
+    """Every listed application with its place, its councils read a batch at a time."""
+    rows = session.execute(statement).all()
+    for start in range(0, len(rows), batch):
+        chunk = rows[start : start + batch]
+        shown = _rows(session, chunk, prospectus)
+        yield from zip(shown, chunk, strict=True)
 
 
 @dataclass(frozen=True)
@@ -302,6 +335,8 @@ class AssessorScores:
 class ApplicationPage(RoundPage):
     application: Application
     council: Council | None
+    place: Place | None  # a partnership's place; None for a council alone
+    councils: list[dict[str, Any]]  # a partnership's councils as summary list rows
     state: str
     forms: list[tuple[str, list[dict[str, Any]]]]  # each form's title and its answers, by section
     files: list[dict[str, Any]]
@@ -325,6 +360,7 @@ def application_page(
     prospectus = rounds.prospectus_of(round_)
     application = application_or_404(session, round_, application_id)
     council = session.get(Council, application.council_code)
+    place = place_of(session, application)
     names = council_names(session)
     forms = [("Expression of interest", prospectus.stages.eoi.form, application.eoi_answers)]
     if prospectus.stages.bid and application.bid_answers:
@@ -341,6 +377,8 @@ def application_page(
             **round_header(request, round_, prospectus, "applications"),
             application=application,
             council=council,
+            place=place if place.is_partnership else None,
+            councils=council_rows(place, prospectus.zone) if place.is_partnership else [],
             state=APP_STATES.get(application.state, application.state),
             forms=[
                 (title, answer_sections(form, answers, names)) for title, form, answers in forms

@@ -37,13 +37,13 @@ from cbflow.web.deps import (
     ShortField,
 )
 from cbflow.web.security import as_id
+from cbflow.web.staff.places import PlaceNames, place_names
 from cbflow.web.staff.shared import (
     DeskDep,
     RoundPage,
     RunRow,
     Staff,
     application_or_404,
-    council_names,
     round_header,
     round_or_404,
     runs_of,
@@ -132,7 +132,7 @@ class AssessmentPage(RoundPage):
     pooled: Pooled | None
     assessor_charts: list[Markup]
     runs: list[RunRow]
-    names: dict[str, str]
+    names: PlaceNames  # each application as the page names it: its council, or its place
 
 
 def _render_assessment(
@@ -147,7 +147,7 @@ def _render_assessment(
     prospectus = rounds.prospectus_of(round_)
     stage = _stage_of(prospectus)
     actions = assessment.assessment_actions(session, round_)
-    names = council_names(session)
+    names = place_names(session, round_.id)
     assessors = list(
         session.exec(select(User).where(User.role == "assessor").order_by(col(User.name)))
     )
@@ -192,7 +192,7 @@ def _render_assessment(
             rows=[
                 AssessedRow(
                     application=a,
-                    council=names.get(a.council_code, a.council_code),
+                    council=names.of(a),
                     assignments=[
                         AssignmentRow(
                             assignment=x,
@@ -219,12 +219,9 @@ def _render_assessment(
                 TaskRow(
                     task=t,
                     application=apps_by_id.get(t.application_id),
-                    council=names.get(
-                        apps_by_id[t.application_id].council_code
-                        if t.application_id in apps_by_id
-                        else "",
-                        "",
-                    ),
+                    council=names.of(apps_by_id[t.application_id], "")
+                    if t.application_id in apps_by_id
+                    else "",
                     criterion=criteria.get(t.criterion_id),
                     scores=scores.get(t.application_id, {}).get(t.criterion_id, []),
                     justifications=justifications.get(t.id or 0, []),

@@ -34,12 +34,12 @@ from cbflow.web.deps import (
     SettingsDep,
     ShortField,
 )
+from cbflow.web.staff.places import place_names
 from cbflow.web.staff.shared import (
     DeskDep,
     RoundPage,
     RunRow,
     Staff,
-    council_names,
     round_header,
     round_or_404,
     runs_of,
@@ -112,7 +112,7 @@ def implementation_page(
     if stage is None:
         raise HTTPException(status_code=404)
     now = clock()
-    names = council_names(session)
+    names = place_names(session, round_.id)
     places = rounds.applications_of(session, round_, *FUNDED)
     rows: list[PlaceRow] = []
     periods: list[str] = []
@@ -122,11 +122,11 @@ def implementation_page(
         if not periods:
             periods = [f"{r.period_start:%b %Y} to {r.period_end:%b %Y}" for r in returns]
         paid = sum(r.payment_pence or 0 for r in returns)
-        payments.append((names.get(application.council_code, ""), float(pence_to_money(paid))))
+        payments.append((names.of(application, ""), float(pence_to_money(paid))))
         rows.append(
             PlaceRow(
                 application=application,
-                council=names.get(application.council_code, application.council_code),
+                council=names.of(application),
                 state=APP_STATES.get(application.state, application.state),
                 returns=[ReturnCell.of(r, now, prospectus) for r in returns],
                 milestones=implementation.milestones_of(session, application),

@@ -29,12 +29,12 @@ from cbflow.web.deps import (
     ShortField,
 )
 from cbflow.web.pages import ROUND_STATES
+from cbflow.web.staff.places import place_names
 from cbflow.web.staff.shared import (
     DeskDep,
     RoundPage,
     RunRow,
     Staff,
-    council_names,
     round_header,
     round_or_404,
     runs_of,
@@ -162,7 +162,7 @@ def selection_page(
     scenario, errors = _scenario(prospectus, places, budget, weights)
     actions = selection.selection_actions(round_)
     ready = actions.ready_state
-    names = council_names(session)
+    names = place_names(session, round_.id)
     decisions: list[selection.Decision] = []
     changes: list[selection.Change] = []
     impossible = ""
@@ -184,7 +184,7 @@ def selection_page(
     stage = prospectus.stages.assessment
 
     def council(application: Application) -> str:
-        return names.get(application.council_code, application.council_code)
+        return names.of(application)
 
     return pages.show(
         request,
@@ -210,7 +210,7 @@ def selection_page(
             changed=[
                 ChangeRow(
                     c,
-                    names.get(c.application.council_code, ""),
+                    names.of(c.application, ""),
                     outcome_tag(c.before),
                     outcome_tag(c.after),
                 )

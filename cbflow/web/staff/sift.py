@@ -30,13 +30,13 @@ from cbflow.web.deps import (
     SettingsDep,
     ShortField,
 )
+from cbflow.web.staff.places import place_names
 from cbflow.web.staff.shared import (
     DeskDep,
     RoundPage,
     RunRow,
     Staff,
     application_or_404,
-    council_names,
     round_header,
     round_or_404,
     runs_of,
@@ -98,12 +98,12 @@ def _render_sift(
     chosen: Iterable[str] | None = None,
 ) -> Response:
     prospectus = rounds.prospectus_of(round_)
-    names = council_names(session)
+    names = place_names(session, round_.id)
     rules = {r.id: r.description for r in prospectus.stages.eoi.sift}
     referred = [
         Referral(
             application=a,
-            council=names.get(a.council_code, a.council_code),
+            council=names.of(a),
             failed=[
                 rules.get(rule, rule)
                 for rule, result in a.sift_results.items()
@@ -130,14 +130,14 @@ def _render_sift(
             candidates=[
                 Candidate(
                     application=a,
-                    council=names.get(a.council_code, a.council_code),
+                    council=names.of(a),
                     submitted=local_when(a.eoi_submitted_at, prospectus),
                     checked=a.reference in ticked,
                 )
                 for a in passed
             ],
             shortlist_size=prospectus.stages.eoi.shortlist,
-            invited=[(a, names.get(a.council_code, a.council_code)) for a in invited],
+            invited=[(a, names.of(a)) for a in invited],
             runs=runs_of(started_runs(session, settings, round_), INVITE_TO_BID, CLOSE_EOI),
         ),
         status_code,
