@@ -89,6 +89,11 @@ class SignOffPage:
     reason: str
 
 
+def _sentence(words: str) -> str:
+    """`sent by ...` as a sentence starts: its first letter alone in capitals."""
+    return words[:1].upper() + words[1:]
+
+
 def _mine(session: Session, user: User, application_id: int) -> Application:
     application = session.get(Application, application_id)
     if application is None or application.certifier_id != user.id:
@@ -218,7 +223,7 @@ def sign_off_home(
                 place=partnerships.place_of(session, application).name,
                 round=round_.title,
                 stage_name=STAGE_NAMES[stage],
-                requested=signoff.requested_words(prospectus, application),
+                requested=_sentence(signoff.requested_words(prospectus, application)),
                 warning=signoff.deadline_warning(prospectus, application, stage, now),
             )
         )

@@ -156,7 +156,9 @@ def _render(
         place_name=typed if typed is not None else stored,
         shown_name=shown if shown is not None else stored,
         limits=_limits(prospectus),
-        problems=tuple(partnerships.submission_problems(session, application)),
+        problems=tuple(
+            p[:1].upper() + p[1:] for p in partnerships.submission_problems(session, application)
+        ),
         errors=errors,
         error_list=errors_as_list(errors),
         problem=problem,
