@@ -47,11 +47,11 @@ from cbflow.services import offers
 from cbflow.services.applications import Stage, all_answers, form_of
 from cbflow.services.assessment import ApplicationResult, assessor_profiles, moderation_tasks
 from cbflow.services.implementation import milestones_of, returns_of
-from cbflow.services.partnerships import Place, place_of
+from cbflow.services.partnerships import Place, on_behalf_of, place_label, place_of
 from cbflow.services.rounds import prospectus_of
 from cbflow.services.selection import frontier
 from cbflow.settings import get_settings
-from cbflow.wording import and_list, body_in_prose, council_in_prose, plural
+from cbflow.wording import body_in_prose, council_in_prose, plural
 
 DOCUMENT_TITLES = {
     "prospectus": "Prospectus",
@@ -100,27 +100,6 @@ def _council(council: Council) -> dict[str, str]:
         "type_name": council.type_name,
         "region": council.region,
     }
-
-
-def place_label(place: Place) -> str:
-    """How a list names an application: a council alone by its name; a partnership by its
-    place, its lead and how many others (`Greater Manchester (Manchester and 9 other
-    councils)`)."""
-    if not place.is_partnership:
-        return place.lead.name
-    others = len(place.members)
-    return (
-        f"{place.name} ({place.lead.name} and {others} other council{'' if others == 1 else 's'})"
-    )
-
-
-def on_behalf_of(place: Place, lead: Council) -> str | None:
-    """A partnership's line in its documents: `Greater Manchester: a partnership of Bolton,
-    Bury and Wigan, led by Manchester City Council`. None for a council alone."""
-    if not place.is_partnership:
-        return None
-    members = and_list([m.name for m in place.members])
-    return f"{place.name}: a partnership of {members}, led by {lead.official_name}"
 
 
 def letter_of(

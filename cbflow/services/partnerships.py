@@ -439,3 +439,24 @@ def submission_problems(session: Session, application: Application) -> list[str]
     if not application.place_name:
         problems.append("the partnership's place has no name")
     return problems
+
+
+def place_label(place: Place) -> str:
+    """How a list names an application: a council alone by its name; a partnership by its
+    place, its lead and how many others (`Greater Manchester (Manchester and 9 other
+    councils)`)."""
+    if not place.is_partnership:
+        return place.lead.name
+    others = len(place.members)
+    return (
+        f"{place.name} ({place.lead.name} and {others} other council{'' if others == 1 else 's'})"
+    )
+
+
+def on_behalf_of(place: Place, lead: Council) -> str | None:
+    """A partnership's line in its documents: `Greater Manchester: a partnership of Bolton,
+    Bury and Wigan, led by Manchester City Council`. None for a council alone."""
+    if not place.is_partnership:
+        return None
+    members = and_list([m.name for m in place.members])
+    return f"{place.name}: a partnership of {members}, led by {lead.official_name}"

@@ -8,8 +8,7 @@ from fastapi.responses import Response
 
 from cbflow.models import Council, Round
 from cbflow.services import assessment
-from cbflow.services.documents import place_label
-from cbflow.services.partnerships import place_of
+from cbflow.services.partnerships import place_label, place_of
 from cbflow.web.assessor.shared import (
     STATUS_TAGS,
     Assessor,

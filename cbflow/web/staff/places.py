@@ -14,8 +14,7 @@ from sqlmodel import Session, col, select
 
 from cbflow.formatting import long_date
 from cbflow.models import Application, ApplicationMember, Council
-from cbflow.services.documents import place_label
-from cbflow.services.partnerships import MemberView, Place
+from cbflow.services.partnerships import MemberView, Place, place_label
 
 
 def _places(session: Session, *where: Any) -> dict[int, Place]:
