@@ -13,8 +13,9 @@ from decimal import Decimal
 
 from conftest import ROOT, london
 from sqlmodel import select
+from test_open_data import grants_validator, ocds_validator, problems
 
-from cbflow import simulate
+from cbflow import opendata, simulate
 from cbflow.db import session_scope
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, Council, User
@@ -28,6 +29,7 @@ EOI_CLOSE = london(2011, 11, 10, 12, 0)
 BID_DAY = london(2011, 12, 12, 10, 0)
 BID_CLOSE = london(2011, 12, 14, 12, 0)
 ASSESS_DAY = london(2011, 12, 15, 10, 0)
+DECIDED = london(2011, 12, 21, 9, 0)
 STAFF = "programme.team@communities.example"
 SEED = 2011
 
@@ -213,3 +215,27 @@ def test_the_six_places_shortlisted_in_2011_and_the_four_chosen(cbflow_env: Sett
         "Hammersmith and Fulham",
         "Kensington and Chelsea",
     ]
+
+    # decided on the day, and published as open data valid against the standards' schemas
+    with session_scope() as session:
+        round_ = rounds.get_round(session, "whole-place-2011")
+        selection.decide(session, round_=round_, actor=STAFF, now=DECIDED)
+    with session_scope() as session:
+        round_ = rounds.get_round(session, "whole-place-2011")
+        grants = opendata.grants_package(session, round_, now=DECIDED, url="https://example/g")
+        ocds = opendata.ocds_package(session, round_, now=DECIDED, url="https://example/o")
+    assert problems(grants_validator(), grants) == []
+    assert problems(ocds_validator(), ocds) == []
+    manchester = next(g for g in grants["grants"] if g["title"].endswith("Greater Manchester"))
+    assert manchester["recipientOrganization"] == [
+        {"id": "GB-LAE-MAN", "name": "Manchester City Council"}
+    ]
+    assert len(manchester["beneficiaryLocation"]) == 10
+    assert (
+        "a partnership of Manchester City Council, Bolton Metropolitan Borough Council"
+        in manchester["description"]
+    )
+    award = next(
+        a for a in ocds["releases"][-1]["awards"] if a["title"].endswith("West London Tri-borough")
+    )
+    assert {s["id"] for s in award["suppliers"]} == {"GB-LAE-WSM", "GB-LAE-HMF", "GB-LAE-KEC"}
