@@ -16,7 +16,7 @@ from cbflow.forms import money_to_pence, parse_money, validate_answers
 from cbflow.lifecycle import APP_TRANSITIONS, AppState
 from cbflow.models import Application, Council, Round
 from cbflow.prospectus import Form, Prospectus, Window
-from cbflow.services import drafts, partnerships
+from cbflow.services import contributions, drafts, partnerships
 from cbflow.services.audit import record, transition
 from cbflow.services.rounds import prospectus_of
 
@@ -344,10 +344,12 @@ def save_draft(
 
 def readiness_problems(session: Session, application: Application, stage: Stage) -> list[str]:
     """What, beyond its answers, stops the stage's form being submitted: the partnership's
-    councils (at the EOI). Each is a sentence without its full stop, to list on the page."""
+    councils (at the EOI), the partners' contributions (at the stage the prospectus asks for
+    them). Each is a sentence without its full stop, to list on the page."""
     problems: list[str] = []
     if stage == "eoi":
         problems += partnerships.submission_problems(session, application)
+    problems += contributions.submission_problems(session, application, stage)
     return problems
 
 
