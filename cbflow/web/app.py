@@ -29,6 +29,7 @@ from cbflow.web import (
     auth,
     offer,
     pages,
+    partner,
     replication,
     returns,
     staff,
@@ -157,6 +158,7 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
     app.include_router(staff.router)
     app.include_router(assessor.router)
     app.include_router(replication.router)
+    app.include_router(partner.router)
     app.include_router(timeout.router)
     app.add_exception_handler(timeout.SignedOutForInactivity, timeout.signed_out_response)
 
