@@ -38,8 +38,8 @@ class PartnerPage:
     amounts: tuple[tuple[str, str], ...]  # (year, amount)
     total: str
     until: str  # when the link stops working
-    name: str  # as typed
-    reason: str  # as typed
+    typed_name: str  # as typed
+    typed_reason: str  # as typed
     errors: dict[str, str]
     error_list: list[dict[str, str]]
 
@@ -93,8 +93,8 @@ def _show(
         amounts=tuple((y, money(contributions.pence_of(row, y))) for y in years),
         total=money(contributions.total_pence(row)),
         until=local_deadline(row.token_expires_at, prospectus),
-        name=name,
-        reason=reason,
+        typed_name=name,
+        typed_reason=reason,
         errors=errors,
         error_list=errors_as_list(errors),
     )
