@@ -46,7 +46,7 @@ OWNERS = {
     "models": {"applicant"},
 }
 # /demo/sign-in answers 404 to everyone outside demo mode (tests/test_demo_people.py)
-PUBLIC = {"", "sign-in", "signed-out", "healthz", "sign-out", "session", "demo"}
+PUBLIC = {"", "sign-in", "signed-out", "healthz", "sign-out", "session", "demo", "partner"}
 ROLES = [
     "anonymous",
     "applicant",
@@ -67,6 +67,8 @@ MISSING = {
     "/staff/rounds/{slug}/applications/{application_id}/files/{sha256}",
     # the world's round takes councils on their own: its applications have no partnership
     "/applications/{application_id}/partnership",
+    # nor does it ask for partners' contributions
+    "/applications/{application_id}/partners",
 }
 # pages that send their owner on to the page that applies now
 REDIRECTS = {"/applications/{application_id}"}
@@ -129,6 +131,7 @@ def world(cbflow_env: Settings) -> World:
             "period": "1",
             "kind": "ocds",
             "council_code": "BOL",
+            "contribution_id": "1",
         }
         assert mine is not None
         emails = {"assessor": mine.email, "other-assessor": "nobody@assessors.example"}

@@ -482,3 +482,66 @@ def test_typed_contributions_are_bounded_and_each_field_is_named() -> None:
     )
     assert ten_bn.amounts == {"2012-13": 1_000_000_000_000, "2013-14": 0}
     assert contributions.pounds_total(ten_bn.amounts["2012-13"]) == Decimal("10000000000.00")
+
+
+def test_open_data_gives_each_grant_its_partners_confirmed_pooled_budget(
+    cbflow_env: Settings,
+) -> None:
+    import round_walk
+    from test_open_data import grants_validator, problems
+
+    from cbflow import opendata, stages
+    from cbflow.lifecycle import FUNDED
+    from cbflow.services import assessment
+
+    source = edit(round_walk.SOURCE, partners_key("bid"))
+    round_walk.to_assessment(source, assessors=3)
+    round_walk.score_everything()
+    stages.open_moderation(round_walk.SLUG, now=round_walk.ASSESS_DAY)
+    with session_scope() as session:
+        round_ = rounds.get_round(session, round_walk.SLUG)
+        for task in assessment.moderation_tasks(session, round_):
+            assessment.moderate(
+                session,
+                task=task,
+                score=3,
+                reason="agreed",
+                actor="staff",
+                now=round_walk.FINAL_DAY,
+            )
+    stages.finalise_assessment(round_walk.SLUG, now=round_walk.FINAL_DAY)
+    stages.decide(round_walk.SLUG, now=round_walk.DECIDE_DAY)
+    with session_scope() as session:
+        funded = [a for a in session.exec(select(Application)).all() if a.state in FUNDED]
+        assert funded
+        first = funded[0]
+        assert first.id is not None
+        for status, pence in (("confirmed", 123_456_789), ("declined", 5_00), ("awaiting", 7_00)):
+            session.add(
+                PartnerContribution(
+                    application_id=first.id,
+                    organisation=f"Partner {status}",
+                    partner_type="health",
+                    contact_name="Pat",
+                    contact_email="pat@example.org",
+                    amounts={"2012-13": pence},
+                    status=status,
+                    created_at=round_walk.BID_DAY,
+                    created_by="lee",
+                )
+            )
+        first_id = first.id
+    with session_scope() as session:
+        round_ = rounds.get_round(session, round_walk.SLUG)
+        package = opendata.grants_package(
+            session, round_, now=round_walk.START_DAY, url="https://example.org/grants.json"
+        )
+        ids = {a.id: a.council_code for a in session.exec(select(Application)).all()}
+    assert problems(grants_validator(), package) == []
+    said = "Partners' confirmed contributions to the pooled budget:"
+    for grant in package["grants"]:
+        assert said in grant["description"]
+        if grant["id"].endswith(f"-{ids[first_id]}"):
+            assert f"{said} £1,234,567.89." in grant["description"]
+        else:
+            assert f"{said} £0.00." in grant["description"]
