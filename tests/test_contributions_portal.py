@@ -220,3 +220,21 @@ def test_a_round_without_partners_has_no_partners_page(clients: dict[str, TestCl
     application_id, base = start(council, slug)
     assert "Partners and contributions" not in council.get(base).text
     assert council.get(f"/applications/{application_id}/partners").status_code == 404
+
+
+def test_a_partners_link_is_kept_out_of_the_logs() -> None:
+    import logging
+
+    from cbflow.web.partner import RedactPartnerTokens
+
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        "",
+        0,
+        '%s - "%s %s HTTP/1.1" %d',
+        ("127.0.0.1", "GET", "/partner/abc-DEF_123?x=1", 200),
+        None,
+    )
+    RedactPartnerTokens().filter(record)
+    assert record.getMessage() == '127.0.0.1 - "GET /partner/[token]?x=1 HTTP/1.1" 200'
