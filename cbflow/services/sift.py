@@ -118,9 +118,12 @@ def close_eoi(session: Session, *, round_: Round, actor: str, now: datetime) -> 
     if round_.state != RoundState.LAUNCHED:
         return Counter(a.state for a in applications_of(session, round_))
     outcomes: Counter[str] = Counter()
+    pooled_checked = any(
+        rule.check.confirmed_pooled_min is not None for rule in prospectus.stages.eoi.sift
+    )
     for application in applications_of(session, round_, AppState.EOI_SUBMITTED):
         results = {}
-        pooled = contributions.confirmed_total_pence(session, application)
+        pooled = contributions.confirmed_total_pence(session, application) if pooled_checked else 0
         for rule in prospectus.stages.eoi.sift:
             passed = check_passes(rule.check, application.eoi_answers, pooled)
             results[rule.id] = {"passed": passed, "on_fail": rule.on_fail}
