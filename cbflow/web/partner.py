@@ -156,8 +156,10 @@ def partner_answer(
 ) -> Response:
     now = clock()
     row = contributions.by_link(session, token, now)
-    if row is None or answer not in ("confirm", "decline"):
+    if row is None:
         return _unusable(request, pages)
+    if answer not in ("confirm", "decline"):  # not a form of the page: nothing is spent
+        return _show(request, pages, session, token, row, status_code=400)
     try:
         row = contributions.respond(
             session, token=token, confirm=answer == "confirm", name=name, reason=reason, now=now
