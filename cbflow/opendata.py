@@ -24,11 +24,12 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from cbflow.errors import CbflowError
+from cbflow.formatting import money
 from cbflow.forms import money_to_pence
 from cbflow.lifecycle import FUNDED, RoundState
 from cbflow.models import Application, AuditEvent, Council, ReturnRecord, Round
 from cbflow.prospectus import OpenData, Period, Prospectus
-from cbflow.services import partnerships
+from cbflow.services import contributions, partnerships
 from cbflow.services.rounds import applications_of, prospectus_of
 from cbflow.settings import Settings
 from cbflow.wording import and_list
@@ -160,10 +161,14 @@ def grants_package(session: Session, round_: Round, *, now: datetime, url: str) 
                 f", lead council of {_place_title(application, council)}, a partnership of "
                 f"{and_list([c.official_name for c in place])}"
             )
+        pooled = ""
+        if prospectus.partners is not None:  # what the place's partners confirmed they put in
+            confirmed = contributions.confirmed_total_pence(session, application)
+            pooled = f" Partners' confirmed contributions to the pooled budget: {money(confirmed)}."
         grant: dict[str, Any] = {
             "id": f"{ids.grant_prefix}-{round_.slug}-{council.code}",
             "title": f"{prospectus.title}: {_place_title(application, council)}",
-            "description": f"{prospectus.title}, {recipient}. {about}{terms}",
+            "description": f"{prospectus.title}, {recipient}. {about}{terms}{pooled}",
             "currency": "GBP",
             "amountAwarded": _amount(earned if requested is None else requested),
             "awardDate": _local_date(application.decided_at, prospectus),

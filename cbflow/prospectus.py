@@ -344,9 +344,11 @@ class Timetable(Strict):
 
 
 class SiftCheck(Strict):
-    """One automatic check on an expression of interest. Give the question and one condition."""
+    """One automatic check on an expression of interest. Give the question and one condition,
+    or `confirmed_pooled_min` alone: the partners' confirmed contributions to the pooled budget,
+    over all years, at least this many pounds (where the partners are asked at the EOI)."""
 
-    question: str
+    question: str | None = None
     min_rows: Annotated[int, Field(ge=0)] | None = None
     max_rows: Annotated[int, Field(ge=0)] | None = None
     answered: bool | None = None
@@ -354,6 +356,7 @@ class SiftCheck(Strict):
     min: Decimal | None = None
     max: Decimal | None = None
     min_words: Annotated[int, Field(ge=0)] | None = None
+    confirmed_pooled_min: Annotated[Money, Field(ge=0)] | None = None
 
     @model_validator(mode="after")
     def _one_condition(self) -> SiftCheck:
@@ -361,8 +364,16 @@ class SiftCheck(Strict):
         if not conditions:
             raise ValueError(
                 "a check needs a condition besides question: one of min_rows, max_rows, "
-                "answered, equals, min, max, min_words"
+                "answered, equals, min, max, min_words, confirmed_pooled_min"
             )
+        if "confirmed_pooled_min" in conditions:
+            if len(conditions) > 1 or self.question is not None:
+                raise ValueError(
+                    "confirmed_pooled_min is a check of its own: give it without question or "
+                    "another condition"
+                )
+        elif self.question is None:
+            raise ValueError("a check needs the question it reads")
         return self
 
 
@@ -506,6 +517,59 @@ class Partnership(Strict):
         return self
 
 
+PARTNER_TYPES = {
+    "police": "Police",
+    "health": "Health",
+    "fire_and_rescue": "Fire and rescue",
+    "jobcentre_plus": "Jobcentre Plus",
+    "housing": "Housing",
+    "voluntary_sector": "Voluntary sector",
+    "probation": "Probation",
+    "other": "Other",
+}
+FINANCIAL_YEAR = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def partner_type_name(partner_type: str) -> str:
+    """A partner type in words: `fire_and_rescue` is "Fire and rescue"."""
+    return PARTNER_TYPES.get(partner_type, partner_type.replace("_", " ").capitalize())
+
+
+class Partners(Strict):
+    """The public services of the place (police, health, fire and rescue ...) and what each puts
+    into the pooled budget per financial year, asked of the council at one stage; each partner's
+    named contact confirms or declines their contribution through a single-use link."""
+
+    stage: Literal["eoi", "bid"] = "bid"
+    types: Annotated[
+        list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]],
+        Field(min_length=1),
+    ] = list(PARTNER_TYPES)
+    # financial years, "2012-13", in order and one after another
+    years: Annotated[list[str], Field(min_length=1, max_length=20)]
+    # every contribution confirmed before the stage's form can be submitted
+    require_confirmed: bool = False
+    min_partners: Annotated[int, Field(ge=0, le=100)] = 0
+
+    @model_validator(mode="after")
+    def _years_and_types(self) -> Partners:
+        for i, year in enumerate(self.years):
+            match = FINANCIAL_YEAR.match(year)
+            if match is None or (int(match.group(1)) + 1) % 100 != int(match.group(2)):
+                raise LocatedError(
+                    ("years", i), f"{year!r} is not a financial year written like 2012-13"
+                )
+            if i and int(year[:4]) != int(self.years[i - 1][:4]) + 1:
+                raise LocatedError(
+                    ("years", i),
+                    f"{year!r} does not follow {self.years[i - 1]!r}: give the years in order, "
+                    "one after another",
+                )
+        if len(set(self.types)) != len(self.types):
+            raise LocatedError(("types",), "each partner type may be listed once")
+        return self
+
+
 class Applicants(Strict):
     """Who may apply: a council on its own, a partnership of councils, or either."""
 
@@ -623,6 +687,7 @@ class Prospectus(Strict):
     selection: Selection = Selection()
     open_data: OpenData | None = None
     grant_offer: GrantOffer = GrantOffer()
+    partners: Partners | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -654,10 +719,24 @@ class Prospectus(Strict):
             raise LocatedError(("timetable",), "stages.bid needs timetable.bid (its window)")
         if self.sign_off and "bid" in self.sign_off.stages and not stages.bid:
             raise LocatedError(("sign_off", "stages"), "there is no bid stage to sign off")
+        if self.partners is not None and self.partners.stage == "bid" and stages.bid is None:
+            raise LocatedError(
+                ("partners", "stage"),
+                "the round has no bid stage: ask for the partners at the eoi stage",
+            )
         if timetable.bid and timetable.bid.opens_at(self.zone) < timetable.eoi.closes_at(self.zone):
             raise LocatedError(("timetable", "bid", "opens"), "bids must open after the EOI closes")
         for i, rule in enumerate(stages.eoi.sift):
             here = ("stages", "eoi", "sift", i, "check")
+            if rule.check.confirmed_pooled_min is not None:
+                if self.partners is None or self.partners.stage != "eoi":
+                    raise LocatedError(
+                        (*here, "confirmed_pooled_min"),
+                        "confirmed_pooled_min needs partners asked at the expression of "
+                        "interest (partners: {stage: eoi, ...})",
+                    )
+                continue
+            assert rule.check.question is not None
             question = stages.eoi.form.question(rule.check.question)
             if question is None:
                 raise LocatedError(

@@ -47,7 +47,7 @@ OWNERS = {
     "sign-off": {"certifier"},
 }
 # /demo/sign-in answers 404 to everyone outside demo mode (tests/test_demo_people.py)
-PUBLIC = {"", "sign-in", "signed-out", "healthz", "sign-out", "session", "demo"}
+PUBLIC = {"", "sign-in", "signed-out", "healthz", "sign-out", "session", "demo", "partner"}
 ROLES = [
     "anonymous",
     "applicant",
@@ -73,6 +73,8 @@ MISSING = {
     "/applications/{application_id}/partnership",
     # nor does it ask for sign-off: nothing was sent to a certifier
     "/sign-off/{application_id}/{stage}",
+    # nor does it ask for partners' contributions
+    "/applications/{application_id}/partners",
 }
 # pages that send their owner on to the page that applies now
 REDIRECTS = {"/applications/{application_id}"}
@@ -135,6 +137,7 @@ def world(cbflow_env: Settings) -> World:
             "period": "1",
             "kind": "ocds",
             "council_code": "BOL",
+            "contribution_id": "1",
         }
         assert mine is not None
         emails = {"assessor": mine.email, "other-assessor": "nobody@assessors.example"}

@@ -16,7 +16,7 @@ from cbflow.forms import money_to_pence, parse_money, validate_answers
 from cbflow.lifecycle import APP_TRANSITIONS, AppState
 from cbflow.models import Application, Council, Round
 from cbflow.prospectus import Form, Prospectus, Window
-from cbflow.services import drafts, partnerships
+from cbflow.services import contributions, drafts, partnerships
 from cbflow.services.audit import record, transition
 from cbflow.services.rounds import prospectus_of
 
@@ -342,13 +342,24 @@ def save_draft(
     return application
 
 
-def readiness_problems(session: Session, application: Application, stage: Stage) -> list[str]:
-    """What, beyond its answers, stops the stage's form being submitted: the partnership's
-    councils (at the EOI). Each is a sentence without its full stop, to list on the page."""
-    problems: list[str] = []
+Concern = Literal["partnership", "partners"]  # the page where a problem is put right
+
+
+def readiness(
+    session: Session, application: Application, stage: Stage
+) -> list[tuple[str, Concern]]:
+    """What, beyond its answers, stops the stage's form being submitted, each with the page
+    that puts it right: the partnership's councils (at the EOI), the partners' contributions
+    (at the stage the prospectus asks for them). Each is a sentence without its full stop."""
+    found: list[tuple[str, Concern]] = []
     if stage == "eoi":
-        problems += partnerships.submission_problems(session, application)
-    return problems
+        found += [
+            (p, "partnership") for p in partnerships.submission_problems(session, application)
+        ]
+    found += [
+        (p, "partners") for p in contributions.submission_problems(session, application, stage)
+    ]
+    return found
 
 
 class SignOffRequired(CbflowError):
@@ -356,11 +367,13 @@ class SignOffRequired(CbflowError):
 
 
 class NotReadyToSubmit(CbflowError):
-    """The application's councils are not ready to submit: the reasons, in order."""
+    """The application is not ready to submit: the reasons, in order, and for each the page
+    that puts it right."""
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(problems))
+    def __init__(self, found: list[tuple[str, Concern]]) -> None:
+        self.problems = [text for text, _ in found]
+        self.concerns = [concern for _, concern in found]
+        super().__init__("; ".join(self.problems))
 
 
 def submit(
@@ -397,9 +410,9 @@ def submit(
             f"{prospectus.title} asks for sign-off by the council's "
             f"{prospectus.sign_off.role.lower()}: send it to your certifier to approve"
         )
-    problems = readiness_problems(session, application, stage)
-    if problems:
-        raise NotReadyToSubmit(problems)
+    found = readiness(session, application, stage)
+    if found:
+        raise NotReadyToSubmit(found)
     if stage == "bid" and application.state == AppState.INVITED:
         transition(
             session, application, AppState.BID_DRAFT, actor=actor, now=now, reason="bid started"

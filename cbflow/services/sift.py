@@ -13,9 +13,11 @@ from sqlmodel import Session, col, select
 
 from cbflow.errors import CbflowError
 from cbflow.formatting import long_deadline
+from cbflow.forms import money_to_pence
 from cbflow.lifecycle import AppState, RoundState
 from cbflow.models import Application, Council, Round
 from cbflow.prospectus import SiftCheck, SiftRule
+from cbflow.services import contributions
 from cbflow.services.applications import not_reached
 from cbflow.services.audit import transition
 from cbflow.services.rounds import applications_of, prospectus_of
@@ -65,11 +67,17 @@ def sift_reason(failed: list[SiftRule], target: AppState) -> str:
     )
 
 
-def check_passes(check: SiftCheck, answers: dict[str, Any]) -> bool:
-    """Whether every condition the check states holds for the answers."""
-    value = answers.get(check.question)
+def check_passes(
+    check: SiftCheck, answers: dict[str, Any], confirmed_pooled_pence: int = 0
+) -> bool:
+    """Whether every condition the check states holds for the answers (and, for
+    `confirmed_pooled_min`, the partners' confirmed contributions over all years)."""
+    value = answers.get(check.question) if check.question is not None else None
     stated = check.model_fields_set - {"question"}
     results: list[bool] = []
+    if "confirmed_pooled_min" in stated:
+        assert check.confirmed_pooled_min is not None
+        results.append(confirmed_pooled_pence >= money_to_pence(check.confirmed_pooled_min))
     if "answered" in stated:
         results.append((value not in (None, "", [], {})) == check.answered)
     if "equals" in stated:
@@ -110,10 +118,14 @@ def close_eoi(session: Session, *, round_: Round, actor: str, now: datetime) -> 
     if round_.state != RoundState.LAUNCHED:
         return Counter(a.state for a in applications_of(session, round_))
     outcomes: Counter[str] = Counter()
+    pooled_checked = any(
+        rule.check.confirmed_pooled_min is not None for rule in prospectus.stages.eoi.sift
+    )
     for application in applications_of(session, round_, AppState.EOI_SUBMITTED):
         results = {}
+        pooled = contributions.confirmed_total_pence(session, application) if pooled_checked else 0
         for rule in prospectus.stages.eoi.sift:
-            passed = check_passes(rule.check, application.eoi_answers)
+            passed = check_passes(rule.check, application.eoi_answers, pooled)
             results[rule.id] = {"passed": passed, "on_fail": rule.on_fail}
         failed = [rid for rid, r in results.items() if not r["passed"]]
         if any(results[rid]["on_fail"] == "fail" for rid in failed):

@@ -148,9 +148,9 @@ def send(
         or certifier.council_code != application.council_code
     ):
         raise ValidationFailed({"certifier": "Choose your council’s certifier"})
-    problems = service.readiness_problems(session, application, stage)
-    if problems:
-        raise NotReadyToSubmit(problems)
+    found = service.readiness(session, application, stage)
+    if found:
+        raise NotReadyToSubmit(found)
     form = service.form_of(prospectus, stage)
     answers = application.eoi_answers if stage == "eoi" else application.bid_answers
     validate_answers(form, answers, complete=True, councils=service.council_codes(session))

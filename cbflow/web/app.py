@@ -29,6 +29,7 @@ from cbflow.web import (
     auth,
     offer,
     pages,
+    partner,
     replication,
     returns,
     signoff,
@@ -159,6 +160,8 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
     app.include_router(assessor.router)
     app.include_router(signoff.router)
     app.include_router(replication.router)
+    app.include_router(partner.router)
+    partner.keep_partner_tokens_out_of_logs()  # as the sign-in links': a link's path is its token
     app.include_router(timeout.router)
     app.add_exception_handler(timeout.SignedOutForInactivity, timeout.signed_out_response)
 

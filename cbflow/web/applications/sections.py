@@ -27,6 +27,7 @@ from cbflow.services.applications import Stage
 from cbflow.services.drafts import EditConflict
 from cbflow.web import forms_ui
 from cbflow.web.answers import conflict_view
+from cbflow.web.applications import partners
 from cbflow.web.applications.shared import (
     BUSY,
     BUSY_ERRORS,
@@ -102,6 +103,9 @@ def task_list(
     partnership = _partnership_task(session, ctx)
     if partnership is not None:
         items.insert(0, partnership)
+    partners_row = partners.partners_task(session, ctx)
+    if partners_row is not None:
+        items.insert(1 if partnership is not None else 0, partners_row)
     done = statuses.count("Completed")
     page = page_of(
         TaskListPage,

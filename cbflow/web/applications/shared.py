@@ -117,6 +117,12 @@ class Context:
         """The application's partnership page (its councils and their confirmations)."""
         return path_for(self.request, "partnership_page", application_id=self.application.id)
 
+    def url_of_concern(self, concern: service.Concern) -> str:
+        """The page that puts right what stops a submission besides its answers."""
+        if concern == "partners":
+            return path_for(self.request, "partners_page", application_id=self.application.id)
+        return self.url_of_partnership()
+
     @property
     def base(self) -> str:
         """The stage's task list."""

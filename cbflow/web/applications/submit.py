@@ -82,11 +82,12 @@ def _render_check(
     now: datetime,
     closed: bool,
     errors: dict[str, str] | None = None,
-    partnership: list[str] | None = None,
+    waiting: service.NotReadyToSubmit | None = None,
     status_code: int = 200,
 ) -> Response:
-    """The answers to check and the declaration. `partnership`: what still stops the
-    partnership's councils being submitted, each linking to the partnership's page."""
+    """The answers to check and the declaration. `waiting`: what still stops it being
+    submitted besides its answers (the partnership, the partners), each linking to the page
+    that puts it right."""
     names = councils_service.council_names(session)
     common = ctx.page(now, closed=closed)
     sections = []
@@ -129,8 +130,12 @@ def _render_check(
         errors=errors,
         error_list=[{"text": m, "href": f"#{k}"} for k, m in errors.items()]
         + [
-            {"text": p[:1].upper() + p[1:], "href": ctx.url_of_partnership()}
-            for p in partnership or []
+            {"text": text[:1].upper() + text[1:], "href": ctx.url_of_concern(concern)}
+            for text, concern in zip(
+                waiting.problems if waiting else [],
+                waiting.concerns if waiting else [],
+                strict=True,
+            )
         ],
     )
     return pages.show(request, "application/check.html", page, status_code)
@@ -188,7 +193,7 @@ def submit(
             ctx,
             now=now,
             closed=False,
-            partnership=waiting.problems,
+            waiting=waiting,
             status_code=400,
         )
     # the submission is durable before it is acknowledged, and before its receipt is asked for
@@ -258,7 +263,7 @@ def send_for_sign_off(
             ctx,
             now=now,
             closed=False,
-            partnership=waiting.problems,
+            waiting=waiting,
             status_code=400,
         )
     except CbflowError as exc:
