@@ -190,3 +190,16 @@ def test_the_people_page_keeps_the_role_chosen_when_the_form_comes_back(
     checked = re.findall(r'<input[^>]*value="(\w+)"[^>]*checked', answer.text)
     assert checked == ["assessor"]
     assert 'action="/admin/people"' in answer.text
+
+
+def test_no_template_capitalizes_what_names_people_or_places() -> None:
+    """Jinja's `capitalize` lowers every letter after the first: "Kensington and chelsea", "(gmt)".
+    Sentences that begin with a name are capitalised in Python, first letter only."""
+    found = [
+        f"{path.relative_to(TEMPLATES)}:{number}"
+        for path in sorted(TEMPLATES.rglob("*"))
+        if path.suffix in (".html", ".txt")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"\|\s*capitalize\b", line)
+    ]
+    assert found == []

@@ -187,7 +187,10 @@ def _render(
         confirmed_per_year=tuple(money(totals.per_year[y]) for y in years),
         confirmed_total=money(totals.overall),
         rules=_rules(partners),
-        problems=tuple(contributions.submission_problems(session, application, partners.stage)),
+        problems=tuple(
+            p[:1].upper() + p[1:]
+            for p in contributions.submission_problems(session, application, partners.stage)
+        ),
         can_change=closed_reason is None,
         closed_reason=closed_reason,
         editing=editing,
