@@ -1,7 +1,9 @@
 """A partnership's bid in a real browser, each person in their own: Westminster's officer leads
 the West London Tri-borough, names it and adds Kensington and Chelsea and Hammersmith and
-Fulham; each member's officer confirms and edits a section; the lead sends it for sign-off; the
-certifier returns it once, then approves it; staff, an assessor and the receipt see the place
+Fulham; each member's officer confirms and edits a section; the lead names three partners, who
+answer through their single-use links (two confirm, the fire brigade declines with a reason and
+is taken out, since the round wants every contribution confirmed); the lead sends it for
+sign-off; the certifier returns it once, then approves it; staff, an assessor and the receipt see the place
 with its councils. Every page is axe-checked (no serious or critical violation) and
 photographed."""
 
@@ -37,6 +39,16 @@ check_page = harness.check_page
 SLUG = "whole-place-2011"
 NOW = london(2011, 11, 1, 10, 0)
 SIGN_OFF = ("capacity:\n", "sign_off: {role: Chief executive}\ncapacity:\n")
+PARTNERS = (
+    "capacity:\n",
+    'partners: {stage: eoi, years: ["2012-13", "2013-14"], require_confirmed: true}\ncapacity:\n',
+)
+# the place's partners: organisation, type, contact, e-mail, and each year's contribution
+THREE_PARTNERS = [
+    ("Metropolitan Police", "Police", "Pat Police", "pat@met.police.example", "250000", "250000"),
+    ("NHS North West London", "Health", "Hana Health", "hana@nhs.example", "1200000", "1300000"),
+    ("London Fire Brigade", "Fire and rescue", "Fred Fire", "fred@lfb.example", "80000", "80000"),
+]
 LEAD = "lee@westminster.gov.uk"
 KEC = "kim@rbkc.gov.uk"
 HMF = "hal@lbhf.gov.uk"
@@ -83,6 +95,18 @@ def person(browser: Browser, portal: str, email: str) -> Iterator[Page]:
     assert errors == []
 
 
+@contextmanager
+def anonymous(browser: Browser) -> Iterator[Page]:
+    """A browser of someone with no account: a partner's contact."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(path=str(harness.AXE))
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
 def click(page: Page, name: str, role: str = "button") -> None:
     page.get_by_role(role, name=name).first.click()  # type: ignore[arg-type]
     page.wait_for_load_state()
@@ -115,7 +139,9 @@ def test_a_partnership_bid_from_start_to_the_assessor(
     browser: Browser, portal: str, cbflow_env: Settings
 ) -> None:
     source = (ROOT / "prospectus" / "whole-place-2011.yaml").read_text(encoding="utf-8")
-    stages.launch(edit(source, SIGN_OFF), "whole-place-2011.yaml", now=london(2011, 10, 17))
+    stages.launch(
+        edit(source, SIGN_OFF, PARTNERS), "whole-place-2011.yaml", now=london(2011, 10, 17)
+    )
     add_user(LEAD, "applicant", council="WSM", name="Lee Lead")
     add_user(KEC, "applicant", council="KEC", name="Kim Kensington")
     add_user(HMF, "applicant", council="HMF", name="Hal Hammersmith")
@@ -155,6 +181,54 @@ def test_a_partnership_bid_from_start_to_the_assessor(
             member.locator("textarea").first.fill(text)
             click(member, "Save and continue")
             check_page(member, f"partnership-member-edited-{email.split('@')[0]}")
+
+    # the lead names the partners and asks each to confirm their contribution
+    with person(browser, portal, LEAD) as lead:
+        lead.goto(f"{portal}/applications/{application_id}/eoi")
+        click(lead, "Partners and contributions", role="link")
+        for organisation, kind, contact, email, first, second in THREE_PARTNERS:
+            lead.get_by_label("Organisation").fill(organisation)
+            lead.get_by_label("Type of partner").select_option(label=kind)
+            lead.get_by_label("Contact’s name").fill(contact)
+            lead.get_by_label("Contact’s email address").fill(email)
+            lead.get_by_label("Contribution in 2012-13").fill(first)
+            lead.get_by_label("Contribution in 2013-14").fill(second)
+            click(lead, "Add the partner")
+            click(lead, f"Send request to {organisation}")
+        check_page(lead, "partners-asked")
+    for organisation, _, contact, email, _, _ in THREE_PARTNERS:
+        with anonymous(browser) as partner:
+            with session_scope() as session:
+                asked = session.exec(
+                    select(OutboxMessage.body)
+                    .where(OutboxMessage.to == email)
+                    .order_by(col(OutboxMessage.id).desc())
+                ).first()
+            assert asked is not None
+            link = re.search(r"http://\S+/partner/\S+", asked)
+            assert link is not None
+            partner.goto(link.group(0))
+            assert "West London Tri-borough" in partner.content()
+            check_page(partner, f"partner-{email.split('@')[0]}")
+            if organisation == "London Fire Brigade":
+                partner.get_by_label("Why are you declining?").fill(
+                    "Our budget for 2013-14 is not yet agreed by the authority."
+                )
+                click(partner, "Decline")
+            else:
+                partner.get_by_label("Your name").fill(contact)
+                click(partner, "Confirm")
+            check_page(partner, f"partner-answered-{email.split('@')[0]}")
+            partner.goto(link.group(0))  # the link works once
+            assert "This link has been used or has expired" in partner.content()
+    with person(browser, portal, LEAD) as lead:
+        lead.goto(f"{portal}/applications/{application_id}/partners")
+        content = lead.content()
+        assert "Our budget for 2013-14 is not yet agreed by the authority." in content
+        assert "£3,000,000.00" in content  # confirmed: the police's and the NHS's, both years
+        check_page(lead, "partners-answered")
+        # every contribution must be confirmed: the brigade, which declined, is taken out
+        click(lead, "Remove London Fire Brigade")
 
     # the lead sends it for sign-off; the certifier returns it once, then approves it
     with person(browser, portal, LEAD) as lead:
