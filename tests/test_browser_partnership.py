@@ -3,9 +3,9 @@ the West London Tri-borough, names it and adds Kensington and Chelsea and Hammer
 Fulham; each member's officer confirms and edits a section; the lead names three partners, who
 answer through their single-use links (two confirm, the fire brigade declines with a reason and
 is taken out, since the round wants every contribution confirmed); the lead sends it for
-sign-off; the certifier returns it once, then approves it; staff, an assessor and the receipt see the place
-with its councils. Every page is axe-checked (no serious or critical violation) and
-photographed."""
+sign-off; the certifier returns it once, then approves it; staff, an assessor and the receipt
+see the place with its councils. Every page is axe-checked (no serious or critical violation)
+and photographed."""
 
 from __future__ import annotations
 

@@ -3,25 +3,36 @@ under prospectus/whole-place-2011.yaml as they did (three councils alone, Blackb
 Cheshire West and Chester, Essex and Sunderland; Greater Manchester's ten councils; the West
 London Tri-borough's three), are sifted, shortlisted, bid and are scored; and when the scores
 rank them so, the engine selects the four places chosen on 21 December 2011: Cheshire West and
-Chester, Essex, Greater Manchester and the Tri-borough."""
+Chester, Essex, Greater Manchester and the Tri-borough. Each place's partners confirm their
+contributions to its pooled budget through their own single-use links, and the decisions are
+published as open data valid against the standards' schemas."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
-from conftest import ROOT, london
-from sqlmodel import select
+from conftest import ROOT, edit, london
+from sqlmodel import col, select
 from test_open_data import grants_validator, ocds_validator, problems
 
 from cbflow import opendata, simulate
 from cbflow.db import session_scope
 from cbflow.lifecycle import AppState
-from cbflow.models import Application, Council, User
-from cbflow.services import applications, assessment, partnerships, rounds, selection, sift
+from cbflow.models import Application, Council, OutboxMessage, User
+from cbflow.services import (
+    applications,
+    assessment,
+    contributions,
+    partnerships,
+    rounds,
+    selection,
+    sift,
+)
 from cbflow.services.councils import all_councils
-from cbflow.settings import Settings
+from cbflow.settings import Settings, get_settings
 
 PROSPECTUS = ROOT / "prospectus" / "whole-place-2011.yaml"
 EOI_DAY = london(2011, 11, 3, 10, 0)
@@ -32,6 +43,20 @@ ASSESS_DAY = london(2011, 12, 15, 10, 0)
 DECIDED = london(2011, 12, 21, 9, 0)
 STAFF = "programme.team@communities.example"
 SEED = 2011
+
+
+# what cbflow adds to the 2011 file: each place's partners confirm what they put in, by year
+PARTNERS = (
+    "capacity:\n",
+    'partners: {stage: bid, years: ["2012-13", "2013-14"], require_confirmed: true}\ncapacity:\n',
+)
+# each place's partners (illustrative: the bids named police, health and Jobcentre Plus among
+# others) and what each confirmed per year, in pounds
+PARTNER_SET = [
+    ("police", "Police", "police", 400_000),
+    ("health", "NHS", "health", 1_500_000),
+    ("jobcentre_plus", "Jobcentre Plus", "dwp", 250_000),
+]
 
 
 @dataclass(frozen=True)
@@ -107,6 +132,67 @@ def apply(place: Place, minutes: int) -> int:
         return application.id
 
 
+def partners_confirm(application_id: int, place: Place, at: datetime) -> int:
+    """The place names its partners, each is asked by its single-use link and confirms.
+    Returns the confirmed total in pence."""
+    settings = get_settings()
+    with session_scope() as session:
+        application = session.get(Application, application_id)
+        assert application is not None
+        partners = contributions.partners_of(
+            rounds.prospectus_of(rounds.get_round(session, "whole-place-2011"))
+        )
+        assert partners is not None
+        for kind, organisation, domain, pounds in PARTNER_SET:
+            entry = contributions.check_entry(
+                partners,
+                {
+                    "organisation": f"{place.name} {organisation}",
+                    "partner_type": kind,
+                    "contact_name": f"{organisation} lead",
+                    "contact_email": f"lead@{place.lead.lower()}.{domain}.example",
+                    **{contributions.amount_field(year): str(pounds) for year in partners.years},
+                },
+            )
+            row = contributions.add(
+                session, application=application, entry=entry, actor="officer", now=at
+            )
+            assert row.id is not None
+            contributions.send_request(
+                session,
+                application=application,
+                contribution_id=row.id,
+                version=row.version,
+                place=place.name,
+                actor="officer",
+                now=at,
+                settings=settings,
+                base_url=settings.resolved_portal_base_url,
+            )
+    for _, organisation, domain, _ in PARTNER_SET:
+        with session_scope() as session:
+            body = session.exec(
+                select(OutboxMessage.body)
+                .where(OutboxMessage.to == f"lead@{place.lead.lower()}.{domain}.example")
+                .order_by(col(OutboxMessage.id).desc())
+            ).first()
+            assert body is not None
+            token = re.search(r"/partner/(\S+)", body)
+            assert token is not None
+            contributions.respond(
+                session,
+                token=token.group(1),
+                confirm=True,
+                name=f"{organisation} lead",
+                reason="",
+                now=at,
+            )
+    with session_scope() as session:
+        application = session.get(Application, application_id)
+        assert application is not None
+        return contributions.confirmed_total_pence(session, application)
+
+
 def bid(application_id: int, place: Place, minutes: int) -> None:
     with session_scope() as session:
         application = session.get(Application, application_id)
@@ -138,7 +224,7 @@ def test_the_six_places_shortlisted_in_2011_and_the_four_chosen(cbflow_env: Sett
     with session_scope() as session:
         rounds.launch_round(
             session,
-            source=PROSPECTUS.read_text(encoding="utf-8"),
+            source=edit(PROSPECTUS.read_text(encoding="utf-8"), PARTNERS),
             path=str(PROSPECTUS.name),
             actor=STAFF,
             now=london(2011, 10, 17),
@@ -168,8 +254,12 @@ def test_the_six_places_shortlisted_in_2011_and_the_four_chosen(cbflow_env: Sett
             actor=STAFF,
             now=EOI_CLOSE + timedelta(days=20),
         )
+    confirmed = {}
     for n, place in enumerate(SHORTLIST):
+        confirmed[place.name] = partners_confirm(ids[place.name], place, BID_DAY)
         bid(ids[place.name], place, n)
+    # three partners, each £X a year for two years, all confirmed through their links
+    assert set(confirmed.values()) == {2 * (400_000 + 1_500_000 + 250_000) * 100}
 
     quality = {ids[p.name]: p.quality for p in SHORTLIST}
     with session_scope() as session:
@@ -231,6 +321,10 @@ def test_the_six_places_shortlisted_in_2011_and_the_four_chosen(cbflow_env: Sett
         {"id": "GB-LAE-MAN", "name": "Manchester City Council"}
     ]
     assert len(manchester["beneficiaryLocation"]) == 10
+    assert (
+        "Partners' confirmed contributions to the pooled budget: £4,300,000.00"
+        in manchester["description"]
+    )
     assert (
         "a partnership of Manchester City Council, Bolton Metropolitan Borough Council"
         in manchester["description"]
