@@ -61,6 +61,12 @@ def and_list(items: Sequence[str]) -> str:
     return f"{', '.join(items[:-1])} and {items[-1]}"
 
 
+def opening(text: str) -> str:
+    """`text` starting a sentence: its first letter alone made a capital (unlike str.capitalize
+    and Jinja's filter, which lower every letter after it: "Kensington and chelsea")."""
+    return text[:1].upper() + text[1:]
+
+
 def sentence(text: str) -> str:
     """`text` as a sentence: a capital first letter and a full stop at the end."""
     text = text.strip()

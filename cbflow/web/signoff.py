@@ -39,6 +39,7 @@ from cbflow.web.deps import (
     mail_after,
 )
 from cbflow.web.templating import Pages, errors_as_list, path_for
+from cbflow.wording import opening
 
 router = APIRouter(prefix="/sign-off")
 
@@ -87,11 +88,6 @@ class SignOffPage:
     errors: dict[str, str]
     error_list: list[dict[str, str]]
     reason: str
-
-
-def _sentence(words: str) -> str:
-    """`sent by ...` as a sentence starts: its first letter alone in capitals."""
-    return words[:1].upper() + words[1:]
 
 
 def _mine(session: Session, user: User, application_id: int) -> Application:
@@ -223,7 +219,7 @@ def sign_off_home(
                 place=partnerships.place_of(session, application).name,
                 round=round_.title,
                 stage_name=STAGE_NAMES[stage],
-                requested=_sentence(signoff.requested_words(prospectus, application)),
+                requested=opening(signoff.requested_words(prospectus, application)),
                 warning=signoff.deadline_warning(prospectus, application, stage, now),
             )
         )
@@ -276,7 +272,7 @@ def approve_sign_off(
             request, pages, session, application, stage, now, errors=errors, status_code=400
         )
     except (ValidationFailed, CbflowError) as exc:
-        errors = {"declaration": str(exc)[:1].upper() + str(exc)[1:]}
+        errors = {"declaration": opening(str(exc))}
         return _render(
             request, pages, session, application, stage, now, errors=errors, status_code=409
         )
@@ -337,7 +333,7 @@ def return_sign_off(
             status_code=400,
         )
     except CbflowError as exc:
-        errors = {"reason": str(exc)[:1].upper() + str(exc)[1:]}
+        errors = {"reason": opening(str(exc))}
         return _render(
             request, pages, session, application, stage, now, errors=errors, status_code=409
         )

@@ -33,6 +33,7 @@ from cbflow.web.deps import (
     mail_after,
 )
 from cbflow.web.templating import Pages, errors_as_list, path_for
+from cbflow.wording import opening
 
 router = APIRouter(prefix="/applications")
 
@@ -188,7 +189,7 @@ def _render(
         confirmed_total=money(totals.overall),
         rules=_rules(partners),
         problems=tuple(
-            p[:1].upper() + p[1:]
+            opening(p)
             for p in contributions.submission_problems(session, application, partners.stage)
         ),
         can_change=closed_reason is None,

@@ -22,6 +22,7 @@ from cbflow.services.partnerships import MAX_PLACE_NAME, Place
 from cbflow.web.applications.shared import Applicant, council_of, own_application
 from cbflow.web.deps import CheckedField, ClockDep, PagesDep, SessionDep, ShortField
 from cbflow.web.templating import Pages, errors_as_list, path_for
+from cbflow.wording import opening
 
 router = APIRouter(prefix="/applications")
 
@@ -156,9 +157,7 @@ def _render(
         place_name=typed if typed is not None else stored,
         shown_name=shown if shown is not None else stored,
         limits=_limits(prospectus),
-        problems=tuple(
-            p[:1].upper() + p[1:] for p in partnerships.submission_problems(session, application)
-        ),
+        problems=tuple(opening(p) for p in partnerships.submission_problems(session, application)),
         errors=errors,
         error_list=errors_as_list(errors),
         problem=problem,

@@ -42,6 +42,7 @@ from cbflow.web.deps import (
     mail_after,
 )
 from cbflow.web.templating import Pages, path_for
+from cbflow.wording import opening
 
 router = APIRouter(prefix="/applications")
 
@@ -130,7 +131,7 @@ def _render_check(
         errors=errors,
         error_list=[{"text": m, "href": f"#{k}"} for k, m in errors.items()]
         + [
-            {"text": text[:1].upper() + text[1:], "href": ctx.url_of_concern(concern)}
+            {"text": opening(text), "href": ctx.url_of_concern(concern)}
             for text, concern in zip(
                 waiting.problems if waiting else [],
                 waiting.concerns if waiting else [],
@@ -179,7 +180,7 @@ def submit(
     except ValidationFailed as failed:
         return RedirectResponse(_first_problem(ctx, failed), status_code=303)
     except service.SignOffRequired as exc:
-        errors = {"declaration": str(exc)[:1].upper() + str(exc)[1:]}
+        errors = {"declaration": opening(str(exc))}
         return _render_check(
             request, pages, session, ctx, now=now, closed=False, errors=errors, status_code=400
         )
@@ -267,7 +268,7 @@ def send_for_sign_off(
             status_code=400,
         )
     except CbflowError as exc:
-        errors = {"certifier": str(exc)[:1].upper() + str(exc)[1:]}
+        errors = {"certifier": opening(str(exc))}
         return _render_check(
             request, pages, session, ctx, now=now, closed=False, errors=errors, status_code=409
         )

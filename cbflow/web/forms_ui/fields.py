@@ -22,6 +22,7 @@ from cbflow.prospectus import (
 from cbflow.services.councils import CouncilChoice
 from cbflow.web.forms_ui.raw import NO, YES, to_raw
 from cbflow.web.forms_ui.uploads import upload_limit_mb
+from cbflow.wording import opening
 
 # ---------------------------------------------------------------------------------------------
 # raw -> GOV.UK macro parameters
@@ -45,7 +46,7 @@ def field_message(question: Question, message: str) -> str:
     """A validation message as the field shows it: the label is already above the field."""
     prefix = f"{question.label}: "
     text = message.removeprefix(prefix)
-    return text[:1].upper() + text[1:]
+    return opening(text)
 
 
 def error_anchor(question: Question) -> str:

@@ -51,6 +51,7 @@ from cbflow.web.staff.shared import (
     started_runs,
 )
 from cbflow.web.templating import Pages, path_for
+from cbflow.wording import opening
 
 router = stage_router()
 
@@ -332,7 +333,7 @@ def reassign(
             settings,
             pages,
             round_,
-            {field: message[:1].upper() + message[1:]},
+            {field: opening(message)},
             400,
         )
     return RedirectResponse(path_for(request, "assessment_page", slug=slug), status_code=303)
@@ -374,7 +375,7 @@ def moderate(
                 session, task=task, score=value, reason=reason, actor=user.email, now=clock()
             )
         except CbflowError as exc:
-            errors[f"score-{task_id}"] = str(exc)[:1].upper() + str(exc)[1:]
+            errors[f"score-{task_id}"] = opening(str(exc))
     if errors:
         return _render_assessment(request, session, settings, pages, round_, errors, 400)
     return RedirectResponse(path_for(request, "assessment_page", slug=slug), status_code=303)
