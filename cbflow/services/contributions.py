@@ -551,3 +551,80 @@ def pounds_total(pence: int) -> Decimal:
 
 def type_name(partner_type: str) -> str:
     return partner_type_name(partner_type)
+
+
+# ---------------------------------------------------------------------------------------------
+# the pooled budget as the assessors, staff and letters read it
+
+
+@dataclass(frozen=True)
+class PooledLine:
+    """One partner's contribution: each year's amount and where its confirmation stands."""
+
+    organisation: str
+    type_name: str
+    amounts: tuple[str, ...]  # each year's, in the order of the prospectus's years
+    total: str
+    status: str  # "Confirmed by ...", "Declined: <reason>", "Awaiting confirmation"
+    confirmed: bool
+
+
+@dataclass(frozen=True)
+class PooledView:
+    """The partners of a place and the pooled budget they confirmed, ready to print: the
+    confirmed totals count only the contributions the partners confirmed."""
+
+    years: tuple[str, ...]
+    lines: tuple[PooledLine, ...]
+    confirmed_per_year: tuple[str, ...]  # in the order of `years`
+    confirmed_total: str
+    confirmed_count: int
+
+    @property
+    def confirmed_lines(self) -> tuple[PooledLine, ...]:
+        return tuple(line for line in self.lines if line.confirmed)
+
+    @property
+    def by_year(self) -> tuple[tuple[str, str], ...]:
+        """Each year with the confirmed pooled budget of that year."""
+        return tuple(zip(self.years, self.confirmed_per_year, strict=True))
+
+
+def standing(row: PartnerContribution) -> str:
+    """Where a contribution's confirmation stands, as an assessor or a letter's reader needs it."""
+    if row.status == CONFIRMED:
+        return f"Confirmed by {row.responded_by}" if row.responded_by else "Confirmed"
+    if row.status == DECLINED:
+        return f"Declined: {row.decline_reason}" if row.decline_reason else "Declined"
+    return "Awaiting confirmation"
+
+
+def pooled_view(
+    session: Session, application: Application, prospectus: Prospectus
+) -> PooledView | None:
+    """The application's partners and its confirmed pooled budget per year and over all years;
+    None where the round asks for no partners."""
+    partners = prospectus.partners
+    if partners is None:
+        return None
+    years = tuple(partners.years)
+    rows = contributions_of(session, application)
+    confirmed = totals(rows, years)
+    lines = tuple(
+        PooledLine(
+            organisation=row.organisation,
+            type_name=type_name(row.partner_type),
+            amounts=tuple(money(pence_of(row, year)) for year in years),
+            total=money(sum(pence_of(row, year) for year in years)),
+            status=standing(row),
+            confirmed=row.status == CONFIRMED,
+        )
+        for row in rows
+    )
+    return PooledView(
+        years=years,
+        lines=lines,
+        confirmed_per_year=tuple(money(confirmed.per_year[year]) for year in years),
+        confirmed_total=money(sum(confirmed.per_year.values())),
+        confirmed_count=sum(1 for line in lines if line.confirmed),
+    )

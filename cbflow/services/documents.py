@@ -46,6 +46,7 @@ from cbflow.render import RenderJob
 from cbflow.services import offers
 from cbflow.services.applications import Stage, all_answers, form_of
 from cbflow.services.assessment import ApplicationResult, assessor_profiles, moderation_tasks
+from cbflow.services.contributions import PooledView, pooled_view
 from cbflow.services.implementation import milestones_of, returns_of
 from cbflow.services.partnerships import Place, on_behalf_of, place_label, place_of
 from cbflow.services.rounds import prospectus_of
@@ -198,6 +199,10 @@ class Issuer:
     def label(self, application: Application) -> str:
         """The application as the staff reports name it: its council, or its place."""
         return place_label(self.place(application))
+
+    def pooled(self, application: Application) -> PooledView | None:
+        """The partners and their confirmed pooled budget, where the round asks for partners."""
+        return pooled_view(self.session, application, self.prospectus)
 
     def _addressed(self, application: Application) -> dict[str, Any]:
         """The lead council a document is addressed to and, for a partnership, the place."""
@@ -493,6 +498,7 @@ class Issuer:
                 "total": f"{a.total_score}%" if a.total_score else None,
                 "reason": a.decision_reason or "",
                 "reserve_position": a.reserve_position,
+                "pooled": self.pooled(a) if a.state != "unsuccessful" else None,
             },
         )
 
@@ -537,6 +543,7 @@ class Issuer:
                 "accept_by": accept_by,
                 "accept_address": f"{get_settings().resolved_portal_base_url}"
                 f"/applications/{a.id}/offer",
+                "pooled": self.pooled(a),
             },
         )
 
@@ -644,6 +651,7 @@ class Issuer:
                 "pooled_budget_title": budget.label if budget else "Budget",
                 "pooled_budget_columns": budget.columns if budget else ["", "", ""],
                 "charts": charts,
+                "confirmed_pooled": self.pooled(application),
                 "grant": money(application.support_requested_pence) if support else None,
                 "payments_total": money(sum(r.payment_pence or 0 for r in made))
                 if p.stages.implementation and p.stages.implementation.payments

@@ -16,6 +16,7 @@ from cbflow.prospectus import AssessmentStage
 from cbflow.render import markdown_filter
 from cbflow.services import assessment
 from cbflow.services.applications import all_answers
+from cbflow.services.contributions import pooled_view
 from cbflow.services.councils import council_names
 from cbflow.web.answers import answer_view, question_of
 from cbflow.web.assessor.shared import (
@@ -120,6 +121,7 @@ def _render_scoring(
         submitted_at=local_time(work.assignment.submitted_at, work.prospectus)
         if work.assignment.submitted_at
         else None,
+        pooled=pooled_view(work.session, work.application, work.prospectus),
     )
     return pages.show(request, "assess/score.html", page, status_code)
 

@@ -15,6 +15,7 @@ from cbflow.lifecycle import AppState
 from cbflow.models import Application, Assignment, Council, Round, User
 from cbflow.prospectus import AssessmentStage, Prospectus
 from cbflow.services import assessment, rounds
+from cbflow.services.contributions import PooledView
 from cbflow.services.partnerships import Place, place_of
 from cbflow.web.auth import require_role
 from cbflow.web.templating import path_for
@@ -175,6 +176,7 @@ class ScoringPage(ApplicationPage):
     scale_hint: str
     justification_required: bool
     submitted_at: str | None
+    pooled: PooledView | None  # the partners and the confirmed pooled budget, where asked for
 
 
 @dataclass(frozen=True)

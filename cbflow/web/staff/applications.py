@@ -33,6 +33,7 @@ from cbflow.services import (
     offers,
     rounds,
 )
+from cbflow.services.contributions import PooledView, pooled_view
 from cbflow.services.documents import answer_sections
 from cbflow.services.partnerships import Place, place_of
 from cbflow.web.applications import APP_STATES
@@ -345,6 +346,7 @@ class ApplicationPage(RoundPage):
     history: list[tuple[str, AuditEvent]]
     request_pounds: str
     offer: str | None
+    pooled: PooledView | None  # the partners and the confirmed pooled budget, where asked for
 
 
 @router.get("/rounds/{slug}/applications/{application_id}")
@@ -389,6 +391,7 @@ def application_page(
             history=[(local_when(e.at, prospectus), e) for e in history],
             request_pounds=money_or_blank(application.support_requested_pence),
             offer=_offer(session, application, prospectus),
+            pooled=pooled_view(session, application, prospectus),
         ),
     )
 
