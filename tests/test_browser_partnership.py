@@ -284,11 +284,17 @@ def test_a_partnership_bid_from_start_to_the_assessor(
         check_page(staff, "partnership-staff-list")
         click(staff, "West London Tri-borough", role="link")
         assert "Confirmed on 1 November 2011" in staff.content()
+        assert "£3,000,000.00" in staff.content()  # the pooled budget its partners confirmed
         check_page(staff, "partnership-staff-application")
     with person(browser, portal, ASSESSOR) as assessor:
         assessor.goto(f"{portal}/assess")
         assert "West London Tri-borough" in assessor.content()
         check_page(assessor, "partnership-assessor-list")
+        assessor.goto(f"{portal}/assess/{application_id}")
+        scoring = assessor.content()
+        assert "Metropolitan Police" in scoring and "NHS North West London" in scoring
+        assert "£3,000,000.00" in scoring
+        check_page(assessor, "partnership-assessor-scoring")
 
 
 def drive_to_assessment(application_id: int) -> None:
