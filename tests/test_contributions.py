@@ -18,6 +18,7 @@ from test_sift_and_selection import EOI_CLOSE, EOI_DAY, STAFF, eoi_answers, laun
 
 from cbflow.db import session_scope
 from cbflow.errors import CbflowError, ProspectusError, ValidationFailed
+from cbflow.formatting import pence_to_money
 from cbflow.models import Application, AuditEvent, OutboxMessage, PartnerContribution
 from cbflow.prospectus import parse
 from cbflow.services import applications, contributions, rounds, sift
@@ -481,7 +482,7 @@ def test_typed_contributions_are_bounded_and_each_field_is_named() -> None:
         },
     )
     assert ten_bn.amounts == {"2012-13": 1_000_000_000_000, "2013-14": 0}
-    assert contributions.pounds_total(ten_bn.amounts["2012-13"]) == Decimal("10000000000.00")
+    assert pence_to_money(ten_bn.amounts["2012-13"]) == Decimal("10000000000.00")
 
 
 def test_open_data_gives_each_grant_its_partners_confirmed_pooled_budget(

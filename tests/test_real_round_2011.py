@@ -139,9 +139,7 @@ def partners_confirm(application_id: int, place: Place, at: datetime) -> int:
     with session_scope() as session:
         application = session.get(Application, application_id)
         assert application is not None
-        partners = contributions.partners_of(
-            rounds.prospectus_of(rounds.get_round(session, "whole-place-2011"))
-        )
+        partners = rounds.prospectus_of(rounds.get_round(session, "whole-place-2011")).partners
         assert partners is not None
         for kind, organisation, domain, pounds in PARTNER_SET:
             entry = contributions.check_entry(

@@ -18,7 +18,6 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Literal
 
 from sqlalchemy import update
@@ -63,10 +62,6 @@ def _hash(token: str) -> str:
 def request_url(base_url: str, token: str) -> str:
     """The address of a partner's single-use link on the portal at `base_url`."""
     return f"{base_url}/partner/{token}"
-
-
-def partners_of(prospectus: Prospectus) -> Partners | None:
-    return prospectus.partners
 
 
 def _settings(session: Session, application: Application) -> tuple[Round, Prospectus, Partners]:
@@ -114,8 +109,12 @@ def _refuse_unless_changeable(
     application: Application, prospectus: Prospectus, now: datetime
 ) -> None:
     problem = changeable(application, prospectus, now)
-    if problem is not None:
-        raise (DeadlinePassed if "deadline" in problem else CbflowError)(problem)
+    if problem is None:
+        return
+    assert prospectus.partners is not None
+    if draft_of_stage(application, prospectus.partners.stage):
+        raise DeadlinePassed(problem)  # a draft still: what stops it is the deadline
+    raise CbflowError(problem)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -544,15 +543,6 @@ def respond(
     return row
 
 
-def pounds_total(pence: int) -> Decimal:
-    """Whole pence as pounds, exactly."""
-    return (Decimal(pence) / 100).quantize(Decimal("0.01"))
-
-
-def type_name(partner_type: str) -> str:
-    return partner_type_name(partner_type)
-
-
 # ---------------------------------------------------------------------------------------------
 # the pooled budget as the assessors, staff and letters read it
 
@@ -613,7 +603,7 @@ def pooled_view(
     lines = tuple(
         PooledLine(
             organisation=row.organisation,
-            type_name=type_name(row.partner_type),
+            type_name=partner_type_name(row.partner_type),
             amounts=tuple(money(pence_of(row, year)) for year in years),
             total=money(sum(pence_of(row, year) for year in years)),
             status=standing(row),

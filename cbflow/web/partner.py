@@ -17,6 +17,7 @@ from sqlmodel import Session
 from cbflow.errors import ValidationFailed
 from cbflow.formatting import local_deadline, money
 from cbflow.models import Application, PartnerContribution, Round
+from cbflow.prospectus import partner_type_name
 from cbflow.services import contributions, partnerships, rounds
 from cbflow.services.contributions import LinkUnusable
 from cbflow.web.auth import LOGGERS_OF_PATHS, REDACTED
@@ -117,7 +118,7 @@ def _show(
     page = PartnerPage(
         token=token,
         organisation=row.organisation,
-        type_name=contributions.type_name(row.partner_type),
+        type_name=partner_type_name(row.partner_type),
         contact_name=row.contact_name,
         place=place,
         council=lead,

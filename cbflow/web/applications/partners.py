@@ -16,9 +16,9 @@ from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
 from cbflow.errors import CbflowError, NotFound, ValidationFailed
-from cbflow.formatting import money
+from cbflow.formatting import money, pence_to_money
 from cbflow.models import Application, PartnerContribution, Round
-from cbflow.prospectus import Partners, Prospectus
+from cbflow.prospectus import Partners, Prospectus, partner_type_name
 from cbflow.services import contributions, partnerships, rounds
 from cbflow.services.applications import STAGE_NAMES, has_stage
 from cbflow.services.contributions import CONFIRMED, DECLINED
@@ -101,7 +101,7 @@ def _row(row: PartnerContribution, years: tuple[str, ...]) -> PartnerRow:
         id=row.id,
         version=row.version,
         organisation=row.organisation,
-        type_name=contributions.type_name(row.partner_type),
+        type_name=partner_type_name(row.partner_type),
         contact_name=row.contact_name,
         contact_email=row.contact_email,
         amounts=tuple(money(contributions.pence_of(row, y)) for y in years),
@@ -134,9 +134,7 @@ def _stored_values(row: PartnerContribution, partners: Partners) -> dict[str, st
     }
     for year in partners.years:
         pence = contributions.pence_of(row, year)
-        values[contributions.amount_field(year)] = (
-            str(contributions.pounds_total(pence)) if pence else ""
-        )
+        values[contributions.amount_field(year)] = str(pence_to_money(pence)) if pence else ""
     return values
 
 
@@ -174,7 +172,7 @@ def _render(
     type_items: tuple[dict[str, Any], ...] = (
         {"value": "", "text": "Choose the type of partner"},
         *(
-            {"value": t, "text": contributions.type_name(t), "selected": t == chosen}
+            {"value": t, "text": partner_type_name(t), "selected": t == chosen}
             for t in partners.types
         ),
     )
