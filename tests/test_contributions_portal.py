@@ -226,7 +226,7 @@ def test_a_round_without_partners_has_no_partners_page(clients: dict[str, TestCl
 def test_a_partners_link_is_kept_out_of_the_logs() -> None:
     import logging
 
-    from cbflow.web.partner import RedactPartnerTokens
+    from cbflow.web.auth import RedactLinkTokens as RedactPartnerTokens
 
     record = logging.LogRecord(
         "uvicorn.access",

@@ -460,7 +460,7 @@ def test_mail_server_down_still_answers_and_the_failure_is_logged(
 def test_log_records_keep_the_path_of_a_sign_in_link_but_not_its_token() -> None:
     import logging
 
-    from cbflow.web.auth import RedactSignInTokens
+    from cbflow.web.auth import RedactLinkTokens as RedactSignInTokens
 
     access = logging.LogRecord(
         "uvicorn.access",

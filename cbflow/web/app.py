@@ -149,7 +149,7 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(pages.router)
     app.include_router(auth.router)
-    auth.keep_sign_in_tokens_out_of_logs()  # the web server logs paths, and a link's is its token
+    auth.keep_link_tokens_out_of_logs()  # the web server logs paths, and a link's is its token
     app.include_router(admin.router)
     # before applications, whose /applications/{id}/{stage} would take their addresses
     app.include_router(team.router)
@@ -161,7 +161,6 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
     app.include_router(signoff.router)
     app.include_router(replication.router)
     app.include_router(partner.router)
-    partner.keep_partner_tokens_out_of_logs()  # as the sign-in links': a link's path is its token
     app.include_router(timeout.router)
     app.add_exception_handler(timeout.SignedOutForInactivity, timeout.signed_out_response)
 

@@ -28,23 +28,29 @@ router = APIRouter()
 logger = logging.getLogger(__name__)
 
 # the token of a sign-in link in a path (/sign-in/check-your-email is a page, not a token)
-_TOKEN = re.compile(r"(/sign-in/)(?!check-your-email(?:[\s/?#\"']|$))[^\s/?#\"']+")
+# the paths whose last part is a single-use token: sign-in links, and partners' links to confirm
+# their contributions (cbflow.web.partner)
+_TOKEN = re.compile(r"(/sign-in/|/partner/)(?!check-your-email(?:[\s/?#\"']|$))[^\s/?#\"']+")
 REDACTED = "[token]"
 
 
-def redact_sign_in_tokens(text: str) -> str:
-    """The text with the token of every sign-in link path in it replaced by [token]."""
-    return _TOKEN.sub(rf"\g<1>{REDACTED}", text) if "/sign-in/" in text else text
+def redact_link_tokens(text: str) -> str:
+    """The text with the token of every sign-in or partner's link path in it replaced by
+    [token]."""
+    if "/sign-in/" not in text and "/partner/" not in text:
+        return text
+    return _TOKEN.sub(rf"\g<1>{REDACTED}", text)
 
 
-class RedactSignInTokens(logging.Filter):
-    """Keeps sign-in links out of logs: the web server logs each request's path, and a sign-in
-    link's path is its token, which signs in whoever reads the log. Replaces the token in a
+class RedactLinkTokens(logging.Filter):
+    """Keeps single-use links out of logs: the web server logs each request's path, and a
+    sign-in link's path is its token, which signs in whoever reads the log (a partner's link
+    answers for the partner). Replaces the token in a
     record's message and arguments; the record is kept."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):
-            record.msg = redact_sign_in_tokens(record.msg)
+            record.msg = redact_link_tokens(record.msg)
         if isinstance(record.args, tuple):
             record.args = tuple(_redacted(arg) for arg in record.args)
         elif isinstance(record.args, dict):
@@ -56,7 +62,7 @@ def _redacted(arg: object) -> object:
     if isinstance(arg, int | float) or arg is None:
         return arg  # numbers keep their type for %d
     text = arg if isinstance(arg, str) else str(arg)
-    redacted = redact_sign_in_tokens(text)
+    redacted = redact_link_tokens(text)
     return arg if redacted == text else redacted
 
 
@@ -65,13 +71,13 @@ def _redacted(arg: object) -> object:
 LOGGERS_OF_PATHS = ("uvicorn.access", "uvicorn.error")
 
 
-def keep_sign_in_tokens_out_of_logs() -> None:
-    """Attach RedactSignInTokens to the web server's loggers (once, however often called).
+def keep_link_tokens_out_of_logs() -> None:
+    """Attach RedactLinkTokens to the web server's loggers (once, however often called).
     Filters on a logger outlast the server's own logging set-up, so this may run first."""
     for name in LOGGERS_OF_PATHS:
         logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactSignInTokens) for f in logger.filters):
-            logger.addFilter(RedactSignInTokens())
+        if not any(isinstance(f, RedactLinkTokens) for f in logger.filters):
+            logger.addFilter(RedactLinkTokens())
 
 
 def current_user(request: Request, session: SessionDep) -> User | None:

@@ -6,8 +6,6 @@ page saying so and to ask the council for a new one."""
 
 from __future__ import annotations
 
-import logging
-import re
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
@@ -20,7 +18,6 @@ from cbflow.models import Application, PartnerContribution, Round
 from cbflow.prospectus import partner_type_name
 from cbflow.services import contributions, partnerships, rounds
 from cbflow.services.contributions import LinkUnusable
-from cbflow.web.auth import LOGGERS_OF_PATHS, REDACTED
 from cbflow.web.deps import ClockDep, PagesDep, ReasonField, SessionDep, ShortField
 from cbflow.web.templating import Pages, errors_as_list
 
@@ -28,35 +25,6 @@ router = APIRouter()
 
 # what the link's page and answer say when the link cannot be used: nothing about what it was
 UNUSABLE = 400
-
-_TOKEN = re.compile(r"(/partner/)[^\s/?#\"']+")
-
-
-def redact_partner_tokens(text: str) -> str:
-    """The text with the token of every partner's link path in it replaced by [token]."""
-    return _TOKEN.sub(rf"\g<1>{REDACTED}", text) if "/partner/" in text else text
-
-
-class RedactPartnerTokens(logging.Filter):
-    """Keeps partners' links out of logs: the web server logs each request's path, and the
-    path of a partner's link is its token, which answers for the partner whoever reads it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = redact_partner_tokens(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                redact_partner_tokens(a) if isinstance(a, str) else a for a in record.args
-            )
-        return True
-
-
-def keep_partner_tokens_out_of_logs() -> None:
-    """Attach RedactPartnerTokens to the web server's loggers (once, however often called)."""
-    for name in LOGGERS_OF_PATHS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactPartnerTokens) for f in logger.filters):
-            logger.addFilter(RedactPartnerTokens())
 
 
 @dataclass(frozen=True)
