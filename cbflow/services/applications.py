@@ -192,9 +192,9 @@ def _editable(session: Session, application: Application, stage: Stage, now: dat
     assert round_ is not None
     prospectus = prospectus_of(round_)
     form = form_of(prospectus, stage)
-    if stage == "eoi" and application.state != AppState.EOI_DRAFT:
-        raise CbflowError(f"{application.reference}: the EOI can no longer be changed")
-    if stage == "bid" and application.state not in (AppState.INVITED, AppState.BID_DRAFT):
+    if not stage_open_to_change(application, stage):
+        if stage == "eoi":
+            raise CbflowError(f"{application.reference}: the EOI can no longer be changed")
         raise CbflowError(
             f"{application.reference}: no bid can be drafted in state {application.state}"
         )
