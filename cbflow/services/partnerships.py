@@ -14,9 +14,10 @@ councils: against an `at_most` limit it takes a place from every one of them, an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -131,9 +132,39 @@ def place_of(session: Session, application: Application) -> Place:
     return Place(application.place_name or lead.name, lead, members)
 
 
-def places_of(session: Session, applications: Iterable[Application]) -> dict[int, Place]:
-    """Each application's place, by application id."""
-    return {a.id: place_of(session, a) for a in applications if a.id is not None}
+def places_where(session: Session, *where: Any) -> dict[int, Place]:
+    """The places of the applications whose councils meet `where` (conditions on
+    ApplicationMember), by application id, read in one query."""
+    rows = session.exec(
+        select(ApplicationMember, Council, Application.place_name)
+        .join(Council, col(Council.code) == ApplicationMember.council_code)
+        .join(Application, col(Application.id) == ApplicationMember.application_id)
+        .where(*where)
+        .order_by(
+            col(ApplicationMember.application_id),
+            col(ApplicationMember.lead).desc(),
+            col(ApplicationMember.id),
+        )
+    ).all()
+    grouped: dict[int, tuple[str | None, list[MemberView]]] = {}
+    for member, council, place_name in rows:
+        _, views = grouped.setdefault(member.application_id, (place_name, []))
+        views.append(
+            MemberView(
+                code=council.code,
+                name=council.name,
+                region=council.region,
+                type_name=council.type_name,
+                lead=member.lead,
+                confirmed_at=member.confirmed_at,
+                confirmed_by=member.confirmed_by,
+            )
+        )
+    return {
+        ident: Place(place_name or views[0].name, views[0], tuple(views[1:]))
+        for ident, (place_name, views) in grouped.items()
+        if views[0].lead
+    }
 
 
 def application_of_council(

@@ -14,40 +14,8 @@ from sqlmodel import Session, col, select
 
 from cbflow.formatting import long_date
 from cbflow.models import Application, ApplicationMember, Council
-from cbflow.services.partnerships import MemberView, Place, place_label
-
-
-def _places(session: Session, *where: Any) -> dict[int, Place]:
-    rows = session.exec(
-        select(ApplicationMember, Council, Application.place_name)
-        .join(Council, col(Council.code) == ApplicationMember.council_code)
-        .join(Application, col(Application.id) == ApplicationMember.application_id)
-        .where(*where)
-        .order_by(
-            col(ApplicationMember.application_id),
-            col(ApplicationMember.lead).desc(),
-            col(ApplicationMember.id),
-        )
-    ).all()
-    grouped: dict[int, tuple[str | None, list[MemberView]]] = {}
-    for member, council, place_name in rows:
-        _, views = grouped.setdefault(member.application_id, (place_name, []))
-        views.append(
-            MemberView(
-                code=council.code,
-                name=council.name,
-                region=council.region,
-                type_name=council.type_name,
-                lead=member.lead,
-                confirmed_at=member.confirmed_at,
-                confirmed_by=member.confirmed_by,
-            )
-        )
-    return {
-        ident: Place(place_name or views[0].name, views[0], tuple(views[1:]))
-        for ident, (place_name, views) in grouped.items()
-        if views[0].lead
-    }
+from cbflow.services import partnerships
+from cbflow.services.partnerships import Place, place_label
 
 
 @dataclass(frozen=True)
@@ -73,7 +41,9 @@ class PlaceNames:
 def place_names(session: Session, round_id: int | None) -> PlaceNames:
     """The places of every application in the round."""
     councils = dict(session.exec(select(Council.code, Council.name)).all())
-    return PlaceNames(_places(session, ApplicationMember.round_id == round_id), councils)
+    return PlaceNames(
+        partnerships.places_where(session, ApplicationMember.round_id == round_id), councils
+    )
 
 
 def places_by_id(session: Session, ids: Iterable[int]) -> dict[int, Place]:
@@ -81,7 +51,7 @@ def places_by_id(session: Session, ids: Iterable[int]) -> dict[int, Place]:
     ids = list(ids)
     if not ids:
         return {}
-    return _places(session, col(ApplicationMember.application_id).in_(ids))
+    return partnerships.places_where(session, col(ApplicationMember.application_id).in_(ids))
 
 
 def matching(q: str) -> Any:
