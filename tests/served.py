@@ -80,7 +80,9 @@ class Served:
         )
 
     def start(self, *args: str) -> None:
-        """Start `cbflow serve ARGS` and wait until the runner serves its deployments."""
+        """Start `cbflow serve ARGS` and wait until the runner serves its deployments; with
+        --exit-after-demo it may be done and gone before then, so the caller waits for what it
+        prints instead."""
         assert self.process is None
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cbflow.cli", "serve", *args],
@@ -90,7 +92,8 @@ class Served:
             start_new_session=True,
             cwd=ROOT,
         )
-        wait_for(self._deployed, 180, f"cbflow serve's runner (output: {self.output})")
+        if "--exit-after-demo" not in args:
+            wait_for(self._deployed, 180, f"cbflow serve's runner (output: {self.output})")
 
     def _deployed(self) -> bool:
         assert self.process is not None and self.process.poll() is None, (

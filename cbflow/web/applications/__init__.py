@@ -2,8 +2,9 @@
 application's forms (task list, one page per section, autosave, check your answers, submit,
 receipt).
 
-Every page under /applications/{id} is for the application's own council only: anything else
-is 404, so nobody learns whether another council's application exists."""
+Every page under /applications/{id} is for the application's own councils only (its lead and,
+for a partnership, its member councils): anything else is 404, so nobody learns whether another
+council's application exists."""
 
 from __future__ import annotations
 

@@ -98,6 +98,10 @@ class Context:
         self.request = request
         self.session = session
         self.application = application
+        # read now: addresses are built after a failed save too, when reading the application
+        # again would be refused until its transaction is rolled back
+        assert application.id is not None
+        self.application_id: int = application.id
         self.stage = stage
         self.round = round_
         self.prospectus: Prospectus = rounds.prospectus_of(round_)
@@ -110,17 +114,17 @@ class Context:
     def url(self, name: str, /, **params: object) -> str:
         """The address of one of this application's stage's pages."""
         return path_for(
-            self.request, name, application_id=self.application.id, stage=self.stage, **params
+            self.request, name, application_id=self.application_id, stage=self.stage, **params
         )
 
     def url_of_partnership(self) -> str:
         """The application's partnership page (its councils and their confirmations)."""
-        return path_for(self.request, "partnership_page", application_id=self.application.id)
+        return path_for(self.request, "partnership_page", application_id=self.application_id)
 
     def url_of_concern(self, concern: service.Concern) -> str:
         """The page that puts right what stops a submission besides its answers."""
         if concern == "partners":
-            return path_for(self.request, "partners_page", application_id=self.application.id)
+            return path_for(self.request, "partners_page", application_id=self.application_id)
         return self.url_of_partnership()
 
     @property
