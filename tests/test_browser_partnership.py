@@ -16,6 +16,7 @@ from datetime import timedelta
 
 import pytest
 import test_browser as harness
+import test_browser_applicant as applicant_pages
 from conftest import ROOT, edit, london
 from playwright.sync_api import Browser, Page
 from portal import add_user, serving
@@ -72,23 +73,7 @@ def person(browser: Browser, portal: str, email: str) -> Iterator[Page]:
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     try:
-        page.goto(f"{portal}/sign-in")
-        page.get_by_label("Sign in").fill(email)
-        page.get_by_role("button", name="Email me a link").click()
-        page.wait_for_load_state()
-        with session_scope() as session:
-            body = session.exec(
-                select(OutboxMessage.body)
-                .where(OutboxMessage.to == email)
-                .order_by(col(OutboxMessage.id).desc())
-            ).first()
-        assert body is not None
-        link = re.search(r"http://\S+/sign-in/\S+", body)
-        assert link is not None
-        page.goto(link.group(0))
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(lambda url: "/sign-in" not in url)
-        page.wait_for_load_state()
+        applicant_pages.sign_in(page, portal, email)
         yield page
     finally:
         context.close()

@@ -184,25 +184,31 @@ def submit(
         return _render_check(
             request, pages, session, ctx, now=now, closed=False, errors=errors, status_code=400
         )
-    except DeadlinePassed:
-        return _render_check(request, pages, session, ctx, now=now, closed=True, status_code=400)
-    except service.NotReadyToSubmit as waiting:
-        return _render_check(
-            request,
-            pages,
-            session,
-            ctx,
-            now=now,
-            closed=False,
-            waiting=waiting,
-            status_code=400,
-        )
+    except (DeadlinePassed, service.NotReadyToSubmit) as refusal:
+        return _not_taken(request, pages, session, ctx, now, refusal)
     # the submission is durable before it is acknowledged, and before its receipt is asked for
     session.commit()
     # the receipt is a flow's work: asked for once the answer is on its way, so the person
     # waits neither for Prefect nor for the PDF
     confirmation.background = BackgroundTask(ask_for_receipt, request, ctx.round.slug, clock)
     return confirmation
+
+
+def _not_taken(
+    request: Request,
+    pages: Pages,
+    session: Session,
+    ctx: Context,
+    now: datetime,
+    refusal: DeadlinePassed | service.NotReadyToSubmit,
+) -> Response:
+    """The check page again (400), saying why a submission or a sending for sign-off was not
+    taken: the deadline has passed, or something besides the answers is not ready."""
+    if isinstance(refusal, DeadlinePassed):
+        return _render_check(request, pages, session, ctx, now=now, closed=True, status_code=400)
+    return _render_check(
+        request, pages, session, ctx, now=now, closed=False, waiting=refusal, status_code=400
+    )
 
 
 def _first_problem(ctx: Context, failed: ValidationFailed) -> str:
@@ -254,19 +260,8 @@ def send_for_sign_off(
                 status_code=400,
             )
         return RedirectResponse(_first_problem(ctx, failed), status_code=303)
-    except DeadlinePassed:
-        return _render_check(request, pages, session, ctx, now=now, closed=True, status_code=400)
-    except service.NotReadyToSubmit as waiting:
-        return _render_check(
-            request,
-            pages,
-            session,
-            ctx,
-            now=now,
-            closed=False,
-            waiting=waiting,
-            status_code=400,
-        )
+    except (DeadlinePassed, service.NotReadyToSubmit) as refusal:
+        return _not_taken(request, pages, session, ctx, now, refusal)
     except CbflowError as exc:
         errors = {"certifier": opening(str(exc))}
         return _render_check(
