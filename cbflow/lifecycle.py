@@ -85,7 +85,9 @@ APP_TRANSITIONS: dict[AppState, frozenset[AppState]] = {
     # (submitting it) or returns it with a reason (reopening it)
     A.EOI_DRAFT: frozenset({A.EOI_SUBMITTED, A.EOI_SIGN_OFF}),
     A.EOI_SIGN_OFF: frozenset({A.EOI_SUBMITTED, A.EOI_DRAFT}),
-    A.EOI_SUBMITTED: frozenset({A.SIFT_PASS, A.SIFT_REFER, A.SIFT_FAIL}),
+    # reopened by the council before the deadline, where the prospectus allows (see
+    # services.reopening): a draft again, which counts only if submitted again in time
+    A.EOI_SUBMITTED: frozenset({A.SIFT_PASS, A.SIFT_REFER, A.SIFT_FAIL, A.EOI_DRAFT}),
     A.SIFT_REFER: frozenset({A.SIFT_PASS, A.SIFT_FAIL}),  # staff review
     # shortlisted (bid stage), assessed on the EOI (no bid stage), or decided (opt-in round)
     A.SIFT_PASS: frozenset({A.INVITED, A.UNDER_ASSESSMENT} | _DECIDE),
@@ -94,7 +96,7 @@ APP_TRANSITIONS: dict[AppState, frozenset[AppState]] = {
     A.BID_DRAFT: frozenset({A.BID_SUBMITTED, A.BID_SIGN_OFF, A.UNSUCCESSFUL}),
     # still waiting at the deadline: not submitted, so unsuccessful like a draft
     A.BID_SIGN_OFF: frozenset({A.BID_SUBMITTED, A.BID_DRAFT, A.UNSUCCESSFUL}),
-    A.BID_SUBMITTED: frozenset({A.UNDER_ASSESSMENT} | _DECIDE),
+    A.BID_SUBMITTED: frozenset({A.UNDER_ASSESSMENT, A.BID_DRAFT} | _DECIDE),
     A.UNDER_ASSESSMENT: frozenset({A.MODERATED}),
     A.MODERATED: frozenset(_DECIDE),
     A.RESERVE: frozenset({A.SELECTED, A.UNSUCCESSFUL}),  # a selected place dropped out, or not

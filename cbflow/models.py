@@ -47,6 +47,16 @@ def _version() -> Any:
     return Field(default=0, sa_column=Column(sa.Integer, nullable=False, server_default="0"))
 
 
+def _from_one() -> Any:
+    """A counter added to a table that had rows, which were all made under its first value (the
+    prospectus version a round, an application or a document was made under)."""
+    return Field(default=1, sa_column=Column(sa.Integer, nullable=False, server_default="1"))
+
+
+def _list() -> Any:
+    return Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
 def _added_json() -> Any:
     """A JSON column added to a table that had rows: those start with an empty one."""
     return Field(
@@ -89,6 +99,9 @@ class Round(SQLModel, table=True):
     source_sha256: str
     launched_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
     launched_by: str
+    # the prospectus in force: 1 as launched, N after N-1 amendments (see ProspectusVersion);
+    # prospectus_source and source_sha256 are always those of this version
+    prospectus_version: int = _from_one()
 
 
 class Application(SQLModel, table=True):
@@ -131,6 +144,8 @@ class Application(SQLModel, table=True):
     certifier_id: int | None = Field(default=None, foreign_key="user.id")
     sign_off_requested_at: datetime | None = _when()
     sign_off_requested_by: str | None = None
+    # the prospectus version in force when the application was started
+    prospectus_version: int = _from_one()
 
 
 class ApplicationMember(SQLModel, table=True):
@@ -281,6 +296,7 @@ class Document(SQLModel, table=True):
     title: str
     path: str  # relative to the documents folder
     created_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+    prospectus_version: int = _from_one()  # the round's prospectus version when it was issued
 
 
 class AuditEvent(SQLModel, table=True):
@@ -328,3 +344,118 @@ class OutboxMessage(SQLModel, table=True):
     subject: str
     body: str
     created_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+
+
+class ProspectusVersion(SQLModel, table=True):
+    """Every version of a round's prospectus, kept: version 1 as launched, then each amendment
+    staff published, with what changed and why."""
+
+    __table_args__ = (UniqueConstraint("round_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    round_id: int = Field(foreign_key="round.id", index=True)
+    version: int
+    source: str = Field(sa_column=Column(sa.Text, nullable=False))
+    sha256: str
+    changes: list[str] = _list()  # what changed from the version before, as staff read it
+    reason: str = ""
+    published_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+    published_by: str
+
+
+class Submission(SQLModel, table=True):
+    """Each submission of an EOI or a bid, kept as submitted. A council that reopens its
+    submission before the deadline (where the prospectus allows) and submits again makes
+    version 2, which replaces version 1; a reopened version no longer counts."""
+
+    __table_args__ = (UniqueConstraint("application_id", "stage", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int = Field(foreign_key="application.id", index=True)
+    stage: str  # "eoi" | "bid"
+    version: int  # 1, 2, ... in order
+    answers: dict[str, Any] = _json()
+    submitted_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+    submitted_by: str
+    prospectus_version: int = 1
+    reopened_at: datetime | None = _when()
+    reopened_by: str | None = None
+
+
+class Extension(SQLModel, table=True):
+    """More time for a stage: for one application (`application_id`; seen only by its council
+    and staff), or for everyone (no application), given by staff or by the deadline run when
+    the portal was degraded in the hours before the deadline (`kind` "degraded", with the
+    evidence)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    round_id: int = Field(foreign_key="round.id", index=True)
+    stage: str  # "eoi" | "bid"
+    application_id: int | None = Field(default=None, foreign_key="application.id", index=True)
+    closes_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+    kind: str  # "council" | "everyone" | "degraded"
+    reason: str
+    evidence: dict[str, Any] = _json()
+    granted_by: str
+    granted_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+
+
+class Clarification(SQLModel, table=True):
+    """A question an assessor or staff member asks a council about named questions of its
+    submitted bid (or EOI, in a round without bids), with a date to answer by. The council may
+    change only those answers and explains why; both versions are kept."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    round_id: int = Field(foreign_key="round.id", index=True)
+    application_id: int = Field(foreign_key="application.id", index=True)
+    stage: str  # the form its questions belong to: "bid", or "eoi" in a round without bids
+    question_ids: list[str] = _list()
+    question: str = Field(sa_column=Column(sa.Text, nullable=False))
+    answer_by: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+    # open | awaiting_sign_off | answered | lapsed
+    state: str = Field(default="open", index=True)
+    asked_by: str
+    asked_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+    original: dict[str, Any] = _json()  # question id -> the answer as submitted, when asked
+    draft: dict[str, Any] = _json()  # the council's changes saved to come back to
+    version: int = _version()  # each save of the draft or explanation; a stale save is refused
+    changed: dict[str, Any] = _json()  # question id -> the answer as the council changed it
+    explanation: str = Field(default="", sa_column=Column(sa.Text, nullable=False))
+    answered_at: datetime | None = _when()
+    answered_by: str | None = None
+    reminded_at: datetime | None = _when()
+    lapsed_at: datetime | None = _when()
+
+
+class Reminder(SQLModel, table=True):
+    """An e-mail reminding someone of work still to do before a deadline. The key (round, kind,
+    date, recipient and what it is about) makes it go once, whatever runs again."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, index=True, max_length=400)
+    round_id: int = Field(foreign_key="round.id", index=True)
+    application_id: int | None = Field(default=None, foreign_key="application.id", index=True)
+    kind: str  # "deadline" | "assessment" | "clarification"
+    stage: str  # "eoi" | "bid" | "assessment" | "clarification"
+    recipient: str
+    on_date: date
+    missing: list[str] = _list()  # what was still to do, as the e-mail said
+    sent_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+
+
+class AvailabilityMinute(SQLModel, table=True):
+    """What one portal process answered in one minute: how many requests, how many failed (an
+    error of the service's own, 5xx) and how many were slow. A minute of a process that was
+    running and answered nothing has a row with zeros: a minute with no row at all is a minute
+    the portal was not running."""
+
+    __table_args__ = (UniqueConstraint("minute", "process"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    minute: datetime = Field(
+        sa_column=Column(UTCDateTime(timezone=True), nullable=False, index=True)
+    )
+    process: str = Field(max_length=120)  # host and process id
+    requests: int = 0
+    failed: int = 0
+    slow: int = 0

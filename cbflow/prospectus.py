@@ -590,7 +590,78 @@ class SignOff(Strict):
     role: Annotated[
         str, Field(min_length=1, max_length=120)
     ]  # "Chief executive or section 151 officer"
+    # "clarification": a council's answer to a clarification request is approved by the
+    # certifier too, before the assessors see it
+    stages: Annotated[list[Literal["eoi", "bid", "clarification"]], Field(min_length=1)] = [
+        "eoi",
+        "bid",
+    ]
+
+
+class Reminders(Strict):
+    """When reminders go, in working days before each deadline (weekends and England's bank
+    holidays are not working days): to councils with an unsubmitted draft (and their certifier,
+    where sign-off is awaited) before the EOI and bid deadlines, and to assessors with scores
+    unsubmitted before the assessment closes. An empty list sends none."""
+
+    before_deadline: Annotated[list[Annotated[int, Field(ge=1, le=60)]], Field(max_length=10)] = [
+        10,
+        3,
+        1,
+    ]
+
+    @field_validator("before_deadline")
+    @classmethod
+    def _distinct(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("each number of working days once")
+        return sorted(value, reverse=True)
+
+
+class Reopening(Strict):
+    """A council may reopen its own submitted EOI or bid before the deadline, change it and
+    submit it again; reopened, it counts only if submitted again by the deadline."""
+
     stages: Annotated[list[Literal["eoi", "bid"]], Field(min_length=1)] = ["eoi", "bid"]
+
+
+DURATION = re.compile(r"^\s*(\d{1,4})\s*(minute|hour|day)s?\s*$")
+
+
+def parse_duration(value: str) -> timedelta:
+    """'30 minutes', '48 hours', '2 days' as a timedelta; anything else is refused."""
+    match = DURATION.match(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not a duration such as '30 minutes', '48 hours', '2 days'")
+    number, unit = int(match.group(1)), match.group(2)
+    return timedelta(**{f"{unit}s": number})
+
+
+class ExtendIfDegraded(Strict):
+    """The deadline run extends a window for everyone, rather than closing it, when the portal
+    was degraded (minutes with no portal running, or with a tenth or more of its requests
+    failing or slow) for at least `minutes_degraded` minutes in the `within_hours` hours before
+    the deadline."""
+
+    within_hours: Annotated[Decimal, Field(gt=0, le=168)]
+    minutes_degraded: Annotated[int, Field(ge=1, le=10080)]
+    extend_by: str  # "24 hours", "2 days", "30 minutes"
+
+    @field_validator("extend_by")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        length = parse_duration(value)
+        if not timedelta(minutes=1) <= length <= timedelta(days=14):
+            raise ValueError("extend_by is between 1 minute and 14 days")
+        return value
+
+    @property
+    def extension(self) -> timedelta:
+        return parse_duration(self.extend_by)
+
+    @property
+    def looks_back(self) -> timedelta:
+        return timedelta(hours=float(self.within_hours))
 
 
 class Capacity(Strict):
@@ -688,6 +759,9 @@ class Prospectus(Strict):
     open_data: OpenData | None = None
     grant_offer: GrantOffer = GrantOffer()
     partners: Partners | None = None
+    reminders: Reminders = Reminders()
+    reopening: Reopening | None = None
+    extend_if_degraded: ExtendIfDegraded | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -719,6 +793,12 @@ class Prospectus(Strict):
             raise LocatedError(("timetable",), "stages.bid needs timetable.bid (its window)")
         if self.sign_off and "bid" in self.sign_off.stages and not stages.bid:
             raise LocatedError(("sign_off", "stages"), "there is no bid stage to sign off")
+        if self.sign_off and "clarification" in self.sign_off.stages and not stages.assessment:
+            raise LocatedError(
+                ("sign_off", "stages"), "there is no assessment stage to ask clarifications in"
+            )
+        if self.reopening and "bid" in self.reopening.stages and not stages.bid:
+            raise LocatedError(("reopening", "stages"), "there is no bid stage to reopen")
         if self.partners is not None and self.partners.stage == "bid" and stages.bid is None:
             raise LocatedError(
                 ("partners", "stage"),

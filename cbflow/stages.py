@@ -15,7 +15,7 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from cbflow import notify
 from cbflow.db import session_scope
@@ -32,7 +32,15 @@ from cbflow.lifecycle import AppState
 from cbflow.models import Application, Document, Round, User
 from cbflow.prospectus import Prospectus
 from cbflow.render import render_many
-from cbflow.services import assessment, implementation, replication, rounds, selection, sift
+from cbflow.services import (
+    assessment,
+    deadlines,
+    implementation,
+    replication,
+    rounds,
+    selection,
+    sift,
+)
 from cbflow.services.audit import record
 from cbflow.services.documents import Issuer, Pending, record_rendered
 from cbflow.services.implementation import return_periods
@@ -362,3 +370,37 @@ def deadline_events(prospectus: Prospectus) -> list[tuple[FlowSpec, datetime]]:
             )
         )
     return events
+
+
+# the flows a round's timetable schedules (see round_events): rescheduling a round (an
+# amendment, an extension) cancels their scheduled runs that no longer fit and adds the new
+TIMETABLE_FLOWS: tuple[FlowSpec, ...] = (
+    CLOSE_EOI,
+    CLOSE_BIDS,
+    DECIDE,
+    RETURNS_CYCLE,
+    COMPLETE_ROUND,
+)
+
+
+def round_events(session: Session, round_: Round) -> list[tuple[FlowSpec, datetime]]:
+    """The round's deadline events as its prospectus (as amended) and its extensions make them:
+    each stage closes at everyone's deadline (extended, where it was) and again at the end of
+    each council's own extension, for that application alone."""
+    prospectus = rounds.prospectus_of(round_)
+    closes = deadlines.close_moments(session, round_)
+    events: list[tuple[FlowSpec, datetime]] = []
+    for flow, when in deadline_events(prospectus):
+        if flow is CLOSE_EOI or flow is CLOSE_BIDS:
+            stage: deadlines.Stage = "eoi" if flow is CLOSE_EOI else "bid"
+            events += [(flow, moment) for moment in closes.get(stage, [when])]
+        else:
+            events.append((flow, when))
+    return events
+
+
+def schedule_generation(session: Session, round_: Round) -> int:
+    """How many times the round's timetable has changed (amendments and extensions): part of
+    the scheduled runs' idempotency keys, so a moment the timetable comes back to is scheduled
+    afresh rather than matched to a run cancelled before."""
+    return round_.prospectus_version - 1 + len(deadlines.extensions_of(session, round_))

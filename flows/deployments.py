@@ -2,24 +2,27 @@
 
 `serve()` runs in the process `cbflow serve` starts beside the Prefect server: it registers one
 deployment per deadline flow and one per flow the portal starts, and executes their runs.
-`schedule_round` creates, for a launched round, one scheduled run per date of its prospectus, so
-the Prefect UI shows what happens when.
-Each scheduled run has an idempotency key: scheduling a round twice creates nothing new.
+`schedule_round` keeps, for a launched round, one scheduled run per date of its timetable (the
+prospectus as amended, and its extensions), so the Prefect UI shows what happens when; after an
+amendment or an extension it cancels the runs no longer due and adds the new ones. Each
+scheduled run has an idempotency key: scheduling a round twice creates nothing new.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from uuid import UUID
 
 from prefect import serve as prefect_serve
-from prefect.client.orchestration import get_client
-from prefect.states import Scheduled
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.states import Cancelled, Scheduled
 
 from cbflow.db import session_scope
 from cbflow.flowlist import DEADLINE as DEPLOYMENT
 from cbflow.flowlist import PORTAL
 from cbflow.services.rounds import get_round, prospectus_of
-from cbflow.stages import deadline_events
+from cbflow.stages import TIMETABLE_FLOWS, round_events, schedule_generation
 from flows.stages import DEADLINE_FLOWS, PORTAL_FLOWS
 
 
@@ -78,28 +81,79 @@ def mark_abandoned_runs() -> list[str]:
 
 
 async def schedule_round(slug: str, now: datetime | None = None) -> list[tuple[str, datetime]]:
-    """Create a scheduled flow run for each of the round's future deadlines. Returns them."""
+    """Bring the round's scheduled deadline runs in line with its timetable as it stands (the
+    prospectus as amended, and the extensions): create a run for each future event that has
+    none, and cancel each scheduled run of the timetable's flows whose moment is no longer one
+    of them. Returns the runs created. Run again, it changes nothing."""
     now = now or datetime.now(UTC)
     with session_scope() as session:
-        prospectus = prospectus_of(get_round(session, slug))
-    scheduled = []
+        round_ = get_round(session, slug)
+        prospectus = prospectus_of(round_)
+        events = [(flow.name, when) for flow, when in round_events(session, round_)]
+        generation = schedule_generation(session, round_)
+    wanted = {(name, when) for name, when in events if when > now}
+    created = []
     async with get_client() as client:
-        for flow, when in deadline_events(prospectus):
-            flow_name = flow.name
-            if when <= now:
+        deployments = {
+            spec.name: await client.read_deployment_by_name(f"{spec.name}/{DEPLOYMENT}")
+            for spec in TIMETABLE_FLOWS
+        }
+        names = {deployment.id: name for name, deployment in deployments.items()}
+        have: set[tuple[str, datetime]] = set()
+        for run in await _scheduled_runs(client, slug, list(names)):
+            assert run.deployment_id is not None
+            moment = run.expected_start_time or run.next_scheduled_start_time
+            key = (names[run.deployment_id], moment) if moment else None
+            if key in wanted and key not in have:
+                have.add(key)
                 continue
-            deployment = await client.read_deployment_by_name(f"{flow_name}/{DEPLOYMENT}")
+            await client.set_flow_run_state(
+                run.id,
+                Cancelled(message="the round's timetable changed: this run is no longer due"),
+                force=True,
+            )
+        for name, when in sorted(wanted - have, key=lambda event: event[1]):
+            suffix = f":g{generation}" if generation else ""
             await client.create_flow_run_from_deployment(
-                deployment.id,
+                deployments[name].id,
                 parameters={"slug": slug},
                 state=Scheduled(scheduled_time=when),
-                name=f"{slug} · {flow_name} at "
-                f"{when.astimezone(prospectus.zone):%Y-%m-%d %H:%M %Z}",
-                idempotency_key=f"{slug}:{flow_name}:{when.isoformat()}",
+                name=f"{slug} · {name} at {when.astimezone(prospectus.zone):%Y-%m-%d %H:%M %Z}",
+                idempotency_key=f"{slug}:{name}:{when.isoformat()}{suffix}",
                 tags=["cbflow", slug],
             )
-            scheduled.append((flow_name, when))
-    return scheduled
+            created.append((name, when))
+    return created
+
+
+async def _scheduled_runs(
+    client: PrefectClient, slug: str, deployment_ids: list[UUID]
+) -> list[FlowRun]:
+    """The round's runs still scheduled, of the given deployments."""
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    runs: list[FlowRun] = []
+    while True:
+        page = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+                tags=FlowRunFilterTags(all_=["cbflow", slug]),
+            ),
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=deployment_ids)),
+            limit=200,
+            offset=len(runs),
+        )
+        runs += page
+        if len(page) < 200:
+            return runs
 
 
 async def ensure_deployments() -> None:

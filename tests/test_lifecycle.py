@@ -59,7 +59,7 @@ EXPECTED_APP_MOVES: dict[AppState, set[AppState]] = {
     # sent for sign-off: the certifier approves (submitting it) or returns it (reopening it)
     A.EOI_DRAFT: {A.EOI_SUBMITTED, A.EOI_SIGN_OFF},
     A.EOI_SIGN_OFF: {A.EOI_SUBMITTED, A.EOI_DRAFT},
-    A.EOI_SUBMITTED: {A.SIFT_PASS, A.SIFT_REFER, A.SIFT_FAIL},
+    A.EOI_SUBMITTED: {A.SIFT_PASS, A.SIFT_REFER, A.SIFT_FAIL, A.EOI_DRAFT},
     A.SIFT_PASS: {A.INVITED, A.UNDER_ASSESSMENT} | DECISIONS,
     A.SIFT_REFER: {A.SIFT_PASS, A.SIFT_FAIL},
     A.SIFT_FAIL: set(),
@@ -67,7 +67,7 @@ EXPECTED_APP_MOVES: dict[AppState, set[AppState]] = {
     A.BID_DRAFT: {A.BID_SUBMITTED, A.BID_SIGN_OFF, A.UNSUCCESSFUL},
     # still waiting for sign-off when the bids close: not submitted, so unsuccessful
     A.BID_SIGN_OFF: {A.BID_SUBMITTED, A.BID_DRAFT, A.UNSUCCESSFUL},
-    A.BID_SUBMITTED: {A.UNDER_ASSESSMENT} | DECISIONS,
+    A.BID_SUBMITTED: {A.UNDER_ASSESSMENT, A.BID_DRAFT} | DECISIONS,
     A.UNDER_ASSESSMENT: {A.MODERATED},
     A.MODERATED: set(DECISIONS),
     A.SELECTED: {A.IMPLEMENTING},

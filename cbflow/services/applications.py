@@ -10,13 +10,13 @@ from typing import Any, Literal
 from sqlmodel import Session, select
 
 from cbflow.db import lock_for_update
-from cbflow.errors import CbflowError, DeadlinePassed, NotFound, NotYet
-from cbflow.formatting import local_deadline, local_time, long_date
+from cbflow.errors import CbflowError, NotFound, NotYet
+from cbflow.formatting import local_deadline, long_date
 from cbflow.forms import money_to_pence, parse_money, validate_answers
 from cbflow.lifecycle import APP_TRANSITIONS, AppState
 from cbflow.models import Application, Council, Round
 from cbflow.prospectus import Form, Prospectus, Window
-from cbflow.services import contributions, drafts, partnerships
+from cbflow.services import contributions, deadlines, drafts, partnerships
 from cbflow.services.audit import record, transition
 from cbflow.services.rounds import prospectus_of
 
@@ -39,10 +39,7 @@ def not_reached(deadline: str, moment: datetime, now: datetime, prospectus: Pros
 
 
 def window_of(prospectus: Prospectus, stage: Stage) -> Window:
-    window = prospectus.timetable.eoi if stage == "eoi" else prospectus.timetable.bid
-    if window is None:
-        raise CbflowError(f"round {prospectus.id} has no {stage} stage")
-    return window
+    return deadlines.window(prospectus, stage)
 
 
 def form_of(prospectus: Prospectus, stage: Stage) -> Form:
@@ -54,20 +51,12 @@ def form_of(prospectus: Prospectus, stage: Stage) -> Form:
     return prospectus.stages.bid.form
 
 
-def check_window(prospectus: Prospectus, stage: Stage, now: datetime) -> None:
-    """Refuse an action outside the stage's window (opens <= now < closes, local time)."""
-    window = window_of(prospectus, stage)
-    opens, closes = window.opens_at(prospectus.zone), window.closes_at(prospectus.zone)
-    if now < opens:
-        raise NotYet(
-            f"the {stage} window of {prospectus.id} opens at {local_time(opens, prospectus)}"
-        )
-    if now >= closes:
-        raise DeadlinePassed(
-            f"the {stage} window of {prospectus.id} closed at "
-            f"{local_deadline(closes, prospectus)}; "
-            "drafts can still be read but no longer submitted"
-        )
+def check_window(
+    prospectus: Prospectus, stage: Stage, now: datetime, closes: datetime | None = None
+) -> None:
+    """Refuse an action outside the stage's window (opens <= now < closes, local time), where
+    `closes` is the deadline that applies to the application (see deadlines.closes_for)."""
+    deadlines.check_open(prospectus, stage, now, closes)
 
 
 def reference_for(round_: Round, council_code: str, adopted_from_model_id: int | None) -> str:
@@ -198,7 +187,7 @@ def _editable(session: Session, application: Application, stage: Stage, now: dat
         raise CbflowError(
             f"{application.reference}: no bid can be drafted in state {application.state}"
         )
-    check_window(prospectus, stage, now)
+    check_window(prospectus, stage, now, deadlines.closes_for(session, application, stage))
     return form
 
 
@@ -404,7 +393,7 @@ def submit(
     round_ = session.get(Round, application.round_id)
     assert round_ is not None
     prospectus = prospectus_of(round_)
-    check_window(prospectus, stage, now)
+    check_window(prospectus, stage, now, deadlines.closes_for(session, application, stage))
     if prospectus.sign_off is not None and stage in prospectus.sign_off.stages and not certified:
         raise SignOffRequired(
             f"{prospectus.title} asks for sign-off by the council's "
@@ -565,14 +554,19 @@ class ApplicantActions:
 
 
 def applicant_actions(
-    prospectus: Prospectus, application: Application, stage: Stage, now: datetime
+    prospectus: Prospectus,
+    application: Application,
+    stage: Stage,
+    now: datetime,
+    closes: datetime | None = None,
 ) -> ApplicantActions:
     """What the council may do with the stage's form now (CbflowError if the round or the
-    application has no such form)."""
+    application has no such form). `closes`: the deadline that applies to the application
+    (deadlines.closes_for), the prospectus's when not given."""
     if not has_stage(application, stage):
         raise CbflowError(f"{application.reference} has no {stage} form")
     form_of(prospectus, stage)
-    closes = window_of(prospectus, stage).closes_at(prospectus.zone)
+    closes = closes or window_of(prospectus, stage).closes_at(prospectus.zone)
     submitted_at = application.eoi_submitted_at if stage == "eoi" else application.bid_submitted_at
     return ApplicantActions(
         stage=stage,

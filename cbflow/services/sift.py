@@ -17,7 +17,7 @@ from cbflow.forms import money_to_pence
 from cbflow.lifecycle import AppState, RoundState
 from cbflow.models import Application, Council, Round
 from cbflow.prospectus import SiftCheck, SiftRule
-from cbflow.services import contributions
+from cbflow.services import contributions, deadlines
 from cbflow.services.applications import not_reached
 from cbflow.services.audit import transition
 from cbflow.services.rounds import applications_of, prospectus_of
@@ -107,15 +107,17 @@ def check_passes(
 def close_eoi(session: Session, *, round_: Round, actor: str, now: datetime) -> Counter[str]:
     """Close the EOI window and sift every submitted EOI; returns counts of the outcomes.
 
-    Refused before the window closes. Persists, per submitted application: each rule's result,
-    then its move to sift_pass, sift_refer (a failed `refer` rule) or sift_fail (a failed `fail`
-    rule); then the round's move to eoi_closed. Run again, it changes nothing.
+    Refused before the window closes for everyone (as extended, see services.deadlines).
+    Persists, per submitted application: each rule's result, then its move to sift_pass,
+    sift_refer (a failed `refer` rule) or sift_fail (a failed `fail` rule); then the round's
+    move to eoi_closed. Run again (at the end of a council's own extension) it sifts the EOIs
+    submitted since, and changes nothing else.
     """
     prospectus = prospectus_of(round_)
-    closes = prospectus.timetable.eoi.closes_at(prospectus.zone)
+    closes = deadlines.stage_closes(session, round_, "eoi")
     if now < closes:
         raise not_reached(f"EOI deadline of {round_.slug}", closes, now, prospectus)
-    if round_.state != RoundState.LAUNCHED:
+    if round_.state == RoundState.CANCELLED:
         return Counter(a.state for a in applications_of(session, round_))
     outcomes: Counter[str] = Counter()
     pooled_checked = any(
@@ -141,6 +143,8 @@ def close_eoi(session: Session, *, round_: Round, actor: str, now: datetime) -> 
             application.decision_reason = reason
         transition(session, application, target, actor=actor, now=now, reason=reason)
         outcomes[target.value] += 1
+    if round_.state != RoundState.LAUNCHED:
+        return outcomes if outcomes else Counter(a.state for a in applications_of(session, round_))
     transition(
         session, round_, RoundState.EOI_CLOSED, actor=actor, now=now, reason="EOI window closed"
     )
@@ -307,19 +311,23 @@ def confirm_shortlist(
 
 
 def close_bids(session: Session, *, round_: Round, actor: str, now: datetime) -> int:
-    """Close the bid window. Invited applications with no submitted bid become unsuccessful.
-    Returns how many bids were submitted. Refused before the window closes; run again, it
-    changes nothing."""
+    """Close the bid window. Invited applications with no submitted bid become unsuccessful,
+    except those whose council's own extension has not ended (a run at its end closes them).
+    Returns how many bids were submitted. Refused before the window closes for everyone; run
+    again, it changes nothing but the applications whose extension has ended since."""
     prospectus = prospectus_of(round_)
     assert prospectus.timetable.bid is not None
-    closes = prospectus.timetable.bid.closes_at(prospectus.zone)
+    closes = deadlines.stage_closes(session, round_, "bid")
     if now < closes:
         raise not_reached(f"bid deadline of {round_.slug}", closes, now, prospectus)
-    if round_.state == RoundState.BIDS_INVITED:
-        deadline = long_deadline(closes, prospectus.zone)
+    if round_.state in (RoundState.BIDS_INVITED, RoundState.BIDS_CLOSED):
         for application in applications_of(
             session, round_, AppState.INVITED, AppState.BID_DRAFT, AppState.BID_SIGN_OFF
         ):
+            own = deadlines.closes_for(session, application, "bid")
+            if own > now:
+                continue  # more time for this council: it is closed when its extension ends
+            deadline = long_deadline(own, prospectus.zone)
             application.decision_reason = f"No bid was received by the deadline, {deadline}."
             if application.state == AppState.BID_SIGN_OFF:
                 application.decision_reason = (
@@ -334,6 +342,7 @@ def close_bids(session: Session, *, round_: Round, actor: str, now: datetime) ->
                 now=now,
                 reason=application.decision_reason,
             )
+    if round_.state == RoundState.BIDS_INVITED:
         transition(
             session,
             round_,

@@ -20,6 +20,7 @@ from cbflow.lifecycle import AppState
 from cbflow.models import Application, Round, User
 from cbflow.prospectus import Prospectus
 from cbflow.services import applications as service
+from cbflow.services import deadlines
 from cbflow.services.applications import NotReadyToSubmit, SignOffRequired, Stage
 from cbflow.services.audit import transition
 from cbflow.services.rounds import prospectus_of
@@ -88,7 +89,11 @@ def stage_waiting(application: Application) -> Stage | None:
 
 
 def deadline_warning(
-    prospectus: Prospectus, application: Application, stage: Stage, now: datetime
+    prospectus: Prospectus,
+    application: Application,
+    stage: Stage,
+    now: datetime,
+    closes: datetime | None = None,
 ) -> str | None:
     """From 48 hours before the stage's deadline, what it means for a form that needs sign-off
     and has not been submitted: said on every page of it, to applicants and certifier."""
@@ -97,7 +102,7 @@ def deadline_warning(
     submitted = application.eoi_submitted_at if stage == "eoi" else application.bid_submitted_at
     if submitted is not None:
         return None
-    closes = service.window_of(prospectus, stage).closes_at(prospectus.zone)
+    closes = closes or service.window_of(prospectus, stage).closes_at(prospectus.zone)
     if not (closes - WARN_WITHIN <= now < closes):
         return None
     deadline = local_deadline(closes, prospectus)
@@ -140,7 +145,7 @@ def send(
         raise CbflowError("this application is already waiting for sign-off")
     if not service.stage_open_to_change(application, stage):
         raise CbflowError(f"this {service.STAGE_NAMES[stage].lower()} can no longer be sent")
-    service.check_window(prospectus, stage, now)
+    service.check_window(prospectus, stage, now, deadlines.closes_for(session, application, stage))
     certifier = session.get(User, certifier_id) if certifier_id else None
     if (
         certifier is None

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from cbflow.formatting import local_deadline
-from cbflow.services import rounds
+from cbflow.services import deadlines, rounds
 from cbflow.web.deps import PagesDep, SessionDep
 
 router = APIRouter()
@@ -47,14 +47,14 @@ def home(request: Request, session: SessionDep, pages: PagesDep) -> Response:
     listed = []
     for round_ in rounds.all_rounds(session):
         prospectus = rounds.prospectus_of(round_)
-        eoi = prospectus.timetable.eoi
+        eoi_closes = deadlines.stage_closes(session, round_, "eoi")
         listed.append(
             Listed(
                 slug=round_.slug,
                 title=round_.title,
                 issued_by=prospectus.issued_by,
                 stage=ROUND_STATES.get(round_.state, round_.state),
-                eoi_deadline=local_deadline(eoi.closes_at(prospectus.zone), prospectus),
+                eoi_deadline=local_deadline(eoi_closes, prospectus),
             )
         )
     return pages.show(request, "home.html", HomePage(rounds=tuple(listed)))

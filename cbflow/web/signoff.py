@@ -22,7 +22,7 @@ from cbflow.models import Application, Council, Round, User
 from cbflow.prospectus import Prospectus
 from cbflow.services import applications as service
 from cbflow.services import councils as councils_service
-from cbflow.services import partnerships, rounds, signoff
+from cbflow.services import deadlines, partnerships, rounds, signoff
 from cbflow.services.applications import STAGE_NAMES, Stage
 from cbflow.services.partnerships import Place
 from cbflow.settings import Settings
@@ -138,7 +138,8 @@ def _render(
     prospectus = rounds.prospectus_of(round_)
     if not service.has_stage(application, stage) or not signoff.required(prospectus, stage):
         raise HTTPException(status_code=404)
-    actions = service.applicant_actions(prospectus, application, stage, now)
+    closes = deadlines.closes_for(session, application, stage)
+    actions = service.applicant_actions(prospectus, application, stage, now, closes)
     council = session.get(Council, application.council_code)
     forms: list[tuple[str, tuple[AnswerSection, ...]]] = []
     if stage == "bid":  # the whole application: the expression of interest it grew from too
@@ -155,7 +156,7 @@ def _render(
         council=council.official_name if council else application.council_code,
         requested=signoff.requested_words(prospectus, application),
         waiting=signoff.waiting(application, stage),
-        warning=signoff.deadline_warning(prospectus, application, stage, now),
+        warning=signoff.deadline_warning(prospectus, application, stage, now, closes),
         closed=actions.closed,
         deadline=actions.deadline,
         forms=tuple(forms),
@@ -220,7 +221,13 @@ def sign_off_home(
                 round=round_.title,
                 stage_name=STAGE_NAMES[stage],
                 requested=opening(signoff.requested_words(prospectus, application)),
-                warning=signoff.deadline_warning(prospectus, application, stage, now),
+                warning=signoff.deadline_warning(
+                    prospectus,
+                    application,
+                    stage,
+                    now,
+                    deadlines.closes_for(session, application, stage),
+                ),
             )
         )
     page = SignOffList(
@@ -340,7 +347,11 @@ def return_sign_off(
     round_ = session.get(Round, application.round_id)
     assert round_ is not None
     deadline = service.applicant_actions(
-        rounds.prospectus_of(round_), application, stage, now
+        rounds.prospectus_of(round_),
+        application,
+        stage,
+        now,
+        deadlines.closes_for(session, application, stage),
     ).deadline
     mail = _tell_sender(
         request,

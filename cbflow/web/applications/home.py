@@ -14,7 +14,7 @@ from cbflow.errors import CbflowError
 from cbflow.formatting import local_deadline
 from cbflow.models import Application, Council
 from cbflow.services import applications as service
-from cbflow.services import offers, partnerships, rounds
+from cbflow.services import deadlines, offers, partnerships, rounds
 from cbflow.web.applications.shared import (
     APP_STATES,
     Applicant,
@@ -121,14 +121,14 @@ def applications_home(
         types = prospectus.eligibility.council_types
         if types is not None and council.type not in types:
             continue
-        window = prospectus.timetable.eoi
-        if not window.is_open(prospectus.zone, now):
+        closes = deadlines.stage_closes(session, round_, "eoi")
+        if not prospectus.timetable.eoi.opens_at(prospectus.zone) <= now < closes:
             continue
         open_rounds.append(
             OpenRound(
                 slug=round_.slug,
                 title=round_.title,
-                deadline=local_deadline(window.closes_at(prospectus.zone), prospectus),
+                deadline=local_deadline(closes, prospectus),
                 started=round_.id in started,
             )
         )
@@ -154,7 +154,9 @@ def start(
         if joined is not None:  # already in the round, as lead or member: go to it
             return RedirectResponse(home_of(request, joined), status_code=303)
         prospectus = rounds.prospectus_of(round_)
-        service.check_window(prospectus, "eoi", clock())
+        service.check_window(
+            prospectus, "eoi", clock(), deadlines.stage_closes(session, round_, "eoi")
+        )
         application, _ = service.start_application(
             session, round_=round_, council_code=council_code, actor=user.email, now=clock()
         )

@@ -20,7 +20,7 @@ from cbflow.models import Application, Round, User
 from cbflow.prospectus import Form as ProspectusForm
 from cbflow.prospectus import Prospectus, Section
 from cbflow.services import applications as service
-from cbflow.services import drafts, partnerships, rounds, signoff
+from cbflow.services import deadlines, drafts, partnerships, rounds, signoff
 from cbflow.services.applications import STAGE_NAMES, ApplicantActions, Stage
 from cbflow.web.auth import require_role
 from cbflow.web.templating import path_for
@@ -110,6 +110,8 @@ class Context:
         except CbflowError:
             raise HTTPException(status_code=404) from None
         self.place = partnerships.place_of(session, application).name
+        # the deadline that applies to this application (an extension, its own or everyone's)
+        self.standing = deadlines.standing(session, application, stage)
 
     def url(self, name: str, /, **params: object) -> str:
         """The address of one of this application's stage's pages."""
@@ -134,7 +136,9 @@ class Context:
 
     def actions(self, now: datetime) -> ApplicantActions:
         """What the council may do with this stage's form now."""
-        return service.applicant_actions(self.prospectus, self.application, self.stage, now)
+        return service.applicant_actions(
+            self.prospectus, self.application, self.stage, now, self.standing.closes
+        )
 
     @property
     def answers(self) -> dict[str, Any]:
@@ -173,6 +177,7 @@ class Context:
             deadline=actions.deadline,
             actions=actions,
             sign_off=self.sign_off(now, actions),
+            extension_note=self.standing.note,
         )
 
     def sign_off(self, now: datetime, actions: ApplicantActions) -> SignOffView | None:
@@ -187,7 +192,9 @@ class Context:
             waiting=actions.awaiting_sign_off,
             certifier=certifier.name if certifier and actions.awaiting_sign_off else "",
             requested=signoff.requested_words(self.prospectus, application),
-            warning=signoff.deadline_warning(self.prospectus, application, self.stage, now),
+            warning=signoff.deadline_warning(
+                self.prospectus, application, self.stage, now, self.standing.closes
+            ),
             choices=tuple(
                 {"value": str(c.id), "text": c.name, "hint": {"text": c.email}} for c in choices
             ),
@@ -218,6 +225,7 @@ class FormPage:
     deadline: str
     actions: ApplicantActions
     sign_off: SignOffView | None
+    extension_note: str  # why the deadline is later than the prospectus says ("" if it is not)
 
 
 def complete_errors(session: Session, ctx: Context) -> dict[str, str]:
