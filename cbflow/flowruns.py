@@ -294,3 +294,22 @@ class ReceiptBatches:
                 exc,
             )
             return None
+
+
+def reschedule(settings: Settings, slug: str) -> list[tuple[str, datetime]]:
+    """Bring a round's scheduled deadline runs in line with its timetable, from the portal (see
+    flows.deployments.schedule_round). Returns the runs created."""
+    import asyncio
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.deployments import schedule_round
+
+    api = settings.resolved_prefect_api_url
+    if not api:
+        raise FlowsUnavailable("the portal is not connected to a Prefect server")
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            return asyncio.run(schedule_round(slug))
+    except Exception as exc:  # the server's refusal or absence, whatever its kind
+        raise _unavailable(settings, exc) from exc

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     frontend_dir: Path = PACKAGE_DIR.parent / "node_modules"  # npm packages from ./dev setup
     session_hours: int = 8  # a session ends this long after signing in, whatever happens
     session_idle_minutes: float = 30  # ...and after this long without a request
+    # the portal's record of itself (see services.availability): a request answered after this
+    # many seconds counts as slow; each process writes its counts this often
+    slow_request_seconds: float = 5
+    availability_every_seconds: float = 10
     # sign-in links asked for from one client address, per minute and portal process, beyond
     # which nothing is sent (the answer is the same); 0: no limit, for a load test
     sign_in_asks_per_minute: int = 30

@@ -34,6 +34,7 @@ from cbflow.prospectus import Prospectus
 from cbflow.render import render_many
 from cbflow.services import (
     assessment,
+    availability,
     deadlines,
     implementation,
     replication,
@@ -61,6 +62,9 @@ class Outcome:
     counts: dict[str, int] = field(default_factory=dict)
     documents: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # the round's timetable changed (an extension, an amendment): its scheduled runs are to be
+    # brought in line with it (flows.deployments.schedule_round)
+    timetable_changed: bool = False
 
 
 def issue(pendings: Sequence[Pending], now: datetime, progress: Progress = None) -> list[Path]:
@@ -122,9 +126,46 @@ def issue_receipts(slug: str, *, now: datetime, progress: Progress = None) -> Ou
     return outcome
 
 
+def extend_if_degraded(
+    slug: str, stage: deadlines.Stage, *, now: datetime, actor: str = SYSTEM
+) -> Outcome | None:
+    """At a stage's deadline, where the prospectus asks and the portal was degraded before it
+    (see services.availability): extend the window for everyone instead of closing it, and
+    tell every council with the form still to submit. Returns what it did, or None (nothing
+    done: the deadline is to close as usual)."""
+    settings = get_settings()
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        original = deadlines.stage_closes(session, round_, stage)
+        extension = availability.degraded_extension(session, round_, stage, now, actor)
+        if extension is None:
+            return None
+        messages = deadlines.everyone_told(session, round_, stage, extension, original, settings)
+        if notify.uses_outbox(settings):
+            notify.send_all(messages, settings=settings, session=session, now=now)
+        note = f"{stage} deadline extended for everyone: {extension.reason}"
+    failed = [] if notify.uses_outbox(settings) else notify.mail_all(messages, settings)
+    outcome = Outcome(
+        slug,
+        f"{stage}-extended",
+        {"e-mailed": len(messages) - len(failed)},
+        notes=[note],
+        timetable_changed=True,
+    )
+    logger.warning("%s: %s", slug, note)
+    for message, reason in failed:
+        outcome.notes.append(f"the e-mail to {message.to} was not sent: {reason}")
+    return outcome
+
+
 def close_eoi(
     slug: str, *, now: datetime, actor: str = SYSTEM, progress: Progress = None
 ) -> Outcome:
+    """Close expressions of interest and sift them, unless the portal's degraded minutes before
+    the deadline extend it instead."""
+    extended = extend_if_degraded(slug, "eoi", now=now, actor=actor)
+    if extended is not None:
+        return extended
     with session_scope() as session:
         round_ = rounds.get_round(session, slug)
         counts = sift.close_eoi(session, round_=round_, actor=actor, now=now)
@@ -171,6 +212,10 @@ def invite_to_bid(
 def close_bids(
     slug: str, *, now: datetime, actor: str = SYSTEM, progress: Progress = None
 ) -> Outcome:
+    """Close bids, unless the portal's degraded minutes before the deadline extend it instead."""
+    extended = extend_if_degraded(slug, "bid", now=now, actor=actor)
+    if extended is not None:
+        return extended
     with session_scope() as session:
         round_ = rounds.get_round(session, slug)
         submitted = sift.close_bids(session, round_=round_, actor=actor, now=now)

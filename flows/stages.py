@@ -136,6 +136,8 @@ async def _report(outcome: Outcome) -> Outcome:
     )
     lines = [f"# {outcome.round}: {outcome.stage}", "", "| what | count |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in outcome.counts.items()]
+    if outcome.notes:
+        lines += ["", "## Notes", "", *(f"- {note}" for note in outcome.notes)]
     if outcome.documents:
         ids = await asyncio.to_thread(_document_ids, outcome.documents)
         lines += ["", f"## Documents issued ({len(outcome.documents)})", ""]
@@ -157,7 +159,27 @@ async def _run(event: Callable[..., Outcome], *args: Any, **kwargs: Any) -> Outc
         # Prefect's engine) when the runner ends, rather than run on with nobody watching
         end_with_parent(signal.SIGTERM)
     outcome = await asyncio.to_thread(event, *args, **kwargs)
+    if outcome.timetable_changed:
+        await _reschedule(outcome)
     return await _report(outcome)
+
+
+async def _reschedule(outcome: Outcome) -> None:
+    """Bring the round's scheduled runs in line with its changed timetable. Where that cannot be
+    done (no deadline deployments registered: a run outside `cbflow serve`), the run says so:
+    the staff desk then offers each deadline's run by hand once it has passed."""
+    from flows.deployments import schedule_round
+
+    logger = get_run_logger()
+    try:
+        created = await schedule_round(outcome.round)
+    except Exception as exc:  # the Prefect server's refusal, whatever its kind
+        note = f"the round's deadline runs were not rescheduled: {exc}"
+        logger.warning("%s: %s", outcome.round, note)
+        outcome.notes.append(note)
+        return
+    for name, when in created:
+        logger.info("%s: %s scheduled for %s", outcome.round, name, when.isoformat())
 
 
 def _named(template: str) -> Callable[[], str]:

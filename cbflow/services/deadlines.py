@@ -16,12 +16,16 @@ from typing import Literal
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from cbflow import notify
 from cbflow.errors import CbflowError, DeadlinePassed, NotYet
 from cbflow.formatting import local_deadline, local_time
-from cbflow.models import Application, Extension, Round
+from cbflow.lifecycle import AppState
+from cbflow.models import Application, Extension, Round, User
 from cbflow.prospectus import Prospectus, Window
+from cbflow.services import partnerships
 from cbflow.services.audit import record
 from cbflow.services.rounds import prospectus_of
+from cbflow.settings import Settings
 
 Stage = Literal["eoi", "bid"]
 STAGES: tuple[Stage, ...] = ("eoi", "bid")
@@ -295,3 +299,65 @@ def close_moments(session: Session, round_: Round) -> dict[Stage, list[datetime]
         }
         moments[stage] = [everyone, *sorted(later)]
     return moments
+
+
+# the states of an application whose council still has the stage's form to submit
+UNSUBMITTED: dict[Stage, tuple[str, ...]] = {
+    "eoi": (AppState.EOI_DRAFT.value, AppState.EOI_SIGN_OFF.value),
+    "bid": (AppState.INVITED.value, AppState.BID_DRAFT.value, AppState.BID_SIGN_OFF.value),
+}
+
+
+def drafts_of(session: Session, round_: Round, stage: Stage) -> list[Application]:
+    """The round's applications whose council has still to submit the stage's form."""
+    return list(
+        session.exec(
+            select(Application)
+            .where(
+                Application.round_id == round_.id,
+                col(Application.state).in_(UNSUBMITTED[stage]),
+            )
+            .order_by(col(Application.id))
+        )
+    )
+
+
+def everyone_told(
+    session: Session,
+    round_: Round,
+    stage: Stage,
+    extension: Extension,
+    original: datetime,
+    settings: Settings,
+) -> list[notify.Message]:
+    """The e-mails that tell the officers of every council with the stage's form still to
+    submit that everyone has more time, and why."""
+    prospectus = prospectus_of(round_)
+    base_url = settings.resolved_portal_base_url
+    messages = []
+    for application in drafts_of(session, round_, stage):
+        codes = partnerships.council_codes_of(session, application)
+        officers = session.exec(
+            select(User)
+            .where(User.role == "applicant", col(User.council_code).in_(codes))
+            .order_by(col(User.id))
+        )
+        place = partnerships.place_of(session, application).name
+        for officer in officers:
+            messages.append(
+                notify.compose(
+                    settings.templates_dir,
+                    "deadline-extended",
+                    to=officer.email,
+                    name=officer.name,
+                    stage_name=STAGE_NAMES[stage],
+                    round_title=round_.title,
+                    deadline=local_deadline(extension.closes_at, prospectus),
+                    original=local_deadline(original, prospectus),
+                    degraded=extension.kind == DEGRADED,
+                    reason=extension.reason,
+                    place=place,
+                    link=f"{base_url}/applications/{application.id}/{stage}",
+                )
+            )
+    return messages

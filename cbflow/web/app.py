@@ -21,6 +21,7 @@ from cbflow.clock import Clock, system_clock
 from cbflow.db import busy
 from cbflow.errors import CbflowError
 from cbflow.flowruns import ReceiptBatches, load_client
+from cbflow.services import availability
 from cbflow.settings import Settings, get_settings
 from cbflow.web import (
     admin,
@@ -92,25 +93,37 @@ def govuk_frontend(settings: Settings) -> Path:
     return dist
 
 
-def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+def _lifespan(
+    settings: Settings, heartbeat: availability.Heartbeat | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # the worker threads that run routes: a few are enough (the database is local and the
         # GIL runs one at a time), and more only make each one wait longer for its turn
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.portal_threads
         load_client(settings)
-        yield
+        if heartbeat is not None:
+            heartbeat.start()
+        try:
+            yield
+        finally:
+            if heartbeat is not None:
+                await anyio.to_thread.run_sync(heartbeat.stop)
 
     return lifespan
 
 
-def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
+def create_app(
+    settings: Settings, clock: Clock = system_clock, *, record_availability: bool = False
+) -> FastAPI:
     """The portal for one configuration: its database, data dir, secret and mail settings.
-    Tests and the demo pass their own clock."""
+    Tests and the demo pass their own clock. With `record_availability` (the served portal),
+    the process writes what it answered each minute (see services.availability)."""
     dist = govuk_frontend(settings)
     env = environment(settings.templates_dir / "pages")
     renderer = Pages(env)
     csp = content_security_policy(inline_script_hashes(govuk_template_source(env)))
+    recorder = availability.Recorder(availability.process_name(), settings.slow_request_seconds)
 
     app = FastAPI(
         title="cbflow portal",
@@ -123,7 +136,14 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
             Depends(timeout.check_activity),
             Depends(require_csrf),
         ],
-        lifespan=_lifespan(settings),
+        lifespan=_lifespan(
+            settings,
+            availability.Heartbeat(
+                recorder, settings.availability_every_seconds, settings.resolved_database_url
+            )
+            if record_availability
+            else None,
+        ),
     )
     app.state.settings = settings
     app.state.database_url = settings.resolved_database_url
@@ -143,6 +163,9 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
         https_only=settings.resolved_portal_base_url.startswith("https://"),
     )
     app.add_middleware(SecurityHeaders, csp=csp)
+    # outermost of ours: what every request was answered and how long it took
+    app.add_middleware(availability.CountRequests, recorder=recorder)
+    app.state.availability = recorder
 
     app.mount("/assets", StaticFiles(directory=dist / "assets"), name="assets")
     app.mount("/govuk", StaticFiles(directory=dist), name="govuk")
@@ -242,4 +265,4 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
 def portal() -> FastAPI:
     """The portal as configured by the environment: `uvicorn --factory cbflow.web.app:portal`,
     as `cbflow serve` runs it."""
-    return create_app(get_settings())
+    return create_app(get_settings(), record_availability=True)

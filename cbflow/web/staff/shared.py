@@ -50,6 +50,7 @@ def stage_router() -> APIRouter:
 # the round's stage pages, in its navigation: (route name, title, key)
 STAGE_PAGES = [
     ("round_page", "Overview", ""),
+    ("deadlines_page", "Deadlines", "deadlines"),
     ("applications_page", "Applications", "applications"),
     ("sift_page", "Sift and shortlist", "sift"),
     ("assessment_page", "Assessment", "assessment"),
