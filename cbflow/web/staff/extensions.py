@@ -75,17 +75,18 @@ class StageRow:
     open: bool  # the window has not closed for everyone: everyone may still be given more time
 
 
-@dataclass(frozen=True)
-class Choice:
-    value: str
-    text: str
+def _choice(value: str, text: str) -> dict[str, str]:
+    """An option of the page's select, as GOV.UK Frontend's macro takes it."""
+    return {"value": value, "text": text}
 
 
 @dataclass(frozen=True, kw_only=True)
 class DeadlinesPage(RoundPage):
     stages: tuple[StageRow, ...]
     extensions: tuple[ExtensionRow, ...]
-    drafts: tuple[Choice, ...]  # applications still to submit, which may be given more time
+    # who may be given more time: everyone, for a stage still open; each application still to
+    # submit a stage's form
+    choices: tuple[dict[str, str], ...]
     degraded_rule: str  # what the prospectus says about extending for a degraded portal
     errors: dict[str, str]
     form: dict[str, str]
@@ -101,7 +102,7 @@ def _row(extension: Extension, places: dict[int, str], prospectus: Prospectus) -
     if extension.kind == deadlines.DEGRADED:
         evidence = f"{extension.evidence.get('minutes_degraded', 0)} degraded minutes"
     return ExtensionRow(
-        stage=deadlines.STAGE_NAMES[extension.stage],
+        stage=opening(deadlines.STAGE_NAMES[extension.stage]),
         who=places.get(extension.application_id or 0, "Everyone"),
         closes=local_deadline(extension.closes_at, prospectus),
         kind=KINDS.get(extension.kind, extension.kind),
@@ -129,7 +130,8 @@ def _page(
         ).items()
     }
     stages = []
-    drafts: list[Choice] = []
+    everyone: list[dict[str, str]] = []
+    drafts: list[dict[str, str]] = []
     for stage in _stages(prospectus):
         closes = deadlines.stage_closes(session, round_, stage)
         planned = deadlines.planned_close(prospectus, stage)
@@ -143,8 +145,12 @@ def _page(
                 open=now < closes,
             )
         )
+        if now < closes:
+            everyone.append(
+                _choice(f"everyone:{stage}", f"Everyone: {deadlines.STAGE_NAMES[stage]}")
+            )
         drafts += [
-            Choice(
+            _choice(
                 f"{stage}:{a.id}",
                 f"{places.get(a.id or 0, a.reference)}: {deadlines.STAGE_NAMES[stage]}",
             )
@@ -162,7 +168,7 @@ def _page(
         **round_header(request, round_, prospectus, "deadlines"),
         stages=tuple(stages),
         extensions=tuple(_row(e, places, prospectus) for e in extensions),
-        drafts=tuple(drafts),
+        choices=(_choice("", "Choose"), *everyone, *drafts),
         degraded_rule=degraded_rule,
         errors=errors or {},
         form=form or {},
