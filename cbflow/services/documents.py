@@ -399,19 +399,16 @@ class Issuer:
 
     def _on_time(self, application: Application, stage: Stage, submitted: datetime) -> str:
         """Whether the form arrived by the deadline that applies to the application, as the
-        receipt says it."""
+        receipt says it after the time it arrived."""
         standing = deadlines.standing(self.session, application, stage)
         deadline = long_deadline(standing.closes, self.prospectus.zone)
         if submitted >= standing.closes:
-            return f"This was received after the deadline, {deadline}."
+            return f"after the deadline, {deadline}"
         if standing.extension is not None and standing.own:
-            return (
-                f"This was received on time, within the extension to {deadline} given to "
-                "your council."
-            )
+            return f"on time, within the extension to {deadline} given to your council"
         if standing.extension is not None:
-            return f"This was received on time, within the extension for everyone to {deadline}."
-        return f"This was received on time, before the deadline, {deadline}."
+            return f"on time, within the extension for everyone to {deadline}"
+        return f"on time: the deadline is {deadline}"
 
     def invitations(self, applications: Iterable[Application]) -> list[Pending]:
         p = self.prospectus
