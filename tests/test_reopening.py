@@ -28,8 +28,8 @@ from cbflow.clock import FixedClock
 from cbflow.db import session_scope
 from cbflow.errors import CbflowError, DeadlinePassed, NotFound
 from cbflow.lifecycle import AppState
-from cbflow.models import Application, AuditEvent, Document, OutboxMessage, Submission
-from cbflow.services import applications, deadlines, reopening, rounds, sift
+from cbflow.models import Application, AuditEvent, Document, OutboxMessage, Submission, User
+from cbflow.services import applications, deadlines, reopening, rounds, sift, signoff
 from cbflow.services.applications import Stage
 from cbflow.settings import Settings
 from cbflow.web import create_app
@@ -260,6 +260,82 @@ def test_a_sifted_eoi_is_not_reopened_even_with_time_left_on_its_own_extension(
         reopen(birmingham, "eoi", officer("BIR"), EOI_CLOSE + timedelta(hours=1))
     assert application(birmingham).state == AppState.SIFT_PASS
     assert versions(birmingham, "eoi")[0].reopened_at is None
+
+
+def test_a_certifiers_approval_makes_each_version_and_the_prospectus_version_is_kept(
+    cbflow_env: Settings,
+) -> None:
+    """The certifier's approval submits, so it keeps the version as a submission does; the
+    round's prospectus version in force is kept with the application, each version and each
+    document issued."""
+    launch(
+        edit(
+            example_text(),
+            (
+                "capacity:\n",
+                "sign_off: {role: Chief executive, stages: [eoi]}\n"
+                "reopening: {stages: [eoi]}\ncapacity:\n",
+            ),
+        )
+    )
+    with session_scope() as session:
+        round_ = rounds.get_round(session, SLUG)
+        round_.prospectus_version = 3  # as if amended twice since launch
+        session.add(round_)
+    add_user(officer("BIR"), "applicant", council="BIR")
+    ceo = add_user("ceo@birmingham.gov.uk", "certifier", council="BIR")
+    with session_scope() as session:
+        found, _ = applications.start_application(
+            session,
+            round_=rounds.get_round(session, SLUG),
+            council_code="BIR",
+            actor=officer("BIR"),
+            now=EOI_DAY,
+            answers=walk_eoi_answers("BIR", "Join up services around families."),
+        )
+        assert found.id is not None and found.prospectus_version == 3
+        birmingham = found.id
+
+    def signed_off(hours: int) -> None:
+        with session_scope() as session:
+            found = session.get(Application, birmingham)
+            person = session.get(User, ceo.id)
+            assert found is not None and person is not None
+            signoff.send(
+                session,
+                application=found,
+                stage="eoi",
+                certifier_id=ceo.id,
+                actor=officer("BIR"),
+                now=EOI_DAY + timedelta(hours=hours),
+            )
+            signoff.approve(
+                session,
+                application=found,
+                stage="eoi",
+                certifier=person,
+                now=EOI_DAY + timedelta(hours=hours, minutes=30),
+            )
+
+    signed_off(1)
+    reopen(birmingham, "eoi", officer("BIR"), EOI_DAY + timedelta(hours=2))
+    assert application(birmingham).state == AppState.EOI_DRAFT
+    signed_off(3)
+    assert application(birmingham).state == AppState.EOI_SUBMITTED
+    first, second = versions(birmingham, "eoi")
+    assert [(v.version, v.submitted_by, v.prospectus_version) for v in (first, second)] == [
+        (1, "ceo@birmingham.gov.uk", 3),
+        (2, "ceo@birmingham.gov.uk", 3),
+    ]
+    assert first.reopened_by == officer("BIR")
+    stages.issue_receipts(SLUG, now=EOI_DAY + timedelta(hours=4))
+    with session_scope() as session:
+        issued = session.exec(
+            select(Document.key, Document.prospectus_version).where(
+                Document.application_id == birmingham
+            )
+        ).all()
+    assert sorted(issued) == [(f"{SLUG}/BIR/eoi_receipt/v2", 3)]
 
 
 def receipt_text(settings: Settings, key: str) -> str:
