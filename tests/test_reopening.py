@@ -474,6 +474,7 @@ def test_a_council_reopens_its_eoi_is_told_plainly_what_that_means_and_submits_i
         f"not submitted. You must submit it again by {deadline} for it to count." in tasks
     )
     assert "Reopen to change it" not in tasks
+    assert "You reopened this expression of interest" in portal.get(f"{base}/check").text
     assert portal.get(f"{base}/submitted", follow_redirects=False).status_code == 303
 
     clock.set(DURING_EOI + timedelta(minutes=20))
