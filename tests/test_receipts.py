@@ -133,7 +133,11 @@ def test_a_new_receipt_is_mailed_once_to_whoever_submitted_with_the_pdf(
     assert [m["To"] for m in inbox.messages] == ["pat@essex.gov.uk"]
     message = inbox.messages[0]
     assert message["Subject"] == f"Expression of interest received: {reference}"
-    assert "at 10:00 on 1 November 2011." in text_of(message)
+    # the receipt says whether it came by the deadline that applies
+    assert (
+        "at 10:00 on 1 November 2011, on time: the deadline is 12:00 on 10 November 2011."
+        in text_of(message)
+    )
     (pdf,) = attachments(message)
     assert pdf.get_content_type() == "application/pdf"
     assert pdf.get_filename() == "whole-place-2011-ESS-eoi-receipt.pdf"

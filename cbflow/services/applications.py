@@ -16,7 +16,7 @@ from cbflow.forms import money_to_pence, parse_money, validate_answers
 from cbflow.lifecycle import APP_TRANSITIONS, AppState
 from cbflow.models import Application, Council, Round
 from cbflow.prospectus import Form, Prospectus, Window
-from cbflow.services import contributions, deadlines, drafts, partnerships
+from cbflow.services import contributions, deadlines, drafts, partnerships, reopening
 from cbflow.services.audit import record, transition
 from cbflow.services.rounds import prospectus_of
 
@@ -115,6 +115,7 @@ def start_application(
         bid_answers=bid,
         adopted_from_model_id=adopted_from_model_id,
         created_at=now,
+        prospectus_version=round_.prospectus_version,
     )
     session.add(application)
     session.flush()
@@ -420,6 +421,16 @@ def submit(
     support = prospectus.support_question()
     if support is not None and support in cleaned:
         application.support_requested_pence = money_to_pence(parse_money(cleaned[support]))
+    # kept as submitted: the next version, which replaces any reopened before it
+    reopening.record_submission(
+        session,
+        application=application,
+        round_=round_,
+        stage=stage,
+        answers=cleaned,
+        actor=actor,
+        now=now,
+    )
     # the state change flushes the answers with it, and with its audit event
     transition(
         session, application, submitted_state, actor=actor, now=now, reason=f"{stage} submitted"
@@ -515,6 +526,7 @@ class ApplicantActions:
     can_withdraw: bool  # the application can still be withdrawn
     needs_sign_off: bool = False  # submitted by the council's certifier's approval
     awaiting_sign_off: bool = False  # sent to the certifier, who has not yet answered
+    reopenable: bool = False  # submitted, and the prospectus lets the council reopen it
 
     @property
     def stage_name(self) -> str:
@@ -533,6 +545,11 @@ class ApplicantActions:
     @property
     def can_send_for_sign_off(self) -> bool:
         return self.can_edit and not self.submitted and self.needs_sign_off
+
+    @property
+    def can_reopen(self) -> bool:
+        """The council may reopen it now, to change it and submit it again."""
+        return self.reopenable and not self.closed
 
     @property
     def can_see_receipt(self) -> bool:
@@ -578,4 +595,5 @@ def applicant_actions(
         needs_sign_off=prospectus.sign_off is not None and stage in prospectus.sign_off.stages,
         awaiting_sign_off=application.state
         == (AppState.EOI_SIGN_OFF if stage == "eoi" else AppState.BID_SIGN_OFF),
+        reopenable=reopening.reopenable(prospectus, application, stage),
     )

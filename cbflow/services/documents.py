@@ -8,7 +8,7 @@ crashed between rendering and recording renders the same files again and records
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -43,7 +43,7 @@ from cbflow.models import (
 )
 from cbflow.prospectus import Form, Prospectus, Question, TableQuestion
 from cbflow.render import RenderJob
-from cbflow.services import offers
+from cbflow.services import deadlines, offers, reopening
 from cbflow.services.applications import Stage, all_answers, form_of
 from cbflow.services.assessment import ApplicationResult, assessor_profiles, moderation_tasks
 from cbflow.services.contributions import PooledView, pooled_view
@@ -349,21 +349,66 @@ class Issuer:
         return [pending] if pending else []
 
     def receipts(self, stage: Stage, applications: Iterable[Application]) -> list[Pending]:
-        """A receipt for each submitted EOI (or bid), with the answers as they were sent."""
+        """A receipt for each submitted EOI (or bid), with the answers as they were sent: one
+        per version (a form reopened and submitted again has a receipt of its own, saying which
+        version it replaces), saying whether it arrived by the deadline that applied."""
         form = form_of(self.prospectus, stage)
-
-        def receipt(application: Application) -> dict[str, Any]:
+        kind = f"{stage}_receipt"
+        applications = list(applications)
+        kept = reopening.latest_of(self.session, applications, stage)
+        out = []
+        for application in applications:
+            assert application.id is not None
+            versions = kept.get(application.id, [])
+            version = versions[-1].version if versions else 1
+            key = receipt_key(application.reference, stage, version)
+            if key in self.issued:
+                continue
             submitted = (
                 application.eoi_submitted_at if stage == "eoi" else application.bid_submitted_at
             )
             assert submitted is not None, "a receipt is for a submission"
-            answers = application.eoi_answers if stage == "eoi" else application.bid_answers
-            return {
+            answers = (
+                versions[-1].answers
+                if versions
+                else (application.eoi_answers if stage == "eoi" else application.bid_answers)
+            )
+            before = versions[-2] if len(versions) > 1 else None
+            context = {
+                **self._addressed(application),
                 "submitted_at": long_moment(submitted, self.prospectus.zone),
                 "sections": answer_sections(form, answers, self.council_names),
+                "version": version,
+                "replaces": {
+                    "version": before.version,
+                    "submitted_at": long_moment(before.submitted_at, self.prospectus.zone),
+                }
+                if before
+                else None,
+                "on_time": self._on_time(application, stage, submitted),
             }
+            stem = _file_stem(application) + (f"-v{version}" if version > 1 else "")
+            pending = self._pending(kind, key, context, application, stem)
+            if pending is not None and version > 1:
+                title = f"{pending.title}, version {version}"
+                pending.job.context["doc"]["title"] = title
+                pending = replace(pending, title=title)
+            if pending:
+                out.append(pending)
+        return out
 
-        return self._for_each(f"{stage}_receipt", applications, receipt)
+    def _on_time(self, application: Application, stage: Stage, submitted: datetime) -> str:
+        """Whether the form arrived by the deadline that applies to the application, as the
+        receipt says it after the time it arrived."""
+        standing = deadlines.standing(self.session, application, stage)
+        deadline = long_deadline(standing.closes, self.prospectus.zone)
+        if submitted >= standing.closes:
+            return f"after the deadline, {deadline}"
+        if standing.extension is not None and standing.own:
+            return f"on time, within the extension to {deadline} given to your council"
+        if standing.extension is not None:
+            return f"on time, within the extension for everyone to {deadline}"
+        return f"on time: the deadline is {deadline}"
 
     def invitations(self, applications: Iterable[Application]) -> list[Pending]:
         p = self.prospectus
@@ -918,10 +963,23 @@ def _return_values(
     ]
 
 
+def receipt_key(reference: str, stage: Stage, version: int) -> str:
+    """A receipt's key: version 1's is the key receipts always had, so that a round's receipts
+    issued before versions were kept are still found; a later version's has its number."""
+    key = f"{reference}/{stage}_receipt"
+    return key if version == 1 else f"{key}/v{version}"
+
+
 def record_rendered(session: Session, pendings: Sequence[Pending], now: datetime) -> list[Pending]:
     """Record documents whose files now exist; a key already recorded is skipped. Returns the
-    ones recorded now (issued for the first time)."""
+    ones recorded now (issued for the first time), each under its round's prospectus version."""
     root = get_settings().documents_dir
+    versions = {
+        r.id: r.prospectus_version
+        for r in session.exec(
+            select(Round).where(col(Round.id).in_({p.round_id for p in pendings}))
+        )
+    }
     known = set(
         session.exec(select(Document.key).where(col(Document.key).in_([p.key for p in pendings])))
     )
@@ -938,6 +996,7 @@ def record_rendered(session: Session, pendings: Sequence[Pending], now: datetime
                 title=pending.title,
                 path=str(_relative(pending.job.out_path, root)),
                 created_at=now,
+                prospectus_version=versions.get(pending.round_id, 1),
             )
         )
         known.add(pending.key)

@@ -61,8 +61,10 @@ def receipt_messages(
         actor = submitters.get((pending.application_id or 0, f"{stage}_submitted"))
         recipients = [u for u in ours if u.email == actor] or ours
         context = pending.job.context
+        version = context.get("version", 1)
+        numbered = f"-v{version}" if version > 1 else ""
         attachment = notify.Attachment(
-            filename=f"{application.reference.replace('/', '-')}-{stage}-receipt.pdf",
+            filename=f"{application.reference.replace('/', '-')}-{stage}-receipt{numbered}.pdf",
             path=pending.job.out_path,
         )
         for user in recipients:
@@ -78,6 +80,9 @@ def receipt_messages(
                     council=context["council"]["name"],
                     round_title=context["doc"]["round_title"],
                     submitted_at=context["submitted_at"],
+                    version=version,
+                    replaces=context.get("replaces"),
+                    on_time=context.get("on_time", ""),
                     link=f"{base_url}/applications/{application.id}/{stage}/submitted",
                 )
             )

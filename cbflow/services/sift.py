@@ -12,12 +12,12 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from cbflow.errors import CbflowError
-from cbflow.formatting import long_deadline
+from cbflow.formatting import long_deadline, long_moment
 from cbflow.forms import money_to_pence
 from cbflow.lifecycle import AppState, RoundState
 from cbflow.models import Application, Council, Round
 from cbflow.prospectus import SiftCheck, SiftRule
-from cbflow.services import contributions, deadlines
+from cbflow.services import contributions, deadlines, reopening
 from cbflow.services.applications import not_reached
 from cbflow.services.audit import transition
 from cbflow.services.rounds import applications_of, prospectus_of
@@ -329,6 +329,12 @@ def close_bids(session: Session, *, round_: Round, actor: str, now: datetime) ->
                 continue  # more time for this council: it is closed when its extension ends
             deadline = long_deadline(own, prospectus.zone)
             application.decision_reason = f"No bid was received by the deadline, {deadline}."
+            reopened = reopening.reopened(session, application, "bid")
+            if reopened is not None and reopened.reopened_at is not None:
+                application.decision_reason = (
+                    f"The bid was reopened at {long_moment(reopened.reopened_at, prospectus.zone)} "
+                    f"and not submitted again by the deadline, {deadline}, so no bid was received."
+                )
             if application.state == AppState.BID_SIGN_OFF:
                 application.decision_reason = (
                     f"The bid was still waiting for sign-off at the deadline, {deadline}, so it "

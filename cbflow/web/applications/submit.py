@@ -22,8 +22,9 @@ from cbflow.forms import display_answer, is_shown
 from cbflow.models import Document
 from cbflow.services import applications as service
 from cbflow.services import councils as councils_service
-from cbflow.services import signoff
+from cbflow.services import reopening, signoff
 from cbflow.services.applications import Stage
+from cbflow.services.documents import receipt_key
 from cbflow.web import forms_ui
 from cbflow.web.applications.shared import (
     Applicant,
@@ -57,6 +58,8 @@ class CheckPage(FormPage):
 @dataclass(frozen=True)
 class SubmittedPage(FormPage):
     receipt: bool  # made already, to download
+    version: int  # the version that counts (a form reopened and submitted again: 2, ...)
+    replaces: int | None  # the version it replaces
 
 
 @router.get("/{application_id}/{stage}/check")
@@ -294,13 +297,10 @@ async def ask_for_receipt(request: Request, slug: str, clock: Clock) -> None:
         await in_own_thread(batches.request, slug, now)  # the routes go on while Prefect answers
 
 
-def _receipt(session: Session, ctx: Context) -> Document | None:
-    return session.exec(
-        select(Document).where(
-            Document.application_id == ctx.application.id,
-            Document.kind == f"{ctx.stage}_receipt",
-        )
-    ).first()
+def _receipt(session: Session, ctx: Context, version: int) -> Document | None:
+    """The receipt of the version that counts now."""
+    key = receipt_key(ctx.application.reference, ctx.stage, version)
+    return session.exec(select(Document).where(Document.key == key)).first()
 
 
 @router.get("/{application_id}/{stage}/submitted")
@@ -317,7 +317,14 @@ def submitted(
     common = ctx.page(clock())
     if not common.actions.can_see_receipt:
         return RedirectResponse(ctx.url("task_list"), status_code=303)
-    page = page_of(SubmittedPage, common, receipt=_receipt(session, ctx) is not None)
+    version = reopening.current_version(session, ctx.application, stage)
+    page = page_of(
+        SubmittedPage,
+        common,
+        receipt=_receipt(session, ctx, version) is not None,
+        version=version,
+        replaces=version - 1 if version > 1 else None,
+    )
     return pages.show(request, "application/submitted.html", page)
 
 
@@ -331,12 +338,14 @@ def receipt(
     settings: SettingsDep,
 ) -> Response:
     ctx = Context(request, session, own_application(session, user, application_id), stage)
-    document = _receipt(session, ctx)
+    version = reopening.current_version(session, ctx.application, stage)
+    document = _receipt(session, ctx, version)
     if document is None:
         raise HTTPException(status_code=404)
     path = Path(document.path)
     path = path if path.is_absolute() else settings.documents_dir / path
     if not path.is_file():
         raise HTTPException(status_code=404)
-    name = f"{ctx.application.reference.replace('/', '-')}-{stage}-receipt.pdf"
+    numbered = f"-v{version}" if version > 1 else ""
+    name = f"{ctx.application.reference.replace('/', '-')}-{stage}-receipt{numbered}.pdf"
     return FileResponse(path, media_type="application/pdf", filename=name)

@@ -31,6 +31,7 @@ from cbflow.prospectus import Criterion, Prospectus
 from cbflow.services import (
     audit,
     offers,
+    reopening,
     rounds,
 )
 from cbflow.services.contributions import PooledView, pooled_view
@@ -347,6 +348,7 @@ class ApplicationPage(RoundPage):
     request_pounds: str
     offer: str | None
     pooled: PooledView | None  # the partners and the confirmed pooled budget, where asked for
+    submissions: list[dict[str, str]]  # each version submitted, and reopened (reopening)
 
 
 @router.get("/rounds/{slug}/applications/{application_id}")
@@ -392,6 +394,7 @@ def application_page(
             request_pounds=money_or_blank(application.support_requested_pence),
             offer=_offer(session, application, prospectus),
             pooled=pooled_view(session, application, prospectus),
+            submissions=reopening.version_rows(session, application, prospectus),
         ),
     )
 
