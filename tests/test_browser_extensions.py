@@ -1,8 +1,8 @@
 """More time, in a real browser: staff open the round's Deadlines page, make a mistake (no
-reason) and are told at the field, then give Cambridgeshire until 17:00 on 12 December; after the bid
-deadline Cambridgeshire's officer reads its own deadline and may still work on its bid, while
-Bradford's officer is told the deadline has passed and reads nothing of Cambridgeshire's extension.
-Every page is axe-checked (no serious or critical violation) and photographed."""
+reason) and are told at the field, then give Cambridgeshire until 17:00 on 12 December; after
+the bid deadline Cambridgeshire's officer reads its own deadline and may still work on its bid,
+while Bradford's officer is told the deadline has passed and reads nothing of Cambridgeshire's
+extension. Every page is axe-checked (no serious or critical violation) and photographed."""
 
 from __future__ import annotations
 

@@ -216,6 +216,10 @@ def test_reopening_is_refused_after_the_deadline_where_not_allowed_and_to_other_
     with pytest.raises(DeadlinePassed, match="the deadline has passed: it was the end of 9"):
         reopen(birmingham, "bid", officer("BIR"), BID_CLOSE)
     close_bids()
+    # a reopening that was asked a moment before the deadline but reached the database after
+    # the close run (it waited for the close's lock on the round): the stage is closed
+    with pytest.raises(DeadlinePassed):
+        reopen(birmingham, "bid", officer("BIR"), BID_CLOSE - timedelta(seconds=1))
     assert application(birmingham).state == before.state == AppState.BID_SUBMITTED
     assert versions(birmingham, "bid")[0].reopened_at is None
 

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 from cbflow.db import lock_for_update
 from cbflow.errors import CbflowError, DeadlinePassed, NotFound
 from cbflow.formatting import local_deadline, local_time
-from cbflow.lifecycle import AppState
+from cbflow.lifecycle import AppState, RoundState
 from cbflow.models import Application, AuditEvent, Round, Submission, User
 from cbflow.prospectus import Prospectus
 from cbflow.services import deadlines, partnerships
@@ -160,16 +160,23 @@ def reopen(
     draft with its audit event and reason, the submission time cleared, and the latest
     submission marked reopened (when, by whom). The answers stay in the draft to change."""
     _check_person(session, application, actor)
-    lock_for_update(session, application)
     round_ = session.get(Round, application.round_id)
     assert round_ is not None
+    # the round first, as the close runs take it: a reopening that waited for a close run then
+    # sees the stage closed, rather than leave a draft behind a close that has been
+    lock_for_update(session, round_)
+    lock_for_update(session, application)
     prospectus = prospectus_of(round_)
     found = _refusal(prospectus, application, stage)
     if found is not None:
         raise CbflowError(found)
     closes = deadlines.closes_for(session, application, stage)
     deadline = local_deadline(closes, prospectus)
-    if now >= closes:
+    still_open = RoundState.LAUNCHED if stage == "eoi" else RoundState.BIDS_INVITED
+    closed_for_everyone = round_.state != still_open.value
+    if now >= closes or (
+        closed_for_everyone and closes <= deadlines.stage_closes(session, round_, stage)
+    ):
         raise DeadlinePassed(
             f"the deadline has passed: it was {deadline}, so the {NAMES[stage]} can no longer "
             "be reopened"

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from cbflow.db import lock_for_update
 from cbflow.errors import CbflowError
 from cbflow.formatting import long_deadline, long_moment
 from cbflow.forms import money_to_pence
@@ -117,6 +118,7 @@ def close_eoi(session: Session, *, round_: Round, actor: str, now: datetime) -> 
     closes = deadlines.stage_closes(session, round_, "eoi")
     if now < closes:
         raise not_reached(f"EOI deadline of {round_.slug}", closes, now, prospectus)
+    lock_for_update(session, round_)  # a reopening waits for the close, then sees it done
     if round_.state == RoundState.CANCELLED:
         return Counter(a.state for a in applications_of(session, round_))
     outcomes: Counter[str] = Counter()
@@ -320,6 +322,7 @@ def close_bids(session: Session, *, round_: Round, actor: str, now: datetime) ->
     closes = deadlines.stage_closes(session, round_, "bid")
     if now < closes:
         raise not_reached(f"bid deadline of {round_.slug}", closes, now, prospectus)
+    lock_for_update(session, round_)  # a reopening waits for the close, then sees it done
     if round_.state in (RoundState.BIDS_INVITED, RoundState.BIDS_CLOSED):
         for application in applications_of(
             session, round_, AppState.INVITED, AppState.BID_DRAFT, AppState.BID_SIGN_OFF
