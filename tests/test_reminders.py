@@ -7,6 +7,7 @@ re-runs; through the staff pages for what staff read."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -203,6 +204,20 @@ def test_reminders_go_once_per_person_and_date_and_never_to_a_council_that_submi
     rows = _reminders()
     assert {r.on_date for r in rows} == {date(2011, 11, 9)}
     assert all(r.missing for r in rows)
+
+
+def test_two_runs_at_once_send_each_reminder_once(any_db_env: Settings) -> None:
+    """A run started again by hand while the scheduled one is still going: the second waits
+    for the first, then finds every reminder recorded."""
+    _sign_off_round()
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(
+            pool.map(lambda _: stages.send_reminders(ROUND, now=ONE_DAY_BEFORE), range(2))
+        )
+    assert len(_reminders()) == 4
+    assert sorted(o.counts.get("e-mailed", 0) for o in outcomes) == [0, 4]
+    for address in ("pat@essex.gov.uk", "sam@essex.gov.uk", "ceo@devon.gov.uk"):
+        assert len(_outbox(address)) == 1
 
 
 def test_a_run_that_comes_late_sends_the_latest_reminder_due_that_day_and_no_stale_one(
