@@ -31,7 +31,7 @@ from cbflow.db import lock_for_update
 from cbflow.errors import ValidationFailed
 from cbflow.formatting import local_deadline, long_date
 from cbflow.forms import validate_answers
-from cbflow.lifecycle import AppState
+from cbflow.lifecycle import AppState, RoundState
 from cbflow.models import Application, Assignment, Reminder, Round, User
 from cbflow.prospectus import Prospectus
 from cbflow.services import applications, assessment, deadlines, partnerships, signoff
@@ -161,7 +161,7 @@ def _officers(session: Session, application: Application) -> list[User]:
 def due_at(session: Session, round_: Round, now: datetime, at: time) -> list[Due]:
     """Every reminder due at `now` in the round (sent or not)."""
     prospectus = prospectus_of(round_)
-    if not prospectus.reminders.before_deadline:
+    if not prospectus.reminders.before_deadline or round_.state == RoundState.CANCELLED:
         return []
     found: list[Due] = []
     for stage, opens in _council_stages(prospectus):
