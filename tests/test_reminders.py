@@ -240,6 +240,31 @@ def test_a_run_that_comes_late_sends_the_latest_reminder_due_that_day_and_no_sta
     assert len(_history(ids["ESS"])) == 4
 
 
+def test_every_council_of_a_partnership_is_reminded_of_the_members_still_to_confirm(
+    cbflow_env: Settings,
+) -> None:
+    from test_partnerships import PARTNERSHIPS, add, confirm_member, start
+
+    stages.launch(edit(example_text(), PARTNERSHIPS), "round.yaml", now=london(2011, 10, 17, 9))
+    lead = _officer("lee@westminster.gov.uk", "WSM", "Lee Westminster")
+    kensington = _officer("kim@rbkc.gov.uk", "KEC", "Kim Kensington")
+    hammersmith = _officer("hal@lbhf.gov.uk", "HMF", "Hal Hammersmith")
+    application_id = start(ROUND, "WSM")
+    add(application_id, "KEC")
+    add(application_id, "HMF")
+    confirm_member(application_id, "KEC")
+
+    stages.send_reminders(ROUND, now=ONE_DAY_BEFORE)
+    for officer in (lead, kensington, hammersmith):
+        (mail,) = _outbox(officer.email)
+        assert "Hammersmith and Fulham has still to confirm its membership in the portal" in (
+            mail.body
+        )
+        assert "- the partnership's place has no name" in mail.body
+        assert f"/applications/{application_id}/eoi" in mail.body
+    assert len(_history(application_id)) == 3
+
+
 def _user(email: str) -> User:
     with session_scope() as session:
         user = session.exec(select(User).where(User.email == email)).one()
