@@ -55,6 +55,7 @@ RETURNS_CYCLE = FlowSpec(
     "returns-cycle", "Returns cycle: chase overdue returns, progress reports", Trigger.DEADLINE
 )
 COMPLETE_ROUND = FlowSpec("complete-round", "Complete the round", Trigger.DEADLINE)
+SEND_REMINDERS = FlowSpec("send-reminders", "Send reminders before a deadline", Trigger.DEADLINE)
 PUBLISH_MODEL = FlowSpec("publish-model", "Publish a replication model", Trigger.STAFF)
 ADOPT_MODEL = FlowSpec("adopt-model", "Adopt a replication model", Trigger.DIRECT)
 
@@ -73,6 +74,7 @@ FLOWS: dict[str, FlowSpec] = {
         START_IMPLEMENTATION,
         RETURNS_CYCLE,
         COMPLETE_ROUND,
+        SEND_REMINDERS,
         PUBLISH_MODEL,
         ADOPT_MODEL,
     )

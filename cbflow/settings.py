@@ -4,6 +4,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -57,6 +58,17 @@ class Settings(BaseSettings):
     smtp_password: str = ""
     smtp_starttls: bool = False
     mail_from: str = "cbflow <noreply@cbflow.invalid>"
+    # the local time of day (the round's time zone) reminders before a deadline go, on the
+    # working days the prospectus's `reminders` names
+    reminder_time: str = "09:00"
+
+    @field_validator("reminder_time")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        from cbflow.workdays import parse_time_of_day
+
+        parse_time_of_day(value)
+        return value.strip()
 
     @property
     def resolved_database_url(self) -> str:

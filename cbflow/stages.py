@@ -25,6 +25,7 @@ from cbflow.flowlist import (
     COMPLETE_ROUND,
     DECIDE,
     RETURNS_CYCLE,
+    SEND_REMINDERS,
     FlowSpec,
 )
 from cbflow.formatting import long_date
@@ -37,6 +38,7 @@ from cbflow.services import (
     availability,
     deadlines,
     implementation,
+    reminders,
     replication,
     rounds,
     selection,
@@ -47,6 +49,7 @@ from cbflow.services.documents import Issuer, Pending, record_rendered
 from cbflow.services.implementation import return_periods
 from cbflow.services.receipts import receipt_messages
 from cbflow.settings import get_settings
+from cbflow.workdays import parse_time_of_day
 
 Progress = Callable[[int], None] | None
 SYSTEM = "system:cbflow"
@@ -155,6 +158,32 @@ def extend_if_degraded(
     logger.warning("%s: %s", slug, note)
     for message, reason in failed:
         outcome.notes.append(f"the e-mail to {message.to} was not sent: {reason}")
+    return outcome
+
+
+def send_reminders(slug: str, *, now: datetime) -> Outcome:
+    """E-mail the reminders due at `now` (see services.reminders): to the officers of every
+    council whose EOI or bid is still a draft (and its certifier, where sign-off is awaited) and
+    to every assessor with scores unsubmitted. Each reminder is recorded with its message in the
+    outbox in one transaction (by SMTP: sent once it has committed), so a re-run sends nothing
+    again."""
+    settings = get_settings()
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        rows, messages = reminders.send(session, round_, now, settings)
+        if notify.uses_outbox(settings):
+            notify.send_all(messages, settings=settings, session=session, now=now)
+    failed = [] if notify.uses_outbox(settings) else notify.mail_all(messages, settings)
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[f"reminders ({row.stage})"] = counts.get(f"reminders ({row.stage})", 0) + 1
+    outcome = Outcome(slug, "reminders", counts)
+    if messages:
+        outcome.counts["e-mailed"] = len(messages) - len(failed)
+    for message, reason in failed:
+        note = f"the reminder to {message.to} was not sent: {reason}"
+        logger.warning("%s: %s", slug, note)
+        outcome.notes.append(note)
     return outcome
 
 
@@ -425,13 +454,16 @@ TIMETABLE_FLOWS: tuple[FlowSpec, ...] = (
     DECIDE,
     RETURNS_CYCLE,
     COMPLETE_ROUND,
+    SEND_REMINDERS,
 )
 
 
 def round_events(session: Session, round_: Round) -> list[tuple[FlowSpec, datetime]]:
     """The round's deadline events as its prospectus (as amended) and its extensions make them:
     each stage closes at everyone's deadline (extended, where it was) and again at the end of
-    each council's own extension, for that application alone."""
+    each council's own extension, for that application alone. Before each of those deadlines,
+    and before the assessment closes, a reminders run at each moment the prospectus's
+    `reminders` names (while the window is open)."""
     prospectus = rounds.prospectus_of(round_)
     closes = deadlines.close_moments(session, round_)
     events: list[tuple[FlowSpec, datetime]] = []
@@ -441,7 +473,26 @@ def round_events(session: Session, round_: Round) -> list[tuple[FlowSpec, dateti
             events += [(flow, moment) for moment in closes.get(stage, [when])]
         else:
             events.append((flow, when))
-    return events
+    return events + [(SEND_REMINDERS, when) for when in reminder_moments(prospectus, closes)]
+
+
+def reminder_moments(
+    prospectus: Prospectus, closes: dict[deadlines.Stage, list[datetime]]
+) -> list[datetime]:
+    """Each moment a reminder is due before a deadline (everyone's, and each council's own
+    extension), and before the assessment closes; once each, in order."""
+    at = parse_time_of_day(get_settings().reminder_time)
+    zone, timetable = prospectus.zone, prospectus.timetable
+    windows = [(deadlines.window(prospectus, stage), closes[stage]) for stage in closes]
+    if timetable.assessment and prospectus.stages.assessment:
+        windows.append((timetable.assessment, [timetable.assessment.closes_at(zone)]))
+    found: set[datetime] = set()
+    for window, ends in windows:
+        for end in ends:
+            found.update(
+                when for _, when in reminders.moments(prospectus, window.opens_at(zone), end, at)
+            )
+    return sorted(found)
 
 
 def schedule_generation(session: Session, round_: Round) -> int:

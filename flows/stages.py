@@ -40,6 +40,7 @@ from cbflow.flowlist import (
     PORTAL,
     PUBLISH_MODEL,
     RETURNS_CYCLE,
+    SEND_REMINDERS,
     START_IMPLEMENTATION,
 )
 from cbflow.lifeline import end_with_parent
@@ -293,6 +294,14 @@ async def complete(slug: str, now: datetime | None = None, actor: str = SYSTEM) 
     )
 
 
+@flow(name=SEND_REMINDERS.name, flow_run_name=_named("{slug} · reminders"))
+async def send_reminders(slug: str, now: datetime | None = None) -> Outcome:
+    """E-mail the reminders due before a deadline (the prospectus's `reminders`), each once."""
+    return await _run(
+        stages.send_reminders, slug, now=await _deadline(SEND_REMINDERS.name, slug, now)
+    )
+
+
 @flow(name=PUBLISH_MODEL.name, flow_run_name=_named("{reference} · publish model"))
 async def publish(reference: str, now: datetime | None = None, actor: str = SYSTEM) -> Outcome:
     return await _run(stages.publish, reference, now=_now(now), actor=actor)
@@ -318,6 +327,7 @@ _ALL: list[Flow[..., Any]] = [
     start_implementation,
     returns_cycle,
     complete,
+    send_reminders,
     publish,
     adopt,
 ]

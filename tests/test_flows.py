@@ -141,6 +141,13 @@ def test_schedule_round_creates_one_run_per_future_deadline_when_called_twice(
     assert bids_close == london(2031, 12, 10, 0, 0)  # a date alone: the end of that day
     returns = [name for name in by_name if "returns-cycle" in name]
     assert len(returns) == 2  # two quarters of implementation
+    # reminders 10, 3 and 1 working days before each deadline, while its window is open: three
+    # before the EOI and the bid deadlines, two before the assessment closes
+    reminders = sorted(when for name, when in by_name.items() if "send-reminders" in name)
+    assert len(reminders) == 8
+    assert reminders[0] == london(2031, 10, 27, 9, 0) and reminders[-1] == london(
+        2031, 12, 15, 9, 0
+    )
 
 
 def test_a_stage_run_links_each_document_it_issued_to_the_portal_which_serves_it_to_staff(

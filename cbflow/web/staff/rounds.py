@@ -22,6 +22,7 @@ from cbflow.models import (
 )
 from cbflow.prospectus import Prospectus, parse
 from cbflow.services import (
+    reminders,
     rounds,
 )
 from cbflow.stages import deadline_events
@@ -247,6 +248,7 @@ class RoundOverview(RoundPage):
     total: int
     started: list[RunRow]
     open_data: list[OpenData]
+    reminders: list[reminders.SentSummary]
 
 
 @router.get("/rounds/{slug}")
@@ -313,6 +315,7 @@ def round_page(
                 )
                 for kind, why_not in opendata.unavailable(session, round_).items()
             ],
+            reminders=reminders.summary(session, round_),
         ),
     )
 
