@@ -57,6 +57,9 @@ RETURNS_CYCLE = FlowSpec(
 COMPLETE_ROUND = FlowSpec("complete-round", "Complete the round", Trigger.DEADLINE)
 PUBLISH_MODEL = FlowSpec("publish-model", "Publish a replication model", Trigger.STAFF)
 ADOPT_MODEL = FlowSpec("adopt-model", "Adopt a replication model", Trigger.DIRECT)
+AMEND_PROSPECTUS = FlowSpec(
+    "amend-prospectus", "Publish an amendment to the prospectus", Trigger.STAFF
+)
 
 FLOWS: dict[str, FlowSpec] = {
     spec.name: spec
@@ -75,6 +78,7 @@ FLOWS: dict[str, FlowSpec] = {
         COMPLETE_ROUND,
         PUBLISH_MODEL,
         ADOPT_MODEL,
+        AMEND_PROSPECTUS,
     )
 }
 

@@ -115,6 +115,7 @@ def start_application(
         bid_answers=bid,
         adopted_from_model_id=adopted_from_model_id,
         created_at=now,
+        prospectus_version=round_.prospectus_version,
     )
     session.add(application)
     session.flush()
