@@ -783,3 +783,30 @@ def messages(
                 )
             )
     return out
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What a council's pages say of the amendments made since its application was started."""
+
+    amended: str  # the day of the latest, as people read it
+    changes: list[str]  # what changed for the application, oldest first
+
+
+def notice_for(session: Session, application: Application) -> Notice | None:
+    """The amendments published since the application was started that concern it (see
+    for_application), or None when there are none."""
+    round_ = session.get(Round, application.round_id)
+    assert round_ is not None
+    if round_.prospectus_version <= application.prospectus_version:
+        return None
+    theirs: list[str] = []
+    for number in range(application.prospectus_version + 1, round_.prospectus_version + 1):
+        theirs += [
+            c.text for c in for_application(application, changes_of(session, round_, number))
+        ]
+    latest = version_of(session, round_, round_.prospectus_version)
+    if not theirs or latest is None:
+        return None
+    zone = rounds.prospectus_of(round_).zone
+    return Notice(long_date(latest.published_at, zone), theirs)

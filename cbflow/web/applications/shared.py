@@ -19,8 +19,8 @@ from cbflow.forms import validate_answers
 from cbflow.models import Application, Round, User
 from cbflow.prospectus import Form as ProspectusForm
 from cbflow.prospectus import Prospectus, Section
+from cbflow.services import amendments, deadlines, drafts, partnerships, rounds, signoff
 from cbflow.services import applications as service
-from cbflow.services import deadlines, drafts, partnerships, rounds, signoff
 from cbflow.services.applications import STAGE_NAMES, ApplicantActions, Stage
 from cbflow.web.auth import require_role
 from cbflow.web.templating import path_for
@@ -178,6 +178,7 @@ class Context:
             actions=actions,
             sign_off=self.sign_off(now, actions),
             extension_note=self.standing.note,
+            amendment=amendments.notice_for(self.session, self.application),
         )
 
     def sign_off(self, now: datetime, actions: ApplicantActions) -> SignOffView | None:
@@ -226,6 +227,7 @@ class FormPage:
     actions: ApplicantActions
     sign_off: SignOffView | None
     extension_note: str  # why the deadline is later than the prospectus says ("" if it is not)
+    amendment: amendments.Notice | None  # the prospectus amended since it was started
 
 
 def complete_errors(session: Session, ctx: Context) -> dict[str, str]:

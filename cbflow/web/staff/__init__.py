@@ -13,6 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from cbflow.web.staff import (
+    amendments,
     applications,
     assessment,
     implementation,
@@ -25,5 +26,14 @@ from cbflow.web.staff import (
 router = APIRouter()
 # each stage's routes (under /staff, for staff only: see shared.stage_router), in the order they
 # were declared when they were one module (earlier routes win), as this router's own
-for stage in (rounds, applications, sift, assessment, selection, implementation, replication):
+for stage in (
+    rounds,
+    applications,
+    sift,
+    assessment,
+    selection,
+    implementation,
+    replication,
+    amendments,
+):
     router.routes.extend(stage.router.routes)
