@@ -6,18 +6,22 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import httpx
 import pytest
 import round_walk
 from conftest import london
-from portal import add_user
+from fastapi.testclient import TestClient
+from portal import add_user, csrf, sign_in
 from sqlmodel import col, select
 
 from cbflow import stages
+from cbflow.clock import FixedClock
 from cbflow.db import session_scope
 from cbflow.models import Application, Document, OutboxMessage, ProspectusVersion
 from cbflow.prospectus import parse
 from cbflow.services import amendments, applications, deadlines, rounds
 from cbflow.settings import Settings
+from cbflow.web import create_app
 
 SLUG = round_walk.SLUG
 SOURCE = round_walk.SOURCE
@@ -292,3 +296,70 @@ def test_weights_cannot_change_once_scored_but_wording_can(cbflow_env: Settings)
         SOURCE, ("guidance: Markdown guidance shown to assessors", "guidance: Read closely")
     )
     assert refusals(reworded, now) == []
+
+
+def test_the_staff_pages_check_the_file_show_the_changes_and_publish_only_the_file_checked(
+    eois_in: Settings,
+) -> None:
+    add_user("lead@staff.example", "staff")
+    page = f"/staff/rounds/{SLUG}/amendment"
+
+    def upload(client: TestClient, text: str, name: str = "v2.yaml") -> httpx.Response:
+        return client.post(
+            page,
+            data={"csrf_token": csrf(client.get(page).text)},
+            files={"prospectus": (name, text.encode(), "application/x-yaml")},
+        )
+
+    with TestClient(create_app(eois_in, clock=FixedClock(AMEND_DAY))) as staff:
+        sign_in(staff, "lead@staff.example")
+        overview = staff.get(f"/staff/rounds/{SLUG}").text
+        assert page in overview and "Prospectus, version 1 (PDF)" in overview
+        broken = upload(staff, SOURCE.replace("places: 2 ", "places: many "))
+        assert broken.status_code == 400
+        assert "The prospectus has 1 problem" in broken.text
+        later = changed(SOURCE, LATER_BIDS)
+        checked = upload(staff, later)
+        assert checked.status_code == 200
+        assert (
+            "Bids close: was the end of 9 December 2011, now the end of 11 January 2012"
+            in checked.text
+        )
+        assert "Publish version 2" in checked.text
+        sha256 = amendments.sha256_of(later)
+        assert f'name="sha256" value="{sha256}"' in checked.text
+        unknown = upload(staff, SOURCE + "surprise: 1\n")
+        assert unknown.status_code == 400 and "surprise" in unknown.text
+        moved = upload(
+            staff,
+            changed(
+                SOURCE,
+                (
+                    'eoi:        {opens: 2011-10-17, closes: "2011-11-10T12:00"}',
+                    'eoi:        {opens: 2011-10-17, closes: "2011-11-11T12:00"}',
+                ),
+            ),
+        )
+        assert moved.status_code == 409
+        assert "Why it cannot be published" in moved.text
+        assert "has passed: it can no longer be changed" in moved.text
+        assert "Publish version 2" not in moved.text
+
+        confirm = f"{page}/confirm"
+        token = csrf(staff.get(page).text)
+        # a file never checked cannot be published, whatever hash is sent
+        forged = staff.post(
+            confirm, data={"csrf_token": token, "sha256": "0" * 64, "reason": "Why not"}
+        )
+        assert forged.status_code == 400 and "check it first" in forged.text
+        # the checked file, without a reason: asked for one
+        bare = staff.post(confirm, data={"csrf_token": token, "sha256": sha256, "name": "v2.yaml"})
+        assert bare.status_code == 400 and "Give the reason for the amendment" in bare.text
+        # with one: the flow is started (here no Prefect server answers: nothing is started)
+        started = staff.post(
+            confirm,
+            data={"csrf_token": token, "sha256": sha256, "name": "v2.yaml", "reason": "Later"},
+        )
+        assert started.status_code == 503 and "nothing was started" in started.text
+    with session_scope() as session:
+        assert rounds.get_round(session, SLUG).prospectus_version == 1
