@@ -12,6 +12,7 @@ import round_walk
 from conftest import london
 from fastapi.testclient import TestClient
 from portal import add_user, csrf, sign_in
+from pypdf import PdfReader
 from sqlmodel import col, select
 
 from cbflow import stages
@@ -149,6 +150,12 @@ def test_an_amendment_moving_the_bid_deadline_is_published_and_told(eois_in: Set
         assert set(documents) == {f"{SLUG}/prospectus", f"{SLUG}/prospectus/v2"}
         assert documents[f"{SLUG}/prospectus"].prospectus_version == 1
         assert documents[f"{SLUG}/prospectus/v2"].prospectus_version == 2
+        reissued = eois_in.documents_dir / documents[f"{SLUG}/prospectus/v2"].path
+        first_page = " ".join(PdfReader(reissued).pages[0].extract_text().split())
+        assert "Prospectus: version 2, amended 25 November 2011" in first_page
+        assert "Changes in this version" in first_page
+        assert "now the end of 11 January 2012" in first_page
+        assert (eois_in.documents_dir / documents[f"{SLUG}/prospectus"].path).is_file()
         mail = list(
             session.exec(
                 select(OutboxMessage)
@@ -363,3 +370,18 @@ def test_the_staff_pages_check_the_file_show_the_changes_and_publish_only_the_fi
         assert started.status_code == 503 and "nothing was started" in started.text
     with session_scope() as session:
         assert rounds.get_round(session, SLUG).prospectus_version == 1
+
+
+def test_places_and_budget_cannot_change_once_decided(cbflow_env: Settings) -> None:
+    round_walk.to_publication()
+    now = round_walk.PUBLISH_DAY
+    assert refusals(changed(SOURCE, ("places: 2 ", "places: 3 ")), now) == [
+        "the places, the budget and the selection's limits cannot change once decided"
+    ]
+    assert refusals(changed(SOURCE, ("budget_gbp: 4800000", "budget_gbp: 5000000")), now) == [
+        "the places, the budget and the selection's limits cannot change once decided"
+    ]
+    assert (
+        refusals(changed(SOURCE, ("  Places are invited", "  Places are warmly invited")), now)
+        == []
+    )
