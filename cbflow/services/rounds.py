@@ -34,9 +34,8 @@ def launch_round(
     """Validate a prospectus and create its round. Returns (round, created).
 
     Persists the round with the prospectus text as launched (its version 1), then its audit
-    event. Launching
-    the same file again returns the existing round unchanged; launching a different file under
-    an id that is taken is refused.
+    event. Launching the same file again (or a version it was amended to) returns the existing
+    round unchanged; launching a different file under an id that is taken is refused.
     """
     prospectus = parse(source, path)
     sha256 = hashlib.sha256(source.encode()).hexdigest()
