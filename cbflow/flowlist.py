@@ -58,6 +58,9 @@ COMPLETE_ROUND = FlowSpec("complete-round", "Complete the round", Trigger.DEADLI
 SEND_REMINDERS = FlowSpec("send-reminders", "Send reminders before a deadline", Trigger.DEADLINE)
 PUBLISH_MODEL = FlowSpec("publish-model", "Publish a replication model", Trigger.STAFF)
 ADOPT_MODEL = FlowSpec("adopt-model", "Adopt a replication model", Trigger.DIRECT)
+AMEND_PROSPECTUS = FlowSpec(
+    "amend-prospectus", "Publish an amendment to the prospectus", Trigger.STAFF
+)
 
 FLOWS: dict[str, FlowSpec] = {
     spec.name: spec
@@ -77,6 +80,7 @@ FLOWS: dict[str, FlowSpec] = {
         SEND_REMINDERS,
         PUBLISH_MODEL,
         ADOPT_MODEL,
+        AMEND_PROSPECTUS,
     )
 }
 

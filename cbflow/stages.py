@@ -34,6 +34,7 @@ from cbflow.models import Application, Document, Round, User
 from cbflow.prospectus import Prospectus
 from cbflow.render import render_many
 from cbflow.services import (
+    amendments,
     assessment,
     availability,
     deadlines,
@@ -45,7 +46,7 @@ from cbflow.services import (
     sift,
 )
 from cbflow.services.audit import record
-from cbflow.services.documents import Issuer, Pending, record_rendered
+from cbflow.services.documents import Amendment, Issuer, Pending, record_rendered
 from cbflow.services.implementation import return_periods
 from cbflow.services.receipts import receipt_messages
 from cbflow.settings import get_settings
@@ -91,6 +92,51 @@ def launch(
         slug = round_.slug
     outcome = Outcome(slug, "launch", {"created": int(created)})
     outcome.documents = issue(pendings, now, progress)
+    return outcome
+
+
+def amend_prospectus(
+    slug: str,
+    source: str,
+    path: str,
+    reason: str,
+    *,
+    now: datetime,
+    actor: str = SYSTEM,
+    progress: Progress = None,
+) -> Outcome:
+    """Publish an amendment to the round's prospectus: the new version in force, its document
+    (version N, with its list of changes; earlier versions' documents are kept), and an e-mail
+    to each council officer of each application that the changes concern, saying what changed
+    for it. The same file again publishes nothing new (a document not yet issued is issued).
+    The caller reschedules the round's deadline runs (flows.deployments.schedule_round)."""
+    settings = get_settings()
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        version, created = amendments.amend(
+            session, round_, source=source, path=path, reason=reason, actor=actor, now=now
+        )
+        amendment = (
+            Amendment(version.version, version.published_at, version.changes)
+            if version.version > 1
+            else None
+        )
+        pendings = Issuer(session, round_, now).prospectus_document(amendment)
+        messages: list[notify.Message] = []
+        if created:
+            changes = amendments.changes_of(session, round_, version.version)
+            messages = amendments.messages(session, round_, version, changes, settings)
+            if notify.uses_outbox(settings):
+                notify.send_all(messages, settings=settings, session=session, now=now)
+    outcome = Outcome(slug, "amendment", {"version": version.version, "new": int(created)})
+    outcome.documents = issue(pendings, now, progress)
+    failed = [] if notify.uses_outbox(settings) else notify.mail_all(messages, settings)
+    if messages:
+        outcome.counts["e-mailed"] = len(messages) - len(failed)
+    for message, why in failed:
+        note = f"the amendment e-mail to {message.to} was not sent: {why}"
+        logger.warning("%s: %s", slug, note)
+        outcome.notes.append(note)
     return outcome
 
 

@@ -25,6 +25,7 @@ from cbflow import stages
 from cbflow.db import session_scope
 from cbflow.flowlist import (
     ADOPT_MODEL,
+    AMEND_PROSPECTUS,
     ASSIGN_ASSESSORS,
     CLOSE_BIDS,
     CLOSE_EOI,
@@ -312,6 +313,29 @@ async def adopt(model_id: int, council_code: str, now: datetime | None = None) -
     return await _run(stages.adopt, model_id, council_code, now=_now(now))
 
 
+@flow(name=AMEND_PROSPECTUS.name, flow_run_name=_named("{slug} · amendment"))
+async def amend_prospectus(
+    slug: str,
+    source: str,
+    path: str,
+    reason: str,
+    now: datetime | None = None,
+    schedule: bool = True,
+    actor: str = SYSTEM,
+) -> Outcome:
+    """Publish an amendment to a round's prospectus; with `schedule`, then bring the round's
+    scheduled deadline runs in line with its timetable as amended."""
+    outcome = await _run(
+        stages.amend_prospectus, slug, source, path, reason, now=_now(now), actor=actor
+    )
+    if schedule:
+        from flows.deployments import schedule_round
+
+        scheduled = await schedule_round(slug, _now(now))
+        get_run_logger().info("%s: %d deadline runs scheduled anew", slug, len(scheduled))
+    return outcome
+
+
 # the flows staff and the portal start (as deployments named "portal", see flows.deployments)
 # and the deadline events a round schedules at its prospectus's dates, by their names
 _ALL: list[Flow[..., Any]] = [
@@ -330,6 +354,7 @@ _ALL: list[Flow[..., Any]] = [
     send_reminders,
     publish,
     adopt,
+    amend_prospectus,
 ]
 PORTAL_FLOWS: dict[str, Flow[..., Any]] = {
     flow.name: flow for flow in _ALL if FLOWS[flow.name].deployment == PORTAL

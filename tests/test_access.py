@@ -48,6 +48,7 @@ OWNERS = {
 }
 # /demo/sign-in answers 404 to everyone outside demo mode (tests/test_demo_people.py)
 PUBLIC = {"", "sign-in", "signed-out", "healthz", "sign-out", "session", "demo", "partner"}
+PUBLIC |= {"rounds"}  # a round's dates and the changes to its prospectus
 ROLES = [
     "anonymous",
     "applicant",

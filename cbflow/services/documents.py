@@ -78,6 +78,16 @@ class Pending:
     round_id: int
     application_id: int | None
     job: RenderJob
+    prospectus_version: int = 1  # the round's prospectus version in force when it was issued
+
+
+@dataclass(frozen=True)
+class Amendment:
+    """A version of a round's prospectus after the first, as its document prints it."""
+
+    version: int
+    published_at: datetime
+    changes: Sequence[str]
 
 
 def _doc(prospectus: Prospectus, kind: str, reference: str, now: datetime) -> dict[str, Any]:
@@ -237,6 +247,7 @@ class Issuer:
                 {"doc": _doc(self.prospectus, kind, reference, self.now), **context},
                 out,
             ),
+            prospectus_version=self.round.prospectus_version,
         )
 
     def _for_each(
@@ -259,7 +270,10 @@ class Issuer:
 
     # -- the documents of each stage --------------------------------------------------------
 
-    def prospectus_document(self) -> list[Pending]:
+    def prospectus_document(self, amendment: Amendment | None = None) -> list[Pending]:
+        """The prospectus in force. Version 1 is the prospectus as launched; a later version
+        (`amendment`: its number, date and changes) is issued under a key of its own, with
+        what changed in it, and every earlier version's document is kept."""
         p = self.prospectus
         timetable = []
         for stage in ("eoi", "bid", "assessment"):
@@ -319,7 +333,7 @@ class Issuer:
         assessment = p.stages.assessment
         type_names = {c.type: c.type_name for c in self.councils.values()}
         types = p.eligibility.council_types
-        context = {
+        context: dict[str, Any] = {
             "prospectus": p.model_dump(mode="json"),
             # who may apply in words: "County council, Unitary authority", not "CTY, UA"
             "council_types": [type_names.get(t, t) for t in types] if types else [],
@@ -343,9 +357,22 @@ class Issuer:
             if assessment
             else [],
         }
-        pending = self._pending(
-            "prospectus", f"{self.round.slug}/prospectus", context, None, self.round.slug
-        )
+        key, filename = f"{self.round.slug}/prospectus", self.round.slug
+        context["amendment"] = None
+        if amendment is not None and amendment.version > 1:
+            key += f"/v{amendment.version}"
+            filename += f"-v{amendment.version}"
+            context["amendment"] = {
+                "version": amendment.version,
+                "amended": long_date(amendment.published_at, p.zone),
+                "changes": list(amendment.changes),
+            }
+        pending = self._pending("prospectus", key, context, None, filename)
+        if pending is not None and context["amendment"]:
+            amended = context["amendment"]
+            pending.job.context["doc"]["title"] = (
+                f"Prospectus: version {amended['version']}, amended {amended['amended']}"
+            )
         return [pending] if pending else []
 
     def receipts(self, stage: Stage, applications: Iterable[Application]) -> list[Pending]:
@@ -972,14 +999,9 @@ def receipt_key(reference: str, stage: Stage, version: int) -> str:
 
 def record_rendered(session: Session, pendings: Sequence[Pending], now: datetime) -> list[Pending]:
     """Record documents whose files now exist; a key already recorded is skipped. Returns the
-    ones recorded now (issued for the first time), each under its round's prospectus version."""
+    ones recorded now (issued for the first time), each under the prospectus version it was made
+    under."""
     root = get_settings().documents_dir
-    versions = {
-        r.id: r.prospectus_version
-        for r in session.exec(
-            select(Round).where(col(Round.id).in_({p.round_id for p in pendings}))
-        )
-    }
     known = set(
         session.exec(select(Document.key).where(col(Document.key).in_([p.key for p in pendings])))
     )
@@ -996,7 +1018,7 @@ def record_rendered(session: Session, pendings: Sequence[Pending], now: datetime
                 title=pending.title,
                 path=str(_relative(pending.job.out_path, root)),
                 created_at=now,
-                prospectus_version=versions.get(pending.round_id, 1),
+                prospectus_version=pending.prospectus_version,
             )
         )
         known.add(pending.key)

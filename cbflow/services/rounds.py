@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 from cbflow.errors import CbflowError, NotFound
 from cbflow.flowlist import CLOSE_BIDS, CLOSE_EOI, COMPLETE_ROUND, DECIDE
 from cbflow.lifecycle import RoundState
-from cbflow.models import Application, Round
+from cbflow.models import Application, ProspectusVersion, Round
 from cbflow.prospectus import Prospectus, parse
 from cbflow.services.audit import record
 
@@ -24,7 +24,7 @@ def _parsed(source: str, sha256: str) -> Prospectus:
 
 
 def prospectus_of(round_: Round) -> Prospectus:
-    """The prospectus the round was launched with (parsed once per process)."""
+    """The prospectus in force: as launched, or as last amended (parsed once per process)."""
     return _parsed(round_.prospectus_source, round_.source_sha256)
 
 
@@ -33,15 +33,20 @@ def launch_round(
 ) -> tuple[Round, bool]:
     """Validate a prospectus and create its round. Returns (round, created).
 
-    Persists the round with the prospectus text as launched, then its audit event. Launching
-    the same file again returns the existing round unchanged; launching a different file under
-    an id that is taken is refused.
+    Persists the round with the prospectus text as launched (its version 1), then its audit
+    event. Launching the same file again (or a version it was amended to) returns the existing
+    round unchanged; launching a different file under an id that is taken is refused.
     """
     prospectus = parse(source, path)
     sha256 = hashlib.sha256(source.encode()).hexdigest()
     existing = session.exec(select(Round).where(Round.slug == prospectus.id)).first()
     if existing is not None:
-        if existing.source_sha256 != sha256:
+        known = set(
+            session.exec(
+                select(ProspectusVersion.sha256).where(ProspectusVersion.round_id == existing.id)
+            )
+        )
+        if sha256 not in known | {existing.source_sha256}:  # launched, or amended since
             raise CbflowError(
                 f"a round with id {prospectus.id!r} was already launched from a different file; "
                 "give the new round its own id"
@@ -59,6 +64,17 @@ def launch_round(
     session.add(round_)
     session.flush()
     assert round_.id is not None
+    session.add(
+        ProspectusVersion(
+            round_id=round_.id,
+            version=1,
+            source=source,
+            sha256=sha256,
+            reason="launched",
+            published_at=now,
+            published_by=actor,
+        )
+    )
     record(
         session,
         entity="round",

@@ -19,8 +19,16 @@ from cbflow.forms import validate_answers
 from cbflow.models import Application, Round, User
 from cbflow.prospectus import Form as ProspectusForm
 from cbflow.prospectus import Prospectus, Section
+from cbflow.services import (
+    amendments,
+    deadlines,
+    drafts,
+    partnerships,
+    reopening,
+    rounds,
+    signoff,
+)
 from cbflow.services import applications as service
-from cbflow.services import deadlines, drafts, partnerships, reopening, rounds, signoff
 from cbflow.services.applications import STAGE_NAMES, ApplicantActions, Stage
 from cbflow.web.auth import require_role
 from cbflow.web.templating import path_for
@@ -181,6 +189,7 @@ class Context:
             reopened=reopening.reopened_warning(
                 self.session, self.application, self.stage, now, self.standing.closes
             ),
+            amendment=amendments.notice_for(self.session, self.application),
         )
 
     def sign_off(self, now: datetime, actions: ApplicantActions) -> SignOffView | None:
@@ -230,6 +239,7 @@ class FormPage:
     sign_off: SignOffView | None
     extension_note: str  # why the deadline is later than the prospectus says ("" if it is not)
     reopened: str  # the warning while the council has reopened it ("" when it has not)
+    amendment: amendments.Notice | None  # the prospectus amended since it was started
 
 
 def complete_errors(session: Session, ctx: Context) -> dict[str, str]:

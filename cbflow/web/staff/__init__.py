@@ -13,6 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from cbflow.web.staff import (
+    amendments,
     applications,
     assessment,
     extensions,
@@ -35,5 +36,6 @@ for stage in (
     selection,
     implementation,
     replication,
+    amendments,
 ):
     router.routes.extend(stage.router.routes)

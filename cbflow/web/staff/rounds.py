@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from fastapi import HTTPException, Request, UploadFile
 from fastapi.responses import Response
 from sqlmodel import col, select
 
 from cbflow import flowruns, opendata
-from cbflow.errors import ProspectusError
 from cbflow.flowlist import FLOWS, LAUNCH_ROUND, Trigger
 from cbflow.flowruns import FlowsUnavailable, RunView
 from cbflow.formatting import local_time, long_date
@@ -20,7 +18,7 @@ from cbflow.models import (
     Round,
     StartedRun,
 )
-from cbflow.prospectus import Prospectus, parse
+from cbflow.prospectus import Prospectus
 from cbflow.services import (
     reminders,
     rounds,
@@ -35,6 +33,12 @@ from cbflow.web.deps import (
     ShortField,
 )
 from cbflow.web.pages import ROUND_STATES
+from cbflow.web.staff.amendments import (
+    UploadRefused,
+    VersionRow,
+    read_prospectus,
+    version_rows,
+)
 from cbflow.web.staff.shared import (
     DeskDep,
     RoundPage,
@@ -49,8 +53,6 @@ from cbflow.web.staff.shared import (
 from cbflow.web.templating import path_for
 
 router = stage_router()
-
-MAX_PROSPECTUS_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -104,26 +106,10 @@ def launch(
             nonce=new_nonce(),
         )
 
-    if prospectus is None or not prospectus.filename:
-        return refuse("Select a prospectus file")
-    name = Path(prospectus.filename.replace("\\", "/")).name
-    if not name.lower().endswith((".yaml", ".yml")):
-        return refuse("The prospectus must be a YAML file (.yaml or .yml)")
-    content = prospectus.file.read(MAX_PROSPECTUS_BYTES + 1)  # in this thread: the file is spooled
-    if len(content) > MAX_PROSPECTUS_BYTES:
-        return refuse(f"The prospectus must be smaller than {MAX_PROSPECTUS_BYTES // 1024} KB")
     try:
-        source = content.decode("utf-8")
-    except UnicodeDecodeError:
-        return refuse("The prospectus must be a text file in UTF-8")
-    try:
-        parsed = parse(source, name)
-    except ProspectusError as exc:
-        return refuse(
-            f"The prospectus has {len(exc.problems)} problem"
-            f"{'s' if len(exc.problems) != 1 else ''}: correct the file and upload it again",
-            exc.problems,
-        )
+        name, source, parsed = read_prospectus(prospectus)
+    except UploadRefused as refused:
+        return refuse(refused.message, refused.problems)
     existing = desk.session.exec(select(Round).where(Round.slug == parsed.id)).first()
     if existing is not None:
         return refuse(
@@ -249,6 +235,7 @@ class RoundOverview(RoundPage):
     started: list[RunRow]
     open_data: list[OpenData]
     reminders: list[reminders.SentSummary]
+    versions: list[VersionRow]  # of the prospectus, the newest (in force) first
 
 
 @router.get("/rounds/{slug}")
@@ -316,6 +303,7 @@ def round_page(
                 for kind, why_not in opendata.unavailable(session, round_).items()
             ],
             reminders=reminders.summary(session, round_),
+            versions=version_rows(request, session, round_, prospectus),
         ),
     )
 
