@@ -11,7 +11,7 @@ from functools import lru_cache
 from sqlmodel import Session, col, select
 
 from cbflow.errors import CbflowError, NotFound
-from cbflow.flowlist import CLOSE_BIDS, CLOSE_EOI, COMPLETE_ROUND, DECIDE
+from cbflow.flowlist import CLOSE_BIDS, CLOSE_EOI, COMPLETE_ROUND, DECIDE, SEND_REMINDERS
 from cbflow.lifecycle import RoundState
 from cbflow.models import Application, ProspectusVersion, Round
 from cbflow.prospectus import Prospectus, parse
@@ -128,6 +128,8 @@ def deadline_done(round_: Round, event: str) -> bool:
         return state in RELEASED
     if event == COMPLETE_ROUND.name:
         return state == RoundState.COMPLETED
+    if event == SEND_REMINDERS.name:
+        return True  # a reminder is of its moment: never sent late by hand
     return state == RoundState.COMPLETED  # a returns cycle may be run again until the end
 
 

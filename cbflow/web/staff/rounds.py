@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from fastapi import HTTPException, Request, UploadFile
 from fastapi.responses import Response
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from cbflow import flowruns, opendata
 from cbflow.flowlist import FLOWS, LAUNCH_ROUND, Trigger
@@ -20,10 +20,11 @@ from cbflow.models import (
 )
 from cbflow.prospectus import Prospectus
 from cbflow.services import (
+    deadlines,
     reminders,
     rounds,
 )
-from cbflow.stages import deadline_events
+from cbflow.stages import round_events
 from cbflow.web.applications import APP_STATES
 from cbflow.web.deps import (
     ClockDep,
@@ -181,16 +182,23 @@ def run_page(
 # a round's overview: timetable, scheduled runs, counts
 
 
-def _timetable(prospectus: Prospectus) -> list[tuple[str, str]]:
+def _timetable(session: Session, round_: Round, prospectus: Prospectus) -> list[tuple[str, str]]:
+    """The round's dates, its windows' closes as extended for everyone."""
     zone, t = prospectus.zone, prospectus.timetable
+
+    def closes(stage: deadlines.Stage) -> str:
+        when = deadlines.stage_closes(session, round_, stage)
+        extended = when != deadlines.planned_close(prospectus, stage)
+        return local_time(when, prospectus) + (" (extended for everyone)" if extended else "")
+
     rows = [
         ("Expressions of interest open", local_time(t.eoi.opens_at(zone), prospectus)),
-        ("Expressions of interest close", local_time(t.eoi.closes_at(zone), prospectus)),
+        ("Expressions of interest close", closes("eoi")),
     ]
-    if t.bid:
+    if t.bid and prospectus.stages.bid:
         rows += [
             ("Bids open", local_time(t.bid.opens_at(zone), prospectus)),
-            ("Bids close", local_time(t.bid.closes_at(zone), prospectus)),
+            ("Bids close", closes("bid")),
         ]
     if t.assessment:
         rows += [
@@ -257,7 +265,7 @@ def round_page(
     except FlowsUnavailable as exc:
         scheduled, problem = [], str(exc)
     events = []
-    for number, (flow, when) in enumerate(deadline_events(prospectus)):
+    for number, (flow, when) in enumerate(round_events(session, round_)):
         runs = [
             r
             for r in scheduled
@@ -287,7 +295,7 @@ def round_page(
         "staff/round.html",
         RoundOverview(
             **round_header(request, round_, prospectus, ""),
-            timetable=_timetable(prospectus),
+            timetable=_timetable(session, round_, prospectus),
             events=events,
             problem=problem,
             counts=[(APP_STATES.get(s, s), n) for s, n in sorted(counts.items())],
@@ -357,8 +365,7 @@ def run_deadline(
     """Run a deadline's flow now: for a deadline that has passed without its run (the runner
     was down, say). Not before the deadline, and not once its work is done."""
     round_ = round_or_404(desk.session, slug)
-    prospectus = rounds.prospectus_of(round_)
-    due = [flow.name for flow, when in deadline_events(prospectus) if when <= desk.now]
+    due = [flow.name for flow, when in round_events(desk.session, round_) if when <= desk.now]
     flow = FLOWS.get(event)
     if flow is None or flow.trigger is not Trigger.DEADLINE:
         raise HTTPException(status_code=404)
