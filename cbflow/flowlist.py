@@ -57,6 +57,11 @@ RETURNS_CYCLE = FlowSpec(
 COMPLETE_ROUND = FlowSpec("complete-round", "Complete the round", Trigger.DEADLINE)
 PUBLISH_MODEL = FlowSpec("publish-model", "Publish a replication model", Trigger.STAFF)
 ADOPT_MODEL = FlowSpec("adopt-model", "Adopt a replication model", Trigger.DIRECT)
+CLARIFICATIONS_DUE = FlowSpec(
+    "clarifications-due",
+    "Clarification requests: remind, and lapse those past their date",
+    Trigger.DEADLINE,
+)
 
 FLOWS: dict[str, FlowSpec] = {
     spec.name: spec
@@ -75,6 +80,7 @@ FLOWS: dict[str, FlowSpec] = {
         COMPLETE_ROUND,
         PUBLISH_MODEL,
         ADOPT_MODEL,
+        CLARIFICATIONS_DUE,
     )
 }
 

@@ -26,6 +26,7 @@ from cbflow.db import session_scope
 from cbflow.flowlist import (
     ADOPT_MODEL,
     ASSIGN_ASSESSORS,
+    CLARIFICATIONS_DUE,
     CLOSE_BIDS,
     CLOSE_EOI,
     COMPLETE_ROUND,
@@ -281,6 +282,19 @@ async def adopt(model_id: int, council_code: str, now: datetime | None = None) -
     return await _run(stages.adopt, model_id, council_code, now=_now(now))
 
 
+@flow(name=CLARIFICATIONS_DUE.name, flow_run_name=_named("{slug} · clarification requests"))
+async def clarifications_due(
+    slug: str, now: datetime | None = None, actor: str = SYSTEM
+) -> Outcome:
+    """Scheduled when a request is asked: at its reminder and at its date to answer by."""
+    return await _run(
+        stages.clarifications_due,
+        slug,
+        now=await _deadline(CLARIFICATIONS_DUE.name, slug, now),
+        actor=actor,
+    )
+
+
 # the flows staff and the portal start (as deployments named "portal", see flows.deployments)
 # and the deadline events a round schedules at its prospectus's dates, by their names
 _ALL: list[Flow[..., Any]] = [
@@ -298,6 +312,7 @@ _ALL: list[Flow[..., Any]] = [
     complete,
     publish,
     adopt,
+    clarifications_due,
 ]
 PORTAL_FLOWS: dict[str, Flow[..., Any]] = {
     flow.name: flow for flow in _ALL if FLOWS[flow.name].deployment == PORTAL
