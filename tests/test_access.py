@@ -75,6 +75,8 @@ MISSING = {
     "/sign-off/{application_id}/{stage}",
     # nor does it ask for partners' contributions
     "/applications/{application_id}/partners",
+    # nor did anyone ask for clarification
+    "/applications/{application_id}/clarifications/{clarification_id}",
 }
 # pages that send their owner on to the page that applies now
 REDIRECTS = {"/applications/{application_id}"}
@@ -138,6 +140,7 @@ def world(cbflow_env: Settings) -> World:
             "kind": "ocds",
             "council_code": "BOL",
             "contribution_id": "1",
+            "clarification_id": "1",
         }
         assert mine is not None
         emails = {"assessor": mine.email, "other-assessor": "nobody@assessors.example"}

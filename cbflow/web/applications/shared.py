@@ -15,12 +15,13 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlmodel import Session
 
 from cbflow.errors import CbflowError, ValidationFailed
+from cbflow.formatting import local_deadline
 from cbflow.forms import validate_answers
 from cbflow.models import Application, Round, User
 from cbflow.prospectus import Form as ProspectusForm
 from cbflow.prospectus import Prospectus, Section
 from cbflow.services import applications as service
-from cbflow.services import deadlines, drafts, partnerships, rounds, signoff
+from cbflow.services import clarifications, deadlines, drafts, partnerships, rounds, signoff
 from cbflow.services.applications import STAGE_NAMES, ApplicantActions, Stage
 from cbflow.web.auth import require_role
 from cbflow.web.templating import path_for
@@ -178,6 +179,24 @@ class Context:
             actions=actions,
             sign_off=self.sign_off(now, actions),
             extension_note=self.standing.note,
+            clarifications=self.clarifications_open(),
+        )
+
+    def clarifications_open(self) -> tuple[tuple[str, str], ...]:
+        """The requests the council has still to answer, for the notice at the top of its
+        task list."""
+        return tuple(
+            (
+                path_for(
+                    self.request,
+                    "clarification_page",
+                    application_id=self.application_id,
+                    clarification_id=c.id,
+                ),
+                local_deadline(c.answer_by, self.prospectus),
+            )
+            for c in clarifications.pending_of(self.session, self.application)
+            if c.state == clarifications.OPEN
         )
 
     def sign_off(self, now: datetime, actions: ApplicantActions) -> SignOffView | None:
@@ -226,6 +245,8 @@ class FormPage:
     actions: ApplicantActions
     sign_off: SignOffView | None
     extension_note: str  # why the deadline is later than the prospectus says ("" if it is not)
+    # the clarification requests waiting for the council's reply: (its page, answer by)
+    clarifications: tuple[tuple[str, str], ...]
 
 
 def complete_errors(session: Session, ctx: Context) -> dict[str, str]:

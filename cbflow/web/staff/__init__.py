@@ -15,6 +15,7 @@ from fastapi import APIRouter
 from cbflow.web.staff import (
     applications,
     assessment,
+    clarifications,
     implementation,
     replication,
     rounds,
@@ -25,5 +26,14 @@ from cbflow.web.staff import (
 router = APIRouter()
 # each stage's routes (under /staff, for staff only: see shared.stage_router), in the order they
 # were declared when they were one module (earlier routes win), as this router's own
-for stage in (rounds, applications, sift, assessment, selection, implementation, replication):
+for stage in (
+    rounds,
+    applications,
+    clarifications,
+    sift,
+    assessment,
+    selection,
+    implementation,
+    replication,
+):
     router.routes.extend(stage.router.routes)

@@ -42,6 +42,7 @@ from cbflow.web.deps import (
     SessionDep,
     SettingsDep,
 )
+from cbflow.web.staff.clarifications import StaffRequests, requests_of
 from cbflow.web.staff.places import council_rows, matching, places_by_id
 from cbflow.web.staff.shared import (
     RoundPage,
@@ -347,6 +348,7 @@ class ApplicationPage(RoundPage):
     request_pounds: str
     offer: str | None
     pooled: PooledView | None  # the partners and the confirmed pooled budget, where asked for
+    clarifying: StaffRequests | None = None  # its clarification requests
 
 
 @router.get("/rounds/{slug}/applications/{application_id}")
@@ -392,6 +394,7 @@ def application_page(
             request_pounds=money_or_blank(application.support_requested_pence),
             offer=_offer(session, application, prospectus),
             pooled=pooled_view(session, application, prospectus),
+            clarifying=requests_of(request, session, application, prospectus),
         ),
     )
 
