@@ -49,7 +49,7 @@ class ClarificationPage:
     application: Application
     round: Round
     place: str
-    request: RequestView
+    asked: RequestView
     editable: bool  # open, and its date not passed
     named: tuple[Named, ...]
     explanation: str
@@ -139,7 +139,7 @@ def _render(
         application=reply.application,
         round=reply.round,
         place=partnerships.place_of(session, reply.application).name,
-        request=request_views(session, reply.prospectus, [clarification])[0],
+        asked=request_views(session, reply.prospectus, [clarification])[0],
         editable=clarification.state == clarifications.OPEN and now < clarification.answer_by,
         named=named,
         explanation=explanation if explanation is not None else clarification.explanation,
