@@ -77,6 +77,7 @@ MISSING = {
     "/applications/{application_id}/partners",
     # nor did anyone ask for clarification
     "/applications/{application_id}/clarifications/{clarification_id}",
+    "/sign-off/clarifications/{clarification_id}/reply",
 }
 # pages that send their owner on to the page that applies now
 REDIRECTS = {"/applications/{application_id}"}

@@ -10,9 +10,10 @@ import re
 from typing import Any
 
 import pytest
+from conftest import edit
 from fastapi.testclient import TestClient
 from portal import add_user, sign_in
-from round_walk import ASSESS_DAY, SLUG, assessors_of, to_assessment
+from round_walk import ASSESS_DAY, SLUG, SOURCE, assessors_of, to_assessment
 from sqlmodel import col, select
 from test_portal_forms import csrf
 
@@ -227,3 +228,54 @@ def test_staff_ask_from_the_application_page_and_see_the_requests_there(
     assert late.status_code == 400
     assert "The date to answer by must be in the future" in late.text
     assert len(requests_of(bradford)) == 1
+
+
+def test_where_the_prospectus_asks_the_certifier_approves_the_reply(cbflow_env: Settings) -> None:
+    source = edit(
+        SOURCE,
+        ("capacity:\n", "sign_off: {role: Chief executive, stages: [clarification]}\ncapacity:\n"),
+    )
+    ids = to_assessment(source, assessors=3)
+    birmingham = ids["BIR"]
+    add_user("bids@birmingham.example", "applicant", council="BIR")
+    ceo = add_user("ceo@birmingham.example", "certifier", council="BIR", name="Chris Chief")
+    add_user("ceo@bolton.example", "certifier", council="BOL")
+    world = {"app": create_app(cbflow_env, clock=FixedClock(ASSESS_DAY))}
+    assessor = signed_in(world, assessors_of(birmingham)[0])
+    assert post(assessor, f"/assess/{birmingham}/clarify", ASK).status_code == 303
+    (request,) = requests_of(birmingham)
+    link = f"/applications/{birmingham}/clarifications/{request.id}"
+    council = signed_in(world, "bids@birmingham.example")
+    page = council.get(link)
+    assert "Send for sign-off" in page.text and "Chris Chief" in page.text
+    answer = {
+        "support_requested_gbp": "1200000",
+        "explanation": "The second year was counted twice.",
+        "version": "0",
+        "action": "submit",
+    }
+    unnamed = post(council, link, answer)
+    assert unnamed.status_code == 400 and "Choose your council’s certifier" in unnamed.text
+    assert post(council, link, answer | {"certifier": str(ceo.id)}).status_code == 303
+    assert requests_of(birmingham)[0].state == "awaiting_sign_off"
+    with session_scope() as session:
+        mail = session.exec(
+            select(OutboxMessage).where(OutboxMessage.to == "ceo@birmingham.example")
+        ).one()
+    sign_off = f"/sign-off/clarifications/{request.id}/reply"
+    assert sign_off in mail.body
+    # another council's certifier finds nothing
+    other = signed_in(world, "ceo@bolton.example")
+    assert other.get(sign_off).status_code == 404
+    certifier = signed_in(world, "ceo@birmingham.example")
+    shown = certifier.get(sign_off)
+    assert "The second year was counted twice." in shown.text
+    assert "£1,200,000.00" in shown.text
+    approve = f"/sign-off/clarifications/{request.id}/approve-reply"
+    assert post(certifier, approve, {}, form=sign_off).status_code == 400
+    assert post(certifier, approve, {"declaration": "agreed"}, form=sign_off).status_code == 303
+    assert requests_of(birmingham)[0].state == "answered"
+    with session_scope() as session:
+        application = session.get(Application, birmingham)
+        assert application is not None
+        assert application.bid_answers["support_requested_gbp"] == "1200000.00"

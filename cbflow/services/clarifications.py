@@ -97,10 +97,10 @@ def _prospectus(session: Session, application: Application) -> Prospectus:
 
 def under_assessment(application: Application, prospectus: Prospectus) -> bool:
     """Whether a request may be asked of the application now: it is being assessed, or its
-    form is submitted and assessors are not yet assigned."""
+    form is in (its bid submitted; its EOI through the sift, in a round without bids) and
+    assessors are not yet assigned."""
     submitted = AppState.BID_SUBMITTED if prospectus.stages.bid else AppState.SIFT_PASS
-    extra = {AppState.EOI_SUBMITTED} if prospectus.stages.bid is None else set()
-    return application.state in {AppState.UNDER_ASSESSMENT, submitted, *extra}
+    return application.state in (AppState.UNDER_ASSESSMENT, submitted)
 
 
 def may_ask(session: Session, application: Application, user: User) -> bool:

@@ -33,6 +33,7 @@ from cbflow.web import (
     replication,
     returns,
     signoff,
+    signoff_clarify,
     staff,
     team,
     timeout,
@@ -159,6 +160,7 @@ def create_app(settings: Settings, clock: Clock = system_clock) -> FastAPI:
     app.include_router(staff.router)
     app.include_router(assessor.router)
     app.include_router(signoff.router)
+    app.include_router(signoff_clarify.router)
     app.include_router(replication.router)
     app.include_router(partner.router)
     app.include_router(timeout.router)

@@ -187,6 +187,7 @@ class RequestView:
     state: str  # in words
     pending: bool
     answered: bool
+    replied: bool  # answered, or the reply waits for sign-off: both versions can be shown
     question: tuple[str, ...]  # its lines
     asked: str  # "by ann@... at 10:00 on 12 December 2011 (GMT)"
     answer_by: str
@@ -202,16 +203,19 @@ def request_views(
     views = []
     for clarification in found:
         answered = clarification.state == clarifications.ANSWERED
+        # the reply waiting for sign-off is read as it will stand
+        replied = answered or clarification.state == clarifications.AWAITING_SIGN_OFF
+        reply = clarification.changed if answered else clarification.draft
         pairs = []
         for question in clarifications.questions_named(prospectus, clarification):
             before = clarification.original.get(question.id)
-            after = clarification.changed.get(question.id) if answered else None
+            after = reply.get(question.id) if replied else None
             pairs.append(
                 AnswerPair(
                     label=question.label,
                     original=answer_view(question, before, names),
-                    changed=answer_view(question, after, names) if answered else None,
-                    differs=answered and after != before,
+                    changed=answer_view(question, after, names) if replied else None,
+                    differs=replied and after != before,
                 )
             )
         assert clarification.id is not None
@@ -221,13 +225,14 @@ def request_views(
                 state=clarifications.STATE_NAMES.get(clarification.state, clarification.state),
                 pending=clarification.state in clarifications.PENDING,
                 answered=answered,
+                replied=replied,
                 question=tuple(clarification.question.splitlines()),
                 asked=(
                     f"by {clarification.asked_by} at "
                     f"{local_time(clarification.asked_at, prospectus)}"
                 ),
                 answer_by=local_deadline(clarification.answer_by, prospectus),
-                explanation=tuple(clarification.explanation.splitlines()) if answered else (),
+                explanation=tuple(clarification.explanation.splitlines()) if replied else (),
                 answered_at=local_time(clarification.answered_at, prospectus)
                 if clarification.answered_at
                 else "",

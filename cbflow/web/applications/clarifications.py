@@ -278,7 +278,8 @@ def reply_clarification(
             "sign-off",
             now=now,
             to=[certifier] if certifier else None,
-            link=settings.resolved_portal_base_url + path_for(request, "sign_off_home"),
+            link=settings.resolved_portal_base_url
+            + path_for(request, "clarification_sign_off_page", clarification_id=clarification.id),
         )
         request.session[NOTICE] = (
             f"Your reply has been sent to {certifier.name if certifier else 'your certifier'} "
