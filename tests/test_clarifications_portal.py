@@ -172,6 +172,7 @@ def test_an_assessor_asks_the_council_answers_and_the_assessor_sees_both(
     done = council.get(link)
     assert "Your reply has been sent" in done.text
     assert 'name="support_requested_gbp"' not in done.text  # answered: no longer changes
+    assert assessors_of(birmingham)[0] not in done.text  # nor which assessor asked
     with session_scope() as session:
         application = session.get(Application, birmingham)
         assert application is not None

@@ -197,8 +197,14 @@ class RequestView:
 
 
 def request_views(
-    session: Session, prospectus: Prospectus, found: Sequence[Clarification]
+    session: Session,
+    prospectus: Prospectus,
+    found: Sequence[Clarification],
+    *,
+    asker: bool = True,
 ) -> tuple[RequestView, ...]:
+    """The requests as a page shows them; without `asker` (the council's pages) nobody learns
+    which assessor asked."""
     names = council_names(session)
     views = []
     for clarification in found:
@@ -227,10 +233,8 @@ def request_views(
                 answered=answered,
                 replied=replied,
                 question=tuple(clarification.question.splitlines()),
-                asked=(
-                    f"by {clarification.asked_by} at "
-                    f"{local_time(clarification.asked_at, prospectus)}"
-                ),
+                asked=(f"by {clarification.asked_by} at " if asker else "at ")
+                + local_time(clarification.asked_at, prospectus),
                 answer_by=local_deadline(clarification.answer_by, prospectus),
                 explanation=tuple(clarification.explanation.splitlines()) if replied else (),
                 answered_at=local_time(clarification.answered_at, prospectus)

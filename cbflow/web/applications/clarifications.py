@@ -139,7 +139,7 @@ def _render(
         application=reply.application,
         round=reply.round,
         place=partnerships.place_of(session, reply.application).name,
-        asked=request_views(session, reply.prospectus, [clarification])[0],
+        asked=request_views(session, reply.prospectus, [clarification], asker=False)[0],
         editable=clarification.state == clarifications.OPEN and now < clarification.answer_by,
         named=named,
         explanation=explanation if explanation is not None else clarification.explanation,
