@@ -113,6 +113,8 @@ def test_an_assessor_asks_the_council_answers_and_the_assessor_sees_both(
     council = signed_in(world, "bids@birmingham.example")
     tasks = council.get(f"/applications/{birmingham}/bid")
     assert "Clarification requested" in tasks.text and link in tasks.text
+    listed = council.get("/applications")
+    assert "Clarification requested: answer it" in listed.text and link in listed.text
     reply = council.get(link)
     assert ASK["question"] in reply.text
     assert "Your answer as submitted" in reply.text
