@@ -271,6 +271,8 @@ def test_where_the_prospectus_asks_the_certifier_approves_the_reply(cbflow_env: 
     other = signed_in(world, "ceo@bolton.example")
     assert other.get(sign_off).status_code == 404
     certifier = signed_in(world, "ceo@birmingham.example")
+    assert sign_off in certifier.get("/sign-off/clarifications").text
+    assert sign_off not in other.get("/sign-off/clarifications").text
     shown = certifier.get(sign_off)
     assert "The second year was counted twice." in shown.text
     assert "£1,200,000.00" in shown.text

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
+from cbflow.formatting import local_deadline
 from cbflow.models import Application, Clarification, Round, User
 from cbflow.services import clarifications, partnerships, rounds
 from cbflow.services.clarifications import ClarificationRefused
@@ -29,6 +30,50 @@ class ReplySignOffPage:
     asked: RequestView
     waiting: bool  # the reply waits for sign-off
     error: str | None
+
+
+@dataclass(frozen=True)
+class WaitingReply:
+    href: str
+    place: str
+    round: str
+    answer_by: str
+
+
+@dataclass(frozen=True)
+class RepliesPage:
+    waiting: tuple[WaitingReply, ...]
+
+
+@router.get("/clarifications")
+def clarification_replies(
+    request: Request, user: Certifier, session: SessionDep, pages: PagesDep
+) -> Response:
+    """The council's replies to clarification requests waiting for sign-off."""
+    found = session.exec(
+        select(Clarification, Application)
+        .join(Application, col(Application.id) == Clarification.application_id)
+        .where(
+            Application.council_code == user.council_code,
+            Clarification.state == clarifications.AWAITING_SIGN_OFF,
+        )
+        .order_by(col(Clarification.answer_by))
+    ).all()
+    waiting = []
+    for clarification, application in found:
+        round_ = session.get(Round, clarification.round_id)
+        assert round_ is not None
+        waiting.append(
+            WaitingReply(
+                href=path_for(
+                    request, "clarification_sign_off_page", clarification_id=clarification.id
+                ),
+                place=partnerships.place_of(session, application).name,
+                round=round_.title,
+                answer_by=local_deadline(clarification.answer_by, rounds.prospectus_of(round_)),
+            )
+        )
+    return pages.show(request, "sign-off/clarifications.html", RepliesPage(tuple(waiting)))
 
 
 def _theirs(session: Session, user: User, clarification_id: int) -> Clarification:
