@@ -17,7 +17,6 @@ from starlette.datastructures import FormData
 from cbflow import notify
 from cbflow.errors import CbflowError, ValidationFailed
 from cbflow.flowlist import CLARIFICATIONS_DUE
-from cbflow.flowruns import FlowsUnavailable
 from cbflow.formatting import local_deadline, local_time
 from cbflow.models import Application, Clarification, User
 from cbflow.prospectus import Prospectus
@@ -136,6 +135,8 @@ def schedule(settings: Settings, clarification: Clarification, slug: str) -> str
     """Ask Prefect for the round's two runs of the request: at its reminder and at its date to
     answer by. Returns what to tell the person when Prefect could not be reached (the request
     stands: any later run of the round's requests reminds and lapses it), else None."""
+    if not settings.resolved_prefect_api_url:  # not connected: say so without loading Prefect
+        return _unscheduled("the portal is not connected to a Prefect server")
     from flows.deployments import schedule_once
 
     moments = {
@@ -146,13 +147,17 @@ def schedule(settings: Settings, clarification: Clarification, slug: str) -> str
         for what, when in moments.items():
             key = f"clarification-{clarification.id}-{what}"
             schedule_once(settings, CLARIFICATIONS_DUE, slug, when, key)
-    except (FlowsUnavailable, CbflowError) as exc:
-        return (
-            "The request was sent, but its reminder and its lapse could not be scheduled: "
-            f"{exc}. Ask an administrator to run “{CLARIFICATIONS_DUE.title}” for the round "
-            "once the date to answer by has passed."
-        )
+    except CbflowError as exc:  # FlowsUnavailable among them
+        return _unscheduled(str(exc))
     return None
+
+
+def _unscheduled(why: str) -> str:
+    return (
+        f"The request was sent, but its reminder and its lapse could not be scheduled: {why}. "
+        f"Ask an administrator to run “{CLARIFICATIONS_DUE.title}” for the round once the date "
+        "to answer by has passed."
+    )
 
 
 def mail_after_all(
