@@ -6,6 +6,8 @@ deployment per deadline flow and one per flow the portal starts, and executes th
 prospectus as amended, and its extensions), so the Prefect UI shows what happens when; after an
 amendment or an extension it cancels the runs no longer due and adds the new ones. Each
 scheduled run has an idempotency key: scheduling a round twice creates nothing new.
+`schedule_once` adds one run of a deadline flow at a moment outside the timetable (a
+clarification request's reminder and its date to answer by), which rescheduling leaves alone.
 """
 
 from __future__ import annotations
