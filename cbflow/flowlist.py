@@ -61,6 +61,11 @@ ADOPT_MODEL = FlowSpec("adopt-model", "Adopt a replication model", Trigger.DIREC
 AMEND_PROSPECTUS = FlowSpec(
     "amend-prospectus", "Publish an amendment to the prospectus", Trigger.STAFF
 )
+CLARIFICATIONS_DUE = FlowSpec(
+    "clarifications-due",
+    "Clarification requests: remind, and lapse those past their date",
+    Trigger.DEADLINE,
+)
 
 FLOWS: dict[str, FlowSpec] = {
     spec.name: spec
@@ -81,6 +86,7 @@ FLOWS: dict[str, FlowSpec] = {
         PUBLISH_MODEL,
         ADOPT_MODEL,
         AMEND_PROSPECTUS,
+        CLARIFICATIONS_DUE,
     )
 }
 

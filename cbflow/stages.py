@@ -37,6 +37,7 @@ from cbflow.services import (
     amendments,
     assessment,
     availability,
+    clarifications,
     deadlines,
     implementation,
     reminders,
@@ -413,6 +414,36 @@ def adopt(model_id: int, council_code: str, *, now: datetime, actor: str = SYSTE
             round_.slug, "adopt", {"created": int(created), "answers carried over": carried}
         )
         outcome.notes.append(application.reference)
+    return outcome
+
+
+def clarifications_due(slug: str, *, now: datetime, actor: str = SYSTEM) -> Outcome:
+    """Remind the councils of the round's clarification requests whose reminder is due (once
+    each), and lapse those past their date to answer by, mailing the councils' officers.
+    Without SMTP the mail goes into the outbox in the same transaction; with SMTP it is sent
+    once that has committed. Run again, it does and sends nothing more."""
+    settings = get_settings()
+    with session_scope() as session:
+        round_ = rounds.get_round(session, slug)
+        done = clarifications.due(session, round_=round_, now=now, actor=actor)
+        messages = [
+            message
+            for kind, found in (("reminder", done.reminded), ("lapsed", done.lapsed))
+            for clarification in found
+            for message in clarifications.messages(session, settings, clarification, kind)
+        ]
+        if notify.uses_outbox(settings):
+            notify.send_all(messages, settings=settings, session=session, now=now)
+    outcome = Outcome(
+        slug, "clarifications", {"reminded": len(done.reminded), "lapsed": len(done.lapsed)}
+    )
+    failed = [] if notify.uses_outbox(settings) else notify.mail_all(messages, settings)
+    if messages:
+        outcome.counts["e-mailed"] = len(messages) - len(failed)
+    for message, reason in failed:
+        note = f"the e-mail to {message.to} was not sent: {reason}"
+        logger.warning("%s: %s", slug, note)
+        outcome.notes.append(note)
     return outcome
 
 

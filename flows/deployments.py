@@ -6,22 +6,27 @@ deployment per deadline flow and one per flow the portal starts, and executes th
 prospectus as amended, and its extensions), so the Prefect UI shows what happens when; after an
 amendment or an extension it cancels the runs no longer due and adds the new ones. Each
 scheduled run has an idempotency key: scheduling a round twice creates nothing new.
+`schedule_once` adds one run of a deadline flow at a moment outside the timetable (a
+clarification request's reminder and its date to answer by), which rescheduling leaves alone.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from prefect import serve as prefect_serve
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.states import Cancelled, Scheduled
 
+from cbflow import flowruns
 from cbflow.db import session_scope
 from cbflow.flowlist import DEADLINE as DEPLOYMENT
-from cbflow.flowlist import PORTAL
+from cbflow.flowlist import PORTAL, FlowSpec
 from cbflow.services.rounds import get_round, prospectus_of
+from cbflow.settings import Settings
 from cbflow.stages import TIMETABLE_FLOWS, round_events, schedule_generation
 from flows.stages import DEADLINE_FLOWS, PORTAL_FLOWS
 
@@ -124,6 +129,29 @@ async def schedule_round(slug: str, now: datetime | None = None) -> list[tuple[s
             )
             created.append((name, when))
     return created
+
+
+def schedule_once(settings: Settings, flow: FlowSpec, slug: str, when: datetime, key: str) -> str:
+    """One scheduled run of a deadline flow for the round at `when` (a clarification request's
+    reminder and its date to answer by), asked of the Prefect server as the portal asks for any
+    run (cbflow.flowruns). `key` makes it once: asked again, the first run is returned. Raises
+    FlowsUnavailable when the server cannot be reached or has no deployment of the flow."""
+    zone = prospectus_zone(slug)
+    return flowruns.start(
+        settings,
+        flow.name,
+        {"slug": slug},
+        name=f"{slug} · {flow.name} at {when.astimezone(zone):%Y-%m-%d %H:%M:%S %Z}",
+        tags=[slug],
+        deployment=DEPLOYMENT,
+        idempotency_key=f"{slug}:{flow.name}:{key}",
+        scheduled_time=when,
+    )
+
+
+def prospectus_zone(slug: str) -> ZoneInfo:
+    with session_scope() as session:
+        return prospectus_of(get_round(session, slug)).zone
 
 
 async def _scheduled_runs(

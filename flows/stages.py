@@ -27,6 +27,7 @@ from cbflow.flowlist import (
     ADOPT_MODEL,
     AMEND_PROSPECTUS,
     ASSIGN_ASSESSORS,
+    CLARIFICATIONS_DUE,
     CLOSE_BIDS,
     CLOSE_EOI,
     COMPLETE_ROUND,
@@ -336,6 +337,19 @@ async def amend_prospectus(
     return outcome
 
 
+@flow(name=CLARIFICATIONS_DUE.name, flow_run_name=_named("{slug} · clarification requests"))
+async def clarifications_due(
+    slug: str, now: datetime | None = None, actor: str = SYSTEM
+) -> Outcome:
+    """Scheduled when a request is asked: at its reminder and at its date to answer by."""
+    return await _run(
+        stages.clarifications_due,
+        slug,
+        now=await _deadline(CLARIFICATIONS_DUE.name, slug, now),
+        actor=actor,
+    )
+
+
 # the flows staff and the portal start (as deployments named "portal", see flows.deployments)
 # and the deadline events a round schedules at its prospectus's dates, by their names
 _ALL: list[Flow[..., Any]] = [
@@ -355,6 +369,7 @@ _ALL: list[Flow[..., Any]] = [
     publish,
     adopt,
     amend_prospectus,
+    clarifications_due,
 ]
 PORTAL_FLOWS: dict[str, Flow[..., Any]] = {
     flow.name: flow for flow in _ALL if FLOWS[flow.name].deployment == PORTAL

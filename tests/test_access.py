@@ -76,6 +76,9 @@ MISSING = {
     "/sign-off/{application_id}/{stage}",
     # nor does it ask for partners' contributions
     "/applications/{application_id}/partners",
+    # nor did anyone ask for clarification
+    "/applications/{application_id}/clarifications/{clarification_id}",
+    "/sign-off/clarifications/{clarification_id}/reply",
 }
 # pages that send their owner on to the page that applies now
 REDIRECTS = {"/applications/{application_id}"}
@@ -139,6 +142,7 @@ def world(cbflow_env: Settings) -> World:
             "kind": "ocds",
             "council_code": "BOL",
             "contribution_id": "1",
+            "clarification_id": "1",
         }
         assert mine is not None
         emails = {"assessor": mine.email, "other-assessor": "nobody@assessors.example"}

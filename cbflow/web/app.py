@@ -34,6 +34,7 @@ from cbflow.web import (
     replication,
     returns,
     signoff,
+    signoff_clarify,
     staff,
     team,
     timeout,
@@ -182,6 +183,7 @@ def create_app(
     app.include_router(staff.router)
     app.include_router(assessor.router)
     app.include_router(signoff.router)
+    app.include_router(signoff_clarify.router)
     app.include_router(replication.router)
     app.include_router(partner.router)
     app.include_router(timeout.router)

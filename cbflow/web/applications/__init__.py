@@ -13,6 +13,7 @@ from fastapi import APIRouter
 from cbflow.services.applications import RETURNS_STATES
 from cbflow.web.applications import (
     autosave,
+    clarifications,
     home,
     partners,
     partnership,
@@ -27,6 +28,7 @@ __all__ = ["APP_STATES", "BUSY", "BUSY_ERRORS", "RETURNS_STATES", "own_applicati
 router = APIRouter()
 # each module's routes, in the order they were declared when they were one module (earlier routes
 # win), as this router's own: the portal lists them as it did then, one router deep
-# (the partnership's pages before the sections', whose /{id}/{stage} would take their address)
-for part in (home, partnership, partners, sections, autosave, submit, reopen):
+# (the partnership's pages and the clarifications' before the sections', whose /{id}/{stage}
+# would take their address)
+for part in (home, clarifications, partnership, partners, sections, autosave, submit, reopen):
     router.routes.extend(part.router.routes)

@@ -14,7 +14,7 @@ from cbflow.errors import CbflowError
 from cbflow.formatting import local_deadline
 from cbflow.models import Application, Council
 from cbflow.services import applications as service
-from cbflow.services import deadlines, offers, partnerships, rounds
+from cbflow.services import clarifications, deadlines, offers, partnerships, rounds
 from cbflow.web.applications.shared import (
     APP_STATES,
     Applicant,
@@ -54,6 +54,7 @@ class Listed:
     offer: Link | None  # its grant offer, once offered
     place: str  # the partnership's name and this council's part in it; blank for a council alone
     confirm: Link | None  # a member council still to confirm its membership
+    clarify: Link | None = None  # a clarification request waiting for the council's reply
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,22 @@ def _listed(
         offer=_offer_status(request, application),
         place=part,
         confirm=confirm,
+        clarify=_clarify(request, session, application),
     )
+
+
+def _clarify(request: Request, session: Session, application: Application) -> Link | None:
+    """The clarification request the council has still to answer (the earliest due)."""
+    waiting = [
+        c for c in clarifications.pending_of(session, application) if c.state == clarifications.OPEN
+    ]
+    if not waiting:
+        return None
+    first = min(waiting, key=lambda c: c.answer_by)
+    href = path_for(
+        request, "clarification_page", application_id=application.id, clarification_id=first.id
+    )
+    return Link(href=href, text="Clarification requested: answer it")
 
 
 @router.get("")

@@ -15,12 +15,14 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlmodel import Session
 
 from cbflow.errors import CbflowError, ValidationFailed
+from cbflow.formatting import local_deadline
 from cbflow.forms import validate_answers
 from cbflow.models import Application, Round, User
 from cbflow.prospectus import Form as ProspectusForm
 from cbflow.prospectus import Prospectus, Section
 from cbflow.services import (
     amendments,
+    clarifications,
     deadlines,
     drafts,
     partnerships,
@@ -190,6 +192,24 @@ class Context:
                 self.session, self.application, self.stage, now, self.standing.closes
             ),
             amendment=amendments.notice_for(self.session, self.application),
+            clarifications=self.clarifications_open(),
+        )
+
+    def clarifications_open(self) -> tuple[tuple[str, str], ...]:
+        """The requests the council has still to answer, for the notice at the top of its
+        task list."""
+        return tuple(
+            (
+                path_for(
+                    self.request,
+                    "clarification_page",
+                    application_id=self.application_id,
+                    clarification_id=c.id,
+                ),
+                local_deadline(c.answer_by, self.prospectus),
+            )
+            for c in clarifications.pending_of(self.session, self.application)
+            if c.state == clarifications.OPEN
         )
 
     def sign_off(self, now: datetime, actions: ApplicantActions) -> SignOffView | None:
@@ -240,6 +260,8 @@ class FormPage:
     extension_note: str  # why the deadline is later than the prospectus says ("" if it is not)
     reopened: str  # the warning while the council has reopened it ("" when it has not)
     amendment: amendments.Notice | None  # the prospectus amended since it was started
+    # the clarification requests waiting for the council's reply: (its page, answer by)
+    clarifications: tuple[tuple[str, str], ...]
 
 
 def complete_errors(session: Session, ctx: Context) -> dict[str, str]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from cbflow.web.assessor import conflict, listing, moderation, scoring
+from cbflow.web.assessor import clarify, conflict, listing, moderation, scoring
 
 __all__ = ["router"]
 
 router = APIRouter()
 # each module's routes, in the order they were declared when they were one module (earlier
 # routes win), as this router's own: the portal lists them one router deep
-for part in (listing, scoring, conflict, moderation):
+for part in (listing, scoring, conflict, moderation, clarify):
     router.routes.extend(part.router.routes)

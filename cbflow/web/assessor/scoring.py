@@ -14,7 +14,7 @@ from cbflow.formatting import local_time
 from cbflow.models import Assignment
 from cbflow.prospectus import AssessmentStage
 from cbflow.render import markdown_filter
-from cbflow.services import assessment
+from cbflow.services import assessment, clarifications
 from cbflow.services.applications import all_answers
 from cbflow.services.contributions import pooled_view
 from cbflow.services.councils import council_names
@@ -28,6 +28,7 @@ from cbflow.web.assessor.shared import (
     Work,
     take_notice,
 )
+from cbflow.web.clarifying import request_views
 from cbflow.web.deps import ClockDep, FormDep, PagesDep, SessionDep
 from cbflow.web.templating import Pages, errors_as_list, path_for
 
@@ -109,6 +110,7 @@ def _render_scoring(
 ) -> Response:
     errors = errors or {}
     scale = work.stage.scale
+    asked = clarifications.of_application(work.session, work.application)
     page = ScoringPage(
         **work.header(),
         criteria=_criteria(work, raw),
@@ -122,6 +124,8 @@ def _render_scoring(
         if work.assignment.submitted_at
         else None,
         pooled=pooled_view(work.session, work.application, work.prospectus),
+        clarifications=request_views(work.session, work.prospectus, asked),
+        waiting=any(c.state in clarifications.PENDING for c in asked),
     )
     return pages.show(request, "assess/score.html", page, status_code)
 
@@ -196,6 +200,13 @@ def save_scores(
             problem="This application is no longer being assessed. Your scores were not saved.",
         )
     submit = posted.get("action") == "submit"
+    if submit and clarifications.pending_of(session, work.application):
+        problem = (
+            "The council has not yet answered the clarification requested: score once it has "
+            "(or once the request lapses). Your scores were not submitted; save them to come "
+            "back to."
+        )
+        return _render_scoring(request, pages, work, raw, status_code=409, problem=problem)
     scores, errors = _read_scores(work, raw, complete=submit)
     if errors:
         return _render_scoring(request, pages, work, raw, errors, 400)

@@ -18,6 +18,7 @@ from cbflow.services import assessment, rounds
 from cbflow.services.contributions import PooledView
 from cbflow.services.partnerships import Place, place_of
 from cbflow.web.auth import require_role
+from cbflow.web.clarifying import RequestView
 from cbflow.web.templating import path_for
 
 Assessor = Annotated[User, require_role("assessor")]
@@ -177,6 +178,9 @@ class ScoringPage(ApplicationPage):
     justification_required: bool
     submitted_at: str | None
     pooled: PooledView | None  # the partners and the confirmed pooled budget, where asked for
+    # the clarification requests of the application, the latest first
+    clarifications: tuple[RequestView, ...] = ()
+    waiting: bool = False  # a request is still waiting for the council: scores wait for it
 
 
 @dataclass(frozen=True)

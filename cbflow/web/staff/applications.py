@@ -43,6 +43,7 @@ from cbflow.web.deps import (
     SessionDep,
     SettingsDep,
 )
+from cbflow.web.staff.clarifications import StaffRequests, requests_of
 from cbflow.web.staff.places import council_rows, matching, places_by_id
 from cbflow.web.staff.shared import (
     RoundPage,
@@ -349,6 +350,7 @@ class ApplicationPage(RoundPage):
     offer: str | None
     pooled: PooledView | None  # the partners and the confirmed pooled budget, where asked for
     submissions: list[dict[str, str]]  # each version submitted, and reopened (reopening)
+    clarifying: StaffRequests | None = None  # its clarification requests
 
 
 @router.get("/rounds/{slug}/applications/{application_id}")
@@ -395,6 +397,7 @@ def application_page(
             offer=_offer(session, application, prospectus),
             pooled=pooled_view(session, application, prospectus),
             submissions=reopening.version_rows(session, application, prospectus),
+            clarifying=requests_of(request, session, application, prospectus),
         ),
     )
 
