@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import edit, example_text, london
@@ -98,10 +98,23 @@ def test_an_amendment_moving_the_bid_deadline_reschedules_the_close_bids_run(
         key=lambda run: run[1],
     )
     assert close_bids == [("CANCELLED", old_close), ("SCHEDULED", new_close)]
+    # the reminders before bids close moved with it (10, 3 and 1 working days before, Christmas
+    # and the new year's bank holidays left out); those before the EOI deadline did not
+    reminders = {(s, w) for n, s, w in after if "send-reminders" in n}
+    old_bids = {when for state, when in reminders if old_close - timedelta(days=20) < when}
+    assert {("CANCELLED", when) for when in old_bids if when < old_close} <= reminders
+    assert {
+        ("SCHEDULED", london(y, m, d, 9, 0))
+        for y, m, d in [(2031, 12, 23), (2032, 1, 6), (2032, 1, 8)]
+    } <= reminders
     # the other deadlines did not move: their runs are the same, still scheduled
-    others = sorted((n, s, w) for n, s, w in before if "close-bids" not in n)
-    assert sorted((n, s, w) for n, s, w in after if "close-bids" not in n and "amend" not in n) == (
-        others
+    others = sorted(
+        (n, s, w) for n, s, w in before if "close-bids" not in n and "send-reminders" not in n
     )
+    assert sorted(
+        (n, s, w)
+        for n, s, w in after
+        if "close-bids" not in n and "amend" not in n and "send-reminders" not in n
+    ) == (others)
     with session_scope() as session:
         assert rounds.get_round(session, SLUG).prospectus_version == 2
