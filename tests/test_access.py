@@ -308,9 +308,12 @@ def test_an_id_beyond_the_databases_range_is_a_page_not_found(
             url = fill(template, world.values | {name: beyond for name in ids})
             client = clients[role_for[part]]
             data = {"csrf_token": csrf_of(client)} if method == "POST" else None
-            started = time.monotonic()
-            answer = client.request(method, url, data=data, follow_redirects=False)
-            took = time.monotonic() - started
+            for _ in range(2):  # a second over is asked again once: a hiccup of the machine
+                started = time.monotonic()  # passes, a page that is slow to refuse does not
+                answer = client.request(method, url, data=data, follow_redirects=False)
+                took = time.monotonic() - started
+                if took <= 1:
+                    break
             checked += 1
             if answer.status_code != 404 or "Page not found" not in answer.text or took > 1:
                 wrong.append(f"{method} {template}: {answer.status_code} in {took:.2f} s")

@@ -231,9 +231,15 @@ def test_a_number_too_big_or_in_exponent_form_is_refused_within_a_second(
     token = csrf(birmingham.get(f"{base}/1").text)
 
     for path in (f"{base}/1", f"{base}/1/submit"):
-        started = time.monotonic()
-        answer = birmingham.post(path, data={**data, "csrf_token": token}, follow_redirects=False)
-        assert time.monotonic() - started < 1
+        for _ in range(2):  # a second over is asked again once: a hiccup of the machine passes,
+            started = time.monotonic()  # a refusal that is slow to come does not
+            answer = birmingham.post(
+                path, data={**data, "csrf_token": token}, follow_redirects=False
+            )
+            took = time.monotonic() - started
+            if took < 1:
+                break
+        assert took < 1
         assert answer.status_code == 400
         assert 'href="#families_attached"' in answer.text and error in answer.text
     assert record_of(round_refs["BIR"], 1).submitted_at is None
