@@ -50,7 +50,7 @@ from cbflow.services.audit import record
 from cbflow.services.documents import Amendment, Issuer, Pending, record_rendered
 from cbflow.services.implementation import return_periods
 from cbflow.services.receipts import receipt_messages
-from cbflow.settings import get_settings
+from cbflow.settings import Settings, get_settings
 from cbflow.workdays import parse_time_of_day
 
 Progress = Callable[[int], None] | None
@@ -80,6 +80,29 @@ def issue(pendings: Sequence[Pending], now: datetime, progress: Progress = None)
     with session_scope() as session:
         record_rendered(session, pendings, now)
     return paths
+
+
+def _outbox(
+    messages: Sequence[notify.Message], settings: Settings, session: Session, now: datetime
+) -> None:
+    """Without SMTP, the messages go into the outbox in the transaction that records what they
+    tell of, so a re-run, which finds it recorded, sends nothing again."""
+    if notify.uses_outbox(settings):
+        notify.send_all(messages, settings=settings, session=session, now=now)
+
+
+def _mail(
+    outcome: Outcome, messages: Sequence[notify.Message], settings: Settings, what: str
+) -> None:
+    """With SMTP, send the messages once their transaction has committed; count those sent and
+    note (and log) each one the server would not take."""
+    failed = [] if notify.uses_outbox(settings) else notify.mail_all(messages, settings)
+    if messages:
+        outcome.counts["e-mailed"] = len(messages) - len(failed)
+    for message, reason in failed:
+        note = f"the {what} to {message.to} was not sent: {reason}"
+        logger.warning("%s: %s", outcome.round, note)
+        outcome.notes.append(note)
 
 
 def launch(
@@ -127,17 +150,10 @@ def amend_prospectus(
         if created:
             changes = amendments.changes_of(session, round_, version.version)
             messages = amendments.messages(session, round_, version, changes, settings)
-            if notify.uses_outbox(settings):
-                notify.send_all(messages, settings=settings, session=session, now=now)
+            _outbox(messages, settings, session, now)
     outcome = Outcome(slug, "amendment", {"version": version.version, "new": int(created)})
     outcome.documents = issue(pendings, now, progress)
-    failed = [] if notify.uses_outbox(settings) else notify.mail_all(messages, settings)
-    if messages:
-        outcome.counts["e-mailed"] = len(messages) - len(failed)
-    for message, why in failed:
-        note = f"the amendment e-mail to {message.to} was not sent: {why}"
-        logger.warning("%s: %s", slug, note)
-        outcome.notes.append(note)
+    _mail(outcome, messages, settings, "amendment e-mail")
     return outcome
 
 
@@ -164,15 +180,8 @@ def issue_receipts(slug: str, *, now: datetime, progress: Progress = None) -> Ou
     with session_scope() as session:
         recorded = record_rendered(session, pendings, now)
         messages = receipt_messages(session, recorded, settings)
-        if notify.uses_outbox(settings):
-            notify.send_all(messages, settings=settings, session=session, now=now)
-    failed = [] if notify.uses_outbox(settings) else notify.mail_all(messages, settings)
-    if messages:
-        outcome.counts["e-mailed"] = len(messages) - len(failed)
-    for message, reason in failed:
-        note = f"the receipt e-mail to {message.to} was not sent: {reason}"
-        logger.warning("%s: %s", slug, note)
-        outcome.notes.append(note)
+        _outbox(messages, settings, session, now)
+    _mail(outcome, messages, settings, "receipt e-mail")
     return outcome
 
 
@@ -191,20 +200,11 @@ def extend_if_degraded(
         if extension is None:
             return None
         messages = deadlines.everyone_told(session, round_, stage, extension, original, settings)
-        if notify.uses_outbox(settings):
-            notify.send_all(messages, settings=settings, session=session, now=now)
+        _outbox(messages, settings, session, now)
         note = f"{stage} deadline extended for everyone: {extension.reason}"
-    failed = [] if notify.uses_outbox(settings) else notify.mail_all(messages, settings)
-    outcome = Outcome(
-        slug,
-        f"{stage}-extended",
-        {"e-mailed": len(messages) - len(failed)},
-        notes=[note],
-        timetable_changed=True,
-    )
     logger.warning("%s: %s", slug, note)
-    for message, reason in failed:
-        outcome.notes.append(f"the e-mail to {message.to} was not sent: {reason}")
+    outcome = Outcome(slug, f"{stage}-extended", notes=[note], timetable_changed=True)
+    _mail(outcome, messages, settings, "e-mail")
     return outcome
 
 
@@ -218,19 +218,12 @@ def send_reminders(slug: str, *, now: datetime) -> Outcome:
     with session_scope() as session:
         round_ = rounds.get_round(session, slug)
         rows, messages = reminders.send(session, round_, now, settings)
-        if notify.uses_outbox(settings):
-            notify.send_all(messages, settings=settings, session=session, now=now)
-    failed = [] if notify.uses_outbox(settings) else notify.mail_all(messages, settings)
+        _outbox(messages, settings, session, now)
     counts: dict[str, int] = {}
     for row in rows:
         counts[f"reminders ({row.stage})"] = counts.get(f"reminders ({row.stage})", 0) + 1
     outcome = Outcome(slug, "reminders", counts)
-    if messages:
-        outcome.counts["e-mailed"] = len(messages) - len(failed)
-    for message, reason in failed:
-        note = f"the reminder to {message.to} was not sent: {reason}"
-        logger.warning("%s: %s", slug, note)
-        outcome.notes.append(note)
+    _mail(outcome, messages, settings, "reminder")
     return outcome
 
 
@@ -432,18 +425,11 @@ def clarifications_due(slug: str, *, now: datetime, actor: str = SYSTEM) -> Outc
             for clarification in found
             for message in clarifications.messages(session, settings, clarification, kind)
         ]
-        if notify.uses_outbox(settings):
-            notify.send_all(messages, settings=settings, session=session, now=now)
+        _outbox(messages, settings, session, now)
     outcome = Outcome(
         slug, "clarifications", {"reminded": len(done.reminded), "lapsed": len(done.lapsed)}
     )
-    failed = [] if notify.uses_outbox(settings) else notify.mail_all(messages, settings)
-    if messages:
-        outcome.counts["e-mailed"] = len(messages) - len(failed)
-    for message, reason in failed:
-        note = f"the e-mail to {message.to} was not sent: {reason}"
-        logger.warning("%s: %s", slug, note)
-        outcome.notes.append(note)
+    _mail(outcome, messages, settings, "e-mail")
     return outcome
 
 
