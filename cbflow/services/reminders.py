@@ -31,12 +31,12 @@ from cbflow.db import lock_for_update
 from cbflow.errors import ValidationFailed
 from cbflow.formatting import local_deadline, long_date
 from cbflow.forms import validate_answers
-from cbflow.lifecycle import AppState, RoundState
+from cbflow.lifecycle import RoundState
 from cbflow.models import Application, Assignment, Reminder, Round, User
 from cbflow.prospectus import Prospectus
 from cbflow.services import applications, assessment, deadlines, partnerships, signoff
 from cbflow.services.audit import record
-from cbflow.services.rounds import applications_of, prospectus_of
+from cbflow.services.rounds import prospectus_of
 from cbflow.settings import Settings
 from cbflow.wording import and_list, plural
 from cbflow.workdays import parse_time_of_day, reminder_moment
@@ -45,11 +45,6 @@ Kind = Literal["deadline", "assessment"]
 REMINDED = "reminded"  # the audit action on the application
 APPLICANT = "applicant"
 
-# a form still to be submitted at the stage: being written, or waiting for sign-off
-DRAFTS: dict[deadlines.Stage, tuple[AppState, ...]] = {
-    "eoi": (AppState.EOI_DRAFT, AppState.EOI_SIGN_OFF),
-    "bid": (AppState.INVITED, AppState.BID_DRAFT, AppState.BID_SIGN_OFF),
-}
 WHAT = {
     "eoi": "expression of interest",
     "bid": "bid",
@@ -165,7 +160,7 @@ def due_at(session: Session, round_: Round, now: datetime, at: time) -> list[Due
         return []
     found: list[Due] = []
     for stage, opens in _council_stages(prospectus):
-        for application in applications_of(session, round_, *DRAFTS[stage]):
+        for application in deadlines.drafts_of(session, round_, stage):
             closes = deadlines.closes_for(session, application, stage)
             due = current(prospectus, opens, closes, at, now)
             if due is None:
