@@ -86,6 +86,9 @@ class User(SQLModel, table=True):
     role: str = Field(index=True)
     council_code: str | None = Field(default=None, foreign_key="council.code")
     region: str | None = None
+    # a support provider's organisation, as the prospectus's support offers name it (role
+    # "provider"): they accept or decline requests for their organisation's offers only
+    provider: str | None = None
     # sessions carry the generation they began in; signing out moves it on, ending every one
     session_generation: int = _version()
 
@@ -146,6 +149,17 @@ class Application(SQLModel, table=True):
     sign_off_requested_by: str | None = None
     # the prospectus version in force when the application was started
     prospectus_version: int = _from_one()
+    # "competitive": through the round's windows; "adoption": a council adopting a model through
+    # the rolling adoption route (its light form is the eoi_* columns; staff approve or return it)
+    route: str = Field(
+        default="competitive",
+        sa_column=Column(sa.String(20), nullable=False, server_default="competitive"),
+    )
+    # a selected place shares its returns' figures with the councils following it, unless it
+    # says otherwise
+    share_returns: bool = Field(
+        default=True, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.true())
+    )
 
 
 class ApplicationMember(SQLModel, table=True):
@@ -281,6 +295,10 @@ class PublishedModel(SQLModel, table=True):
     round_id: int = Field(foreign_key="round.id", index=True)
     version: int
     bundle: dict[str, Any] = _json()  # carried-over answers, milestones, documents
+    # in the place's words: what changed since the version before (and the results so far)
+    changes: str = Field(default="", sa_column=Column(sa.Text, nullable=False, server_default=""))
+    # the milestone this version was published at; None for version 1 (at selection) and others
+    milestone_id: str | None = None
     published_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
     published_by: str
 
@@ -459,3 +477,53 @@ class AvailabilityMinute(SQLModel, table=True):
     requests: int = 0
     failed: int = 0
     slow: int = 0
+
+
+class Follow(SQLModel, table=True):
+    """A council following a selected place while it implements: it sees the place's plan,
+    milestones, progress reports and (where the place shares them) its returns' figures, and is
+    sent a digest of what is new. Its officers may say the council intends to adopt the model."""
+
+    __table_args__ = (UniqueConstraint("application_id", "council_code"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int = Field(foreign_key="application.id", index=True)  # the place followed
+    council_code: str = Field(foreign_key="council.code", index=True)  # the follower
+    followed_by: str
+    followed_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+    intends_to_adopt_at: datetime | None = _when()
+    intends_by: str | None = None
+    # everything the place published before this moment has been in a digest to this council
+    digested_until: datetime | None = _when()
+
+
+class SupportRequest(SQLModel, table=True):
+    """A council asking for one of the support offers of the round's prospectus, with what it is
+    for; the offer's provider accepts or declines it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    round_id: int = Field(foreign_key="round.id", index=True)
+    offer_id: str = Field(max_length=80, index=True)
+    application_id: int = Field(foreign_key="application.id", index=True)
+    council_code: str = Field(foreign_key="council.code", index=True)
+    what_for: str = Field(sa_column=Column(sa.Text, nullable=False))
+    # requested | accepted | declined | withdrawn
+    state: str = Field(default="requested", index=True)
+    requested_by: str
+    requested_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+    decided_by: str | None = None
+    decided_at: datetime | None = _when()
+    reason: str = Field(default="", sa_column=Column(sa.Text, nullable=False))
+    version: int = _version()
+
+
+class BoardPack(SQLModel, table=True):
+    """The programme board's pack across rounds: the figures as computed, and the PDF made of
+    them. The key ("2026-12" for a month's scheduled pack) makes a re-run issue it once."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, index=True, max_length=80)
+    path: str  # relative to the documents folder
+    figures: dict[str, Any] = _json()
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+    created_by: str

@@ -487,6 +487,40 @@ class ImplementationStage(Strict):
 class ReplicationStage(Strict):
     open_to: Literal["all", "eligible"] = "all"
     carry_over: list[str] = []
+    # who may follow a selected place while it implements: any council, or those eligible
+    follow: Literal["all", "eligible"] = "all"
+    # followers are sent what is new every so many days (a scheduled run)
+    digest_every_days: Annotated[int, Field(ge=1, le=92)] = 7
+    # the rolling adoption route, apart from the competitive windows: "open" from `opens` until
+    # `closes`, when a council may adopt a model at any time with a light form staff approve
+    route: Literal["open", "none"] = "none"
+    opens: LocalMoment | None = None
+    closes: LocalMoment | None = None
+
+    @field_validator("opens", "closes")
+    @classmethod
+    def _moment(cls, value: LocalMoment | None) -> date | datetime | None:
+        return None if value is None else _parse_moment(value)
+
+    @model_validator(mode="after")
+    def _route_dates(self) -> ReplicationStage:
+        if self.route == "open":
+            if self.opens is None or self.closes is None:
+                raise ValueError("an open adoption route needs the dates it opens and closes")
+            window = Window(opens=self.opens, closes=self.closes)
+            utc = ZoneInfo("UTC")
+            if window.closes_at(utc) <= window.opens_at(utc):
+                raise LocatedError(("closes",), "the adoption route must close after it opens")
+        elif self.opens is not None or self.closes is not None:
+            raise ValueError("opens and closes are the adoption route's: set route: open")
+        return self
+
+    @property
+    def route_window(self) -> Window | None:
+        """The adoption route's window, None where the prospectus opens no route."""
+        if self.route != "open" or self.opens is None or self.closes is None:
+            return None
+        return Window(opens=self.opens, closes=self.closes)
 
 
 class Stages(Strict):
@@ -741,6 +775,41 @@ class GrantOffer(Strict):
     accept_within_days: Annotated[int, Field(gt=0, le=365)] = 28
 
 
+SUPPORT_STAGES = ("eoi", "bid", "implementation", "adoption")
+
+
+class SupportOffer(Strict):
+    """One offer of support to councils: who provides it, what it is, at which of a council's
+    stages and for which kinds of council, whom to contact, and how many places it can take."""
+
+    id: Annotated[str, Field(pattern=SLUG, max_length=80)]
+    provider: Annotated[str, Field(min_length=1, max_length=120)]
+    what: Annotated[str, Field(min_length=1, max_length=1000)]
+    # offers of the same kind to one place overlap; by default an offer is a kind of its own
+    kind: Annotated[str, Field(max_length=80)] = ""
+    stages: Annotated[
+        list[Literal["eoi", "bid", "implementation", "adoption"]], Field(min_length=1)
+    ]
+    # the council types it is for ("for" in the file); omitted: every council
+    for_: list[str] | None = Field(default=None, alias="for")
+    contact: Annotated[str, Field(max_length=254)]
+    capacity: Annotated[int, Field(ge=1, le=10_000)]
+
+    @field_validator("contact")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        from cbflow.forms import is_email  # forms imports this module
+
+        value = value.strip()
+        if not is_email(value):
+            raise ValueError(f"{value!r} is not an email address, like name@example.gov.uk")
+        return value
+
+    @property
+    def kind_name(self) -> str:
+        return self.kind or self.id
+
+
 class Prospectus(Strict):
     format: Literal[1]
     id: Annotated[str, Field(pattern=SLUG, max_length=80)]
@@ -762,6 +831,7 @@ class Prospectus(Strict):
     reminders: Reminders = Reminders()
     reopening: Reopening | None = None
     extend_if_degraded: ExtendIfDegraded | None = None
+    support: list[SupportOffer] = []
 
     @field_validator("timezone")
     @classmethod
@@ -850,6 +920,7 @@ class Prospectus(Strict):
                     f"{self.capacity.requested_by!r} is not a money question "
                     "of the EOI or bid forms",
                 )
+        _unique([offer.id for offer in self.support], "support offer id")
         if stages.replication:
             unknown = [q for q in stages.replication.carry_over if q not in known]
             if unknown:
