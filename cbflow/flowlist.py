@@ -12,6 +12,7 @@ from enum import StrEnum
 
 PORTAL = "portal"  # the deployment name of the flows staff (and the portal) start
 DEADLINE = "deadline"  # the deployment name of the flows a round's dates trigger
+SCHEDULE = "schedule"  # the deployment name of the programme's recurring flows
 
 
 class Trigger(StrEnum):
@@ -19,6 +20,9 @@ class Trigger(StrEnum):
     STAFF = "staff"  # a staff member's action in the portal
     PORTAL = "portal"  # the portal itself, on applicants' actions (receipts for submissions)
     DIRECT = "direct"  # called in process (the demo's adoptions): not deployed
+    # a recurring run over the whole programme, not one round's date: its deployment's schedule
+    # is the setting FlowSpec.schedule_setting names (a cron line, or "every N seconds")
+    SCHEDULE = "schedule"
 
 
 @dataclass(frozen=True)
@@ -26,12 +30,15 @@ class FlowSpec:
     name: str  # the flow's name in Prefect
     title: str  # what staff read on buttons, runs and error pages
     trigger: Trigger
+    schedule_setting: str = ""  # Trigger.SCHEDULE: the cbflow.settings.Settings field
 
     @property
     def deployment(self) -> str | None:
         """The name of the deployment that runs this flow, None for a flow run in process."""
         if self.trigger is Trigger.DEADLINE:
             return DEADLINE
+        if self.trigger is Trigger.SCHEDULE:
+            return SCHEDULE
         if self.trigger is Trigger.DIRECT:
             return None
         return PORTAL

@@ -12,23 +12,25 @@ clarification request's reminder and its date to answer by), which rescheduling 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from prefect import serve as prefect_serve
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun
+from prefect.schedules import Cron, Interval, Schedule
 from prefect.states import Cancelled, Scheduled
 
 from cbflow import flowruns
 from cbflow.db import session_scope
 from cbflow.flowlist import DEADLINE as DEPLOYMENT
-from cbflow.flowlist import PORTAL, FlowSpec
+from cbflow.flowlist import FLOWS, PORTAL, SCHEDULE, FlowSpec
 from cbflow.services.rounds import get_round, prospectus_of
-from cbflow.settings import Settings
+from cbflow.settings import Settings, get_settings
 from cbflow.stages import TIMETABLE_FLOWS, round_events, schedule_generation
-from flows.stages import DEADLINE_FLOWS, PORTAL_FLOWS
+from flows.stages import DEADLINE_FLOWS, PORTAL_FLOWS, SCHEDULED_FLOWS
 
 
 def serve() -> None:
@@ -41,13 +43,47 @@ def serve() -> None:
     crashed = mark_abandoned_runs()
     if crashed:
         print(f"marked {len(crashed)} flow run(s) crashed: {', '.join(crashed)}", flush=True)
-    deployments = [
-        flow.to_deployment(name=DEPLOYMENT, tags=["cbflow", "deadline"])
-        for flow in DEADLINE_FLOWS.values()
-    ] + [
-        flow.to_deployment(name=PORTAL, tags=["cbflow", "portal"]) for flow in PORTAL_FLOWS.values()
-    ]
+    settings = get_settings()
+    deployments = (
+        [
+            flow.to_deployment(name=DEPLOYMENT, tags=["cbflow", "deadline"])
+            for flow in DEADLINE_FLOWS.values()
+        ]
+        + [
+            flow.to_deployment(name=PORTAL, tags=["cbflow", "portal"])
+            for flow in PORTAL_FLOWS.values()
+        ]
+        + [
+            flow.to_deployment(
+                name=SCHEDULE,
+                tags=["cbflow", "schedule"],
+                schedules=[schedule_of(settings, FLOWS[name])],
+            )
+            for name, flow in SCHEDULED_FLOWS.items()
+        ]
+    )
     prefect_serve(*deployments, print_starting_message=True)  # type: ignore[arg-type]
+
+
+EVERY = re.compile(r"^every\s+(\d{1,9})\s*(s|seconds?)$")
+
+
+def schedule_of(settings: Settings, spec: FlowSpec) -> Schedule:
+    """The schedule of a recurring flow, from its setting: a cron line in the portal's time zone
+    ("0 8 * * 1": Mondays at 08:00), or "every N seconds". A setting that is neither stops the
+    runner at start with the setting's name, rather than a recurring run that never comes."""
+    text = str(getattr(settings, spec.schedule_setting)).strip()
+    every = EVERY.match(text)
+    if every is not None and int(every.group(1)) > 0:
+        return Interval(timedelta(seconds=int(every.group(1))), timezone=settings.timezone)
+    try:
+        return Cron(text, timezone=settings.timezone)
+    except ValueError as exc:
+        name = f"CBFLOW_{spec.schedule_setting.upper()}"
+        raise SystemExit(
+            f"{name}={text!r} is not a schedule: write a cron line such as '0 8 * * 1' "
+            "(Mondays at 08:00) or 'every 600 seconds'"
+        ) from exc
 
 
 ABANDONED = "the flow runner stopped while this run was running; run it again if still needed"

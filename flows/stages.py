@@ -42,6 +42,7 @@ from cbflow.flowlist import (
     PORTAL,
     PUBLISH_MODEL,
     RETURNS_CYCLE,
+    SCHEDULE,
     SEND_REMINDERS,
     START_IMPLEMENTATION,
 )
@@ -376,4 +377,8 @@ PORTAL_FLOWS: dict[str, Flow[..., Any]] = {
 }
 DEADLINE_FLOWS: dict[str, Flow[..., Any]] = {
     flow.name: flow for flow in _ALL if FLOWS[flow.name].deployment == DEADLINE
+}
+# the programme's recurring flows, each deployed with the schedule its setting gives
+SCHEDULED_FLOWS: dict[str, Flow[..., Any]] = {
+    flow.name: flow for flow in _ALL if FLOWS[flow.name].deployment == SCHEDULE
 }
