@@ -776,6 +776,8 @@ class GrantOffer(Strict):
 
 
 SUPPORT_STAGES = ("eoi", "bid", "implementation", "adoption")
+# the council register's types of council (cbflow/data/english-councils-2011.csv)
+COUNCIL_TYPES = ("CC", "CTY", "LBO", "MD", "NMD", "UA")
 
 
 class SupportOffer(Strict):
@@ -805,9 +807,28 @@ class SupportOffer(Strict):
             raise ValueError(f"{value!r} is not an email address, like name@example.gov.uk")
         return value
 
+    @field_validator("for_")
+    @classmethod
+    def _council_types(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("list the council types it is for, or leave `for` out for every one")
+        unknown = [t for t in value if t not in COUNCIL_TYPES]
+        if unknown:
+            raise ValueError(
+                f"{unknown} are not council types of the register: use "
+                + ", ".join(COUNCIL_TYPES)
+            )
+        return value
+
     @property
     def kind_name(self) -> str:
         return self.kind or self.id
+
+    def is_for(self, council_type: str) -> bool:
+        """Whether a council of this type may ask for it."""
+        return self.for_ is None or council_type in self.for_
 
 
 class Prospectus(Strict):
@@ -921,6 +942,23 @@ class Prospectus(Strict):
                     "of the EOI or bid forms",
                 )
         _unique([offer.id for offer in self.support], "support offer id")
+        for i, offer in enumerate(self.support):
+            missing = [
+                stage
+                for stage in offer.stages
+                if (stage == "bid" and stages.bid is None)
+                or (stage == "implementation" and stages.implementation is None)
+                or (
+                    stage == "adoption"
+                    and (stages.replication is None or stages.replication.route != "open")
+                )
+            ]
+            if missing:
+                raise LocatedError(
+                    ("support", i, "stages"),
+                    f"{missing}: the round has no such stage (adoption needs "
+                    "stages.replication.route: open)",
+                )
         if stages.replication:
             unknown = [q for q in stages.replication.carry_over if q not in known]
             if unknown:
