@@ -305,11 +305,18 @@ def user_add(
     email: Annotated[str, typer.Argument(help="The address their sign-in links go to.")],
     name: Annotated[str, typer.Option(help="Their full name.")],
     role: Annotated[
-        str, typer.Option(help="applicant | assessor | staff | admin (the first administrator).")
+        str,
+        typer.Option(
+            help="applicant | assessor | staff | admin (the first administrator) | provider."
+        ),
     ],
     council: Annotated[
         str | None,
         typer.Option(help="Council code: the applicant's council, or the assessor's employer."),
+    ] = None,
+    provider: Annotated[
+        str | None,
+        typer.Option(help="A provider's organisation, as the prospectus's support offers name it."),
     ] = None,
 ) -> None:
     """Add a person who signs in to the portal (administrators add the others on the portal's
@@ -337,6 +344,7 @@ def user_add(
                 council_code=council,
                 actor="cli",
                 now=now,
+                provider=provider,
             )
             if notify.uses_outbox(settings):
                 handed = accounts.hand_over_sign_in_link(

@@ -817,8 +817,7 @@ class SupportOffer(Strict):
         unknown = [t for t in value if t not in COUNCIL_TYPES]
         if unknown:
             raise ValueError(
-                f"{unknown} are not council types of the register: use "
-                + ", ".join(COUNCIL_TYPES)
+                f"{unknown} are not council types of the register: use " + ", ".join(COUNCIL_TYPES)
             )
         return value
 

@@ -45,6 +45,7 @@ OWNERS = {
     "assess": {"assessor"},
     "models": {"applicant"},
     "sign-off": {"certifier"},
+    "support": {"provider"},
 }
 # /demo/sign-in answers 404 to everyone outside demo mode (tests/test_demo_people.py)
 PUBLIC = {"", "sign-in", "signed-out", "healthz", "sign-out", "session", "demo", "partner"}
@@ -59,6 +60,7 @@ ROLES = [
     "other-certifier",
     "staff",
     "admin",
+    "provider",
 ]
 # objects whose pages belong to one council or one assessor: the others get 404, never 403, so
 # they learn nothing of what exists
@@ -79,6 +81,8 @@ MISSING = {
     # nor did anyone ask for clarification
     "/applications/{application_id}/clarifications/{clarification_id}",
     "/sign-off/clarifications/{clarification_id}/reply",
+    # nor does its prospectus offer support
+    "/applications/{application_id}/support/{offer_id}",
 }
 # pages that send their owner on to the page that applies now
 REDIRECTS = {"/applications/{application_id}"}
@@ -143,6 +147,8 @@ def world(cbflow_env: Settings) -> World:
             "council_code": "BOL",
             "contribution_id": "1",
             "clarification_id": "1",
+            "offer_id": "lga-peer-challenge",
+            "request_id": "1",
         }
         assert mine is not None
         emails = {"assessor": mine.email, "other-assessor": "nobody@assessors.example"}
@@ -152,6 +158,15 @@ def world(cbflow_env: Settings) -> World:
     add_user("admin@cbflow.example", "admin")
     add_user("ceo@birmingham.example", "certifier", council="BIR")
     add_user("ceo@bolton.example", "certifier", council="BOL")
+    with session_scope() as session:
+        session.add(
+            User(
+                email="help@lga.example",
+                name="Lee Ash",
+                role="provider",
+                provider="Local Government Association",
+            )
+        )
     emails |= {
         "certifier": "ceo@birmingham.example",
         "other-certifier": "ceo@bolton.example",
@@ -159,6 +174,7 @@ def world(cbflow_env: Settings) -> World:
         "other-applicant": "bids@bolton.example",
         "staff": "lead@staff.example",
         "admin": "admin@cbflow.example",
+        "provider": "help@lga.example",
     }
     return World(values, emails)
 
@@ -296,7 +312,7 @@ def test_an_id_beyond_the_databases_range_is_a_page_not_found(
     bare validation error, and nothing changes."""
     app = clients["staff"].app
     role_for = {"staff": "staff", "admin": "admin", "applications": "applicant"}
-    role_for |= {"assess": "assessor", "models": "applicant"}
+    role_for |= {"assess": "assessor", "models": "applicant", "support": "provider"}
     before = snapshot()
     checked, wrong = 0, []
     for method, template in routes(app):

@@ -267,7 +267,9 @@ ROLES = {
     "assessor": "Assessor",
     "staff": "Programme staff",
     "admin": "Administrator",
+    "provider": "Support provider (answers requests for its organisation's offers)",
 }
+PROVIDER_MAX = 120  # characters of a provider's organisation, as the prospectus's offers name it
 
 
 def add_user(
@@ -279,6 +281,7 @@ def add_user(
     council_code: str | None,
     actor: str,
     now: datetime,
+    provider: str | None = None,
 ) -> User:
     """A new person who can sign in. Applicants belong to a council; an assessor may name the
     council they work for (never assigned its applications). Refused, with nothing changed, for
@@ -303,9 +306,20 @@ def add_user(
         errors["council"] = (
             f"Enter the council the {role} {'applies' if role == 'applicant' else 'signs off'} for"
         )
+    organisation = " ".join((provider or "").split()) if role == "provider" else ""
+    if role == "provider" and not organisation:
+        errors["provider"] = "Enter the organisation they answer for, as its support offers name it"
+    elif len(organisation) > PROVIDER_MAX:
+        errors["provider"] = f"The organisation must be {PROVIDER_MAX} characters or fewer"
     if errors:
         raise ValidationFailed(errors)
-    user = User(email=email, name=name.strip(), role=role, council_code=code)
+    user = User(
+        email=email,
+        name=name.strip(),
+        role=role,
+        council_code=code,
+        provider=organisation or None,
+    )
     session.add(user)
     session.flush()
     assert user.id is not None
@@ -316,7 +330,8 @@ def add_user(
         action="user_added",
         actor=actor,
         now=now,
-        reason=f"{ROLES[role]}{' for ' + code if code else ''}",
+        reason=f"{ROLES[role]}{' for ' + code if code else ''}"
+        + (f" for {organisation}" if organisation else ""),
     )
     return user
 

@@ -71,8 +71,9 @@ def add_person(
     name: CheckedField = "",
     role: ShortField = "",
     council: ShortField = "",
+    provider: ShortField = "",
 ) -> Response:
-    form = {"email": email, "name": name, "role": role, "council": council}
+    form = {"email": email, "name": name, "role": role, "council": council, "provider": provider}
     try:
         accounts.add_user(
             session,
@@ -82,6 +83,7 @@ def add_person(
             council_code=council,
             actor=admin.email,
             now=clock(),
+            provider=provider,
         )
     except ValidationFailed as exc:
         return _people_page(request, pages, session, form, exc.errors)

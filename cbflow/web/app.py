@@ -36,6 +36,7 @@ from cbflow.web import (
     signoff,
     signoff_clarify,
     staff,
+    support,
     team,
     timeout,
 )
@@ -186,6 +187,7 @@ def create_app(
     app.include_router(signoff_clarify.router)
     app.include_router(replication.router)
     app.include_router(partner.router)
+    app.include_router(support.router)
     app.include_router(timeout.router)
     app.add_exception_handler(timeout.SignedOutForInactivity, timeout.signed_out_response)
 

@@ -60,6 +60,7 @@ NAVIGATION = {
     "applicant": [("Your applications", "applications_home"), ("Models to adopt", "models_home")],
     "assessor": [("Your assessments", "assigned")],
     "certifier": [("Applications to sign off", "sign_off_home")],
+    "provider": [("Support requests", "support_home")],
     "staff": [("Funding rounds", "staff_home")],
     "admin": [
         ("Funding rounds", "staff_home"),

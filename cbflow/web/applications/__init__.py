@@ -20,6 +20,7 @@ from cbflow.web.applications import (
     reopen,
     sections,
     submit,
+    support,
 )
 from cbflow.web.applications.shared import APP_STATES, BUSY, BUSY_ERRORS, own_application
 
@@ -30,5 +31,15 @@ router = APIRouter()
 # win), as this router's own: the portal lists them as it did then, one router deep
 # (the partnership's pages and the clarifications' before the sections', whose /{id}/{stage}
 # would take their address)
-for part in (home, clarifications, partnership, partners, sections, autosave, submit, reopen):
+for part in (
+    home,
+    support,
+    clarifications,
+    partnership,
+    partners,
+    sections,
+    autosave,
+    submit,
+    reopen,
+):
     router.routes.extend(part.router.routes)

@@ -22,6 +22,7 @@ from cbflow.web.applications.shared import (
     home_of,
     own_application,
 )
+from cbflow.web.applications.support import SupportPanel, panels
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep
 from cbflow.web.templating import path_for
 
@@ -62,6 +63,7 @@ class HomePage:
     council: Council
     open_rounds: list[OpenRound]
     applications: list[Listed]
+    support: list[SupportPanel]  # the support on offer to each application, and asked for
 
 
 def _offer_status(request: Request, application: Application) -> Link | None:
@@ -150,7 +152,12 @@ def applications_home(
         )
     titles = {r.id: r.title for r in all_rounds}
     listed = [_listed(request, session, a, council, titles) for a in mine]
-    page = HomePage(council=council, open_rounds=open_rounds, applications=listed)
+    page = HomePage(
+        council=council,
+        open_rounds=open_rounds,
+        applications=listed,
+        support=panels(session, council, mine),
+    )
     return pages.show(request, "application/index.html", page)
 
 

@@ -23,6 +23,7 @@ from cbflow.web.staff import (
     rounds,
     selection,
     sift,
+    support,
 )
 
 router = APIRouter()
@@ -39,5 +40,6 @@ for stage in (
     implementation,
     replication,
     amendments,
+    support,
 ):
     router.routes.extend(stage.router.routes)

@@ -56,6 +56,7 @@ STAGE_PAGES = [
     ("assessment_page", "Assessment", "assessment"),
     ("selection_page", "Selection", "selection"),
     ("implementation_page", "Implementation", "implementation"),
+    ("support_page", "Support", "support"),
 ]
 
 
@@ -241,4 +242,6 @@ def has_page(prospectus: Prospectus, key: str) -> bool:
         return prospectus.stages.assessment is not None
     if key == "implementation":
         return prospectus.stages.implementation is not None
+    if key == "support":
+        return bool(prospectus.support)
     return True
