@@ -28,7 +28,7 @@ from cbflow.db import lock_for_update
 from cbflow.errors import CbflowError, NotFound, ValidationFailed
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, Council, Round, SupportRequest, User
-from cbflow.prospectus import SupportOffer
+from cbflow.prospectus import Prospectus, SupportOffer
 from cbflow.services import partnerships
 from cbflow.services.audit import record
 from cbflow.services.rounds import prospectus_of
@@ -97,15 +97,22 @@ def offer_of(round_: Round, offer_id: str) -> SupportOffer:
     raise NotFound(f"no support offer {offer_id!r} in {round_.slug}")
 
 
-def open_to(round_: Round, application: Application, council: Council) -> list[SupportOffer]:
-    """The offers the council may ask for on this application now: at its stage, for its kind
-    of council."""
+def offers_open(
+    prospectus: Prospectus, application: Application, council_type: str
+) -> list[SupportOffer]:
+    """The prospectus's offers open to a council of this type on this application now: at the
+    application's stage, for its kind of council."""
     at = stages_of(application)
     return [
         offer
-        for offer in offers_of(round_)
-        if at.intersection(offer.stages) and offer.is_for(council.type)
+        for offer in prospectus.support
+        if at.intersection(offer.stages) and offer.is_for(council_type)
     ]
+
+
+def open_to(round_: Round, application: Application, council: Council) -> list[SupportOffer]:
+    """The round's offers the council may ask for on this application now."""
+    return offers_open(prospectus_of(round_), application, council.type)
 
 
 def requests_of(session: Session, application: Application) -> list[SupportRequest]:
