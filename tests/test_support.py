@@ -5,22 +5,25 @@ once per offer; bad input refused with nothing changed; every step audited."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import round_walk
-from conftest import edit
+from conftest import ROOT, edit
 from sqlmodel import func, select
 from support_walk import PROVIDERS, SOURCE, add_providers
+from test_cli import cbflow
 
 from cbflow import stages
 from cbflow.db import session_scope
 from cbflow.errors import NotFound, ProspectusError, ValidationFailed
 from cbflow.models import Application, AuditEvent, Council, SupportRequest, User
 from cbflow.prospectus import parse
-from cbflow.services import applications, rounds, support
+from cbflow.services import accounts, applications, rounds, support
 from cbflow.settings import Settings
 
 CBU = PROVIDERS["Community Budgets Unit"]
@@ -325,3 +328,19 @@ def test_a_request_is_open_once_per_offer_and_bad_asks_change_nothing(
     refused(lambda: decide(LGA, first, accept=True), NotFound, "no such request")
     refused(lambda: withdraw(first, "BIR"), support.SupportRefused, "declined already")
     refused(lambda: withdraw(again, "BOL"), NotFound, "no such request")
+
+
+def test_a_provider_is_added_with_the_organisation_it_answers_for(tmp_path: Path) -> None:
+    here = {"PYTHONPATH": str(ROOT)}  # this checkout's cbflow, whatever is installed
+    add = ("user", "add", "sam@lga.example.gov.uk", "--name", "Sam", "--role", "provider")
+    alone = cbflow(tmp_path, *add, env=here)
+    assert alone.returncode == 1
+    assert "Enter the organisation they answer for" in alone.stderr
+    added = cbflow(tmp_path, *add, "--provider", "Local  Government Association", env=here)
+    assert added.returncode == 0, added.stderr
+    assert "as Support provider" in added.stdout
+    with sqlite3.connect(tmp_path / "cbflow.db") as db:
+        rows = db.execute("select email, role, provider from user").fetchall()
+        reasons = db.execute("select reason from auditevent where action = 'user_added'").fetchall()
+    assert rows == [("sam@lga.example.gov.uk", "provider", "Local Government Association")]
+    assert reasons == [(f"{accounts.ROLES['provider']} for Local Government Association",)]

@@ -20,12 +20,13 @@ import test_sign_in as mail
 from conftest import london
 from fastapi.testclient import TestClient
 from portal import add_user, csrf
+from portal import sign_in as outbox_sign_in
 from sqlmodel import func, select
 from support_walk import PROVIDERS, add_providers, to_implementation
 
 from cbflow.clock import FixedClock
 from cbflow.db import session_scope
-from cbflow.models import Application, AuditEvent, SupportRequest
+from cbflow.models import Application, AuditEvent, SupportRequest, User
 from cbflow.settings import Settings
 from cbflow.web import create_app
 
@@ -304,3 +305,22 @@ def test_the_matrix_shows_gaps_overlaps_and_capacity_as_the_records_say(
     assert cells[(bir, "peer-review")] == "Accepted"
     assert cells[(bir, "mentor")] == "Requested: waiting for the provider"
     assert cells[(bol, "mentor")] == ""
+
+
+def test_an_administrator_adds_a_provider_with_its_organisation(cbflow_env: Settings) -> None:
+    add_user("admin@cbflow.example", "admin")
+    with TestClient(create_app(cbflow_env, clock=FixedClock(NOW))) as admin:
+        outbox_sign_in(admin, "admin@cbflow.example")
+        form = {"email": "kim@lp.example.gov.uk", "name": "Kim Lee", "role": "provider"}
+        page = admin.get("/admin/people")
+        missing = admin.post("/admin/people", data={**form, "csrf_token": csrf(page.text)})
+        assert missing.status_code == 400
+        assert "Enter the organisation they answer for" in missing.text
+        added = admin.post(
+            "/admin/people",
+            data={**form, "provider": "Local Partnerships", "csrf_token": csrf(page.text)},
+        )
+        assert added.status_code == 200 and "Local Partnerships" in added.text
+    with session_scope() as session:
+        kim = session.exec(select(User).where(User.email == "kim@lp.example.gov.uk")).one()
+    assert (kim.role, kim.provider, kim.council_code) == ("provider", "Local Partnerships", None)
