@@ -79,6 +79,8 @@ MISSING = {
     # nor did anyone ask for clarification
     "/applications/{application_id}/clarifications/{clarification_id}",
     "/sign-off/clarifications/{clarification_id}/reply",
+    # nor has the programme board's pack been produced
+    "/staff/board/packs/{pack_id}",
 }
 # pages that send their owner on to the page that applies now
 REDIRECTS = {"/applications/{application_id}"}
@@ -143,6 +145,7 @@ def world(cbflow_env: Settings) -> World:
             "council_code": "BOL",
             "contribution_id": "1",
             "clarification_id": "1",
+            "pack_id": "1",
         }
         assert mine is not None
         emails = {"assessor": mine.email, "other-assessor": "nobody@assessors.example"}

@@ -16,6 +16,7 @@ from cbflow.web.staff import (
     amendments,
     applications,
     assessment,
+    board,
     clarifications,
     extensions,
     implementation,
@@ -39,5 +40,6 @@ for stage in (
     implementation,
     replication,
     amendments,
+    board,
 ):
     router.routes.extend(stage.router.routes)
