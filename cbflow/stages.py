@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 from cbflow import notify
 from cbflow.db import session_scope
 from cbflow.flowlist import (
+    BOARD_PACK,
     CLOSE_BIDS,
     CLOSE_EOI,
     COMPLETE_ROUND,
@@ -578,7 +579,7 @@ def board_pack(key: str = "", *, now: datetime, actor: str = SYSTEM) -> Outcome:
     settings = get_settings()
     zone = ZoneInfo(settings.timezone)
     key = key or board.scheduled_key(now, zone)
-    outcome = Outcome(BOARD, "board-pack", {"issued": 0})
+    outcome = Outcome(BOARD, BOARD_PACK.name, {"issued": 0})
     with session_scope() as session:
         if session.exec(select(BoardPack).where(BoardPack.key == key)).first() is not None:
             outcome.notes.append(f"the pack {key} was issued before")
