@@ -41,7 +41,7 @@ def test_staff_read_the_boards_view_and_open_its_pack(
         main = page.inner_text("main")
         assert "1 round behind its timetable" in main
         assert WAVE_TITLE in main and "No: Close expressions of interest and sift" in main
-        assert page.locator("svg[role=img]").count() == 4
+        assert page.locator("svg.chart[role=img]").count() == 4
         check_page(page, "board-staff")
         with page.expect_download() as download:
             page.click("text=Download the same figures as a spreadsheet (CSV)")
