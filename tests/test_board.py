@@ -168,8 +168,10 @@ def _client(settings: Settings, email: str, role: str, at: datetime) -> TestClie
 
 
 def test_the_boards_figures_are_those_of_the_records_on_the_page_and_in_the_csv(
-    cbflow_env: Settings,
+    any_db_env: Settings,
 ) -> None:
+    """On SQLite and on PostgreSQL."""
+    cbflow_env = any_db_env
     _programme()
     with session_scope() as session:
         figures = board.figures(session, NOW)
