@@ -23,7 +23,14 @@ from markupsafe import Markup
 from sqlmodel import Session, col, select
 
 from cbflow.charts import bar_chart
-from cbflow.flowlist import CLOSE_BIDS, CLOSE_EOI, COMPLETE_ROUND, DECIDE, SEND_REMINDERS
+from cbflow.flowlist import (
+    CLOSE_BIDS,
+    CLOSE_EOI,
+    COMPLETE_ROUND,
+    DECIDE,
+    SEND_REMINDERS,
+    FlowSpec,
+)
 from cbflow.formatting import in_zone, long_date, long_deadline, long_moment, money
 from cbflow.lifecycle import FUNDED
 from cbflow.models import (
@@ -148,7 +155,11 @@ def days_between(start: datetime, end: datetime | None) -> Decimal | None:
     return Decimal(str((end - start).total_seconds())) / DAY_SECONDS
 
 
-def _stage(session: Session, round_: Round, now: datetime) -> tuple[Any, list[Any]]:
+def _stage(
+    session: Session, round_: Round, now: datetime
+) -> tuple[tuple[str, datetime] | None, list[tuple[str, datetime]]]:
+    """The round's next date (its flow's title and moment), and its stage deadlines passed
+    without the round having moved on."""
     events = [(f, w) for f, w in _events(session, round_) if f is not SEND_REMINDERS]
     upcoming = sorted((w, f.title) for f, w in events if w > now)
     late = sorted(
@@ -162,7 +173,7 @@ def _stage(session: Session, round_: Round, now: datetime) -> tuple[Any, list[An
     return ((upcoming[0][1], upcoming[0][0]) if upcoming else None), late
 
 
-def _events(session: Session, round_: Round) -> list[Any]:
+def _events(session: Session, round_: Round) -> list[tuple[FlowSpec, datetime]]:
     from cbflow.stages import round_events  # the stage events import the services
 
     return round_events(session, round_)
