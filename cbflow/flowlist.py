@@ -73,6 +73,12 @@ CLARIFICATIONS_DUE = FlowSpec(
     "Clarification requests: remind, and lapse those past their date",
     Trigger.DEADLINE,
 )
+BOARD_PACK = FlowSpec(
+    "board-pack",
+    "Produce the programme board's pack",
+    Trigger.SCHEDULE,
+    schedule_setting="board_pack_schedule",
+)
 
 FLOWS: dict[str, FlowSpec] = {
     spec.name: spec
@@ -94,6 +100,7 @@ FLOWS: dict[str, FlowSpec] = {
         ADOPT_MODEL,
         AMEND_PROSPECTUS,
         CLARIFICATIONS_DUE,
+        BOARD_PACK,
     )
 }
 

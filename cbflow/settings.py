@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # the local time of day (the round's time zone) reminders before a deadline go, on the
     # working days the prospectus's `reminders` names
     reminder_time: str = "09:00"
+    # when the programme board's pack is produced (see services.board): a cron line in the
+    # portal's time zone, or "every N seconds"; the first of each month at 07:00 by default
+    board_pack_schedule: str = "0 7 1 * *"
 
     @field_validator("reminder_time")
     @classmethod

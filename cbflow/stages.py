@@ -14,12 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from cbflow import notify
 from cbflow.db import session_scope
 from cbflow.flowlist import (
+    BOARD_PACK,
     CLOSE_BIDS,
     CLOSE_EOI,
     COMPLETE_ROUND,
@@ -30,13 +33,14 @@ from cbflow.flowlist import (
 )
 from cbflow.formatting import long_date
 from cbflow.lifecycle import AppState
-from cbflow.models import Application, Document, Round, User
+from cbflow.models import Application, BoardPack, Document, Round, User
 from cbflow.prospectus import Prospectus
-from cbflow.render import render_many
+from cbflow.render import render_many, render_pdf
 from cbflow.services import (
     amendments,
     assessment,
     availability,
+    board,
     clarifications,
     deadlines,
     implementation,
@@ -563,3 +567,51 @@ def schedule_generation(session: Session, round_: Round) -> int:
     the scheduled runs' idempotency keys, so a moment the timetable comes back to is scheduled
     afresh rather than matched to a run cancelled before."""
     return round_.prospectus_version - 1 + len(deadlines.extensions_of(session, round_))
+
+
+BOARD = "programme"  # what a board pack's outcome is about: every round, not one
+
+
+def board_pack(key: str = "", *, now: datetime, actor: str = SYSTEM) -> Outcome:
+    """The programme board's pack: the figures across every round as they stand at `now`, as a
+    PDF, kept with them as a `BoardPack`. The key ("2026-12": the month's scheduled pack, in
+    the portal's time zone, when none is given) makes a run again issue nothing new."""
+    settings = get_settings()
+    zone = ZoneInfo(settings.timezone)
+    key = key or board.scheduled_key(now, zone)
+    outcome = Outcome(BOARD, BOARD_PACK.name, {"issued": 0})
+    with session_scope() as session:
+        if session.exec(select(BoardPack).where(BoardPack.key == key)).first() is not None:
+            outcome.notes.append(f"the pack {key} was issued before")
+            return outcome
+        figures = board.figures(session, now)
+        context = board.pack_context(session, figures, key, zone)
+    relative = board.pack_file(key)
+    path = render_pdf(board.PACK_TEMPLATE, context, settings.documents_dir / relative)
+    try:
+        with session_scope() as session:
+            pack = BoardPack(
+                key=key,
+                path=relative,
+                figures=board.stored(figures),
+                created_at=now,
+                created_by=actor,
+            )
+            session.add(pack)
+            session.flush()
+            assert pack.id is not None
+            record(
+                session,
+                entity="board_pack",
+                entity_id=pack.id,
+                action="issued",
+                actor=actor,
+                now=now,
+                reason=f"The programme board's pack {key}, across {len(figures.rounds)} rounds.",
+            )
+    except IntegrityError:  # another run issued this key a moment before: theirs stands
+        outcome.notes.append(f"the pack {key} was issued by another run")
+        return outcome
+    outcome.counts = {"issued": 1, "rounds": len(figures.rounds)}
+    outcome.notes.append(f"{key}: {path.name}")
+    return outcome

@@ -27,6 +27,7 @@ from cbflow.flowlist import (
     ADOPT_MODEL,
     AMEND_PROSPECTUS,
     ASSIGN_ASSESSORS,
+    BOARD_PACK,
     CLARIFICATIONS_DUE,
     CLOSE_BIDS,
     CLOSE_EOI,
@@ -351,6 +352,21 @@ async def clarifications_due(
     )
 
 
+@flow(name=BOARD_PACK.name, flow_run_name="programme board pack")
+async def board_pack(
+    on_demand: bool = False, now: datetime | None = None, actor: str = SYSTEM
+) -> Outcome:
+    """The programme board's pack across rounds: the month's, as scheduled (issued once a
+    month), or, `on_demand` (staff asked for it), one for the moment asked."""
+    from zoneinfo import ZoneInfo
+
+    from cbflow.services.board import on_demand_key
+
+    moment = _now(now)
+    key = on_demand_key(moment, ZoneInfo(get_settings().timezone)) if on_demand else ""
+    return await _run(stages.board_pack, key, now=moment, actor=actor)
+
+
 # the flows staff and the portal start (as deployments named "portal", see flows.deployments)
 # and the deadline events a round schedules at its prospectus's dates, by their names
 _ALL: list[Flow[..., Any]] = [
@@ -371,6 +387,7 @@ _ALL: list[Flow[..., Any]] = [
     adopt,
     amend_prospectus,
     clarifications_due,
+    board_pack,
 ]
 PORTAL_FLOWS: dict[str, Flow[..., Any]] = {
     flow.name: flow for flow in _ALL if FLOWS[flow.name].deployment == PORTAL

@@ -83,6 +83,8 @@ MISSING = {
     "/sign-off/clarifications/{clarification_id}/reply",
     # nor does its prospectus offer support
     "/applications/{application_id}/support/{offer_id}",
+    # nor has the programme board's pack been produced
+    "/staff/board/packs/{pack_id}",
 }
 # pages that send their owner on to the page that applies now
 REDIRECTS = {"/applications/{application_id}"}
@@ -149,6 +151,7 @@ def world(cbflow_env: Settings) -> World:
             "clarification_id": "1",
             "offer_id": "lga-peer-challenge",
             "request_id": "1",
+            "pack_id": "1",
         }
         assert mine is not None
         emails = {"assessor": mine.email, "other-assessor": "nobody@assessors.example"}

@@ -16,6 +16,7 @@ from cbflow.web.staff import (
     amendments,
     applications,
     assessment,
+    board,
     clarifications,
     extensions,
     implementation,
@@ -41,5 +42,6 @@ for stage in (
     replication,
     amendments,
     support,
+    board,
 ):
     router.routes.extend(stage.router.routes)
