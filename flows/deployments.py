@@ -13,7 +13,6 @@ clarification request's reminder and its date to answer by), which rescheduling 
 from __future__ import annotations
 
 import re
-import threading
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -31,7 +30,6 @@ from cbflow.flowlist import FLOWS, PORTAL, SCHEDULE, FlowSpec
 from cbflow.services.rounds import get_round, prospectus_of
 from cbflow.settings import Settings, get_settings
 from cbflow.stages import TIMETABLE_FLOWS, round_events, schedule_generation
-from flows.recurring import keep_scheduled
 from flows.stages import DEADLINE_FLOWS, PORTAL_FLOWS, SCHEDULED_FLOWS
 
 
@@ -64,8 +62,6 @@ def serve() -> None:
             for name, flow in SCHEDULED_FLOWS.items()
         ]
     )
-    # the recurring flows' runs, made here rather than by the server's scheduler (flows.recurring)
-    keep_scheduled(list(SCHEDULED_FLOWS), threading.Event())
     prefect_serve(*deployments, print_starting_message=True)  # type: ignore[arg-type]
 
 
