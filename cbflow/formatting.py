@@ -161,3 +161,10 @@ def deadline_filter(value: datetime | str) -> str:
     """`12:00 on 10 November 2011`, or `the end of 9 November 2011` for a midnight deadline;
     strings pass through."""
     return value if isinstance(value, str) else long_deadline(value)
+
+
+def csv_cell(value: object) -> str:
+    """A CSV cell a spreadsheet will not run as a formula (CSV injection): text that starts as a
+    formula would is kept as text behind a quote mark."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

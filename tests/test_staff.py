@@ -23,12 +23,12 @@ from sqlmodel import col, select
 from cbflow import flowruns, simulate, stages
 from cbflow.clock import FixedClock
 from cbflow.db import session_scope
+from cbflow.formatting import csv_cell
 from cbflow.lifecycle import AppState
 from cbflow.models import Application, Assignment, AuditEvent, ModerationTask, Round, User
 from cbflow.services import councils, rounds
 from cbflow.settings import Settings
 from cbflow.web import create_app
-from cbflow.web.staff.applications import _csv_cell
 
 LAUNCHED = datetime(2011, 10, 17, 9, 0, tzinfo=UTC)
 DURING_EOI = london(2011, 11, 1, 10, 0)
@@ -429,9 +429,9 @@ def test_the_dashboard_filters_sorts_pages_and_exports(client: TestClient) -> No
 
 
 def test_a_csv_cell_never_runs_as_a_formula() -> None:
-    assert _csv_cell('=HYPERLINK("x")') == '\'=HYPERLINK("x")'
-    assert _csv_cell("-1") == "'-1" and _csv_cell("+1") == "'+1" and _csv_cell("@A1") == "'@A1"
-    assert _csv_cell("Essex") == "Essex" and _csv_cell(None) == ""
+    assert csv_cell('=HYPERLINK("x")') == '\'=HYPERLINK("x")'
+    assert csv_cell("-1") == "'-1" and csv_cell("+1") == "'+1" and csv_cell("@A1") == "'@A1"
+    assert csv_cell("Essex") == "Essex" and csv_cell(None) == ""
 
 
 def test_an_application_page_shows_answers_history_and_files_to_staff(

@@ -31,7 +31,7 @@ from cbflow.flowlist import (
     SEND_REMINDERS,
     FlowSpec,
 )
-from cbflow.formatting import in_zone, long_date, long_deadline, long_moment, money
+from cbflow.formatting import csv_cell, in_zone, long_date, long_deadline, long_moment, money
 from cbflow.lifecycle import FUNDED
 from cbflow.models import (
     Application,
@@ -331,13 +331,8 @@ def to_csv(board: Board) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(HEADER)
-    writer.writerows(_safe(row) for row in table(board))
+    writer.writerows([csv_cell(cell) for cell in row] for row in table(board))
     return out.getvalue()
-
-
-def _safe(row: Sequence[str]) -> list[str]:
-    """Cells a spreadsheet would run as a formula (titles are staff's words) start with '."""
-    return [f"'{cell}" if cell[:1] in ("=", "+", "@") else cell for cell in row]
 
 
 def stored(board: Board) -> dict[str, Any]:

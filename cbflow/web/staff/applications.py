@@ -16,7 +16,7 @@ from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from cbflow.formatting import local_when, long_deadline, money_or_blank, pence_to_money
+from cbflow.formatting import csv_cell, local_when, long_deadline, money_or_blank, pence_to_money
 from cbflow.models import (
     Application,
     Assignment,
@@ -246,12 +246,6 @@ def _row(row: Any, prospectus: Prospectus, place: Place | None = None) -> Listed
     )
 
 
-def _csv_cell(value: Any) -> str:
-    """A cell a spreadsheet will not run as a formula (CSV injection)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 @router.get("/rounds/{slug}/applications.csv")
 def applications_csv(
     slug: str,
@@ -288,7 +282,7 @@ def applications_csv(
     for shown, row in _csv_rows(session, listing.query(round_), prospectus):
         pence = row[9]
         writer.writerow(
-            _csv_cell(v)
+            csv_cell(v)
             for v in [
                 shown.reference,
                 shown.council_code,

@@ -12,10 +12,10 @@ from fastapi import Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
+from cbflow.formatting import csv_cell
 from cbflow.services import rounds, support
 from cbflow.web.applications import APP_STATES
 from cbflow.web.deps import PagesDep, SessionDep
-from cbflow.web.staff.applications import _csv_cell
 from cbflow.web.staff.places import place_names
 from cbflow.web.staff.shared import RoundPage, Staff, round_header, round_or_404, stage_router
 
@@ -109,7 +109,7 @@ def support_csv(slug: str, session: SessionDep, user: Staff) -> Response:
     for row in rows:
         for use, cell in zip(found.offers, row.cells, strict=True):
             writer.writerow(
-                _csv_cell(v)
+                csv_cell(v)
                 for v in [
                     row.reference,
                     row.place,
