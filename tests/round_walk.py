@@ -1,5 +1,6 @@
 """A round of the format example driven through the real stage events, for the portal tests of
-the later stages: three bids under assessment with their assessors, and on to a published model.
+the later stages: three bids under assessment with their assessors, and on to a published model
+(version 1 at selection, version 2 at completion).
 
 Five councils send an EOI; the four earliest are invited; Birmingham, Bolton and Bradford bid.
 """
@@ -217,7 +218,9 @@ def to_publication(source: str = SOURCE) -> int:
         )
     stages.complete(SLUG, now=END_DAY)
     stages.publish(reference, now=PUBLISH_DAY)
-    with session_scope() as session:
-        model_id = session.exec(select(PublishedModel.id)).one()
+    with session_scope() as session:  # version 1 at selection; this one at completion
+        model_id = session.exec(
+            select(PublishedModel.id).order_by(col(PublishedModel.version).desc())
+        ).first()
     assert model_id is not None
     return model_id
