@@ -190,9 +190,9 @@ def score_everything(skip: frozenset[tuple[int, str]] = frozenset()) -> None:
             )
 
 
-def to_publication(source: str = SOURCE) -> int:
-    """Take the round to a published model of Birmingham's place; returns the model's id.
-    Birmingham makes its first return; Bolton makes none."""
+def to_decisions(source: str = SOURCE) -> dict[str, int]:
+    """Take the round to its decisions (Birmingham and Bolton selected, each with version 1 of
+    its model); returns council code -> application id."""
     ids = to_assessment(source, assessors=3)
     score_everything()
     stages.open_moderation(SLUG, now=ASSESS_DAY)
@@ -203,6 +203,13 @@ def to_publication(source: str = SOURCE) -> int:
             )
     stages.finalise_assessment(SLUG, now=FINAL_DAY)
     stages.decide(SLUG, now=DECIDE_DAY)
+    return ids
+
+
+def to_publication(source: str = SOURCE) -> int:
+    """Take the round to a published model of Birmingham's place; returns the model's id.
+    Birmingham makes its first return; Bolton makes none."""
+    ids = to_decisions(source)
     stages.start_implementation(SLUG, now=START_DAY)
     with session_scope() as session:
         birmingham = session.get(Application, ids["BIR"])

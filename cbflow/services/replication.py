@@ -240,16 +240,15 @@ def publish_version(
     met, saying what changed. `seen` is the latest version the writer was shown: if another has
     been published since, nothing is published (Stale). The results so far are the returns made,
     which the version carries."""
-    refusal = version_refusal(session, application)
-    if refusal is not None:
-        raise CbflowError(refusal)
     latest = latest_model(session, application)
-    assert latest is not None
-    if latest.version != seen:
+    if latest is not None and latest.version != seen:
         raise Stale(
             f"version {latest.version} was published since you opened this page: "
             "read it, then write what changed since it"
         )
+    refusal = version_refusal(session, application)
+    if refusal is not None:
+        raise CbflowError(refusal)
     errors = {}
     if milestone_id not in {m.milestone_id for m in open_milestones(session, application)}:
         errors["milestone"] = "Select a milestone you have met"
