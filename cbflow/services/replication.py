@@ -47,6 +47,7 @@ class Stale(CbflowError):
 MODEL_STATES = (AppState.SELECTED, AppState.IMPLEMENTING, AppState.COMPLETED, AppState.PUBLISHED)
 FIRST_VERSION = "Version 1: the plan as selected"
 COMPLETED_VERSION = "The place completed its implementation: every milestone and return as made"
+PROGRESS_VERSION = "The milestones and returns as they stand"
 CHANGES_LIMIT = 4000  # characters of what changed, in the place's words
 
 
@@ -135,8 +136,12 @@ def publish_model(
         _completed(session, application, latest, actor, now)
         return latest, False
     version = (latest.version + 1) if latest else 1
-    if not changes:
-        changes = FIRST_VERSION if version == 1 else COMPLETED_VERSION
+    if not changes:  # at selection, or at completion (a place selected before versions began
+        # publishes its first at completion)
+        if application.state == AppState.COMPLETED:
+            changes = COMPLETED_VERSION
+        else:
+            changes = FIRST_VERSION if version == 1 else PROGRESS_VERSION
     model = PublishedModel(
         application_id=application.id,
         round_id=round_.id,
