@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from cbflow.models import (
     MilestoneRecord,
     PublishedModel,
 )
-from cbflow.services import implementation
+from cbflow.services import implementation, replication
 from cbflow.settings import Settings
 from cbflow.web import create_app
 
@@ -331,8 +331,6 @@ def test_the_pack_of_a_version_names_its_version_milestone_and_changes(
     stages.start_implementation(SLUG, now=START_DAY)
     meet_milestone(ids["BIR"])
     with session_scope() as session:
-        from cbflow.services import replication
-
         application = session.get(Application, ids["BIR"])
         assert application is not None
         replication.publish_version(
@@ -354,7 +352,7 @@ def test_the_pack_of_a_version_names_its_version_milestone_and_changes(
         ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True
     ).stdout
     assert "What changed in version 2" in text and "pooled the police budget" in text
-    assert "Operational plan agreed" in text and date(2012, 10, 30).strftime("%Y") in text
+    assert re.search(r"Published at the milestone\s+Operational plan agreed", text)
     subprocess.run(
         ["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", str(path), str(tmp_path / "pack")],
         check=True,
