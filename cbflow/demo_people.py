@@ -193,7 +193,7 @@ def _tries(
             )
         )
     if models:
-        model = models[0]
+        model = models[-1]  # the latest version published (each place has one from selection)
         tries.append(
             TryThis(
                 "Priya Shah (programme staff)",

@@ -336,6 +336,8 @@ def decide(slug: str, *, now: datetime, actor: str = SYSTEM, progress: Progress 
     with session_scope() as session:
         round_ = rounds.get_round(session, slug)
         decisions = selection.decide(session, round_=round_, actor=actor, now=now)
+        # each selected place's model, version 1: its plan as selected
+        first = replication.first_versions(session, round_=round_, actor=actor, now=now)
     with session_scope() as session:
         round_ = rounds.get_round(session, slug)
         decided = [a for a in rounds.applications_of(session, round_) if a.decided_at is not None]
@@ -343,9 +345,12 @@ def decide(slug: str, *, now: datetime, actor: str = SYSTEM, progress: Progress 
         pendings = issuer.decisions(decided) + issuer.grant_offers(
             a for a in decided if a.state == AppState.SELECTED
         )
+        pendings += issuer.replication_packs(replication.published_models(session, round_))
     counts: dict[str, int] = {}
     for d in decisions:
         counts[d.outcome.value] = counts.get(d.outcome.value, 0) + 1
+    if first:
+        counts["model versions"] = len(first)
     outcome = Outcome(slug, "decisions", counts)
     outcome.documents = issue(pendings, now, progress)
     return outcome
@@ -354,6 +359,8 @@ def decide(slug: str, *, now: datetime, actor: str = SYSTEM, progress: Progress 
 def start_implementation(slug: str, *, now: datetime, actor: str = SYSTEM) -> Outcome:
     with session_scope() as session:
         round_ = rounds.get_round(session, slug)
+        # a place selected since the decisions (a reserve promoted) has its version 1 too
+        replication.first_versions(session, round_=round_, actor=actor, now=now)
         started = implementation.start_implementation(session, round_=round_, actor=actor, now=now)
     return Outcome(slug, "implementation-start", {"places": started})
 
@@ -369,6 +376,8 @@ def returns_cycle(
         pendings = issuer.chasers(chased) + issuer.progress_reports(
             rounds.applications_of(session, round_, AppState.IMPLEMENTING)
         )
+        # the pack of each version of a model published since (at a milestone, in the portal)
+        pendings += issuer.replication_packs(replication.published_models(session, round_))
     outcome = Outcome(slug, RETURNS_CYCLE.name, {"chased": len(chased)})
     outcome.documents = issue(pendings, now, progress)
     return outcome
@@ -384,17 +393,27 @@ def complete(slug: str, *, now: datetime, actor: str = SYSTEM) -> Outcome:
 def publish(
     reference: str, *, now: datetime, actor: str = SYSTEM, progress: Progress = None
 ) -> Outcome:
+    """Publish a place's model (a completed place's final version), issue the pack of each of
+    its versions not yet issued, and tell the councils that adopted an earlier version."""
+    settings = get_settings()
     with session_scope() as session:
         application = session.exec(
             select(Application).where(Application.reference == reference)
         ).one()
-        model, _ = replication.publish_model(session, application=application, actor=actor, now=now)
+        model, created = replication.publish_model(
+            session, application=application, actor=actor, now=now
+        )
         round_ = session.get(Round, application.round_id)
-        assert round_ is not None
-        pendings = Issuer(session, round_, now).replication_packs([model])
+        assert round_ is not None and application.id is not None
+        versions = replication.versions_of(session, application.id)
+        pendings = Issuer(session, round_, now).replication_packs(versions)
         slug = round_.slug
+        # the councils that adopted an earlier version hear of this one
+        messages = replication.newer_messages(session, model, settings) if created else []
+        _outbox(messages, settings, session, now)
     outcome = Outcome(slug, "publish", {"version": model.version})
     outcome.documents = issue(pendings, now, progress)
+    _mail(outcome, messages, settings, "new version e-mail")
     return outcome
 
 

@@ -1,5 +1,6 @@
 """A round of the format example driven through the real stage events, for the portal tests of
-the later stages: three bids under assessment with their assessors, and on to a published model.
+the later stages: three bids under assessment with their assessors, and on to a published model
+(version 1 at selection, version 2 at completion).
 
 Five councils send an EOI; the four earliest are invited; Birmingham, Bolton and Bradford bid.
 """
@@ -189,9 +190,9 @@ def score_everything(skip: frozenset[tuple[int, str]] = frozenset()) -> None:
             )
 
 
-def to_publication(source: str = SOURCE) -> int:
-    """Take the round to a published model of Birmingham's place; returns the model's id.
-    Birmingham makes its first return; Bolton makes none."""
+def to_decisions(source: str = SOURCE) -> dict[str, int]:
+    """Take the round to its decisions (Birmingham and Bolton selected, each with version 1 of
+    its model); returns council code -> application id."""
     ids = to_assessment(source, assessors=3)
     score_everything()
     stages.open_moderation(SLUG, now=ASSESS_DAY)
@@ -202,6 +203,13 @@ def to_publication(source: str = SOURCE) -> int:
             )
     stages.finalise_assessment(SLUG, now=FINAL_DAY)
     stages.decide(SLUG, now=DECIDE_DAY)
+    return ids
+
+
+def to_publication(source: str = SOURCE) -> int:
+    """Take the round to a published model of Birmingham's place; returns the model's id.
+    Birmingham makes its first return; Bolton makes none."""
+    ids = to_decisions(source)
     stages.start_implementation(SLUG, now=START_DAY)
     with session_scope() as session:
         birmingham = session.get(Application, ids["BIR"])
@@ -217,7 +225,9 @@ def to_publication(source: str = SOURCE) -> int:
         )
     stages.complete(SLUG, now=END_DAY)
     stages.publish(reference, now=PUBLISH_DAY)
-    with session_scope() as session:
-        model_id = session.exec(select(PublishedModel.id)).one()
+    with session_scope() as session:  # version 1 at selection; this one at completion
+        model_id = session.exec(
+            select(PublishedModel.id).order_by(col(PublishedModel.version).desc())
+        ).first()
     assert model_id is not None
     return model_id

@@ -117,7 +117,7 @@ def world(cbflow_env: Settings) -> World:
         # a document the model's page serves: its own replication pack
         document_id = session.exec(
             select(Document.id).where(
-                Document.application_id == birmingham.id, Document.kind == "replication_pack"
+                Document.key == f"{birmingham.reference}/replication_pack/v{model.version}"
             )
         ).one()
         run_id = str(uuid.uuid4())

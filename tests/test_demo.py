@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLE, ROOT, edit, example_text
 from pypdf import PdfReader
-from sqlmodel import select
+from sqlmodel import col, select
 
 from cbflow import demo, stages
 from cbflow.db import session_scope
@@ -62,7 +62,11 @@ def test_demo_publishes_and_adopts_a_model_when_the_round_has_replication(
     # the adopter starts from answers its own form accepts, and the lineage report lists it
     assert summary.adoption["carried over and valid"] == summary.adoption["answers carried over"]
     with session_scope() as session:
-        model = session.exec(select(PublishedModel)).one()
+        # version 1 of each selected place at the decisions; the completed place's latest
+        model = session.exec(
+            select(PublishedModel).order_by(col(PublishedModel.published_at).desc())
+        ).first()
+        assert model is not None
         report = lineage(session, model)
     [adoption] = report.adoptions
     assert adoption.council.code == summary.adoption["adopter"]
@@ -71,7 +75,11 @@ def test_demo_publishes_and_adopts_a_model_when_the_round_has_replication(
         and adoption.application.reference == (summary.adoption["application"])
     )
     assert summary.states.get("published") == 1
-    assert summary.documents["by_kind"]["replication_pack"] == 1
+    with session_scope() as session:  # a pack for each version: one each at selection, and
+        # the completed place's at its end
+        versions = session.exec(select(PublishedModel)).all()
+    assert summary.documents["by_kind"]["replication_pack"] == len(versions)
+    assert len(versions) == 1 + sum(1 for m in versions if m.version == 1)
 
 
 def test_demo_selects_within_capacity_when_opt_in_round_has_no_assessment(

@@ -10,7 +10,7 @@ from typing import Any
 
 from conftest import edit, example_text, london
 from sqlalchemy import func
-from sqlmodel import SQLModel, select
+from sqlmodel import SQLModel, col, select
 
 from cbflow import stages
 from cbflow.db import session_scope
@@ -278,8 +278,11 @@ def walk_whole_round(run: Callable[[str, Callable[[], object]], None]) -> dict[s
 
 
 def only_model_id() -> int:
+    """The latest version of the round's one completed model."""
     with session_scope() as session:
-        model_id = session.exec(select(PublishedModel.id)).one()
+        model_id = session.exec(
+            select(PublishedModel.id).order_by(col(PublishedModel.version).desc())
+        ).first()
     assert model_id is not None
     return model_id
 
@@ -298,14 +301,15 @@ def test_every_stage_event_run_twice_adds_nothing_the_second_time(cbflow_env: Se
         "Application": 6,  # five councils and one adoption
         # prospectus 1, EOI receipts 5, invitations 4, regret 1, bid receipts 3, assessment
         # summary 1, moderation pack 1, decisions 3, grant offers 2, chaser 1, progress
-        # reports 2, replication pack 1
-        "Document": 25,
+        # reports 2, replication packs 3 (version 1 of each place at the decisions, then
+        # Birmingham's version 2 at completion)
+        "Document": 27,
         "Assignment": 9,
         "Score": 27,
         "ModerationTask": 1,
         "ReturnRecord": 8,  # two places, four quarters each
         "MilestoneRecord": 2,
-        "PublishedModel": 1,
+        "PublishedModel": 3,
     }
     assert len(final["files"]) == final["counts"]["Document"]
     assert all(name.endswith(".pdf") for name in final["files"])

@@ -22,6 +22,7 @@ import pytest
 from conftest import edit, example_text, london
 from playwright.sync_api import Locator, Page, expect
 from portal import add_user, serving
+from round_walk import SECOND_WAVE
 from sqlmodel import col, select
 from test_browser import browser, serious_violations  # noqa: F401
 from test_browser import page as page
@@ -315,6 +316,15 @@ def test_one_round_from_launch_to_replication_through_the_pages(
     j.visit(f"/staff/rounds/{slug}/implementation")
     j.button("Publish as a model")
     j.wait_for_run("publish")
+    # the programme's second wave, whose expressions of interest are open: the first round's
+    # windows closed long ago, and a model is adopted only into a round that is open
+    j.link("Funding rounds")
+    j.button("Launch a round")
+    wave = tmp_path / "whole-place-2013.yaml"
+    wave.write_text(SECOND_WAVE, encoding="utf-8")
+    page.get_by_label("Prospectus file").set_input_files(str(wave))
+    j.button("Check and launch")
+    j.wait_for_run("launch")
     j.sign_out()
 
     # another council adopts the model
@@ -326,9 +336,13 @@ def test_one_round_from_launch_to_replication_through_the_pages(
     j.button("Adopt this model")
     j.check("adopted")
     with session_scope() as session:
-        model = session.exec(select(PublishedModel)).one()
+        model = session.exec(
+            select(PublishedModel).order_by(col(PublishedModel.version).desc())
+        ).first()
         adopted = session.exec(select(Application).where(Application.council_code == "KEN")).one()
+        assert model is not None and model.version == 2  # version 1 was the plan as selected
         assert adopted.adopted_from_model_id == model.id
+        assert adopted.reference.startswith("whole-place-2013/")
         assert adopted.bid_answers["pooled_budget"][0]["organisation"] == "Essex County Council"
     assert j.shots >= 30
 

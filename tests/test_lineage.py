@@ -93,7 +93,10 @@ def test_adopters_are_traced_checked_and_compared_with_applying_from_scratch(
     text = page.text
     assert "Birmingham's model: who adopted it" in text
     assert "1.0 days (median)" in text and "4.0 days (median of 2)" in text
-    assert "Devon (version 1)" in text and "after 1.0 days" in text
+    assert "Version 2 is the latest" in text
+    assert "Version 1: the plan as selected" in text  # every version, with what changed
+    assert '<td class="govuk-table__cell">Devon</td>' in text and "after 1.0 days" in text
+    assert '<td class="govuk-table__cell">Version 2</td>' in text  # the version Devon took
     assert "All 2 valid" in text
     assert "Families attached this period" in text and "<svg" in text
     assert elsewhere.status_code == 404  # the model belongs to its own round's pages

@@ -1,7 +1,7 @@
-"""Published models in the portal: a council reads what a completed place did and how it went,
-downloads its public documents, and adopts the model into a pre-filled application, once; a
-council the round does not let adopt is refused; documents the model does not list are not
-served."""
+"""Published models in the portal: a council reads what a place did and how it went, version by
+version, downloads its public documents, and adopts the model into a pre-filled application in a
+round open now, once; a council the round does not let adopt is refused; documents the model
+does not list are not served."""
 
 from __future__ import annotations
 
@@ -59,8 +59,15 @@ def applications_of(council: str) -> list[Application]:
         return list(session.exec(select(Application).where(Application.council_code == council)))
 
 
+def second_wave() -> None:
+    """The programme's second wave, its expressions of interest open when the model is
+    published (the model's own round closed long before)."""
+    stages.launch(SECOND_WAVE, "second-wave.yaml", now=PUBLISH_DAY - timedelta(days=20))
+
+
 def test_council_reads_a_model_and_adopts_it_into_a_prefilled_application(app: Any) -> None:
     model_id = to_publication()
+    second_wave()
     devon = applicant(app, "DEV")
 
     home = devon.get("/models")
@@ -70,7 +77,10 @@ def test_council_reads_a_model_and_adopts_it_into_a_prefilled_application(app: A
     assert page.status_code == 200
     text = page.text
     assert "Birmingham's model" in text
-    assert "Version 1, published at 09:00 on 2 April 2013 (BST)" in text
+    assert "Version 2, published at 09:00 on 2 April 2013 (BST)" in text
+    # every version, with what changed
+    assert "Version 1: the plan as selected" in text
+    assert "The place completed its implementation" in text
     # what the place did: the answers it carries over, as tables
     assert "Partner organisations" in text and "Primary care trust" in text
     assert "Spending to be pooled, by organisation and year" in text and "£400,000.00" in text
@@ -92,6 +102,7 @@ def test_council_reads_a_model_and_adopts_it_into_a_prefilled_application(app: A
     assert adopted.headers["location"] == f"/applications/{application.id}"
     assert application.adopted_from_model_id == model_id
     assert application.state == "eoi_draft"
+    assert application.reference.startswith("whole-place-2013/")  # the round open now
     with session_scope() as session:
         bundle = session.get(PublishedModel, model_id).bundle  # type: ignore[union-attr]
     assert application.eoi_answers == {"partners": bundle["answers"]["partners"]}
@@ -133,7 +144,8 @@ def test_council_not_eligible_for_the_round_is_refused(app: Any) -> None:
     assert refused.status_code == 403
     assert "Adur (non-metropolitan district) is not eligible to adopt models of" in refused.text
     assert applications_of("ADU") == []
-    # an eligible council may
+    # an eligible council may, into a round open now
+    second_wave()
     assert adopt(applicant(app, "DEV"), model_id).status_code == 303
 
 
@@ -162,7 +174,7 @@ def test_only_the_documents_the_model_lists_are_served(app: Any) -> None:
         documents = list(session.exec(select(Document).order_by(col(Document.id))))
     place = [d for d in documents if d.application_id == model.application_id]
     # the model's own pack and the progress reports it lists: no more than the page shows
-    ours = [d for d in place if d.kind == "replication_pack" and d.key.endswith("/v1")]
+    ours = [d for d in place if d.kind == "replication_pack" and d.key.endswith("/v2")]
     ours += [d for d in place if d.path in listed and d.kind == "progress_report"]
     # the place's receipts hold every answer of its expression of interest and bid, and its
     # letters are addressed to it: not for other councils (they were served)
@@ -201,17 +213,15 @@ def test_a_council_adopts_a_model_into_a_later_wave_of_the_programme(app: Any) -
     stages.launch(SECOND_WAVE, "second-wave.yaml", now=PUBLISH_DAY - timedelta(days=20))
     devon = applicant(app, "DEV")
     page = devon.get(f"/models/{model_id}").text
-    assert "Which round do you want to apply to?" in page
-    assert 'value="whole-place-2011"' in page and "The round this model comes from" in page
-    assert 'value="whole-place-2013"' in page
-    assert "Expressions of interest are due by the end of 30 April 2013" in page
-
-    unchosen = devon.post(
-        f"/models/{model_id}/adopt", data={"csrf_token": csrf(page)}, follow_redirects=False
+    # the model's own round closed long ago: only the second wave is offered
+    assert 'value="whole-place-2011"' not in page
+    assert 'name="into" value="whole-place-2013"' in page
+    forged = devon.post(
+        f"/models/{model_id}/adopt",
+        data={"csrf_token": csrf(page), "into": "whole-place-2011"},
+        follow_redirects=False,
     )
-    assert unchosen.status_code == 400
-    assert '<a href="#into">Select the round to apply to</a>' in unchosen.text
-    assert unchosen.text.count("Error: ") == 1  # in the page's title
+    assert forged.status_code == 400 and "That round is not open to you" in forged.text
     not_offered = devon.post(
         f"/models/{model_id}/adopt",
         data={"csrf_token": csrf(page), "into": "neighbourhood-2011"},
@@ -248,11 +258,13 @@ def test_a_later_wave_is_offered_only_to_councils_it_takes(app: Any) -> None:
 
     page = leeds.get(f"/models/{model_id}").text
     assert "Which round do you want to apply to?" not in page
-    assert 'name="into" value="whole-place-2011"' in page
+    assert f'action="/models/{model_id}/adopt"' not in page
+    assert "No round that takes Leeds is open for expressions of interest now" in page
     refused = leeds.post(
         f"/models/{model_id}/adopt",
         data={"csrf_token": csrf(page), "into": "whole-place-2013"},
         follow_redirects=False,
     )
-    assert refused.status_code == 400
+    assert refused.status_code == 409
+    assert "could not be submitted" in refused.text
     assert applications_of("LDS") == []

@@ -317,6 +317,8 @@ def contexts() -> dict[str, dict[str, Any]]:
                 "version": "1",
                 "published_at": "1 April 2014",
                 "round_title": "Community Budgets: whole-place pilots",
+                "milestone": "None: the plan as selected",
+                "changes": "Version 1: the plan as selected",
             },
             "sections": receipt_sections(),
             "milestones": [

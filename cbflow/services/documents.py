@@ -761,6 +761,11 @@ class Issuer:
                     "council": bundle["council"]["name"],
                     "version": model.version,
                     "published_at": _opening(model.published_at, p),
+                    "changes": model.changes,
+                    "milestone": next(
+                        (m["title"] for m in bundle["milestones"] if m["id"] == model.milestone_id),
+                        "None: the plan as selected" if model.version == 1 else "None",
+                    ),
                     "round_title": p.title,
                 },
                 "sections": sections,

@@ -6,18 +6,30 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
+from cbflow import notify
 from cbflow.errors import CbflowError, NotFound, ValidationFailed
+from cbflow.formatting import long_date
 from cbflow.forms import validate_answers
 from cbflow.lifecycle import AppState
-from cbflow.models import Application, Council, Document, PublishedModel, Round
+from cbflow.models import (
+    Application,
+    Council,
+    Document,
+    MilestoneRecord,
+    PublishedModel,
+    Round,
+    User,
+)
 from cbflow.prospectus import Prospectus
 from cbflow.services.applications import all_answers, council_codes, start_application
 from cbflow.services.audit import record, transition
 from cbflow.services.implementation import milestones_of, returns_of
-from cbflow.services.rounds import all_rounds, prospectus_of
+from cbflow.services.rounds import all_rounds, applications_of, prospectus_of
+from cbflow.settings import Settings
 
 # The place's documents a model publishes to every council: those that hold no more than the
 # model shows anyway (its milestones and returns). Not its receipts, which hold every answer of
@@ -26,41 +38,51 @@ from cbflow.services.rounds import all_rounds, prospectus_of
 PUBLISHED_KINDS = ("progress_report",)
 
 
-def publish_model(
-    session: Session, *, application: Application, actor: str, now: datetime
-) -> tuple[PublishedModel, bool]:
-    """Publish a completed place's model as a versioned bundle; returns (model, created).
+class Stale(CbflowError):
+    """Another version was published since the writer was shown the latest. Nothing changed."""
 
-    The bundle holds the answers the prospectus marks to carry over, the milestones as met,
-    the returns made and the place's documents. Persists the bundle, then the application's move
-    to published (first version only) with its audit event. Publishing again with nothing changed
-    returns the latest version; a changed bundle becomes the next version.
-    """
-    if application.state not in (AppState.COMPLETED, AppState.PUBLISHED):
-        raise CbflowError(
-            f"{application.reference} is {application.state}: only a place that has "
-            "completed its implementation can publish its model"
-        )
-    round_ = session.get(Round, application.round_id)
-    assert round_ is not None and application.id is not None
-    prospectus = prospectus_of(round_)
+
+# the states of a place that publishes versions of its model: from selection (version 1, its
+# plan as selected) through implementation (a version at each milestone it chooses) to the end
+MODEL_STATES = (AppState.SELECTED, AppState.IMPLEMENTING, AppState.COMPLETED, AppState.PUBLISHED)
+FIRST_VERSION = "Version 1: the plan as selected"
+COMPLETED_VERSION = "The place completed its implementation: every milestone and return as made"
+PROGRESS_VERSION = "The milestones and returns as they stand"
+CHANGES_LIMIT = 4000  # characters of what changed, in the place's words
+
+
+def _bundle(
+    session: Session, application: Application, round_: Round, prospectus: Prospectus
+) -> dict[str, Any]:
+    """What a version publishes: the answers the prospectus marks to carry over, the milestones
+    (as planned until implementation starts, then as met), the returns made and the place's
+    published documents."""
     carry = prospectus.stages.replication.carry_over if prospectus.stages.replication else []
     answers = all_answers(application)
     council = session.get(Council, application.council_code)
     assert council is not None
-    bundle: dict[str, Any] = {
-        "council": {"code": council.code, "name": council.name},
-        "round": {"id": round_.slug, "title": round_.title},
-        "answers": {q: answers[q] for q in carry if q in answers},
-        "milestones": [
+    records = milestones_of(session, application)
+    stage = prospectus.stages.implementation
+    if records:
+        milestones = [
             {
                 "id": m.milestone_id,
                 "title": m.title,
                 "due": m.due.isoformat(),
                 "met_on": m.met_on.isoformat() if m.met_on else None,
             }
-            for m in milestones_of(session, application)
-        ],
+            for m in records
+        ]
+    else:  # selected, not yet implementing: the plan as the prospectus sets it
+        milestones = [
+            {"id": m.id, "title": m.title, "due": m.due.isoformat(), "met_on": None}
+            for m in sorted(stage.milestones if stage else [], key=lambda m: m.due)
+        ]
+    return {
+        "council": {"code": council.code, "name": council.name},
+        "round": {"id": round_.slug, "title": round_.title},
+        "answers": {q: answers[q] for q in carry if q in answers},
+        "milestones": milestones,
         "returns": [
             {
                 "period": r.period,
@@ -83,40 +105,256 @@ def publish_model(
             )
         ],
     }
+
+
+def publish_model(
+    session: Session,
+    *,
+    application: Application,
+    actor: str,
+    now: datetime,
+    changes: str = "",
+    milestone_id: str | None = None,
+) -> tuple[PublishedModel, bool]:
+    """Publish the next version of a place's model; returns (model, created).
+
+    A place publishes from selection on: version 1 is its plan as selected, later versions come
+    at its milestones (`milestone_id`, with what changed in its words) and at the end. Persists
+    the version with what changed and its audit event; a completed place then moves to
+    published (the move is for completion only). Publishing again with nothing changed and no
+    milestone returns the latest version."""
+    if application.state not in MODEL_STATES:
+        raise CbflowError(
+            f"{application.reference} is {application.state}: a place publishes its model "
+            "once it has been selected"
+        )
+    round_ = session.get(Round, application.round_id)
+    assert round_ is not None and round_.id is not None and application.id is not None
+    bundle = _bundle(session, application, round_, prospectus_of(round_))
     latest = latest_model(session, application)
-    if latest is not None and latest.bundle == bundle:
+    if latest is not None and latest.bundle == bundle and milestone_id is None:
+        _completed(session, application, latest, actor, now)
         return latest, False
-    assert round_.id is not None
+    version = (latest.version + 1) if latest else 1
+    if not changes:  # at selection, or at completion (a place selected before versions began
+        # publishes its first at completion)
+        if application.state == AppState.COMPLETED:
+            changes = COMPLETED_VERSION
+        else:
+            changes = FIRST_VERSION if version == 1 else PROGRESS_VERSION
     model = PublishedModel(
         application_id=application.id,
         round_id=round_.id,
-        version=(latest.version + 1) if latest else 1,
+        version=version,
         bundle=bundle,
+        changes=changes,
+        milestone_id=milestone_id,
         published_at=now,
         published_by=actor,
     )
     session.add(model)
     session.flush()
-    if application.state == AppState.COMPLETED:
-        transition(
-            session,
-            application,
-            AppState.PUBLISHED,
-            actor=actor,
-            now=now,
-            reason=f"model version {model.version} published",
-        )
-    else:
+    if not _completed(session, application, model, actor, now):
+        at = f" at milestone {milestone_id}" if milestone_id else ""
         record(
             session,
             entity="application",
             entity_id=application.id,
-            action="model_republished",
+            action="model_published" if version == 1 else "model_republished",
             actor=actor,
             now=now,
-            reason=f"version {model.version}",
+            reason=f"version {version}{at}",
         )
     return model, True
+
+
+def _completed(
+    session: Session, application: Application, model: PublishedModel, actor: str, now: datetime
+) -> bool:
+    """A completed place moves to published with the version published at its completion."""
+    if application.state != AppState.COMPLETED:
+        return False
+    transition(
+        session,
+        application,
+        AppState.PUBLISHED,
+        actor=actor,
+        now=now,
+        reason=f"model version {model.version} published",
+    )
+    return True
+
+
+def first_versions(
+    session: Session, *, round_: Round, actor: str, now: datetime
+) -> list[PublishedModel]:
+    """Version 1 of every selected place of a round that publishes models and has none yet: the
+    plan as selected. Returns the versions made; run again, it makes none."""
+    if prospectus_of(round_).stages.replication is None:
+        return []
+    made = []
+    for application in applications_of(session, round_, AppState.SELECTED):
+        if latest_model(session, application) is None:
+            model, _ = publish_model(session, application=application, actor=actor, now=now)
+            made.append(model)
+    return made
+
+
+def open_milestones(session: Session, application: Application) -> list[MilestoneRecord]:
+    """The milestones the place has met that no version of its model was published at."""
+    published = set(
+        session.exec(
+            select(PublishedModel.milestone_id).where(
+                PublishedModel.application_id == application.id
+            )
+        )
+    )
+    return [
+        m
+        for m in milestones_of(session, application)
+        if m.met_on is not None and m.milestone_id not in published
+    ]
+
+
+def version_refusal(session: Session, application: Application) -> str | None:
+    """Why the place cannot publish a version at a milestone now, or None if it can."""
+    round_ = session.get(Round, application.round_id)
+    assert round_ is not None
+    if prospectus_of(round_).stages.replication is None:
+        return "this round does not publish its places as models"
+    if application.state not in (AppState.IMPLEMENTING, AppState.COMPLETED):
+        return "a place publishes a version at a milestone while it implements"
+    if latest_model(session, application) is None:
+        return "the place has no version 1 to follow"
+    if not open_milestones(session, application):
+        return "every milestone met so far has a version"
+    return None
+
+
+def publish_version(
+    session: Session,
+    *,
+    application: Application,
+    milestone_id: str,
+    changes: str,
+    seen: int,
+    actor: str,
+    now: datetime,
+) -> PublishedModel:
+    """A place (or staff for it) publishes the next version of its model at a milestone it has
+    met, saying what changed. `seen` is the latest version the writer was shown: if another has
+    been published since, nothing is published (Stale). The results so far are the returns made,
+    which the version carries."""
+    latest = latest_model(session, application)
+    if latest is not None and latest.version != seen:
+        raise Stale(
+            f"version {latest.version} was published since you opened this page: "
+            "read it, then write what changed since it"
+        )
+    refusal = version_refusal(session, application)
+    if refusal is not None:
+        raise CbflowError(refusal)
+    errors = {}
+    if milestone_id not in {m.milestone_id for m in open_milestones(session, application)}:
+        errors["milestone"] = "Select a milestone you have met"
+    text = changes.strip()
+    if not text:
+        errors["changes"] = "Enter what changed since the last version"
+    elif len(text) > CHANGES_LIMIT:
+        errors["changes"] = f"What changed must be {CHANGES_LIMIT:,} characters or fewer"
+    if errors:
+        raise ValidationFailed(errors)
+    model, _ = publish_model(
+        session,
+        application=application,
+        actor=actor,
+        now=now,
+        changes=text,
+        milestone_id=milestone_id,
+    )
+    return model
+
+
+def versions_of(session: Session, application_id: int) -> list[PublishedModel]:
+    """Every version of a place's model, first to latest."""
+    return list(
+        session.exec(
+            select(PublishedModel)
+            .where(PublishedModel.application_id == application_id)
+            .order_by(col(PublishedModel.version))
+        )
+    )
+
+
+@dataclass(frozen=True)
+class NewerVersion:
+    """A newer version of the model an application adopted: what its pages tell the council."""
+
+    taken: int  # the version adopted
+    latest: PublishedModel
+
+    @property
+    def sentence(self) -> str:
+        return (
+            f"Version {self.latest.version} has been published since you adopted "
+            f"version {self.taken}"
+        )
+
+
+def newer_version(session: Session, adoption: Application) -> NewerVersion | None:
+    """For an application adopting a model: the latest version, when it is newer than the
+    version adopted; else None."""
+    if adoption.adopted_from_model_id is None:
+        return None
+    taken = session.get(PublishedModel, adoption.adopted_from_model_id)
+    if taken is None:
+        return None
+    latest = versions_of(session, taken.application_id)[-1]
+    return NewerVersion(taken.version, latest) if latest.version > taken.version else None
+
+
+def newer_messages(
+    session: Session, model: PublishedModel, settings: Settings
+) -> list[notify.Message]:
+    """An e-mail to each officer of each council that adopted an earlier version of the place's
+    model: the new version, what changed, and where to read it."""
+    earlier = [m.id for m in versions_of(session, model.application_id) if m.id != model.id]
+    adoptions = session.exec(
+        select(Application)
+        .where(col(Application.adopted_from_model_id).in_(earlier))
+        .order_by(col(Application.id))
+    )
+    round_ = session.get(Round, model.round_id)
+    assert round_ is not None
+    prospectus = prospectus_of(round_)
+    base_url = settings.resolved_portal_base_url
+    taken = {m.id: m.version for m in versions_of(session, model.application_id)}
+    out = []
+    for adoption in adoptions:
+        officers = session.exec(
+            select(User)
+            .where(User.role == "applicant", User.council_code == adoption.council_code)
+            .order_by(col(User.id))
+        )
+        for officer in officers:
+            out.append(
+                notify.compose(
+                    settings.templates_dir,
+                    "model-version",
+                    to=officer.email,
+                    name=officer.name,
+                    place=model.bundle["council"]["name"],
+                    round_title=prospectus.title,
+                    version=model.version,
+                    taken=taken.get(adoption.adopted_from_model_id or 0),
+                    published=long_date(model.published_at, prospectus.zone),
+                    changes=model.changes,
+                    reference=adoption.reference,
+                    link=f"{base_url}/models/{model.id}",
+                    application_link=f"{base_url}/applications/{adoption.id}",
+                )
+            )
+    return out
 
 
 @dataclass(frozen=True)
@@ -128,8 +366,9 @@ class PublishActions:
 
 
 def publish_actions(application: Application, prospectus: Prospectus) -> PublishActions:
-    """The one place that says whether staff may publish a place as a model: once it has
-    completed, and only once, in a round with a replication stage."""
+    """The one place that says whether staff may publish a completed place's model: once it has
+    completed, and only once, in a round with a replication stage (its versions during
+    implementation are published at its milestones)."""
     if prospectus.stages.replication is None:
         return PublishActions(False, "this round does not publish its places as models")
     if application.state != AppState.COMPLETED:
@@ -233,20 +472,20 @@ def adoption_refusal(
 def adoption_rounds(
     session: Session, model: PublishedModel, council: Council, now: datetime
 ) -> list[Round]:
-    """The rounds the council may adopt the model into: the model's own round, then every other
-    round whose expressions of interest are open at `now` and that takes the council (a later
-    wave of the programme). Empty when the council may not adopt the model at all."""
+    """The rounds the council may adopt the model into: those whose expressions of interest are
+    open at `now` and that take the council, the model's own round first (a round whose windows
+    have closed is never offered: its application could never be submitted). Empty when the
+    council may not adopt the model at all, or no such round is open."""
     if adoption_refusal(session, model, council) is not None:
         return []
     offered: list[Round] = []
     for round_ in all_rounds(session):
-        if round_.id == model.round_id:
-            offered.insert(0, round_)
-            continue
         prospectus = prospectus_of(round_)
         if not prospectus.timetable.eoi.is_open(prospectus.zone, now):
             continue
-        if adoption_refusal(session, model, council, into=round_) is None:
+        if round_.id == model.round_id:
+            offered.insert(0, round_)
+        elif adoption_refusal(session, model, council, into=round_) is None:
             offered.append(round_)
     return offered
 
@@ -310,6 +549,7 @@ class Lineage:
     """A model, every adoption of any of its versions, and how they compare."""
 
     model: PublishedModel
+    latest: int  # the latest version of the place's model
     place: Council
     round: Round
     measure: str | None  # the label of the returns measure compared, or None without returns
@@ -430,6 +670,7 @@ def lineage(session: Session, model: PublishedModel) -> Lineage:
     adopted_days = [d for a in adoptions if (d := a.days_to_submit) is not None]
     return Lineage(
         model=model,
+        latest=max(versions.values()),
         place=place,
         round=round_,
         measure=measure[1] if measure else None,
@@ -439,3 +680,10 @@ def lineage(session: Session, model: PublishedModel) -> Lineage:
         scratch_days=_median(scratch),
         scratch_count=len(scratch),
     )
+
+
+def zone_of(session: Session, model: PublishedModel) -> ZoneInfo:
+    """The time zone the model's round shows its times in."""
+    round_ = session.get(Round, model.round_id)
+    assert round_ is not None
+    return prospectus_of(round_).zone

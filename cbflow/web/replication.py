@@ -1,5 +1,6 @@
-"""Published models for council applicants: what a completed place did and how it went, its
-public documents, and "Adopt this model", which starts an application from its answers.
+"""Published models for council applicants: what a place did and how it is going, version by
+version from its selection on, its public documents, and "Adopt this model", which starts an
+application from its answers in a round open now (never one whose windows have closed).
 
 A model is public once published, but only the documents its bundle lists are served, and only
 a council the round lets adopt it sees the button; anyone else is told why not."""
@@ -22,13 +23,20 @@ from cbflow.models import Application, Council, Document, PublishedModel, Round,
 from cbflow.services import replication, rounds
 from cbflow.services.councils import council_names
 from cbflow.web.answers import answer_view, question_of
+from cbflow.web.applications import APP_STATES
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, ShortField
 from cbflow.web.templating import Pages, path_for
+from cbflow.web.versioning import VersionRow, version_rows
 
 router = APIRouter(prefix="/models")
 
 Applicant = Annotated[User, require_role("applicant")]
+
+NONE_OPEN = (
+    "No round that takes your council is open for expressions of interest now, so an "
+    "application adopting this model could not be submitted."
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -45,6 +53,7 @@ class Listed:
     version: int
     published: str
     adopted: int | None  # the council's application adopting it, if any
+    stage: str  # "Implementing", "Completed": where the place stands
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,9 @@ class ModelPage:
     returns: tuple[Return, ...]
     documents: tuple[DocumentLink, ...]
     newer: int | None  # the model's latest version, if this is not it
+    versions: tuple[VersionRow, ...]  # every version, latest first
+    # the version the council adopted, when a newer one has been published since
+    newer_model: replication.NewerVersion | None
     council: Council  # the reader's
     adopted: int | None  # the council's application adopting it, if any
     refusal: str | None  # why the council cannot adopt it
@@ -156,7 +168,8 @@ def models_home(
         assert round_ is not None
         prospectus = rounds.prospectus_of(round_)
         adopted = replication.adoption_of(session, model, council.code)
-        assert model.id is not None
+        place = session.get(Application, model.application_id)
+        assert model.id is not None and place is not None
         listed.append(
             Listed(
                 id=model.id,
@@ -165,6 +178,7 @@ def models_home(
                 version=model.version,
                 published=local_time(model.published_at, prospectus),
                 adopted=adopted.id if adopted else None,
+                stage=APP_STATES.get(place.state, place.state),
             )
         )
     page = ModelsPage(council=council, models=tuple(listed))
@@ -236,6 +250,8 @@ def _render_model(
         model,
     )
     adopted = replication.adoption_of(session, model, council.code)
+    source = session.get(Application, model.application_id)
+    assert source is not None
     choices = tuple(
         {
             "value": target.slug,
@@ -254,6 +270,8 @@ def _render_model(
         returns=tuple(returns),
         documents=documents,
         newer=latest.id if latest.id != model.id else None,
+        versions=version_rows(session, source),
+        newer_model=replication.newer_version(session, adopted) if adopted else None,
         council=council,
         adopted=adopted.id if adopted else None,
         refusal=replication.adoption_refusal(session, model, council),
@@ -267,10 +285,9 @@ def _render_model(
 
 def _round_hint(target: Round, source: Round) -> str:
     prospectus = rounds.prospectus_of(target)
-    if target.id == source.id:
-        return "The round this model comes from"
     closes = prospectus.timetable.eoi.closes_at(prospectus.zone)
-    return f"Expressions of interest are due by {local_deadline(closes, prospectus)}"
+    due = f"Expressions of interest are due by {local_deadline(closes, prospectus)}"
+    return f"The round this model comes from. {due}" if target.id == source.id else due
 
 
 @router.get("/{model_id}")
@@ -312,6 +329,10 @@ def adopt(
             request, pages, session, model, council, now, problem=refusal, status_code=403
         )
     offered = {r.slug: r for r in replication.adoption_rounds(session, model, council, now)}
+    if not offered:  # every round's windows have closed: its application could never be sent
+        return _render_model(
+            request, pages, session, model, council, now, problem=NONE_OPEN, status_code=409
+        )
     if not into and len(offered) == 1:
         into = next(iter(offered))
     target = offered.get(into)

@@ -27,6 +27,7 @@ from cbflow.services import (
     drafts,
     partnerships,
     reopening,
+    replication,
     rounds,
     signoff,
 )
@@ -193,6 +194,7 @@ class Context:
             ),
             amendment=amendments.notice_for(self.session, self.application),
             clarifications=self.clarifications_open(),
+            newer_model=replication.newer_version(self.session, self.application),
         )
 
     def clarifications_open(self) -> tuple[tuple[str, str], ...]:
@@ -262,6 +264,8 @@ class FormPage:
     amendment: amendments.Notice | None  # the prospectus amended since it was started
     # the clarification requests waiting for the council's reply: (its page, answer by)
     clarifications: tuple[tuple[str, str], ...]
+    # a newer version of the model the application adopted, published since
+    newer_model: replication.NewerVersion | None
 
 
 def complete_errors(session: Session, ctx: Context) -> dict[str, str]:

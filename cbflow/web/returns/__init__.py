@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from cbflow.web.returns import form, listing, submit
+from cbflow.web.returns import form, listing, submit, versions
 from cbflow.web.returns.shared import Returns, Status, status_of
 
 __all__ = ["Returns", "Status", "router", "status_of"]
@@ -13,5 +13,5 @@ __all__ = ["Returns", "Status", "router", "status_of"]
 router = APIRouter()
 # each module's routes, in the order they were declared when they were one module (earlier routes
 # win), as this router's own: the portal lists them as it did then, one router deep
-for part in (listing, form, submit):
+for part in (listing, form, submit, versions):
     router.routes.extend(part.router.routes)

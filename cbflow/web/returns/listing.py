@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from cbflow.formatting import local_deadline
 from cbflow.models import MilestoneRecord
-from cbflow.services import implementation, offers
+from cbflow.services import implementation, offers, replication
 from cbflow.services.offers import Acceptance
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep
 from cbflow.web.returns.shared import (
@@ -41,6 +41,9 @@ class ReturnsPage(ReturnsCommon):
     milestones: list[MilestoneRecord]
     offered: bool
     acceptance: Acceptance | None
+    model: str | None  # the place's model's page on its implementation pages, once it has one
+    can_version: bool  # a milestone met has no version: one can be published
+    newer_model: replication.NewerVersion | None  # of the model this place adopted
 
 
 @router.get("/{application_id}/returns")
@@ -79,5 +82,10 @@ def returns_list(
         milestones=implementation.milestones_of(session, ctx.application),
         offered=offers.offer_actions(ctx.application).offered,
         acceptance=offers.acceptance(session, ctx.application, ctx.prospectus),
+        model=ctx.url("model_versions")
+        if ctx.prospectus.stages.replication and replication.latest_model(session, ctx.application)
+        else None,
+        can_version=replication.version_refusal(session, ctx.application) is None,
+        newer_model=replication.newer_version(session, ctx.application),
     )
     return pages.show(request, "application/returns.html", page)

@@ -84,6 +84,7 @@ class PlaceRow:
     paid: str  # paid by results so far ("" when the round pays no results)
     model: PublishedModel | None  # its latest published model
     actions: replication.PublishActions
+    can_version: bool  # a milestone met has no version of its model yet
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,6 +134,7 @@ def implementation_page(
                 paid=money_or_blank(paid) if stage.payments else "",
                 model=replication.latest_model(session, application),
                 actions=replication.publish_actions(application, prospectus),
+                can_version=replication.version_refusal(session, application) is None,
             )
         )
     overdue = sum(1 for r in rows for x in r.returns if x.status == ReturnStatus.OVERDUE)

@@ -1,27 +1,34 @@
-"""Replication: publishing a completed place as a model, and the lineage of its adopters."""
+"""Replication: publishing a completed place as a model, a version of a place's model at a
+milestone for it (cbflow.web.versioning), and the lineage of its adopters."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
 
 from cbflow.charts import line_chart
 from cbflow.flowlist import PUBLISH_MODEL
 from cbflow.formatting import local_time
 from cbflow.models import (
+    Application,
     PublishedModel,
+    Round,
 )
 from cbflow.services import (
     replication,
     rounds,
 )
 from cbflow.web.applications import APP_STATES
+from cbflow.web.clarifying import mail_after_all
 from cbflow.web.deps import (
+    ClockDep,
+    FormDep,
     PagesDep,
     SessionDep,
+    SettingsDep,
     ShortField,
 )
 from cbflow.web.staff.shared import (
@@ -33,7 +40,8 @@ from cbflow.web.staff.shared import (
     round_or_404,
     stage_router,
 )
-from cbflow.web.templating import path_for
+from cbflow.web.templating import Pages, path_for
+from cbflow.web.versioning import VersionForm, VersionRow, publish, version_form, version_rows
 
 router = stage_router()
 
@@ -49,6 +57,7 @@ class AdoptionRow:
 @dataclass(frozen=True, kw_only=True)
 class LineagePage(RoundPage):
     report: replication.Lineage
+    versions: list[VersionRow]
     adoptions: list[AdoptionRow]
     chart: Markup | None
 
@@ -86,6 +95,9 @@ def lineage_page(
         LineagePage(
             **round_header(request, round_, prospectus, "implementation"),
             report=report,
+            versions=list(
+                version_rows(session, _application(session, round_, model.application_id))
+            ),
             adoptions=[
                 AdoptionRow(
                     adoption=a,
@@ -117,3 +129,80 @@ def publish_model(
         nonce=nonce,
         back=back,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# a version of a place's model at a milestone, published by staff for the place
+
+
+@dataclass(frozen=True, kw_only=True)
+class StaffVersionPage(RoundPage):
+    application: Application
+    place: str
+    versions: tuple[VersionRow, ...]
+    form: VersionForm
+
+
+def _application(session: SessionDep, round_: Round, application_id: int) -> Application:
+    application = application_or_404(session, round_, application_id)
+    if replication.latest_model(session, application) is None:
+        raise HTTPException(status_code=404)
+    return application
+
+
+def _render_version(
+    request: Request,
+    pages: Pages,
+    session: SessionDep,
+    round_: Round,
+    application: Application,
+    form: VersionForm,
+    status_code: int = 200,
+) -> Response:
+    latest = replication.latest_model(session, application)
+    assert latest is not None
+    page = StaffVersionPage(
+        **round_header(request, round_, rounds.prospectus_of(round_), "implementation"),
+        application=application,
+        place=latest.bundle["council"]["name"],
+        versions=version_rows(session, application),
+        form=form,
+    )
+    return pages.show(request, "staff/model-version.html", page, status_code)
+
+
+@router.get("/rounds/{slug}/implementation/{application_id}/version")
+def staff_model_version(
+    request: Request,
+    slug: str,
+    application_id: int,
+    session: SessionDep,
+    pages: PagesDep,
+    user: Staff,
+) -> Response:
+    round_ = round_or_404(session, slug)
+    application = _application(session, round_, application_id)
+    form = version_form(session, application)
+    return _render_version(request, pages, session, round_, application, form)
+
+
+@router.post("/rounds/{slug}/implementation/{application_id}/version")
+def staff_publish_version(
+    request: Request,
+    slug: str,
+    application_id: int,
+    session: SessionDep,
+    pages: PagesDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    user: Staff,
+    posted: FormDep,
+) -> Response:
+    round_ = round_or_404(session, slug)
+    application = _application(session, round_, application_id)
+    done = publish(session, settings, application, posted, actor=user.email, now=clock())
+    if done.model is None:
+        assert done.form is not None
+        return _render_version(request, pages, session, round_, application, done.form, done.status)
+    back = path_for(request, "implementation_page", slug=slug)
+    return mail_after_all(RedirectResponse(back, status_code=303), done.mail, settings)
