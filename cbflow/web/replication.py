@@ -21,6 +21,7 @@ from cbflow.formatting import local_deadline, local_time, long_date
 from cbflow.models import Application, Council, Document, PublishedModel, Round, User
 from cbflow.services import replication, rounds
 from cbflow.services.councils import council_names
+from cbflow.web import adoption_route
 from cbflow.web.answers import answer_view, question_of
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, ShortField
@@ -103,6 +104,7 @@ class ModelPage:
     problem: str | None
     into_error: str | None
     errors: dict[str, str]
+    route: Any = None  # cbflow.web.adoption_route.RouteOffer: the rolling route, if offered
 
 
 def _council_of(session: Session, user: User) -> Council:
@@ -261,6 +263,7 @@ def _render_model(
         problem=problem,
         into_error=into_error,
         errors={"into": into_error} if into_error else {},
+        route=adoption_route.offer(session, model, council, now),
     )
     return pages.show(request, "models/model.html", page, status_code)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from cbflow.web.staff import (
+    adoptions,
     amendments,
     applications,
     assessment,
@@ -39,5 +40,6 @@ for stage in (
     implementation,
     replication,
     amendments,
+    adoptions,
 ):
     router.routes.extend(stage.router.routes)

@@ -56,6 +56,7 @@ STAGE_PAGES = [
     ("assessment_page", "Assessment", "assessment"),
     ("selection_page", "Selection", "selection"),
     ("implementation_page", "Implementation", "implementation"),
+    ("adoptions_page", "Adoptions", "adoptions"),
 ]
 
 
@@ -241,4 +242,7 @@ def has_page(prospectus: Prospectus, key: str) -> bool:
         return prospectus.stages.assessment is not None
     if key == "implementation":
         return prospectus.stages.implementation is not None
+    if key == "adoptions":  # the rolling adoption route's
+        replication = prospectus.stages.replication
+        return replication is not None and replication.route_window is not None
     return True
