@@ -45,6 +45,7 @@ OWNERS = {
     "assess": {"assessor"},
     "models": {"applicant"},
     "sign-off": {"certifier"},
+    "adoptions": {"applicant"},  # an adoption through the rolling route
 }
 # /demo/sign-in answers 404 to everyone outside demo mode (tests/test_demo_people.py)
 PUBLIC = {"", "sign-in", "signed-out", "healthz", "sign-out", "session", "demo", "partner"}
@@ -79,6 +80,8 @@ MISSING = {
     # nor did anyone ask for clarification
     "/applications/{application_id}/clarifications/{clarification_id}",
     "/sign-off/clarifications/{clarification_id}/reply",
+    # nor has it an adoption through the rolling route (tests/test_adoption_route.py)
+    "/adoptions/{application_id}",
 }
 # pages that send their owner on to the page that applies now
 REDIRECTS = {"/applications/{application_id}"}
