@@ -209,6 +209,12 @@ def test_an_officer_adopts_through_the_route_and_submits_the_light_form(
     # another council's officer cannot see it
     bristol = person(app, "lead@bst.gov.uk", "applicant", "BST")
     assert bristol.get(f"/adoptions/{application.id}").status_code == 404
+    # the lineage report shows what it took, beside the model's answers checked as its own
+    # light form asks them
+    staff = person(app, "officer@dclg.gov.uk", "staff")
+    report = staff.get(f"/staff/rounds/whole-place-2011/models/{model_id}/lineage").text
+    assert "The rolling route: 3 answers typed; 9.0 minutes from starting to submitting" in report
+    assert "All 2 valid" in report
 
 
 def test_a_stale_save_is_refused_and_keeps_the_colleagues_answer(app: Any) -> None:

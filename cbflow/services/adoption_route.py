@@ -472,6 +472,30 @@ class Measure:
         return f"{self.seconds_to_submit / 60:.1f}"
 
 
+def typed(application: Application) -> int:
+    """How many answers the council typed (changed or filled) in its forms: every question in
+    the drafts' histories, which the answers it started from (a model's) are not in."""
+    return len(set(application.eoi_changes) | set(application.bid_changes))
+
+
+def carried_answers(session: Session, application: Application) -> list[replication.CarriedAnswer]:
+    """Each carried-over answer of an adoption through the route, checked as a submission of
+    its light form would check it."""
+    form = light_form(session, model_of(session, application))
+    try:
+        validate_answers(
+            form, application.eoi_answers, complete=True, councils=council_codes(session)
+        )
+        problems: dict[str, str] = {}
+    except ValidationFailed as failed:
+        problems = failed.errors
+    return [
+        replication.CarriedAnswer(q, question.label, problems.get(q))
+        for q in carried_ids(form)
+        if q in application.eoi_answers and (question := form.question(q)) is not None
+    ]
+
+
 def measure(session: Session, application: Application) -> Measure | None:
     """The route's figures for an adoption, None for any other application."""
     if application.route != ROUTE:
