@@ -104,8 +104,9 @@ class Typing:
     def line(self, what: str) -> str:
         return (
             f"{what}: {self.fields} fields typed, {self.characters:,} characters, "
-            f"{self.seconds:.1f} s in the browser, typing estimated at {self.estimated_minutes:.1f} "
-            f"minutes ({CHARS_PER_MINUTE} characters a minute and {SECONDS_PER_FIELD} s a field)"
+            f"{self.seconds:.1f} s in the browser, typing estimated at "
+            f"{self.estimated_minutes:.1f} minutes ({CHARS_PER_MINUTE} characters a minute "
+            f"and {SECONDS_PER_FIELD} s a field)"
         )
 
 
