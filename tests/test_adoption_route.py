@@ -7,7 +7,6 @@ open to."""
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import date, timedelta
 from typing import Any
@@ -409,14 +408,28 @@ def test_a_council_the_models_are_not_open_to_is_refused(app: Any) -> None:
     assert own.status_code == 403 and "cannot adopt its own model" in own.text
 
 
-def test_json_of_a_model_is_not_needed_to_read_the_route_keys() -> None:
-    """The prospectus keys parse as the README documents them."""
-    from cbflow.prospectus import parse
+@pytest.mark.parametrize(
+    ("keys", "problem"),
+    [
+        ("route: open", "an open adoption route needs the dates it opens and closes"),
+        (
+            "route: open\n    opens: 2013-04-01\n    closes: 2013-03-01",
+            "the adoption route must close after it opens",
+        ),
+        ("opens: 2013-04-01", "opens and closes are the adoption route's: set route: open"),
+    ],
+)
+def test_the_route_keys_are_checked_with_clear_errors(keys: str, problem: str) -> None:
+    from cbflow.prospectus import ProspectusError, parse
 
-    prospectus = parse(ROUTE)
-    replication = prospectus.stages.replication
-    assert replication is not None and replication.route == "open"
-    window = replication.route_window
-    assert window is not None
-    assert window.opens_at(prospectus.zone) == london(2013, 4, 1, 0, 0)
-    assert json.dumps(str(window.closes_at(prospectus.zone))) == '"2013-10-01 00:00:00+01:00"'
+    replication = parse(ROUTE).stages.replication
+    assert replication is not None and replication.route_window is not None
+    text = edit(
+        SOURCE,
+        (
+            "carry_over: [partners, pooled_budget]",
+            f"carry_over: [partners, pooled_budget]\n    {keys}",
+        ),
+    )
+    with pytest.raises(ProspectusError, match=re.escape(problem)):
+        parse(text)
