@@ -350,6 +350,36 @@ def test_staff_return_an_adoption_with_a_reason_and_bad_input_is_refused(app: An
     assert the_adoption("DEV").state == "adoption_submitted"
 
 
+def test_the_council_withdraws_its_adoption_before_it_is_approved(app: Any) -> None:
+    model_id = to_publication(ROUTE)
+    devon, application = submitted_adoption(app, model_id)
+    page = devon.get(f"/adoptions/{application.id}").text
+    assert "Withdraw this adoption" in page
+
+    withdrawn = devon.post(
+        f"/adoptions/{application.id}/withdraw",
+        data={"csrf_token": csrf(page), "reason": "Our partners pulled out."},
+        follow_redirects=False,
+    )
+
+    assert withdrawn.status_code == 303
+    assert the_adoption("DEV").state == "withdrawn"
+    page = devon.get(f"/adoptions/{application.id}").text
+    assert "Withdrawn" in page and "Withdraw this adoption" not in page
+    again = devon.post(f"/adoptions/{application.id}/withdraw", data={"csrf_token": csrf(page)})
+    assert again.status_code == 409 and "can no longer be withdrawn" in again.text
+    staff = person(app, "officer@dclg.gov.uk", "staff")
+    listing = staff.get("/staff/rounds/whole-place-2011/adoptions").text
+    assert "Withdrawn" in listing and f"/adoptions/{application.id}/approve" not in listing
+    with session_scope() as session:
+        event = session.exec(
+            select(AuditEvent).where(
+                AuditEvent.entity_id == application.id, AuditEvent.to_state == "withdrawn"
+            )
+        ).one()
+    assert event.reason == "Our partners pulled out." and event.actor == "lead@dev.gov.uk"
+
+
 @pytest.mark.parametrize(
     ("when", "why"),
     [

@@ -440,6 +440,29 @@ def return_to_council(
     transition(session, application, AppState.ADOPTION_DRAFT, actor=actor, now=now, reason=reason)
 
 
+WITHDRAWABLE = frozenset({AppState.ADOPTION_DRAFT.value, AppState.ADOPTION_SUBMITTED.value})
+
+
+def withdraw(
+    session: Session, *, application: Application, reason: str, actor: str, now: datetime
+) -> None:
+    """The council withdraws its adoption before staff approve it. Persists the move to
+    WITHDRAWN with the reason (or a default one) in its audit event."""
+    lock_for_update(session, application)
+    if application.route != ROUTE:
+        raise NotFound(f"{application.reference} is not an adoption through the route")
+    if application.state not in WITHDRAWABLE:
+        raise CbflowError(f"{application.reference} can no longer be withdrawn")
+    transition(
+        session,
+        application,
+        AppState.WITHDRAWN,
+        actor=actor,
+        now=now,
+        reason=reason.strip() or "withdrawn by the council",
+    )
+
+
 def waiting(session: Session, round_: Round) -> list[Application]:
     """The round's adoptions through the route, oldest first."""
     return list(

@@ -28,7 +28,7 @@ from cbflow.services.implementation import milestones_of
 from cbflow.web import forms_ui
 from cbflow.web.applications.shared import APP_STATES, BUSY, BUSY_ERRORS
 from cbflow.web.auth import require_role
-from cbflow.web.deps import ClockDep, FormDep, PagesDep, SessionDep
+from cbflow.web.deps import ClockDep, FormDep, PagesDep, ReasonField, SessionDep
 from cbflow.web.forms_ui import Field
 from cbflow.web.templating import Pages, path_for
 
@@ -86,6 +86,7 @@ class AdoptionPage:
     council: Council
     state: str
     changeable: bool
+    can_withdraw: bool
     sections: list[FormSection]
     error_list: list[dict[str, str]]
     shown: dict[str, str]
@@ -155,6 +156,7 @@ def _render(
         council=council,
         state=APP_STATES.get(application.state, application.state),
         changeable=editable,
+        can_withdraw=application.state in route.WITHDRAWABLE,
         sections=sections,
         error_list=[{"text": m, "href": f"#{anchors.get(q, q)}"} for q, m in errors.items()],
         shown=forms_ui.carried(shown),
@@ -313,6 +315,30 @@ def adoption_save(
             now,
             problem=f"Not saved: {exc}.",
             status_code=409,
+        )
+    return RedirectResponse(
+        path_for(request, "adoption_page", application_id=application_id), status_code=303
+    )
+
+
+@router.post("/adoptions/{application_id}/withdraw")
+def adoption_withdraw(
+    request: Request,
+    application_id: int,
+    user: Applicant,
+    session: SessionDep,
+    pages: PagesDep,
+    clock: ClockDep,
+    reason: ReasonField = "",
+) -> Response:
+    """The council withdraws its adoption, before staff approve it."""
+    application = _own(session, user, application_id)
+    now = clock()
+    try:
+        route.withdraw(session, application=application, reason=reason, actor=user.email, now=now)
+    except CbflowError as exc:
+        return _render(
+            request, pages, session, application, now, problem=f"{exc}.", status_code=409
         )
     return RedirectResponse(
         path_for(request, "adoption_page", application_id=application_id), status_code=303
