@@ -17,7 +17,7 @@ import pytest
 import test_browser as harness
 from conftest import edit, london
 from playwright.sync_api import Locator, Page
-from portal import serving
+from portal import add_user, serving
 from round_walk import PUBLISH_DAY, SECOND_WAVE, SOURCE, to_publication
 from sqlmodel import select
 from test_browser_applicant import add_applicant, sign_in
@@ -237,3 +237,25 @@ def test_adopting_through_the_route_takes_minutes_against_applying_from_scratch(
     assert adoption.estimated_minutes < TARGET_MINUTES
     assert adoption.estimated_minutes < scratch.estimated_minutes
     assert adoption.fields < scratch.fields
+
+    # staff approve it on the round's Adoptions page: Devon's implementation starts today (21
+    # May 2013), its plan due 213 days later, as Birmingham's was after 1 April 2012
+    add_user("officer@dclg.gov.uk", "staff", name="Lee Staff")
+    sign_in(page, portal, "officer@dclg.gov.uk")
+    page.goto(f"{portal}/staff/rounds/whole-place-2011")
+    page.get_by_role("link", name="Adoptions").click()
+    page.wait_for_load_state()
+    check_page(page, "route-staff-adoptions")
+    page.get_by_role("button", name="Return it to Devon").click()
+    page.wait_for_load_state()
+    assert (
+        "Enter the reason you are returning it" in page.locator(".govuk-error-summary").inner_text()
+    )
+    check_page(page, "route-staff-adoptions-error")
+    page.get_by_role("button", name="Approve Devon's adoption").click()
+    page.wait_for_load_state()
+    assert "Implementing" in page.locator("main").inner_text()
+    sign_in(page, portal, "officer@devon.gov.uk")
+    page.goto(f"{portal}/adoptions/{adopted.id}")
+    assert "Operational plan agreed: due 20 December 2013" in page.locator("main").inner_text()
+    check_page(page, "route-approved")
