@@ -463,3 +463,61 @@ def test_the_route_keys_are_checked_with_clear_errors(keys: str, problem: str) -
     )
     with pytest.raises(ProspectusError, match=re.escape(problem)):
         parse(text)
+
+
+def test_the_route_from_start_to_approval_on_every_database(any_db_env: Settings) -> None:
+    """The service alone, on SQLite and on PostgreSQL: start, a stale save refused, submit,
+    approve with the milestones moved exactly."""
+    from cbflow.services.drafts import Base, EditConflict
+
+    model_id = to_publication(ROUTE)
+    with session_scope() as session:
+        application, created = adoption_route.start(
+            session, model_id=model_id, council_code="DEV", actor="a@dev.gov.uk", now=PUBLISH_DAY
+        )
+        assert created and application.state == "adoption_draft"
+        drawn = Base(0, {})
+        adoption_route.save(
+            session,
+            application=application,
+            answers={"adoption_changes": "Theirs."},
+            questions=["adoption_changes"],
+            base=drawn,
+            actor="b@dev.gov.uk",
+            now=PUBLISH_DAY,
+        )
+        with pytest.raises(EditConflict):
+            adoption_route.save(
+                session,
+                application=application,
+                answers={"adoption_changes": "Mine."},
+                questions=["adoption_changes"],
+                base=drawn,
+                actor="a@dev.gov.uk",
+                now=PUBLISH_DAY,
+            )
+        adoption_route.save(
+            session,
+            application=application,
+            answers={"adoption_readiness": adoption_route.READY[0]},
+            questions=["adoption_readiness"],
+            base=Base(application.eoi_version, {}),
+            actor="a@dev.gov.uk",
+            now=PUBLISH_DAY,
+        )
+        adoption_route.submit(
+            session, application=application, actor="a@dev.gov.uk", now=PUBLISH_DAY
+        )
+        milestones = adoption_route.approve(
+            session, application=application, actor="staff", now=APPROVE_DAY
+        )
+        assert application.state == "implementing"
+    assert [m.due for m in milestones] == [date(2013, 12, 9)]
+    with session_scope() as session:
+        stored = session.exec(select(MilestoneRecord)).all()
+        assert [(m.milestone_id, m.due) for m in stored if m.due.year == 2013] == [
+            ("operational-plan", date(2013, 12, 9))
+        ]
+        adopted = session.exec(select(Application).where(Application.route == "adoption")).one()
+        assert adopted.eoi_answers["adoption_changes"] == "Theirs."
+        assert adopted.decided_at == APPROVE_DAY

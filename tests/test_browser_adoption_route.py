@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 import test_browser as harness
 from conftest import edit, london
-from playwright.sync_api import Locator, Page
+from playwright.sync_api import Locator, Page, expect
 from portal import add_user, serving
 from round_walk import PUBLISH_DAY, SECOND_WAVE, SOURCE, to_publication
 from sqlmodel import select
@@ -140,6 +140,8 @@ def adopt_through_the_route(page: Page, portal: str, model_id: int) -> Typing:
     # the model's answers are there already: the partners and the pooled budget
     assert page.locator("#partners-0-organisation").input_value() == "Primary care trust"
     typing.fill(page.get_by_label("What you will change from the model"), CHANGES)
+    # saved in the background as it is typed
+    expect(page.get_by_role("status")).to_contain_text("Saved at", timeout=10_000)
     typing.fill(page.get_by_label("Your partners"), PARTNERS)
     typing.choose(page.get_by_label("Ready within three months"))
     page.get_by_role("button", name="Submit for approval").click()
