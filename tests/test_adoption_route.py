@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
+import test_sign_in as mail
 from conftest import edit, london
 from fastapi.testclient import TestClient
 from portal import add_user, csrf, section_form, sign_in
@@ -31,6 +32,8 @@ from cbflow.models import (
 from cbflow.services import adoption_route
 from cbflow.settings import Settings
 from cbflow.web import create_app
+
+smtp = mail.smtp  # a real SMTP server on this machine, keeping what it is sent
 
 ROUTE = edit(
     SOURCE,
@@ -521,3 +524,47 @@ def test_the_route_from_start_to_approval_on_every_database(any_db_env: Settings
         adopted = session.exec(select(Application).where(Application.route == "adoption")).one()
         assert adopted.eoi_answers["adoption_changes"] == "Theirs."
         assert adopted.decided_at == APPROVE_DAY
+
+
+def test_the_council_is_mailed_by_smtp_when_staff_approve(
+    cbflow_env: Settings, clock: FixedClock, smtp: tuple[mail.Inbox, int]
+) -> None:
+    inbox, port = smtp
+    settings = cbflow_env.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": port})
+    model_id = to_publication(ROUTE)
+    app = create_app(settings, clock=clock)
+
+    def signed_in(email: str, role: str, council: str | None = None) -> TestClient:
+        add_user(email, role, council)
+        client = TestClient(app)
+        mail.ask_for_link(client, email)
+        assert mail.follow_link(client, mail.link_in(inbox.messages[-1])).status_code == 303
+        return client
+
+    devon = signed_in("lead@dev.gov.uk", "applicant", "DEV")
+    start(devon, model_id)
+    application = the_adoption("DEV")
+    page = devon.get(f"/adoptions/{application.id}").text
+    answers = application.eoi_answers | {
+        "adoption_changes": CHANGES,
+        "adoption_readiness": adoption_route.READY[0],
+    }
+    data = light_form_data(model_id, answers, page) | {"action": "submit"}
+    assert devon.post(f"/adoptions/{application.id}", data=data).status_code == 200
+    staff = signed_in("officer@dclg.gov.uk", "staff")
+    listing = staff.get("/staff/rounds/whole-place-2011/adoptions").text
+
+    staff.post(
+        f"/staff/rounds/whole-place-2011/adoptions/{application.id}/approve",
+        data={"csrf_token": csrf(listing)},
+    )
+
+    sent = inbox.messages[-1]
+    assert sent["To"] == "lead@dev.gov.uk"
+    assert sent["Subject"] == "Devon's adoption of Birmingham's model is approved"
+    body = sent.get_payload(decode=True)
+    assert isinstance(body, bytes) and b"Operational plan agreed: due 1 November 2013" in body
+    with session_scope() as session:  # sent by SMTP, not kept in the outbox
+        assert not session.exec(
+            select(OutboxMessage).where(col(OutboxMessage.subject).contains("approved"))
+        ).all()
