@@ -163,6 +163,9 @@ def test_an_officer_adopts_through_the_route_and_submits_the_light_form(
     assert devon.get(f"/applications/{application.id}", follow_redirects=False).headers[
         "location"
     ] == (f"/adoptions/{application.id}")
+    listed = devon.get("/applications")
+    assert listed.status_code == 200 and "Adoption in progress" in listed.text
+    assert devon.get(f"/applications/{application.id}/eoi").status_code < 500
 
     # submitting without saying what changes: refused, with the question named
     clock.advance(timedelta(minutes=3))

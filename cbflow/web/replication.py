@@ -104,7 +104,7 @@ class ModelPage:
     problem: str | None
     into_error: str | None
     errors: dict[str, str]
-    route: Any = None  # cbflow.web.adoption_route.RouteOffer: the rolling route, if offered
+    route: adoption_route.RouteOffer | None = None  # the rolling route, if it is offered
 
 
 def _council_of(session: Session, user: User) -> Council:
