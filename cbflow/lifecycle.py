@@ -40,6 +40,9 @@ class AppState(StrEnum):
     COMPLETED = "completed"
     PUBLISHED = "published"  # published as a model others can adopt
     WITHDRAWN = "withdrawn"
+    # the rolling adoption route (services.adoption_route): a light form, approved by staff
+    ADOPTION_DRAFT = "adoption_draft"
+    ADOPTION_SUBMITTED = "adoption_submitted"
 
 
 R, A = RoundState, AppState
@@ -77,6 +80,8 @@ _ACTIVE_BEFORE_DECISION = {
     A.RESERVE,
     A.SELECTED,
     A.IMPLEMENTING,
+    A.ADOPTION_DRAFT,
+    A.ADOPTION_SUBMITTED,
 }
 _DECIDE = {A.SELECTED, A.RESERVE, A.UNSUCCESSFUL}
 
@@ -106,6 +111,10 @@ APP_TRANSITIONS: dict[AppState, frozenset[AppState]] = {
     A.COMPLETED: frozenset({A.PUBLISHED}),
     A.PUBLISHED: frozenset(),
     A.WITHDRAWN: frozenset(),
+    # an adoption through the rolling route: submitted, then approved by staff (its
+    # implementation starts) or returned to the council with a reason (a draft again)
+    A.ADOPTION_DRAFT: frozenset({A.ADOPTION_SUBMITTED}),
+    A.ADOPTION_SUBMITTED: frozenset({A.IMPLEMENTING, A.ADOPTION_DRAFT}),
 }
 # an applicant may withdraw at any point until the work is complete
 APP_TRANSITIONS = {

@@ -46,6 +46,7 @@ OWNERS = {
     "models": {"applicant"},
     "sign-off": {"certifier"},
     "support": {"provider"},
+    "adoptions": {"applicant"},  # an adoption through the rolling route
 }
 # /demo/sign-in answers 404 to everyone outside demo mode (tests/test_demo_people.py)
 PUBLIC = {"", "sign-in", "signed-out", "healthz", "sign-out", "session", "demo", "partner"}
@@ -85,6 +86,8 @@ MISSING = {
     "/applications/{application_id}/support/{offer_id}",
     # nor has the programme board's pack been produced
     "/staff/board/packs/{pack_id}",
+    # nor has it an adoption through the rolling route (tests/test_adoption_route.py)
+    "/adoptions/{application_id}",
 }
 # pages that send their owner on to the page that applies now
 REDIRECTS = {"/applications/{application_id}"}

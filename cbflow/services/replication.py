@@ -534,6 +534,16 @@ class Adoption:
     submitted_at: datetime | None  # the expression of interest
     carried: list[CarriedAnswer]
     results: dict[int, Decimal]  # return period -> the measure, as made
+    # "competitive" (into a round's windows) or "adoption" (the rolling route), and the answers
+    # the adopter typed (changed or filled) rather than took as the model gave them
+    route: str = "competitive"
+    typed: int = 0
+
+    @property
+    def seconds_to_submit(self) -> int | None:
+        if self.submitted_at is None:
+            return None
+        return round((self.submitted_at - self.started_at).total_seconds())
 
     @property
     def days_to_submit(self) -> Decimal | None:
@@ -639,10 +649,13 @@ def lineage(session: Session, model: PublishedModel) -> Lineage:
         .order_by(col(Application.created_at), col(Application.id))
     )
     adoptions = []
+    from cbflow.services import adoption_route  # it builds on this module
+
     for application in adopted:
         target = session.get(Round, application.round_id)
         council = session.get(Council, application.council_code)
         assert target is not None and council is not None
+        on_route = application.route == adoption_route.ROUTE
         adoptions.append(
             Adoption(
                 application=application,
@@ -651,8 +664,14 @@ def lineage(session: Session, model: PublishedModel) -> Lineage:
                 version=versions[application.adopted_from_model_id or 0],
                 started_at=application.created_at,
                 submitted_at=application.eoi_submitted_at,
-                carried=_carried(session, application, prospectus_of(target), carried_ids),
+                carried=(
+                    adoption_route.carried_answers(session, application)
+                    if on_route
+                    else _carried(session, application, prospectus_of(target), carried_ids)
+                ),
                 results=_results(session, application, measure[0]) if measure else {},
+                route=application.route,
+                typed=adoption_route.typed(application),
             )
         )
     # applying from scratch: the other applications of the rounds adopters have submitted in

@@ -25,6 +25,7 @@ from cbflow.services import availability
 from cbflow.settings import Settings, get_settings
 from cbflow.web import (
     admin,
+    adoption_route,
     applications,
     assessor,
     auth,
@@ -186,6 +187,7 @@ def create_app(
     app.include_router(signoff.router)
     app.include_router(signoff_clarify.router)
     app.include_router(replication.router)
+    app.include_router(adoption_route.router)
     app.include_router(partner.router)
     app.include_router(support.router)
     app.include_router(timeout.router)

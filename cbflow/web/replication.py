@@ -22,6 +22,7 @@ from cbflow.formatting import local_deadline, local_time, long_date
 from cbflow.models import Application, Council, Document, PublishedModel, Round, User
 from cbflow.services import replication, rounds
 from cbflow.services.councils import council_names
+from cbflow.web import adoption_route
 from cbflow.web.answers import answer_view, question_of
 from cbflow.web.applications import APP_STATES
 from cbflow.web.auth import require_role
@@ -115,6 +116,7 @@ class ModelPage:
     problem: str | None
     into_error: str | None
     errors: dict[str, str]
+    route: adoption_route.RouteOffer | None = None  # the rolling route, if it is offered
 
 
 def _council_of(session: Session, user: User) -> Council:
@@ -279,6 +281,7 @@ def _render_model(
         problem=problem,
         into_error=into_error,
         errors={"into": into_error} if into_error else {},
+        route=adoption_route.offer(session, model, council, now),
     )
     return pages.show(request, "models/model.html", page, status_code)
 

@@ -59,7 +59,12 @@ APP_STATES = {
     "completed": "Completed",
     "published": "Published as a model",
     "withdrawn": "Withdrawn",
+    "adoption_draft": "Adoption in progress",
+    "adoption_submitted": "Adoption waiting for approval",
 }
+
+# an adoption through the rolling route shows its own light form in these states
+ROUTE_STATES = frozenset({"adoption_draft", "adoption_submitted", "withdrawn"})
 
 # a save that could not have the draft's lock in time (cbflow.db's "database is locked", or
 # PostgreSQL's lock or pool time-out): nothing was saved, and the person is told so
@@ -86,7 +91,10 @@ def own_application(session: Session, user: User, application_id: int) -> Applic
 
 def home_of(request: Request, application: Application) -> str:
     """An application's page: its returns once implementing, its grant offer once selected,
-    otherwise its current form."""
+    otherwise its current form; an adoption through the rolling route, its light form until
+    it is implementing."""
+    if application.route == "adoption" and application.state in ROUTE_STATES:
+        return path_for(request, "adoption_page", application_id=application.id)
     match service.applicant_page(application):
         case "returns":
             return path_for(request, "returns_list", application_id=application.id)

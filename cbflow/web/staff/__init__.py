@@ -13,6 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from cbflow.web.staff import (
+    adoptions,
     amendments,
     applications,
     assessment,
@@ -43,5 +44,6 @@ for stage in (
     amendments,
     support,
     board,
+    adoptions,
 ):
     router.routes.extend(stage.router.routes)

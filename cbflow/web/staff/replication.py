@@ -52,6 +52,8 @@ class AdoptionRow:
     started: str
     submitted: str
     state: str
+    route: str = ""  # how it adopted: the rolling route, or into a round
+    typed: str = ""  # "3 answers typed; 8.5 minutes from starting to submitting"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +62,18 @@ class LineagePage(RoundPage):
     versions: list[VersionRow]
     adoptions: list[AdoptionRow]
     chart: Markup | None
+
+
+ROUTES = {"adoption": "The rolling route", "competitive": "Into a round"}
+
+
+def _typed(adoption: replication.Adoption) -> str:
+    """What the adoption took: the answers typed, and minutes from starting to submitting."""
+    text = f"{adoption.typed} answer{'' if adoption.typed == 1 else 's'} typed"
+    seconds = adoption.seconds_to_submit
+    if seconds is not None:
+        text += f"; {seconds / 60:.1f} minutes from starting to submitting"
+    return text
 
 
 @router.get("/rounds/{slug}/models/{model_id}/lineage")
@@ -104,6 +118,8 @@ def lineage_page(
                     started=local_time(a.started_at, prospectus),
                     submitted=local_time(a.submitted_at, prospectus) if a.submitted_at else "",
                     state=APP_STATES.get(a.application.state, a.application.state),
+                    route=ROUTES.get(a.route, a.route),
+                    typed=_typed(a),
                 )
                 for a in report.adoptions
             ],

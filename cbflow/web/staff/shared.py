@@ -57,6 +57,7 @@ STAGE_PAGES = [
     ("selection_page", "Selection", "selection"),
     ("implementation_page", "Implementation", "implementation"),
     ("support_page", "Support", "support"),
+    ("adoptions_page", "Adoptions", "adoptions"),
 ]
 
 
@@ -244,4 +245,7 @@ def has_page(prospectus: Prospectus, key: str) -> bool:
         return prospectus.stages.implementation is not None
     if key == "support":
         return bool(prospectus.support)
+    if key == "adoptions":  # the rolling adoption route's
+        replication = prospectus.stages.replication
+        return replication is not None and replication.route_window is not None
     return True
