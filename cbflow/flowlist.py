@@ -73,6 +73,12 @@ CLARIFICATIONS_DUE = FlowSpec(
     "Clarification requests: remind, and lapse those past their date",
     Trigger.DEADLINE,
 )
+SEND_DIGESTS = FlowSpec(
+    "send-digests",
+    "Send followers their digest",
+    Trigger.SCHEDULE,
+    schedule_setting="digest_schedule",
+)
 
 FLOWS: dict[str, FlowSpec] = {
     spec.name: spec
@@ -94,6 +100,7 @@ FLOWS: dict[str, FlowSpec] = {
         ADOPT_MODEL,
         AMEND_PROSPECTUS,
         CLARIFICATIONS_DUE,
+        SEND_DIGESTS,
     )
 }
 

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     # the local time of day (the round's time zone) reminders before a deadline go, on the
     # working days the prospectus's `reminders` names
     reminder_time: str = "09:00"
+    # when the followers' digest run goes (cbflow.services.following): a cron line in the portal's
+    # time zone, or "every N seconds"; each follow is sent its digest every
+    # `replication.digest_every_days` of its round, when something is new
+    digest_schedule: str = "0 8 * * *"
 
     @field_validator("reminder_time")
     @classmethod

@@ -28,6 +28,7 @@ from cbflow.web import (
     applications,
     assessor,
     auth,
+    following,
     offer,
     pages,
     partner,
@@ -178,6 +179,8 @@ def create_app(
     # before applications, whose /applications/{id}/{stage} would take their addresses
     app.include_router(team.router)
     app.include_router(returns.router)
+    app.include_router(following.place_router)  # before /applications/{id}/{stage}/...
+    app.include_router(following.router)
     app.include_router(offer.router)
     app.include_router(applications.router)
     app.include_router(staff.router)

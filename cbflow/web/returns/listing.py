@@ -41,6 +41,7 @@ class ReturnsPage(ReturnsCommon):
     milestones: list[MilestoneRecord]
     offered: bool
     acceptance: Acceptance | None
+    followed: bool  # other councils may follow the place: it chooses to share its returns or not
 
 
 @router.get("/{application_id}/returns")
@@ -79,5 +80,6 @@ def returns_list(
         milestones=implementation.milestones_of(session, ctx.application),
         offered=offers.offer_actions(ctx.application).offered,
         acceptance=offers.acceptance(session, ctx.application, ctx.prospectus),
+        followed=ctx.prospectus.stages.replication is not None,
     )
     return pages.show(request, "application/returns.html", page)

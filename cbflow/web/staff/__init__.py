@@ -18,6 +18,7 @@ from cbflow.web.staff import (
     assessment,
     clarifications,
     extensions,
+    followers,
     implementation,
     replication,
     rounds,
@@ -39,5 +40,6 @@ for stage in (
     implementation,
     replication,
     amendments,
+    followers,
 ):
     router.routes.extend(stage.router.routes)

@@ -56,6 +56,7 @@ STAGE_PAGES = [
     ("assessment_page", "Assessment", "assessment"),
     ("selection_page", "Selection", "selection"),
     ("implementation_page", "Implementation", "implementation"),
+    ("followers_page", "Followers", "followers"),
 ]
 
 
@@ -241,4 +242,6 @@ def has_page(prospectus: Prospectus, key: str) -> bool:
         return prospectus.stages.assessment is not None
     if key == "implementation":
         return prospectus.stages.implementation is not None
+    if key == "followers":
+        return prospectus.stages.replication is not None
     return True
