@@ -178,8 +178,9 @@ def create_app(
     app.include_router(admin.router)
     # before applications, whose /applications/{id}/{stage} would take their addresses
     app.include_router(team.router)
+    # before /applications/{id}/returns/{period}, which would take its address
+    app.include_router(following.place_router)
     app.include_router(returns.router)
-    app.include_router(following.place_router)  # before /applications/{id}/{stage}/...
     app.include_router(following.router)
     app.include_router(offer.router)
     app.include_router(applications.router)
