@@ -12,7 +12,9 @@ clarification request's reminder and its date to answer by), which rescheduling 
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -54,15 +56,75 @@ def serve() -> None:
             for flow in PORTAL_FLOWS.values()
         ]
         + [
-            flow.to_deployment(
-                name=SCHEDULE,
-                tags=["cbflow", "schedule"],
-                schedules=[schedule_of(settings, FLOWS[name])],
-            )
-            for name, flow in SCHEDULED_FLOWS.items()
+            flow.to_deployment(name=SCHEDULE, tags=["cbflow", "schedule"])
+            for flow in SCHEDULED_FLOWS.values()
         ]
     )
+    # each recurring flow's schedule, read (and refused, naming its setting) before anything runs
+    recurring = {name: schedule_of(settings, FLOWS[name]) for name in SCHEDULED_FLOWS}
+    threading.Thread(
+        target=asyncio.run, args=(_keep_recurring(recurring),), name="recurring", daemon=True
+    ).start()
     prefect_serve(*deployments, print_starting_message=True)  # type: ignore[arg-type]
+
+
+# The runner keeps the next runs of each recurring flow scheduled itself, as it does a round's
+# deadline runs, rather than give the deployment a schedule for the Prefect server's scheduler
+# to follow: that scheduler (Prefect 3.8's) fails on every loop with SQLAlchemy 2.1, which cbflow
+# installs ("Can't evaluate bulk DML statement"), and no run would ever come.
+KEEP_AHEAD = 5  # runs of each recurring flow kept scheduled
+KEEP_EVERY = timedelta(seconds=15)  # how often the runner looks again
+# "every N seconds" counts from a fixed moment, so a runner started again finds its own runs
+INTERVAL_ANCHOR = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+async def _keep_recurring(recurring: dict[str, Schedule]) -> None:
+    while True:
+        try:
+            await keep_recurring(recurring)
+        except Exception as exc:  # the Prefect server not yet up, or gone a moment
+            print(f"recurring runs not scheduled this time: {exc}", flush=True)
+        await asyncio.sleep(KEEP_EVERY.total_seconds())
+
+
+async def keep_recurring(
+    recurring: dict[str, Schedule], now: datetime | None = None
+) -> list[tuple[str, datetime]]:
+    """Schedule the next KEEP_AHEAD runs of each recurring flow after `now` that are not yet
+    scheduled (each moment once: asked again, the run already there is kept). A flow whose
+    deployment is not registered yet is left for the next time. Returns the runs asked for."""
+    from prefect.exceptions import ObjectNotFound
+    from prefect.server.schemas import schedules
+
+    now = now or datetime.now(UTC)
+    asked: list[tuple[str, datetime]] = []
+    async with get_client() as client:
+        for name, schedule in recurring.items():
+            try:
+                deployment = await client.read_deployment_by_name(f"{name}/{SCHEDULE}")
+            except ObjectNotFound:
+                continue
+            timing: schedules.CronSchedule | schedules.IntervalSchedule
+            if schedule.interval is not None:
+                timing = schedules.IntervalSchedule(
+                    interval=schedule.interval,
+                    anchor_date=INTERVAL_ANCHOR,
+                    timezone=schedule.timezone,
+                )
+            else:
+                assert schedule.cron is not None
+                timing = schedules.CronSchedule(
+                    cron=schedule.cron, timezone=schedule.timezone, day_or=schedule.day_or
+                )
+            for when in await timing.get_dates(n=KEEP_AHEAD, start=now):
+                await client.create_flow_run_from_deployment(
+                    deployment.id,
+                    state=Scheduled(scheduled_time=when),
+                    idempotency_key=f"recurring:{name}:{when.isoformat()}",
+                    tags=["cbflow", "schedule"],
+                )
+                asked.append((name, when))
+    return asked
 
 
 EVERY = re.compile(r"^every\s+(\d{1,9})\s*(s|seconds?)$")
