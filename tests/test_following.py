@@ -26,7 +26,9 @@ from test_sign_in import Inbox, smtp  # noqa: F401  (the fixture)
 from cbflow import stages
 from cbflow.clock import FixedClock
 from cbflow.db import session_scope
+from cbflow.errors import ProspectusError
 from cbflow.models import Application, AuditEvent, Council, Follow
+from cbflow.prospectus import parse
 from cbflow.services import assessment, following, implementation, rounds
 from cbflow.settings import Settings, get_settings
 from cbflow.web import create_app
@@ -388,3 +390,18 @@ def session_reference(application_id: int) -> str:
         application = session.get(Application, application_id)
         assert application is not None
         return application.reference
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("follow: some", "stages.replication.follow: Input should be 'all' or 'eligible'"),
+        ("digest_every_days: 0", "stages.replication.digest_every_days: Input should be greater"),
+        ("digest_every_days: 93", "stages.replication.digest_every_days: Input should be less"),
+    ],
+)
+def test_the_prospectus_names_a_wrong_follow_key_and_its_line(given: str, said: str) -> None:
+    source = edit(round_walk.SOURCE, ("    open_to: all ", f"    {given}\n    open_to: all "))
+    with pytest.raises(ProspectusError) as refused:
+        parse(source)
+    assert f":112: {said}" in str(refused.value)

@@ -62,7 +62,9 @@ def test_a_scheduled_digest_run_mails_a_follower_what_its_place_has_done(
             client.post(
                 "/sign-in", data={"email": LEEDS, "csrf_token": csrf(client.get("/sign-in").text)}
             )
-            (link,) = wait_for(lambda: _mail(inbox, LEEDS, "Your link to sign in"), 60, "the sign-in link")
+            (link,) = wait_for(
+                lambda: _mail(inbox, LEEDS, "Your link to sign in"), 60, "the sign-in link"
+            )
             path = re.search(r"/sign-in/[\w-]+", link)
             assert path is not None
             client.post(path.group(0), data={"csrf_token": csrf(client.get(path.group(0)).text)})

@@ -23,7 +23,7 @@ from cbflow.errors import NotFound
 from cbflow.formatting import local_time, long_date
 from cbflow.lifecycle import FUNDED
 from cbflow.models import Application, Council, User
-from cbflow.services import following
+from cbflow.services import following, rounds
 from cbflow.services.councils import council_names
 from cbflow.web.answers import answer_view, question_of
 from cbflow.web.applications import own_application
@@ -74,15 +74,15 @@ def pilots_home(
     council = _council_of(session, user)
     follows = following.follows_of(session, council.code)
     listed = []
+    titles = {r.id: r.title for r in rounds.all_rounds(session)}
     for place in following.followable(session, council):
         assert place.id is not None
-        view = following.view(session, place)
         mine = follows.get(place.id)
         listed.append(
             Listed(
                 id=place.id,
-                name=view.name,
-                round=view.round.title,
+                name=following.place_name(session, place),
+                round=titles[place.round_id],
                 following=mine is not None,
                 intends=mine is not None and mine.intends_to_adopt_at is not None,
             )
