@@ -41,7 +41,8 @@ def serve() -> None:
 
     First, runs that an earlier runner left running when it was killed are marked crashed.
     Deadline runs scheduled while no runner was running are then run as soon as it polls,
-    each acting at the real time (see flows.stages) and audited as late."""
+    each acting at the real time (see flows.stages) and audited as late. The recurring flows'
+    next runs are kept scheduled by a thread of this process (keep_recurring)."""
     crashed = mark_abandoned_runs()
     if crashed:
         print(f"marked {len(crashed)} flow run(s) crashed: {', '.join(crashed)}", flush=True)
