@@ -137,8 +137,13 @@ def test_a_council_follows_a_selected_place_and_sees_its_plan_and_shared_returns
     assert "has made no returns yet" in text
 
     make_return(bir, DURING)
+    stages.returns_cycle(SLUG, now=DURING)  # each place's progress report
     text = leeds.get(page).text
     assert "Return 1:" in text and NARRATIVE in text
+    report = re.search(rf'href="(/pilots/{bir}/documents/\d+)"', text)
+    assert report is not None
+    served = leeds.get(report.group(1))
+    assert served.status_code == 200 and served.content.startswith(b"%PDF")
 
     # the place stops sharing its returns' figures, from its returns page
     returns_page = f"/applications/{bir}/returns"
@@ -148,6 +153,10 @@ def test_a_council_follows_a_selected_place_and_sees_its_plan_and_shared_returns
     text = leeds.get(page).text
     assert "Birmingham does not share the figures from its returns." in text
     assert "Return 1:" not in text and NARRATIVE not in text
+    assert "progress reports chart the figures from its returns, which it does not share" in (
+        html.unescape(text)
+    )
+    assert leeds.get(report.group(1)).status_code == 404
     # a second change from a page that still showed it shared: refused, and says so
     stale = own.post(
         share,
@@ -327,6 +336,7 @@ def test_the_digest_tells_followers_what_is_new_once_and_not_again_until_due(
     assert inbox.messages == []  # nothing new since they followed: nothing sent
 
     make_return(bir, DURING + timedelta(hours=2))
+    stages.returns_cycle(SLUG, now=DURING + timedelta(hours=3))
     first_run = DURING + timedelta(days=1)
     outcome = stages.send_digests(now=first_run)
     assert outcome.counts == {"follows with news": 2, "e-mailed": 3}
@@ -334,7 +344,8 @@ def test_the_digest_tells_followers_what_is_new_once_and_not_again_until_due(
     assert len(mail_to(inbox, "bob@leeds.example")) == 1
     assert len(mail_to(inbox, "max@manchester.example")) == 1
     assert ann.startswith("What is new at the one place Leeds follows")
-    assert "Birmingham\n- Return 1 made, for 1 April 2012 to 30 June 2012" in ann
+    assert "Birmingham\n- Progress report published: " in ann
+    assert "- Return 1 made, for 1 April 2012 to 30 June 2012" in ann
     assert f"See it here: {get_settings().resolved_portal_base_url}/pilots/{bir}" in ann
     assert "Milestone" not in ann
 

@@ -8,9 +8,9 @@ with `follow: eligible`; never one of the place's own councils. The places: appl
 selected for funding, wherever they have got to since (cbflow.lifecycle.FUNDED).
 
 What a follower sees: the plan (the milestones as planned and the answers the prospectus's
-`replication.carry_over` names), the milestones met and due, the place's progress reports, and,
-only where the place shares them (`Application.share_returns`, on unless its officers switch it
-off), the figures of its submitted returns.
+`replication.carry_over` names), the milestones met and due, and, only where the place shares its
+returns' figures (`Application.share_returns`, on unless its officers switch it off), the figures
+of its submitted returns and its progress reports (which chart them).
 
 The digest: each follow is due one when none was sent yet, or the last was sent at least
 `digest_every_days` (the round's prospectus) ago, and only when something was published since:
@@ -270,7 +270,9 @@ class PlaceView:
     name: str  # the place's name
     answers: dict[str, Any]  # the carried-over answers, by question id, in the prospectus's order
     milestones: tuple[Milestone, ...]  # as planned, each with the day it was met
-    reports: tuple[Document, ...]  # its progress reports, oldest first
+    # its progress reports, oldest first; they chart its returns' figures, so a place that does
+    # not share those shares none
+    reports: tuple[Document, ...]
     returns: tuple[SharedReturn, ...] | None  # None: the place does not share them
     models: tuple[PublishedModel, ...]  # the versions of its model published
 
@@ -309,7 +311,7 @@ def view(session: Session, application: Application) -> PlaceView:
         name=place_name(session, application),
         answers={q: given[q] for q in carry if q in given},
         milestones=milestones,
-        reports=tuple(reports_of(session, application)),
+        reports=tuple(reports_of(session, application)) if application.share_returns else (),
         returns=returns,
         models=tuple(
             session.exec(
@@ -436,7 +438,7 @@ def _news(
         milestone: MilestoneRecord | None = titles.get(event.reason.split(" on ")[0])
         if milestone is not None and milestone.met_on is not None:
             items.append(f"Milestone met: {milestone.title}, on {long_date(milestone.met_on)}")
-    for report in session.exec(
+    reports = session.exec(
         select(Document)
         .where(
             Document.application_id == application.id,
@@ -445,9 +447,9 @@ def _news(
             col(Document.created_at) <= until,
         )
         .order_by(col(Document.id))
-    ):
-        items.append(f"Progress report published: {report.title}")
-    if application.share_returns:
+    )
+    if application.share_returns:  # the reports chart the returns' figures
+        items += [f"Progress report published: {report.title}" for report in reports]
         for made in session.exec(
             select(ReturnRecord)
             .where(

@@ -314,7 +314,8 @@ def pilot_document(
     """One of the place's progress reports, to a council that may follow it."""
     council = _council_of(session, user)
     place = _place(session, application_id, council)
-    found = next((d for d in following.reports_of(session, place) if d.id == document_id), None)
+    shared = following.reports_of(session, place) if place.share_returns else []
+    found = next((d for d in shared if d.id == document_id), None)
     if found is None:
         raise HTTPException(status_code=404)
     root = settings.documents_dir.resolve()
