@@ -79,6 +79,12 @@ BOARD_PACK = FlowSpec(
     Trigger.SCHEDULE,
     schedule_setting="board_pack_schedule",
 )
+SEND_DIGESTS = FlowSpec(
+    "send-digests",
+    "Send followers their digest",
+    Trigger.SCHEDULE,
+    schedule_setting="digest_schedule",
+)
 
 FLOWS: dict[str, FlowSpec] = {
     spec.name: spec
@@ -101,6 +107,7 @@ FLOWS: dict[str, FlowSpec] = {
         AMEND_PROSPECTUS,
         CLARIFICATIONS_DUE,
         BOARD_PACK,
+        SEND_DIGESTS,
     )
 }
 

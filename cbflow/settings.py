@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     # when the programme board's pack is produced (see services.board): a cron line in the
     # portal's time zone, or "every N seconds"; the first of each month at 07:00 by default
     board_pack_schedule: str = "0 7 1 * *"
+    # when the followers' digest run goes (cbflow.services.following): a cron line in the portal's
+    # time zone, or "every N seconds"; each follow is sent its digest every
+    # `replication.digest_every_days` of its round, when something is new
+    digest_schedule: str = "0 8 * * *"
 
     @field_validator("reminder_time")
     @classmethod

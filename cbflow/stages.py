@@ -43,6 +43,7 @@ from cbflow.services import (
     board,
     clarifications,
     deadlines,
+    following,
     implementation,
     reminders,
     replication,
@@ -228,6 +229,19 @@ def send_reminders(slug: str, *, now: datetime) -> Outcome:
         counts[f"reminders ({row.stage})"] = counts.get(f"reminders ({row.stage})", 0) + 1
     outcome = Outcome(slug, "reminders", counts)
     _mail(outcome, messages, settings, "reminder")
+    return outcome
+
+
+def send_digests(*, now: datetime) -> Outcome:
+    """E-mail each follower council's officers what is new at the places it follows, where its
+    digest is due (see services.following): recorded with the messages in the outbox in one
+    transaction (by SMTP: sent once it has committed), so a re-run sends nothing again."""
+    settings = get_settings()
+    with session_scope() as session:
+        done = following.send_digests(session, now, settings)
+        _outbox(done.messages, settings, session, now)
+    outcome = Outcome("programme", "digests", {"follows with news": len(done.follows)})
+    _mail(outcome, done.messages, settings, "digest")
     return outcome
 
 

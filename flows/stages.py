@@ -44,6 +44,7 @@ from cbflow.flowlist import (
     PUBLISH_MODEL,
     RETURNS_CYCLE,
     SCHEDULE,
+    SEND_DIGESTS,
     SEND_REMINDERS,
     START_IMPLEMENTATION,
 )
@@ -367,6 +368,13 @@ async def board_pack(
     return await _run(stages.board_pack, key, now=moment, actor=actor)
 
 
+@flow(name=SEND_DIGESTS.name, flow_run_name=_named("followers' digest"))
+async def send_digests(now: datetime | None = None) -> Outcome:
+    """E-mail followers what is new at the places they follow, where their digest is due; the
+    deployment's schedule is CBFLOW_DIGEST_SCHEDULE."""
+    return await _run(stages.send_digests, now=_now(now))
+
+
 # the flows staff and the portal start (as deployments named "portal", see flows.deployments)
 # and the deadline events a round schedules at its prospectus's dates, by their names
 _ALL: list[Flow[..., Any]] = [
@@ -388,6 +396,7 @@ _ALL: list[Flow[..., Any]] = [
     amend_prospectus,
     clarifications_due,
     board_pack,
+    send_digests,
 ]
 PORTAL_FLOWS: dict[str, Flow[..., Any]] = {
     flow.name: flow for flow in _ALL if FLOWS[flow.name].deployment == PORTAL

@@ -15,7 +15,7 @@ import pytest
 from conftest import EXAMPLE, ROOT, free_port
 from served import Served, post_json, wait_for
 
-from flows.stages import DEADLINE_FLOWS, PORTAL_FLOWS
+from flows.stages import DEADLINE_FLOWS, PORTAL_FLOWS, SCHEDULED_FLOWS
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +54,7 @@ def test_serve_shows_the_demo_runs_through_the_prefect_api_when_demo_runs_agains
         wanted = {(name, "deadline") for name in DEADLINE_FLOWS} | {
             (name, "portal") for name in PORTAL_FLOWS
         }
+        wanted |= {(name, "schedule") for name in SCHEDULED_FLOWS}  # the recurring flows
 
         def served() -> bool:
             deployments = post_json(f"{api}/deployments/filter", {})

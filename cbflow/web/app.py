@@ -29,6 +29,7 @@ from cbflow.web import (
     applications,
     assessor,
     auth,
+    following,
     offer,
     pages,
     partner,
@@ -179,7 +180,10 @@ def create_app(
     app.include_router(admin.router)
     # before applications, whose /applications/{id}/{stage} would take their addresses
     app.include_router(team.router)
+    # before /applications/{id}/returns/{period}, which would take its address
+    app.include_router(following.place_router)
     app.include_router(returns.router)
+    app.include_router(following.router)
     app.include_router(offer.router)
     app.include_router(applications.router)
     app.include_router(staff.router)

@@ -57,7 +57,11 @@ def signed_in(request: Request) -> dict[str, Any] | None:
 
 # the service navigation each role sees: (text, the name of the route it links to)
 NAVIGATION = {
-    "applicant": [("Your applications", "applications_home"), ("Models to adopt", "models_home")],
+    "applicant": [
+        ("Your applications", "applications_home"),
+        ("Models to adopt", "models_home"),
+        ("Pilots to follow", "pilots_home"),
+    ],
     "assessor": [("Your assessments", "assigned")],
     "certifier": [("Applications to sign off", "sign_off_home")],
     "provider": [("Support requests", "support_home")],

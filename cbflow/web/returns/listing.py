@@ -44,6 +44,7 @@ class ReturnsPage(ReturnsCommon):
     model: str | None  # the place's model's page on its implementation pages, once it has one
     can_version: bool  # a milestone met has no version: one can be published
     newer_model: replication.NewerVersion | None  # of the model this place adopted
+    followed: bool  # other councils may follow the place: it chooses to share its returns or not
 
 
 @router.get("/{application_id}/returns")
@@ -87,5 +88,6 @@ def returns_list(
         else None,
         can_version=replication.version_refusal(session, ctx.application) is None,
         newer_model=replication.newer_version(session, ctx.application),
+        followed=ctx.prospectus.stages.replication is not None,
     )
     return pages.show(request, "application/returns.html", page)

@@ -20,6 +20,7 @@ from cbflow.web.staff import (
     board,
     clarifications,
     extensions,
+    followers,
     implementation,
     replication,
     rounds,
@@ -45,5 +46,6 @@ for stage in (
     support,
     board,
     adoptions,
+    followers,
 ):
     router.routes.extend(stage.router.routes)

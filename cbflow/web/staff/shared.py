@@ -58,6 +58,7 @@ STAGE_PAGES = [
     ("implementation_page", "Implementation", "implementation"),
     ("support_page", "Support", "support"),
     ("adoptions_page", "Adoptions", "adoptions"),
+    ("followers_page", "Followers", "followers"),
 ]
 
 
@@ -248,4 +249,6 @@ def has_page(prospectus: Prospectus, key: str) -> bool:
     if key == "adoptions":  # the rolling adoption route's
         replication = prospectus.stages.replication
         return replication is not None and replication.route_window is not None
+    if key == "followers":
+        return prospectus.stages.replication is not None
     return True
