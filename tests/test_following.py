@@ -392,7 +392,8 @@ def test_the_digest_tells_followers_what_is_new_once_and_not_again_until_due(
     assert sorted(r.counts.get("follows with news", 0) for r in results) == [0, 2]
     later = mail_to(inbox, "ann@leeds.example")
     assert len(later) == 3 and len(inbox.messages) == 9
-    assert "- Version 1 of its model published at 09:00 on 2 April 2013 (BST)" in later[2]
+    # version 1 came at the decisions, before Leeds followed: completion publishes version 2
+    assert "- Version 2 of its model published at 09:00 on 2 April 2013 (BST)" in later[2]
     assert "Milestone met" not in later[2]
 
 
