@@ -29,6 +29,7 @@ from cbflow.web.answers import answer_view, question_of
 from cbflow.web.applications import own_application
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, ShortField
+from cbflow.web.replication import Answer, DocumentLink, Milestone, Return
 from cbflow.web.templating import path_for
 
 router = APIRouter(prefix="/pilots")
@@ -91,34 +92,6 @@ def pilots_home(
 
 
 @dataclass(frozen=True)
-class Answer:
-    label: str
-    view: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class MilestoneRow:
-    title: str
-    due: str
-    progress: str  # "Met on 1 April 2013", "Due", "Not met: was due on ..."
-
-
-@dataclass(frozen=True)
-class ReturnCard:
-    period: int
-    dates: str
-    submitted: str
-    rows: tuple[Answer, ...]
-
-
-@dataclass(frozen=True)
-class ReportLink:
-    href: str
-    title: str
-    date: str
-
-
-@dataclass(frozen=True)
 class PlacePage:
     place: following.PlaceView
     council: Council  # the reader's
@@ -127,22 +100,22 @@ class PlacePage:
     intends: bool
     intends_since: str
     answers: tuple[Answer, ...]
-    milestones: tuple[MilestoneRow, ...]
-    reports: tuple[ReportLink, ...]
-    returns: tuple[ReturnCard, ...] | None  # None: the place does not share them
+    milestones: tuple[Milestone, ...]
+    reports: tuple[DocumentLink, ...]
+    returns: tuple[Return, ...] | None  # None: the place does not share them
     models: tuple[str, ...]  # "Version 1, published at ..."
     met: int
     still_due: int
 
 
-def _milestone(m: following.Milestone, today: Any) -> MilestoneRow:
+def _milestone(m: following.Milestone, today: Any) -> Milestone:
     if m.met_on is not None:
         progress = f"Met on {long_date(m.met_on)}"
     elif m.due < today:
         progress = "Not met by its due date"
     else:
         progress = "Not yet met"
-    return MilestoneRow(m.title, long_date(m.due), progress)
+    return Milestone(m.title, long_date(m.due), progress)
 
 
 def _place_page(
@@ -161,7 +134,7 @@ def _place_page(
     returns = None
     if view.returns is not None:
         returns = tuple(
-            ReturnCard(
+            Return(
                 period=r.period,
                 dates=f"{long_date(r.start)} to {long_date(r.end)}",
                 submitted=local_time(r.submitted_at, prospectus),
@@ -190,7 +163,7 @@ def _place_page(
         answers=tuple(answers),
         milestones=tuple(_milestone(m, today) for m in view.milestones),
         reports=tuple(
-            ReportLink(
+            DocumentLink(
                 href=path_for(request, "pilot_document", application_id=place.id, document_id=d.id),
                 title=d.title,
                 date=long_date(d.created_at.astimezone(prospectus.zone).date()),

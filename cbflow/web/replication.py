@@ -75,7 +75,7 @@ class Answer:
 class Milestone:
     title: str
     due: str
-    met: str  # "Met on 1 April 2013" or "Not met"
+    progress: str  # "Met on 1 April 2013", "Not met", "Not met by its due date" ...
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,7 @@ def _render_model(
         Milestone(
             title=m["title"],
             due=long_date(m["due"]),
-            met=f"Met on {long_date(m['met_on'])}" if m.get("met_on") else "Not met",
+            progress=f"Met on {long_date(m['met_on'])}" if m.get("met_on") else "Not met",
         )
         for m in bundle.get("milestones", [])
     )
