@@ -159,6 +159,7 @@ def world(cbflow_env: Settings) -> World:
             "offer_id": "lga-peer-challenge",
             "request_id": "1",
             "pack_id": "1",
+            "milestone_id": "1",
         }
         assert mine is not None
         emails = {"assessor": mine.email, "other-assessor": "nobody@assessors.example"}

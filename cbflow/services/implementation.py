@@ -13,10 +13,10 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from cbflow.db import lock_for_update
-from cbflow.errors import CbflowError, NotYet
+from cbflow.errors import CbflowError, NotYet, ValidationFailed
 from cbflow.forms import money_to_pence, validate_answers
 from cbflow.lifecycle import AppState, RoundState
-from cbflow.models import Application, MilestoneRecord, ReturnRecord, Round
+from cbflow.models import Application, AuditEvent, MilestoneRecord, ReturnRecord, Round
 from cbflow.prospectus import Form, Prospectus
 from cbflow.services import drafts
 from cbflow.services.applications import RETURNS_STATES, not_reached
@@ -331,6 +331,55 @@ def meet_milestone(
         )
         session.flush()
     return milestone
+
+
+class AlreadyMet(CbflowError):
+    """A milestone marked met that was met already. Nothing was changed."""
+
+
+def implementation_began(session: Session, application: Application) -> date | None:
+    """The day (in the round's time zone) the place began implementing: its move to
+    implementing, whether the round started it or staff approved its adoption."""
+    began = session.exec(
+        select(AuditEvent.at)
+        .where(
+            AuditEvent.entity == "application",
+            AuditEvent.entity_id == application.id,
+            AuditEvent.to_state == AppState.IMPLEMENTING.value,
+        )
+        .order_by(col(AuditEvent.id))
+    ).first()
+    if began is None:
+        return None
+    round_ = session.get(Round, application.round_id)
+    assert round_ is not None
+    return began.astimezone(prospectus_of(round_).zone).date()
+
+
+def mark_met(
+    session: Session, *, milestone: MilestoneRecord, met_on: date, actor: str, now: datetime
+) -> MilestoneRecord:
+    """Staff mark a milestone met on the day it was met: not in the future, not before the
+    place began implementing. Persists the date with its audit event (as `meet_milestone`).
+    A milestone met already raises AlreadyMet, naming the day; a bad day, ValidationFailed."""
+    lock_for_update(session, milestone)
+    if milestone.met_on is not None:
+        raise AlreadyMet(
+            f"{milestone.title} was already marked met on {milestone.met_on:%-d %B %Y}"
+        )
+    application = session.get(Application, milestone.application_id)
+    assert application is not None
+    round_ = session.get(Round, application.round_id)
+    assert round_ is not None
+    today = now.astimezone(prospectus_of(round_).zone).date()
+    began = implementation_began(session, application)
+    if met_on > today:
+        problem = f"The day it was met cannot be in the future: today is {today:%-d %B %Y}"
+        raise ValidationFailed({"met_on": problem})
+    if began is not None and met_on < began:
+        problem = f"The day it was met cannot be before implementation began, on {began:%-d %B %Y}"
+        raise ValidationFailed({"met_on": problem})
+    return meet_milestone(session, milestone=milestone, met_on=met_on, actor=actor, now=now)
 
 
 def complete(session: Session, *, round_: Round, actor: str, now: datetime) -> int:
