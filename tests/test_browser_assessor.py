@@ -150,14 +150,10 @@ def test_council_reads_and_adopts_a_published_model(
         page.get_by_role("link", name=re.compile("Replication pack")).click()
     assert download.value.suggested_filename.endswith(".pdf")
 
-    # two rounds take an adoption: the model's own and the programme's second wave
-    go(page, page.get_by_role("button", name="Adopt this model"))
-    summary = page.locator(".govuk-error-summary")
-    assert summary.inner_text().endswith("Select the round to apply to")
-    check_page(page, "model-choose-round")
-    summary.get_by_role("link", name="Select the round to apply to").click()
-    expect(page.get_by_label("Whole-place community budgets", exact=True)).to_be_focused()
-    page.get_by_label("Whole-place community budgets, second wave").check()
+    # only the programme's second wave takes an adoption: the model's own round closed long ago,
+    # and an application there could never be submitted, so it is not offered
+    expect(page.get_by_label("Whole-place community budgets", exact=True)).to_have_count(0)
+    expect(page.get_by_text("Whole-place community budgets, second wave").first).to_be_visible()
     go(page, page.get_by_role("button", name="Adopt this model"))
     assert re.search(r"/applications/\d+/(eoi|bid)$", page.url)
     assert page.get_by_text("Whole-place community budgets, second wave").first.is_visible()
@@ -171,7 +167,9 @@ def test_council_reads_and_adopts_a_published_model(
         session.add(User(email="sam@staff.example", name="Sam Staff", role="staff"))
     sign_in_by_link(page, url, "sam@staff.example")
     page.goto(f"{url}/staff/rounds/{SLUG}/implementation")
-    go(page, page.get_by_role("link", name="Who adopted it and how they compare"))
+    go(page, page.get_by_role("link", name="Birmingham's model: its versions, who adopted them"))
     assert page.get_by_role("heading", level=1).inner_text() == "Birmingham's model: who adopted it"
-    expect(page.get_by_role("cell", name="Devon (version 1)")).to_be_visible()
+    # version 1 came at the decisions, version 2 at completion: Devon adopted the latest
+    devon = page.get_by_role("row").filter(has=page.get_by_role("cell", name="Devon", exact=True))
+    expect(devon.get_by_role("cell", name="Version 2", exact=True)).to_be_visible()
     check_page(page, "model-lineage")
