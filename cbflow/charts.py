@@ -286,7 +286,11 @@ def _with_unit(value: Number, unit: str) -> str:
         return number
     if unit in CURRENCIES:
         return f"-{unit}{number[1:]}" if number.startswith("-") else unit + number
-    return number + unit if unit == "%" else f"{number} {unit}"
+    if unit == "%":
+        return number + unit
+    if number == "1" and unit.endswith("s"):  # "1 day", not "1 days"
+        unit = unit[:-1]
+    return f"{number} {unit}"
 
 
 def _describe(points: Sequence[tuple[str, Number]], unit: str) -> str:

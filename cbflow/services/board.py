@@ -450,7 +450,7 @@ def shown(board: Board, zone: ZoneInfo) -> tuple[Shown, list[Shown]]:
                 next_date=(
                     f"{r.next_date[0]}: {long_deadline(r.next_date[1], zone)}"
                     if r.next_date
-                    else "None"
+                    else "None: its timetable has no date to come"
                 ),
                 late="; ".join(
                     f"{title}, due by {long_deadline(when, zone)}" for title, when in r.late
