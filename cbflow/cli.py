@@ -450,8 +450,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
         console.print(f"  {kind}: {count}")
     if summary.get("late_refused"):
         console.print(f"Late submissions refused: {summary['late_refused']}")
-    if summary.get("adoption"):
-        adoption = summary["adoption"]
+    adoption = summary.get("adoption") or {}
+    if adoption.get("not adopted"):
+        console.print(
+            f"Replication: the model of {adoption['model']} is published; "
+            f"no council adopted it: {adoption['not adopted']}"
+        )
+    elif adoption:
         console.print(
             f"Replication: {adoption['adopter']} adopted the model of {adoption['model']} "
             f"({adoption['answers carried over']} answers carried over, "

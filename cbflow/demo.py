@@ -20,13 +20,14 @@ from typing import Any
 from cbflow import simulate
 from cbflow.clock import FixedClock
 from cbflow.db import migrate, session_scope
+from cbflow.demo_people import STAFF_EMAIL, officer_email
 from cbflow.errors import OutsideWindow
 from cbflow.lifecycle import FUNDED, AppState
-from cbflow.models import Application, PublishedModel
+from cbflow.models import Application, Council, PublishedModel
 from cbflow.prospectus import Prospectus, load
-from cbflow.services import applications, councils, rounds
+from cbflow.services import adoption_route, applications, councils, rounds
 from cbflow.services.implementation import return_periods
-from cbflow.services.replication import latest_model, lineage
+from cbflow.services.replication import adoption_rounds, latest_model, lineage
 from cbflow.stages import documents_summary
 
 Log = Callable[[str], None]
@@ -274,7 +275,10 @@ async def _replicate(
     field_: list[Any],
     log: Log,
 ) -> None:
-    """The best-ranked place publishes its model and a council that was not selected adopts it."""
+    """The best-ranked place publishes its model and a council that was not selected adopts it:
+    through the rolling adoption route where the prospectus opens one (its officer submits the
+    light form and staff approve it), or into a round open for expressions of interest; never
+    into a round whose windows have closed."""
     with session_scope() as session:
         round_ = rounds.get_round(session, slug)
         done = rounds.applications_of(session, round_, AppState.COMPLETED)
@@ -297,8 +301,15 @@ async def _replicate(
         assert model is not None and model.id is not None
         model_id = model.id
     clock.advance(timedelta(days=14))
+    refusal = _cannot_adopt(model_id, adopter, clock())
+    if refusal is not None:
+        # never into a round whose windows have closed: its application could not be submitted
+        log(f"no adoption: {refusal}")
+        summary.adoption = {"model": reference, "not adopted": refusal}
+        return
     outcome = await _call(stages.adopt, model_id, adopter, now=clock())
     step("adopt model", outcome)
+    approved = _through_the_route(outcome.notes[0], clock)
     with session_scope() as session:
         model = session.get(PublishedModel, model_id)
         assert model is not None
@@ -313,3 +324,59 @@ async def _replicate(
         "carried over and valid": valid,
         "lineage report": f"/staff/rounds/{slug}/models/{model_id}/lineage",
     }
+    if approved is not None:
+        summary.adoption["approved, implementation starts"] = approved
+
+
+def _cannot_adopt(model_id: int, council_code: str, now: datetime) -> str | None:
+    """Why the council cannot adopt the model now (no rolling route open, and no round that
+    takes it open for expressions of interest), or None when it can."""
+    with session_scope() as session:
+        model = session.get(PublishedModel, model_id)
+        council = session.get(Council, council_code)
+        assert model is not None and council is not None
+        route_refused = adoption_route.route_refusal(session, model, council, now)
+        if route_refused is None or adoption_rounds(session, model, council, now):
+            return None
+        return f"{route_refused}, and no round that takes {council.name} is open"
+
+
+# what the demo's adopting council writes in the rolling route's own questions
+ADOPTION_ANSWERS = {
+    adoption_route.CHANGES: (
+        "We keep the model's pooled budget and its governance, and start with troubled families "
+        "and older people's care only, adding the rest in the second year."
+    ),
+    adoption_route.PARTNERS: "Our police, health and Jobcentre Plus partners, who have agreed.",
+    adoption_route.READINESS: adoption_route.READY[0],
+}
+
+
+def _through_the_route(reference: str, clock: FixedClock) -> str | None:
+    """An adoption through the rolling route goes on as people would take it: the council's
+    officer answers the route's own questions and submits, and programme staff approve it a week
+    later, which starts its implementation with the model's milestones moved to that day.
+    Returns that day, or None for an adoption into a round (a draft its council goes on with)."""
+    with session_scope() as session:
+        application = applications.get_application(session, reference)
+        if application.route != adoption_route.ROUTE:
+            return None
+        council = session.get(Council, application.council_code)
+        assert council is not None
+        officer = officer_email(council)
+        adoption_route.save(
+            session,
+            application=application,
+            answers=ADOPTION_ANSWERS,
+            questions=list(ADOPTION_ANSWERS),
+            base=None,
+            actor=officer,
+            now=clock(),
+        )
+        clock.advance(timedelta(days=2))
+        adoption_route.submit(session, application=application, actor=officer, now=clock())
+    clock.advance(timedelta(days=7))
+    with session_scope() as session:
+        application = applications.get_application(session, reference)
+        adoption_route.approve(session, application=application, actor=STAFF_EMAIL, now=clock())
+        return clock().date().isoformat()

@@ -111,6 +111,14 @@ def _officer_local(council: Council) -> str:
     return "officer." + "-".join(part for part in words.split("-") if part)
 
 
+def officer_email(council: Council) -> str:
+    """The address of the council's officer in the demo (added once the round has run)."""
+    return _email(_officer_local(council))
+
+
+STAFF_EMAIL = _email("priya.shah")  # the programme staff member who takes staff's decisions
+
+
 def add_council_officers(session: Session, *, round_slug: str, now: datetime) -> Cast:
     """After the round: an officer of a selected place, of a council that was not selected and
     of the council that adopted a model, with what to try as each."""
@@ -139,7 +147,15 @@ def add_council_officers(session: Session, *, round_slug: str, now: datetime) ->
         stories.append((chosen[0], "a selected place: its bid, decision, grant offer and returns"))
     if not_chosen:
         stories.append((not_chosen[0], "a council that was not selected: its letters and why"))
-    if adoption is not None:
+    if adoption is not None and adoption.route == "adoption":
+        stories.append(
+            (
+                adoption,
+                "a council that adopted a published model through the rolling route: its "
+                "approved adoption, with the model's milestones moved to its start",
+            )
+        )
+    elif adoption is not None:
         stories.append((adoption, "a council that adopted a published model: its new bid"))
     staff_pages = {"admin": "/admin/people", "staff": f"/staff/rounds/{round_.slug}"}
     cast = [

@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 
 from cbflow import notify
 from cbflow.db import session_scope
+from cbflow.errors import CbflowError, NotFound
 from cbflow.flowlist import (
     BOARD_PACK,
     CLOSE_BIDS,
@@ -33,10 +34,11 @@ from cbflow.flowlist import (
 )
 from cbflow.formatting import long_date
 from cbflow.lifecycle import AppState
-from cbflow.models import Application, BoardPack, Document, Round, User
+from cbflow.models import Application, BoardPack, Council, Document, PublishedModel, Round, User
 from cbflow.prospectus import Prospectus
 from cbflow.render import render_many, render_pdf
 from cbflow.services import (
+    adoption_route,
     amendments,
     assessment,
     availability,
@@ -432,11 +434,36 @@ def publish(
 
 
 def adopt(model_id: int, council_code: str, *, now: datetime, actor: str = SYSTEM) -> Outcome:
-    """A council adopts a published model: a new draft with the carried-over answers."""
+    """A council adopts a published model: through the rolling adoption route while the model's
+    round keeps it open (a light form pre-filled with the carried-over answers), otherwise into
+    the first round open for expressions of interest that takes the council (a later wave).
+    Never into a round whose windows have closed, where the application could never be
+    submitted: with neither open, nothing is started (CbflowError, saying why)."""
     with session_scope() as session:
-        application, created = replication.adopt_model(
-            session, model_id=model_id, council_code=council_code, actor=actor, now=now
-        )
+        model = session.get(PublishedModel, model_id)
+        council = session.get(Council, council_code)
+        if model is None or council is None:
+            raise NotFound(f"no published model {model_id} or no council {council_code!r}")
+        route_refused = adoption_route.route_refusal(session, model, council, now)
+        if route_refused is None:
+            application, created = adoption_route.start(
+                session, model_id=model_id, council_code=council_code, actor=actor, now=now
+            )
+        else:
+            offered = replication.adoption_rounds(session, model, council, now)
+            if not offered:
+                raise CbflowError(
+                    f"{council.name} cannot adopt model {model_id} now: {route_refused}, and "
+                    "no round that takes it is open for expressions of interest"
+                )
+            application, created = replication.adopt_model(
+                session,
+                model_id=model_id,
+                council_code=council_code,
+                actor=actor,
+                now=now,
+                into=offered[0],
+            )
         round_ = session.get(Round, application.round_id)
         assert round_ is not None
         carried = len(application.eoi_answers) + len(application.bid_answers)

@@ -111,6 +111,15 @@ def example_text() -> str:
     return EXAMPLE.read_text(encoding="utf-8")
 
 
+ROUTE_OPEN = (
+    "    carry_over: [partners, pooled_budget]   # answers an adopting council starts from\n",
+    "    carry_over: [partners, pooled_budget]\n"
+    "    route: open\n"
+    "    opens: 2012-04-01\n"
+    "    closes: 2015-03-31\n",
+)  # edit() pair: the example with the rolling adoption route open from its implementation
+
+
 def edit(source: str, *pairs: tuple[str, str]) -> str:
     """Replace each `old` with `new` in a prospectus text; every `old` must be there."""
     for old, new in pairs:

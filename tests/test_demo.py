@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE, ROOT, edit, example_text
+from conftest import EXAMPLE, ROOT, ROUTE_OPEN, edit, example_text
 from pypdf import PdfReader
 from sqlmodel import col, select
 
 from cbflow import demo, stages
 from cbflow.db import session_scope
-from cbflow.models import AuditEvent, Document, PublishedModel
+from cbflow.models import Application, AuditEvent, Document, PublishedModel
+from cbflow.services import implementation
 from cbflow.services.replication import lineage
 from cbflow.settings import Settings
 
@@ -53,10 +55,31 @@ def test_demo_runs_every_stage_when_given_a_shipped_prospectus(
     assert assert_documents_open(cbflow_env) == summary.documents["total"]
 
 
-def test_demo_publishes_and_adopts_a_model_when_the_round_has_replication(
+def test_demo_publishes_a_model_and_adopts_nothing_where_no_round_is_open(
     cbflow_env: Settings,
 ) -> None:
+    """Without a rolling route, and with the round's own windows long closed, no council is
+    started on an application it could never submit: the demo says why."""
     summary = run_demo(EXAMPLE, councils=10)
+
+    assert summary.states.get("published") == 1
+    reason = summary.adoption["not adopted"]
+    assert reason.startswith(
+        "Whole-place community budgets has no rolling adoption route, and no round that takes "
+    )
+    assert reason.endswith(" is open")
+    with session_scope() as session:
+        assert not session.exec(
+            select(Application).where(col(Application.adopted_from_model_id).is_not(None))
+        ).all()
+
+
+def test_demo_publishes_and_adopts_a_model_through_the_rolling_route(
+    cbflow_env: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "with-route.yaml"
+    path.write_text(edit(example_text(), ROUTE_OPEN), encoding="utf-8")
+    summary = run_demo(path, councils=10)
 
     assert summary.adoption["answers carried over"] >= 1
     # the adopter starts from answers its own form accepts, and the lineage report lists it
@@ -75,6 +98,15 @@ def test_demo_publishes_and_adopts_a_model_when_the_round_has_replication(
         and adoption.application.reference == (summary.adoption["application"])
     )
     assert summary.states.get("published") == 1
+    # the adopter's officer submitted the light form and staff approved it: its implementation
+    # started that day, the model's milestone as far after it as the place's was after its start
+    starts = date.fromisoformat(summary.adoption["approved, implementation starts"])
+    with session_scope() as session:
+        adopted = session.get(Application, adoption.application.id)
+        assert adopted is not None and adopted.state == "implementing"
+        assert adopted.route == "adoption"
+        [milestone] = implementation.milestones_of(session, adopted)
+    assert milestone.due == date(2012, 10, 31) + (starts - date(2012, 4, 1))
     with session_scope() as session:  # a pack for each version: one each at selection, and
         # the completed place's at its end
         versions = session.exec(select(PublishedModel)).all()

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE
+from conftest import ROUTE_OPEN, edit, example_text
 from fastapi.testclient import TestClient
 from portal import add_user, csrf
 from sqlmodel import select
@@ -27,11 +27,13 @@ NOW = datetime(2014, 6, 1, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def demo_round(cbflow_env: Settings) -> demo_people.Cast:
+def demo_round(cbflow_env: Settings, tmp_path: Path) -> demo_people.Cast:
     """The example round simulated end to end, with the demo's people added as `serve` does."""
     with session_scope() as session:
         demo_people.add_staff_and_assessors(session, now=NOW)
-    summary = asyncio.run(demo.run(EXAMPLE, stages=stages, council_count=10, log=lambda _: None))
+    path = tmp_path / "with-route.yaml"  # a council adopts the model through the route
+    path.write_text(edit(example_text(), ROUTE_OPEN), encoding="utf-8")
+    summary = asyncio.run(demo.run(path, stages=stages, council_count=10, log=lambda _: None))
     with session_scope() as session:
         return demo_people.add_council_officers(session, round_slug=summary.round, now=NOW)
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import round_walk
-from conftest import EXAMPLE, edit, example_text, london
+from conftest import ROUTE_OPEN, edit, example_text, london
 from fastapi.testclient import TestClient
 from portal import add_user, csrf, sign_in
 from prefect.client.orchestration import get_client
@@ -64,11 +65,13 @@ async def _runs_and_artifacts() -> tuple[list[str], dict[str, str]]:
 
 
 def test_demo_flow_names_runs_by_round_and_stage_and_links_documents(
-    prefect_server: None, cbflow_env: Settings
+    prefect_server: None, cbflow_env: Settings, tmp_path: Path
 ) -> None:
     from flows.demo import demo_round
 
-    summary = asyncio.run(demo_round(str(EXAMPLE), councils=5))
+    path = tmp_path / "format-example.yaml"  # with the rolling route, for the adoption's run
+    path.write_text(edit(example_text(), ROUTE_OPEN), encoding="utf-8")
+    summary = asyncio.run(demo_round(str(path), councils=5))
 
     names, artifacts = asyncio.run(_runs_and_artifacts())
     assert summary["selected"]
