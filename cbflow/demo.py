@@ -22,7 +22,7 @@ from cbflow.clock import FixedClock
 from cbflow.db import migrate, session_scope
 from cbflow.demo_people import STAFF_EMAIL, officer_email
 from cbflow.errors import OutsideWindow
-from cbflow.lifecycle import FUNDED, AppState
+from cbflow.lifecycle import AppState
 from cbflow.models import Application, Council, PublishedModel
 from cbflow.prospectus import Prospectus, load
 from cbflow.services import adoption_route, applications, councils, rounds
@@ -247,9 +247,7 @@ async def run(
     with session_scope() as session:
         round_ = rounds.get_round(session, slug)
         summary.states = dict(Counter(a.state for a in rounds.applications_of(session, round_)))
-        chosen = [
-            a for a in rounds.applications_of(session, round_) if a.decided_at and a.state in FUNDED
-        ]
+        chosen = [a for a in rounds.places_of(session, round_) if a.decided_at]
         names = {c.code: c.name for c in councils.all_councils(session)}
         summary.selected = [
             {

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from cbflow.lifecycle import FUNDED, AppState
+from cbflow.lifecycle import AppState
 from cbflow.models import Application, Council, PublishedModel, Round, User
 from cbflow.services import accounts, rounds
 from cbflow.services.councils import all_councils
@@ -125,7 +125,7 @@ def add_council_officers(session: Session, *, round_slug: str, now: datetime) ->
     round_ = rounds.get_round(session, round_slug)
     applications = rounds.applications_of(session, round_)
     ranked = sorted(applications, key=lambda a: (a.rank or 10**6, a.council_code))
-    chosen = [a for a in ranked if a.state in FUNDED]
+    chosen = [a for a in ranked if rounds.is_place(a)]
     models = list(session.exec(select(PublishedModel).where(PublishedModel.round_id == round_.id)))
     model_ids = {m.id for m in models}
     adoption = next(

@@ -26,11 +26,11 @@ from sqlmodel import Session, col, select
 from cbflow.errors import CbflowError
 from cbflow.formatting import money
 from cbflow.forms import money_to_pence
-from cbflow.lifecycle import FUNDED, RoundState
+from cbflow.lifecycle import RoundState
 from cbflow.models import Application, AuditEvent, Council, ReturnRecord, Round
 from cbflow.prospectus import OpenData, Period, Prospectus
 from cbflow.services import contributions, partnerships
-from cbflow.services.rounds import applications_of, prospectus_of
+from cbflow.services.rounds import applications_of, places_of, prospectus_of
 from cbflow.settings import Settings
 from cbflow.wording import and_list
 
@@ -115,7 +115,8 @@ def _summary_text(prospectus: Prospectus) -> str:
 
 
 def _funded(session: Session, round_: Round) -> list[Application]:
-    chosen = [a for a in applications_of(session, round_, *FUNDED) if a.decided_at is not None]
+    """The places the round awarded a grant (rounds.places_of)."""
+    chosen = [a for a in places_of(session, round_) if a.decided_at is not None]
     return sorted(chosen, key=lambda a: (a.rank or 0, a.council_code))
 
 
@@ -495,7 +496,7 @@ def unavailable(session: Session, round_: Round) -> dict[str, str | None]:
             "publisher's 360Giving and OCDS prefixes)"
         )
         return dict.fromkeys(KINDS, why)
-    awarded = any(a.decided_at is not None for a in applications_of(session, round_, *FUNDED))
+    awarded = any(a.decided_at is not None for a in places_of(session, round_))
     return {
         "360giving": None if awarded else "no grants have been awarded yet",
         "ocds": None,

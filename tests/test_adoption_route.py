@@ -29,7 +29,7 @@ from cbflow.models import (
     PublishedModel,
     ReturnRecord,
 )
-from cbflow.services import adoption_route
+from cbflow.services import adoption_route, offers, rounds
 from cbflow.settings import Settings
 from cbflow.web import create_app
 
@@ -260,7 +260,7 @@ def test_staff_approve_an_adoption_and_its_milestones_start_from_the_approval(
     app: Any, clock: FixedClock
 ) -> None:
     model_id = to_publication(ROUTE)
-    _, application = submitted_adoption(app, model_id)
+    devon, application = submitted_adoption(app, model_id)
     clock.set(APPROVE_DAY)
     staff = person(app, "officer@dclg.gov.uk", "staff")
     listing = staff.get("/staff/rounds/whole-place-2011/adoptions")
@@ -300,6 +300,14 @@ def test_staff_approve_an_adoption_and_its_milestones_start_from_the_approval(
         (date(2013, 8, 9), date(2013, 11, 8)),
     ]
     assert len(returns) == 4
+    # approved to implement, not awarded the round's money: no grant offer, not one of its
+    # places (selection's totals, the board, open data), and no grant offer page
+    with session_scope() as session:
+        round_ = rounds.get_round(session, "whole-place-2011")
+        assert application.id not in {a.id for a in rounds.places_of(session, round_)}
+    assert not offers.has_offer(application)
+    sign_in(devon, "lead@dev.gov.uk")  # again: the clock moved on past the session's end
+    assert devon.get(f"/applications/{application.id}/offer").status_code == 404
     [mail] = [m for m in mail_to("lead@dev.gov.uk") if "approved" in m.subject]
     assert mail.subject == "Devon's adoption of Birmingham's model is approved"
     assert "9 December 2013" in mail.body and f"/adoptions/{application.id}" in mail.body

@@ -157,7 +157,10 @@ def test_a_whole_demo_round_exports_valid_360giving_and_ocds(
 
     with session_scope() as session:
         round_ = rounds.get_round(session, slug)
-        funded = rounds.applications_of(session, round_, *FUNDED)
+        # a council that adopted a model through the rolling route implements without an award
+        funded = [
+            a for a in rounds.applications_of(session, round_, *FUNDED) if a.route != "adoption"
+        ]
         changes = session.exec(
             select(AuditEvent).where(
                 AuditEvent.entity == "round", AuditEvent.entity_id == round_.id

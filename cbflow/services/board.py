@@ -32,7 +32,6 @@ from cbflow.flowlist import (
     FlowSpec,
 )
 from cbflow.formatting import csv_cell, in_zone, long_date, long_deadline, long_moment, money
-from cbflow.lifecycle import FUNDED
 from cbflow.models import (
     Application,
     BoardPack,
@@ -219,7 +218,7 @@ def round_figures(
     prospectus = rounds.prospectus_of(round_)
     today = in_zone(now, prospectus.zone).date()
     applications = rounds.applications_of(session, round_)
-    funded = {a.id: a for a in applications if a.state in FUNDED and a.id is not None}
+    funded = {a.id: a for a in applications if rounds.is_place(a) and a.id is not None}
     ids = list(funded)
     milestones = list(
         session.exec(select(MilestoneRecord).where(col(MilestoneRecord.application_id).in_(ids)))

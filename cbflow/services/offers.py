@@ -11,10 +11,10 @@ from sqlmodel import Session, select
 from cbflow.db import lock_for_update
 from cbflow.errors import CbflowError
 from cbflow.formatting import long_date
-from cbflow.lifecycle import FUNDED
 from cbflow.models import Application, User
 from cbflow.prospectus import Prospectus
 from cbflow.services.audit import record
+from cbflow.services.rounds import is_place
 
 
 class NoOffer(CbflowError):
@@ -23,7 +23,7 @@ class NoOffer(CbflowError):
 
 def has_offer(application: Application) -> bool:
     """Whether the application was offered a grant: selected by a released decision."""
-    return application.state in FUNDED and application.decided_at is not None
+    return is_place(application) and application.decided_at is not None
 
 
 def accept_by(prospectus: Prospectus, offered_at: datetime) -> datetime:

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from cbflow.errors import CbflowError, NotFound
 from cbflow.flowlist import CLOSE_BIDS, CLOSE_EOI, COMPLETE_ROUND, DECIDE, SEND_REMINDERS
-from cbflow.lifecycle import RoundState
+from cbflow.lifecycle import FUNDED, RoundState
 from cbflow.models import Application, ProspectusVersion, Round
 from cbflow.prospectus import Prospectus, parse
 from cbflow.services.audit import record
@@ -104,6 +104,18 @@ def applications_of(session: Session, round_: Round, *states: str) -> list[Appli
     if states:
         statement = statement.where(col(Application.state).in_(states))
     return list(session.exec(statement.order_by(col(Application.id))))
+
+
+def is_place(application: Application) -> bool:
+    """Selected for the round's funding, wherever it has got to since: not a council that
+    adopted a model through the rolling adoption route, which staff approve to implement
+    without an award of the round's money."""
+    return application.state in FUNDED and application.route != "adoption"
+
+
+def places_of(session: Session, round_: Round) -> list[Application]:
+    """The round's places: those selected for its funding (see is_place)."""
+    return [a for a in applications_of(session, round_, *FUNDED) if is_place(a)]
 
 
 def state_counts(session: Session, round_: Round) -> Counter[str]:

@@ -25,13 +25,13 @@ from sqlmodel import Session, col, select
 from cbflow.errors import CbflowError
 from cbflow.formatting import money, pence_to_money
 from cbflow.forms import money_to_pence
-from cbflow.lifecycle import FUNDED, AppState, RoundState
+from cbflow.lifecycle import AppState, RoundState
 from cbflow.models import Application, Council, Round
 from cbflow.prospectus import GroupRule, Prospectus
 from cbflow.services import partnerships
 from cbflow.services.assessment import results
 from cbflow.services.audit import transition
-from cbflow.services.rounds import RELEASED, applications_of, prospectus_of
+from cbflow.services.rounds import RELEASED, applications_of, places_of, prospectus_of
 from cbflow.services.sift import drawn_lot
 from cbflow.solver import GroupLimit, Infeasible, Item, choose
 from cbflow.wording import and_list, number_word, ordinal, ordinal_word, plural, sentence
@@ -426,7 +426,7 @@ def recorded(session: Session, round_: Round) -> list[Decision]:
 
 
 def total_awarded(session: Session, round_: Round) -> Decimal:
-    chosen = applications_of(session, round_, *FUNDED)
+    chosen = places_of(session, round_)
     return pence_to_money(sum(a.support_requested_pence or 0 for a in chosen))
 
 
