@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from conftest import edit, example_text, london
+from conftest import ROUTE_OPEN, edit, example_text, london
 from sqlalchemy import func
 from sqlmodel import SQLModel, col, select
 
@@ -66,6 +66,7 @@ SOURCE = edit(
     example_text(),
     ("places: 4 ", "places: 2 "),
     ("shortlist: 6 ", "shortlist: 4 "),
+    ROUTE_OPEN,  # Devon adopts the model through the rolling route, the round's windows closed
 )
 SCORES = {  # council -> (ambition, partnership, replicability), one per assessor
     "BIR": ([4, 4, 4], [4, 4, 4], [4, 4, 4]),
@@ -298,7 +299,7 @@ def test_every_stage_event_run_twice_adds_nothing_the_second_time(cbflow_env: Se
     counts = {k: v for k, v in final["counts"].items() if k != "AuditEvent"}
     assert counts == {
         "Round": 1,
-        "Application": 6,  # five councils and one adoption
+        "Application": 6,  # five councils and one adoption (a draft of the route's light form)
         # prospectus 1, EOI receipts 5, invitations 4, regret 1, bid receipts 3, assessment
         # summary 1, moderation pack 1, decisions 3, grant offers 2, chaser 1, progress
         # reports 2, replication packs 3 (version 1 of each place at the decisions, then
