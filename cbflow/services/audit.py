@@ -38,6 +38,27 @@ def record(
     return event
 
 
+def record_application(
+    session: Session,
+    application: Application,
+    action: str,
+    actor: str,
+    now: datetime,
+    reason: str = "",
+) -> None:
+    """Record an event about an application that changes no state (an action and its reason)."""
+    assert application.id is not None
+    record(
+        session,
+        entity="application",
+        entity_id=application.id,
+        action=action,
+        actor=actor,
+        now=now,
+        reason=reason,
+    )
+
+
 def transition(
     session: Session,
     obj: Round | Application,

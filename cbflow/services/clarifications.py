@@ -35,7 +35,7 @@ from cbflow.prospectus import FileQuestion, Form, Prospectus, Question
 from cbflow.services import applications as service
 from cbflow.services import assessment, partnerships, signoff
 from cbflow.services.applications import Stage
-from cbflow.services.audit import record
+from cbflow.services.audit import record_application
 from cbflow.services.rounds import prospectus_of
 from cbflow.settings import Settings
 
@@ -222,7 +222,7 @@ def ask(
     )
     session.add(clarification)
     session.flush()
-    _audit(
+    record_application(
         session,
         application,
         "clarification_requested",
@@ -232,21 +232,6 @@ def ask(
         f"{local_deadline(answer_by, prospectus)}",
     )
     return clarification
-
-
-def _audit(
-    session: Session, application: Application, action: str, actor: str, now: datetime, reason: str
-) -> None:
-    assert application.id is not None
-    record(
-        session,
-        entity="application",
-        entity_id=application.id,
-        action=action,
-        actor=actor,
-        now=now,
-        reason=reason,
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,7 +319,7 @@ def save_draft(
     clarification.version += 1
     session.add(clarification)
     application = _application(session, clarification)
-    _audit(
+    record_application(
         session,
         application,
         "clarification_draft_saved",
@@ -395,7 +380,7 @@ def reply(
     if certifier is not None:
         clarification.state = AWAITING_SIGN_OFF
         session.add(clarification)
-        _audit(
+        record_application(
             session,
             application,
             "clarification_sent_for_sign_off",
@@ -445,7 +430,7 @@ def _answer(
     if support is not None and support in differ and updated.get(support) is not None:
         application.support_requested_pence = money_to_pence(parse_money(updated[support]))
     session.add(application)
-    _audit(
+    record_application(
         session,
         application,
         "clarification_answered",
@@ -521,7 +506,7 @@ def due(session: Session, *, round_: Round, now: datetime, actor: str) -> Due:
             clarification.state = LAPSED
             clarification.lapsed_at = now
             session.add(clarification)
-            _audit(
+            record_application(
                 session,
                 application,
                 "clarification_lapsed",
@@ -538,7 +523,7 @@ def due(session: Session, *, round_: Round, now: datetime, actor: str) -> Due:
                 continue
             clarification.reminded_at = now
             session.add(clarification)
-            _audit(
+            record_application(
                 session,
                 application,
                 "clarification_reminded",

@@ -48,7 +48,7 @@ from cbflow.models import (
 from cbflow.prospectus import Prospectus, ReplicationStage
 from cbflow.services import partnerships
 from cbflow.services.applications import all_answers
-from cbflow.services.audit import record
+from cbflow.services.audit import record_application
 from cbflow.services.implementation import milestones_of, returns_of
 from cbflow.services.rounds import prospectus_of
 from cbflow.settings import Settings
@@ -120,21 +120,6 @@ def follows_of(session: Session, council_code: str) -> dict[int, Follow]:
     return {row.application_id: row for row in rows}
 
 
-def _audit(
-    session: Session, application: Application, action: str, actor: str, now: datetime, why: str
-) -> None:
-    assert application.id is not None
-    record(
-        session,
-        entity="application",
-        entity_id=application.id,
-        action=action,
-        actor=actor,
-        now=now,
-        reason=why,
-    )
-
-
 def follow(
     session: Session, *, application: Application, council: Council, actor: str, now: datetime
 ) -> tuple[Follow, bool]:
@@ -153,7 +138,7 @@ def follow(
         followed_at=now,
     )
     session.add(row)
-    _audit(session, application, "followed", actor, now, f"followed by {council.name}")
+    record_application(session, application, "followed", actor, now, f"followed by {council.name}")
     session.flush()
     return row, True
 
@@ -167,7 +152,9 @@ def unfollow(
     if existing is None:
         return False
     session.delete(existing)
-    _audit(session, application, "unfollowed", actor, now, f"no longer followed by {council.name}")
+    record_application(
+        session, application, "unfollowed", actor, now, f"no longer followed by {council.name}"
+    )
     session.flush()
     return True
 
@@ -191,7 +178,7 @@ def intend(
     row.intends_to_adopt_at = now if intends else None
     row.intends_by = actor if intends else None
     session.add(row)
-    _audit(
+    record_application(
         session,
         application,
         "intends_to_adopt" if intends else "no_longer_intends_to_adopt",
@@ -226,7 +213,7 @@ def set_share_returns(
         return False
     application.share_returns = share
     session.add(application)
-    _audit(
+    record_application(
         session,
         application,
         "share_returns" if share else "stop_sharing_returns",
@@ -530,7 +517,7 @@ def send_digests(session: Session, now: datetime, settings: Settings) -> Digests
             continue
         row.digested_until = now
         session.add(row)
-        _audit(
+        record_application(
             session,
             application,
             "digest_sent",
