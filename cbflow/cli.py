@@ -260,6 +260,34 @@ def round_status(
             console.print(table)
 
 
+@app.command()
+def deploy() -> None:
+    """Create the Prefect work pool (CBFLOW_WORK_POOL, default cbflow) if absent and register
+    every deployment to it on the server PREFECT_API_URL names, with the crash recovery several
+    workers need. Run again after an upgrade or a change of schedule: it updates them in place.
+    Workers on any host then run the flows: `prefect worker start --pool cbflow`."""
+    if not os.environ.get("PREFECT_API_URL"):
+        _fail("set PREFECT_API_URL to the Prefect server to deploy to (http://HOST:4200/api)")
+    _use_prefect()
+    from flows.deployments import ServerUnreachable
+    from flows.deployments import deploy as deploy_all
+
+    try:
+        deployed = asyncio.run(deploy_all())
+    except (ServerUnreachable, ValueError) as exc:
+        _fail(str(exc))
+    except SystemExit as exc:  # a schedule setting that is not one
+        _fail(str(exc.code))
+    verb = "created" if deployed.pool_created else "found"
+    console.print(f"Work pool {deployed.pool} {verb}.", highlight=False)
+    console.print(
+        f"{len(deployed.deployments)} deployments registered to it; automations: "
+        f"{'; '.join(deployed.automations)}.",
+        highlight=False,
+    )
+    console.print(f"Start workers with: prefect worker start --pool {deployed.pool}")
+
+
 class OpenDataKind(StrEnum):
     threesixty = "360giving"
     ocds = "ocds"
@@ -659,18 +687,21 @@ def _log_event(line: str) -> None:
 
 
 class FlowRunner:
-    """The flow runner `serve` starts (`python -m flows.deployments`): it executes the deadline
-    runs and the runs staff start. Started again when it stops, unless it stops soon after
-    starting (then it is failing, and its log says why)."""
+    """The Prefect worker `serve` starts (`prefect worker start --pool POOL`): it executes the
+    deadline runs and the runs staff start, as any other worker would. Started again when it
+    stops, unless it stops soon after starting (then it is failing, and its log says why)."""
 
-    def __init__(self, env: dict[str, str], log: Path, crash_loop_seconds: float = 30) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, pool: str, crash_loop_seconds: float = 30
+    ) -> None:
         self.env, self.log, self.crash_loop_seconds = env, log, crash_loop_seconds
+        self.pool = pool
         self.process: subprocess.Popen[bytes] | None = None
         self.started = 0.0
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flows.deployments"],
+            [sys.executable, "-m", "prefect", "worker", "start", "--pool", self.pool],
             env=self.env,
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
@@ -691,6 +722,27 @@ class FlowRunner:
             )
         self.start()
         return code
+
+    def stop(self) -> None:
+        """Stop it by its PID: a worker takes 30 to 60 s to act on SIGTERM, so it has ten
+        seconds and is then killed (its flow runs end with it, and are marked crashed)."""
+        if self.process is not None:
+            _stop(self.process, "the flow runner")
+
+
+def _worker_environment(env: dict[str, str]) -> dict[str, str]:
+    """The environment of the worker `serve` starts, which its flow runs inherit (every
+    CBFLOW_ setting with it): it looks for runs every 2 s (a staff action is not kept waiting),
+    and its flow runs import this same cbflow, wherever they start."""
+    root = Path(__file__).resolve().parent.parent
+    path = env.get("PYTHONPATH", "")
+    if (root / "flows").is_dir() and str(root) not in path.split(os.pathsep):
+        path = os.pathsep.join(p for p in (str(root), path) if p)
+    return {
+        **env,
+        "PREFECT_WORKER_QUERY_SECONDS": env.get("PREFECT_WORKER_QUERY_SECONDS", "2"),
+        **({"PYTHONPATH": path} if path else {}),
+    }
 
 
 @app.command()
@@ -796,13 +848,22 @@ def serve(
             )
         env["PREFECT_API_URL"] = api
         _use_prefect(api)
-        runner_log_path = log_dir / "deadline-runner.log"
-        runner = FlowRunner(env, runner_log_path)
+        from flows.deployments import deploy as deploy_all
+        from flows.deployments import mark_abandoned_runs
+
+        # its worker is the only one: a run still "running" was left so by the last `serve`
+        # that was killed (marked crashed, it is retried as any crashed run is)
+        crashed = mark_abandoned_runs()
+        if crashed:
+            _log_event(f"marked {len(crashed)} flow run(s) crashed: {', '.join(crashed)}")
+        try:
+            asyncio.run(deploy_all(settings))
+        except SystemExit as exc:  # a schedule setting that is not one
+            _fail(str(exc.code))
+        runner_log_path = log_dir / "worker.log"
+        runner = FlowRunner(_worker_environment(env), runner_log_path, settings.work_pool)
         runner.start()
-        console.print(
-            f"[bold]Prefect UI: {address}[/]  "
-            f"(deadline runner log: {log_dir / 'deadline-runner.log'})"
-        )
+        console.print(f"[bold]Prefect UI: {address}[/]  (worker log: {runner_log_path})")
         if demo_round:
             slug = _demo_round_run(_demo_file(prospectus)) if continuing else None
             if slug is None:
@@ -838,8 +899,8 @@ def serve(
     except KeyboardInterrupt:
         console.print("Stopping ...")
     finally:
-        if runner is not None and runner.process is not None:
-            _stop(runner.process, "the flow runner")
+        if runner is not None:
+            runner.stop()
         for process in portal.processes:
             _stop(process, "the portal")
         if server is not None:

@@ -4,7 +4,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     # time zone, or "every N seconds"; each follow is sent its digest every
     # `replication.digest_every_days` of its round, when something is new
     digest_schedule: str = "0 8 * * *"
+    # the Prefect process work pool `cbflow deploy` registers the deployments to, and that
+    # `prefect worker start --pool NAME` takes their runs from, on any number of hosts
+    work_pool: str = Field(default="cbflow", min_length=1)
+    # a flow run reports a heartbeat this often (Prefect's minimum is 30 s); one silent for three
+    # beats is marked crashed (its host or worker died), and a crashed run is retried, as the same
+    # run, at most `crash_retries` times
+    heartbeat_seconds: int = Field(default=30, ge=30)
+    crash_retries: int = Field(default=2, ge=0, le=20)
 
     @field_validator("reminder_time")
     @classmethod

@@ -1,7 +1,16 @@
 """Deployments of the flows, and the scheduling of a round's deadline runs.
 
-`serve()` runs in the process `cbflow serve` starts beside the Prefect server: it registers one
-deployment per deadline flow and one per flow the portal starts, and executes their runs.
+`deploy()` (the command `cbflow deploy`) registers one deployment per deadline flow, one per flow
+the portal starts and one per recurring flow to a Prefect process work pool (the setting
+`CBFLOW_WORK_POOL`), creating the pool if need be, on whichever server PREFECT_API_URL names; any
+number of hosts then run them with `prefect worker start --pool cbflow`. Its deployments name
+their flows by module (`flows.stages.close_eoi`), so a worker loads them from the cbflow installed
+on its own host, wherever that is. It also sets up the crash recovery several workers need: a
+flow run whose worker or host dies is marked crashed (at once when only the worker died, by the
+lifeline in flows.stages; after three missed heartbeats when the host went), and a crashed run is
+retried, as the same flow run, a bounded number of times (two automations on the server).
+`serve()` is the older single-process mode: it registers the same deployments without a pool and
+executes their runs itself (`python -m flows.deployments`).
 `schedule_round` keeps, for a launched round, one scheduled run per date of its timetable (the
 prospectus as amended, and its extensions), so the Prefect UI shows what happens when; after an
 amendment or an extension it cancels the runs no longer due and adds the new ones. Each
@@ -12,14 +21,19 @@ clarification request's reminder and its date to answer by), which rescheduling 
 
 from __future__ import annotations
 
+import asyncio
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from prefect import Flow
 from prefect import serve as prefect_serve
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun
+from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron, Interval, Schedule
 from prefect.states import Cancelled, Scheduled
 
@@ -33,6 +47,179 @@ from cbflow.stages import TIMETABLE_FLOWS, round_events, schedule_generation
 from flows.stages import DEADLINE_FLOWS, PORTAL_FLOWS, SCHEDULED_FLOWS
 
 
+class ServerUnreachable(Exception):
+    """The Prefect server named by PREFECT_API_URL did not answer."""
+
+
+# what a flow run started by a worker is given, beside the worker's own environment: its output
+# is not piped to the worker, because a flow run writing to the pipe of a worker that was killed
+# dies at once, before it can report itself crashed (measured: it then stayed "Running" for ever)
+def job_variables(settings: Settings) -> dict[str, Any]:
+    return {
+        "stream_output": False,
+        "env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(settings.heartbeat_seconds)},
+    }
+
+
+async def _deployments(settings: Settings, *, for_pool: bool) -> list[RunnerDeployment]:
+    """Every deployment of cbflow: the deadline flows, the portal's and the recurring ones. For a
+    work pool they name their flows by module and carry the job variables above; for `serve()`
+    by file, as the serving process loads them itself."""
+    extra: dict[str, Any] = (
+        {"entrypoint_type": EntrypointType.MODULE_PATH, "job_variables": job_variables(settings)}
+        if for_pool
+        else {}
+    )
+    wanted: list[tuple[str, Flow[..., Any], list[Schedule] | None]] = [
+        (DEPLOYMENT, flow, None) for flow in DEADLINE_FLOWS.values()
+    ]
+    wanted += [(PORTAL, flow, None) for flow in PORTAL_FLOWS.values()]
+    wanted += [
+        (SCHEDULE, flow, [schedule_of(settings, FLOWS[name])])
+        for name, flow in SCHEDULED_FLOWS.items()
+    ]
+    return [
+        await flow.ato_deployment(name=name, tags=["cbflow", name], schedules=when, **extra)
+        for name, flow, when in wanted
+    ]
+
+
+@dataclass
+class Deployed:
+    pool: str
+    pool_created: bool
+    deployments: list[str]
+    automations: list[str]
+
+
+ZOMBIES = "cbflow: mark crashed the runs whose heartbeat stopped"
+RETRY = "cbflow: retry crashed runs"
+
+
+async def deploy(settings: Settings | None = None) -> Deployed:
+    """Create the work pool if absent, register (or update) every deployment to it and set up
+    the crash recovery, on the Prefect server of PREFECT_API_URL. Run again, it leaves the same
+    deployments, with their schedules as the settings now say, and the same two automations.
+    Raises ServerUnreachable when the server does not answer."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    settings = settings or get_settings()
+    deployments = await _deployments(settings, for_pool=True)  # a bad schedule stops us first
+    async with get_client() as client:
+        failure = await client.api_healthcheck()
+        if failure is not None:
+            raise ServerUnreachable(
+                f"the Prefect server at {client.api_url} did not answer ({failure}): start it, "
+                "or set PREFECT_API_URL to one that is running"
+            )
+        created = False
+        try:
+            pool = await client.read_work_pool(settings.work_pool)
+        except ObjectNotFound:
+            try:
+                pool = await client.create_work_pool(
+                    WorkPoolCreate(name=settings.work_pool, type="process")
+                )
+                created = True
+            except ObjectAlreadyExists:  # another `cbflow deploy` made it meanwhile
+                pool = await client.read_work_pool(settings.work_pool)
+        if pool.type != "process":
+            raise ValueError(
+                f"the work pool {settings.work_pool!r} is of type {pool.type!r}, not 'process': "
+                "set CBFLOW_WORK_POOL to another name"
+            )
+        names = []
+        for deployment in deployments:
+            await deployment.aapply(work_pool_name=settings.work_pool)
+            names.append(f"{deployment.flow_name}/{deployment.name}")
+        automations = await _recovery_automations(client, settings)
+    return Deployed(settings.work_pool, created, names, automations)
+
+
+async def _recovery_automations(client: PrefectClient, settings: Settings) -> list[str]:
+    """Prefect's documented detection of "zombie" runs, and the retry of crashed ones, for the
+    runs of cbflow's deployments (tagged "cbflow"), replacing any earlier version of each.
+
+    A run whose heartbeat stops for three beats (its host died, or its worker with the run's
+    process in a way the lifeline could not see) is marked crashed; the change is refused by
+    the server if the run has already finished. A crashed run that has run at most
+    `crash_retries` times is put back to AwaitingRetry: the same flow run, taken by whichever
+    worker polls first, which resumes the stage from the step that failed. A run that crashed
+    before it ever ran (its flow could not be loaded on that host) is left crashed: retrying it
+    would loop."""
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    ours = ResourceSpecification(
+        {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.cbflow"}
+    )
+    finished = {f"prefect.flow-run.{state}" for state in ("Completed", "Failed", "Cancelled")}
+    wanted = [
+        Automation(
+            name=ZOMBIES,
+            description="A cbflow flow run that stopped sending heartbeats is marked crashed.",
+            trigger=EventTrigger(
+                after={"prefect.flow-run.heartbeat"},
+                expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Crashed", *finished},
+                match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+                match_related=ours,
+                for_each={"prefect.resource.id"},
+                posture=Posture.Proactive,
+                threshold=1,
+                within=timedelta(seconds=3 * settings.heartbeat_seconds),
+            ),
+            actions=[
+                ChangeFlowRunState(
+                    state=StateType.CRASHED,
+                    message=f"no heartbeat for {3 * settings.heartbeat_seconds} s: its worker "
+                    "or its host stopped",
+                )
+            ],
+        ),
+        Automation(
+            name=RETRY,
+            description=(
+                f"A crashed cbflow flow run is run again, as the same run, at most "
+                f"{settings.crash_retries} times."
+            ),
+            trigger=EventTrigger(
+                expect={"prefect.flow-run.Crashed"},
+                match=ResourceSpecification(
+                    {
+                        "prefect.resource.id": ["prefect.flow-run.*"],
+                        "prefect.run-count": [
+                            str(count) for count in range(1, settings.crash_retries + 1)
+                        ]
+                        or ["never"],
+                    }
+                ),
+                match_related=ours,
+                posture=Posture.Reactive,
+                threshold=1,
+                within=timedelta(0),
+            ),
+            actions=[
+                ChangeFlowRunState(
+                    state=StateType.SCHEDULED,
+                    name="AwaitingRetry",
+                    message="crashed (its worker or host stopped): run again from the step "
+                    "that did not finish",
+                )
+            ],
+            enabled=settings.crash_retries > 0,
+        ),
+    ]
+    for automation in wanted:
+        for old in await client.read_automations_by_name(automation.name):
+            await client.delete_automation(old.id)
+        await automation.acreate()
+    return [automation.name for automation in wanted]
+
+
 def serve() -> None:
     """Register the deadline deployments and the portal's, and run their flow runs until
     stopped. A deadline flow is also the portal's way to run a missed deadline by hand.
@@ -43,26 +230,8 @@ def serve() -> None:
     crashed = mark_abandoned_runs()
     if crashed:
         print(f"marked {len(crashed)} flow run(s) crashed: {', '.join(crashed)}", flush=True)
-    settings = get_settings()
-    deployments = (
-        [
-            flow.to_deployment(name=DEPLOYMENT, tags=["cbflow", "deadline"])
-            for flow in DEADLINE_FLOWS.values()
-        ]
-        + [
-            flow.to_deployment(name=PORTAL, tags=["cbflow", "portal"])
-            for flow in PORTAL_FLOWS.values()
-        ]
-        + [
-            flow.to_deployment(
-                name=SCHEDULE,
-                tags=["cbflow", "schedule"],
-                schedules=[schedule_of(settings, FLOWS[name])],
-            )
-            for name, flow in SCHEDULED_FLOWS.items()
-        ]
-    )
-    prefect_serve(*deployments, print_starting_message=True)  # type: ignore[arg-type]
+    deployments = asyncio.run(_deployments(get_settings(), for_pool=False))
+    prefect_serve(*deployments, print_starting_message=True)
 
 
 EVERY = re.compile(r"^every\s+(\d{1,9})\s*(s|seconds?)$")
@@ -222,13 +391,22 @@ async def _scheduled_runs(
 
 async def ensure_deployments() -> None:
     """Register the deadline deployments without serving them (so runs can be scheduled before
-    the runner starts; the runner picks them up when it does)."""
-    for flow in DEADLINE_FLOWS.values():
-        deployment = await flow.ato_deployment(name=DEPLOYMENT, tags=["cbflow", "deadline"])
-        await deployment.aapply()
-    for flow in PORTAL_FLOWS.values():
-        deployment = await flow.ato_deployment(name=PORTAL, tags=["cbflow", "portal"])
-        await deployment.aapply()
+    the runner starts; the runner picks them up when it does). One that exists is left as it
+    is: `cbflow deploy` may have registered it to the work pool, which this must not undo."""
+    from prefect.exceptions import ObjectNotFound
+
+    async with get_client() as client:
+        for name, flow in [
+            *((DEPLOYMENT, flow) for flow in DEADLINE_FLOWS.values()),
+            *((PORTAL, flow) for flow in PORTAL_FLOWS.values()),
+        ]:
+            try:
+                await client.read_deployment_by_name(f"{flow.name}/{name}")
+                continue
+            except ObjectNotFound:
+                pass
+            deployment = await flow.ato_deployment(name=name, tags=["cbflow", name])
+            await deployment.aapply()
 
 
 if __name__ == "__main__":
