@@ -206,5 +206,5 @@ def test_deadlines_close_by_themselves_on_time_and_catch_up_after_the_runner_was
     finally:
         if served.process is not None:
             served.stop()
-    runner_log = (served.log_dir / "deadline-runner.log").read_text(encoding="utf-8")
+    runner_log = (served.log_dir / "worker.log").read_text(encoding="utf-8")
     assert not re.search(r"Finished in state (Failed|Crashed)", runner_log), runner_log

@@ -181,7 +181,7 @@ def test_serve_killed_while_rendering_leaves_no_process_and_no_partial_document(
     assert list((served.data_dir / "documents").rglob("*.part")) == []
 
 
-def test_serve_starts_a_new_flow_runner_when_its_runner_dies(tmp_path: Path) -> None:
+def test_serve_starts_a_new_worker_when_its_worker_dies(tmp_path: Path) -> None:
     served = Served(tmp_path / "data")
     served.start()
     try:
@@ -189,7 +189,7 @@ def test_serve_starts_a_new_flow_runner_when_its_runner_dies(tmp_path: Path) -> 
 
         def runners() -> list[int]:
             below = _descendants(served.process.pid)  # type: ignore[union-attr]
-            return [pid for pid, (_, command) in below.items() if "flows.deployments" in command]
+            return [pid for pid, (_, command) in below.items() if "worker start" in command]
 
         (first,) = wait_for(runners, 30, "the flow runner")
         time.sleep(31)  # a runner that dies sooner than this after starting is failing
