@@ -269,12 +269,11 @@ def deploy() -> None:
     if not os.environ.get("PREFECT_API_URL"):
         _fail("set PREFECT_API_URL to the Prefect server to deploy to (http://HOST:4200/api)")
     _use_prefect()
-    from flows.deployments import ServerUnreachable
     from flows.deployments import deploy as deploy_all
 
     try:
         deployed = asyncio.run(deploy_all())
-    except (ServerUnreachable, ValueError) as exc:
+    except CbflowError as exc:
         _fail(str(exc))
     except SystemExit as exc:  # a schedule setting that is not one
         _fail(str(exc.code))

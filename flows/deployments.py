@@ -39,6 +39,7 @@ from prefect.states import Cancelled, Scheduled
 
 from cbflow import flowruns
 from cbflow.db import session_scope
+from cbflow.errors import CbflowError
 from cbflow.flowlist import DEADLINE as DEPLOYMENT
 from cbflow.flowlist import FLOWS, PORTAL, SCHEDULE, FlowSpec
 from cbflow.services.rounds import get_round, prospectus_of
@@ -47,8 +48,9 @@ from cbflow.stages import TIMETABLE_FLOWS, round_events, schedule_generation
 from flows.stages import DEADLINE_FLOWS, PORTAL_FLOWS, SCHEDULED_FLOWS
 
 
-class ServerUnreachable(Exception):
-    """The Prefect server named by PREFECT_API_URL did not answer."""
+class CannotDeploy(CbflowError):
+    """The Prefect server named by PREFECT_API_URL did not answer, or its work pool of cbflow's
+    name is not a process pool."""
 
 
 # what a flow run started by a worker is given, beside the worker's own environment: its output
@@ -100,7 +102,7 @@ async def deploy(settings: Settings | None = None) -> Deployed:
     """Create the work pool if absent, register (or update) every deployment to it and set up
     the crash recovery, on the Prefect server of PREFECT_API_URL. Run again, it leaves the same
     deployments, with their schedules as the settings now say, and the same two automations.
-    Raises ServerUnreachable when the server does not answer."""
+    Raises CannotDeploy when the server does not answer, or the pool is not a process pool."""
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
@@ -109,7 +111,7 @@ async def deploy(settings: Settings | None = None) -> Deployed:
     async with get_client() as client:
         failure = await client.api_healthcheck()
         if failure is not None:
-            raise ServerUnreachable(
+            raise CannotDeploy(
                 f"the Prefect server at {client.api_url} did not answer ({failure}): start it, "
                 "or set PREFECT_API_URL to one that is running"
             )
@@ -125,7 +127,7 @@ async def deploy(settings: Settings | None = None) -> Deployed:
             except ObjectAlreadyExists:  # another `cbflow deploy` made it meanwhile
                 pool = await client.read_work_pool(settings.work_pool)
         if pool.type != "process":
-            raise ValueError(
+            raise CannotDeploy(
                 f"the work pool {settings.work_pool!r} is of type {pool.type!r}, not 'process': "
                 "set CBFLOW_WORK_POOL to another name"
             )
