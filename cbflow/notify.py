@@ -150,21 +150,36 @@ def send_all(
     return mail_all(messages, settings)
 
 
-def mail_all(messages: Sequence[Message], settings: Settings) -> list[tuple[Message, str]]:
+@dataclass(frozen=True)
+class Failure:
+    """Why a message was not sent: `refused` by the server (it will not take it: trying again
+    will not help), or not (the server could not be reached, or the connection dropped)."""
+
+    reason: str
+    refused: bool
+
+
+def mail_each(messages: Sequence[Message], settings: Settings) -> list[Failure | None]:
     """Send by SMTP over one connection. A message the server refuses does not stop the others.
-    Returns the ones not sent, each with the reason."""
-    if not messages:
-        return []
-    failed: list[tuple[Message, str]] = []
-    handled = 0  # messages sent or refused one by one
+    Returns, for each message in order, None when sent, or why not."""
+    results: list[Failure | None] = []
     try:
         with _smtp(settings) as smtp:
             for message in messages:
                 try:
                     smtp.send_message(_email(message, settings))
+                    results.append(None)
                 except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError) as exc:
-                    failed.append((message, str(exc)))
-                handled += 1
+                    results.append(Failure(str(exc), refused=True))
     except (smtplib.SMTPException, OSError) as exc:  # unreachable, or the connection dropped
-        failed += [(message, str(exc)) for message in messages[handled:]]
-    return failed
+        results += [Failure(str(exc), refused=False)] * (len(messages) - len(results))
+    return results
+
+
+def mail_all(messages: Sequence[Message], settings: Settings) -> list[tuple[Message, str]]:
+    """Send by SMTP over one connection (see `mail_each`). Returns the ones not sent, each with
+    the reason."""
+    if not messages:
+        return []
+    results = mail_each(messages, settings)
+    return [(m, f.reason) for m, f in zip(messages, results, strict=True) if f is not None]
