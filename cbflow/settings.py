@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # time zone, or "every N seconds"; each follow is sent its digest every
     # `replication.digest_every_days` of its round, when something is new
     digest_schedule: str = "0 8 * * *"
+    # the waits, in seconds, before each retry of a stage's steps that do I/O under Prefect (a
+    # batch of documents, the mail): "10,60,300" is three retries; empty, none
+    step_retry_seconds: str = "10,60,300"
 
     @field_validator("reminder_time")
     @classmethod

@@ -299,7 +299,8 @@ def extend_if_degraded(
             _queue(messages, settings, session, now, slug)
             return [f"{stage} deadline extended for everyone: {extension.reason}", len(messages)]
 
-    done = steps.domain(f"{stage} deadline: extend if the portal was degraded", extend)
+    label = "EOI" if stage == "eoi" else stage
+    done = steps.domain(f"extend the {label} deadline if the portal was degraded", extend)
     if done is None:
         return None
     note, messages = done
