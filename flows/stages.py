@@ -1,10 +1,12 @@
 """The stage events as Prefect flows, so administrators watch every step in the Prefect UI.
 
 Each flow runs the domain event from `cbflow.stages` in a worker thread (the work is blocking:
-database and rendering), then attaches one artifact listing what it did and linking every
-document it issued. Flows are async because a Prefect sync flow costs about a second of
-bookkeeping, an async one about a tenth. `now` is the injectable clock: left out, it is the
-system's time; the demo and tests pass the round's own dates.
+database and rendering), its steps as task runs (flows.steps: the domain step, the documents in
+batches, the mail; a retried run resumes after the steps it finished), then attaches one
+artifact listing what it did and linking every document it issued. Flows are async because a
+Prefect sync flow costs about a second of bookkeeping, an async one about a tenth. `now` is the
+injectable clock: left out, it is the system's time; the demo and tests pass the round's own
+dates.
 """
 
 from __future__ import annotations

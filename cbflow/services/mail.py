@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from cbflow import notify
@@ -102,29 +103,38 @@ def _message(row: QueuedMail, documents: Path) -> notify.Message:
 
 
 def _claim(batch: str) -> list[QueuedMail]:
-    """Take the next group of the batch's unsent messages that no other sender holds. On
-    PostgreSQL the rows are locked while taken (other senders skip them); SQLite's write lock
-    does the same. The hold is on the real clock, whatever the stage's `now`."""
+    """Take the next group of the batch's unsent messages that no other sender holds. The
+    taking is one conditional UPDATE, so two senders at once never take the same message (on
+    SQLite and PostgreSQL alike). The hold is on the real clock, whatever the stage's `now`."""
     now = datetime.now(UTC)
+    free = (
+        col(QueuedMail.sent_at).is_(None),
+        col(QueuedMail.refused).is_(False),
+        col(QueuedMail.claimed_until).is_(None) | (col(QueuedMail.claimed_until) < now),
+    )
     with session_scope() as session:
-        statement = (
-            select(QueuedMail)
-            .where(
-                QueuedMail.batch == batch,
-                col(QueuedMail.sent_at).is_(None),
-                col(QueuedMail.refused).is_(False),
-                (col(QueuedMail.claimed_until).is_(None)) | (col(QueuedMail.claimed_until) < now),
+        candidates = list(
+            session.exec(
+                select(QueuedMail.id)
+                .where(QueuedMail.batch == batch, *free)
+                .order_by(col(QueuedMail.id))
+                .limit(GROUP)
             )
-            .order_by(col(QueuedMail.id))
-            .limit(GROUP)
-            .with_for_update(skip_locked=True)
         )
-        rows = list(session.exec(statement))
-        for row in rows:
-            row.claimed_until = now + HOLD
-            row.attempts += 1
-            session.add(row)
-        session.flush()
+        if not candidates:
+            return []
+        taken = session.execute(
+            update(QueuedMail)
+            .where(col(QueuedMail.id).in_(candidates), *free)
+            .values(claimed_until=now + HOLD, attempts=col(QueuedMail.attempts) + 1)
+            .returning(col(QueuedMail.id))
+        )
+        ids = [row[0] for row in taken]
+        rows = list(
+            session.exec(
+                select(QueuedMail).where(col(QueuedMail.id).in_(ids)).order_by(col(QueuedMail.id))
+            )
+        )
         for row in rows:
             session.expunge(row)
     return rows
