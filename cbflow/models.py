@@ -565,3 +565,31 @@ class BoardPack(SQLModel, table=True):
     figures: dict[str, Any] = _json()
     created_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
     created_by: str
+
+
+class StoredFile(SQLModel, table=True):
+    """A rendered document or an uploaded file kept in the database (CBFLOW_STORE=database),
+    for a deployment whose hosts share only the database. The key is the file's path in the
+    data folder ("documents/<round>/<kind>/<name>.pdf", "uploads/<application>/<sha256>")."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, index=True, max_length=500)
+    size: int
+    sha256: str = Field(max_length=64)
+    content: bytes = Field(sa_column=Column(sa.LargeBinary, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+
+
+class SignInAsks(SQLModel, table=True):
+    """How many sign-in links one client address asked for in one minute, counted here so that
+    the portal's processes on every host share the limit (CBFLOW_SIGN_IN_ASKS_PER_MINUTE).
+    Minutes gone by are deleted."""
+
+    __table_args__ = (UniqueConstraint("client", "minute"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    client: str = Field(max_length=64)
+    minute: datetime = Field(
+        sa_column=Column(UTCDateTime(timezone=True), nullable=False, index=True)
+    )
+    asks: int = 0

@@ -18,7 +18,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlmodel import Session
 
 from cbflow.models import OutboxMessage
-from cbflow.settings import Settings
+from cbflow.settings import Settings, get_settings
+from cbflow.store import get_store
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +32,22 @@ class Attachment:
     path: Path
     content_type: str = "application/pdf"
 
+    def local_file(self, settings: Settings | None = None) -> Path | None:
+        """The file on this host: where it was rendered or, when another host rendered it (a
+        stage retried on another worker), fetched from the store (cbflow.store)."""
+        if self.path.is_file():
+            return self.path
+        settings = settings or get_settings()
+        root = settings.documents_dir.resolve()
+        if not self.path.resolve().is_relative_to(root):
+            return None
+        key = self.path.resolve().relative_to(root).as_posix()
+        return get_store(settings).local_copy("documents", key)
+
     def note(self) -> str:
         """How the outbox shows it: the outbox keeps text, not files."""
-        size = self.path.stat().st_size if self.path.is_file() else 0
+        found = self.local_file()
+        size = found.stat().st_size if found is not None else 0
         kind = self.content_type.rpartition("/")[2].upper()
         return f"[Attachment: {self.filename} ({kind}, {max(1, round(size / 1024))} KB)]"
 
@@ -89,8 +103,11 @@ def _email(message: Message, settings: Settings) -> EmailMessage:
     email.set_content(message.body)
     for attachment in message.attachments:
         maintype, _, subtype = attachment.content_type.partition("/")
+        found = attachment.local_file(settings)
+        if found is None:  # not rendered, or in no store this host reaches: said, not skipped
+            raise FileNotFoundError(f"the attachment {attachment.path} is in no store")
         email.add_attachment(
-            attachment.path.read_bytes(),
+            found.read_bytes(),
             maintype=maintype,
             subtype=subtype,
             filename=attachment.filename,

@@ -60,6 +60,7 @@ from cbflow.services.implementation import return_periods
 from cbflow.services.receipts import receipt_messages
 from cbflow.settings import Settings, get_settings
 from cbflow.steps import DIRECT, Steps
+from cbflow.store import get_store
 from cbflow.workdays import parse_time_of_day
 
 Progress = Callable[[int], None] | None
@@ -878,6 +879,7 @@ def board_pack(
             context = board.pack_context(session, figures, key, zone)
         relative = board.pack_file(key)
         path = render_pdf(board.PACK_TEMPLATE, context, settings.documents_dir / relative)
+        get_store().keep("documents", relative, path)  # served by the portal on any host
         try:
             with session_scope() as session:
                 pack = BoardPack(
