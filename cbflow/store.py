@@ -82,10 +82,11 @@ def parse_setting(value: str) -> StoreSetting:
                 f"{SETTING}={value!r}: {bucket!r} is not an S3 bucket name (3 to 63 lower-case "
                 "letters, digits, dots and hyphens)"
             )
-        if prefix and not all(_PART.fullmatch(part) for part in prefix.split("/")):
+        parts = prefix.split("/") if prefix else []
+        if not all(_PART.fullmatch(part) and part not in (".", "..") for part in parts):
             raise ValueError(
                 f"{SETTING}={value!r}: the prefix may hold letters, digits, '.', '_', '-' and "
-                "'/' between names"
+                "'/' between names, and no name that is '.' or '..'"
             )
         return StoreSetting("s3", bucket, prefix)
     raise ValueError(
