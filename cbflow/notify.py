@@ -103,16 +103,35 @@ def _email(message: Message, settings: Settings) -> EmailMessage:
     email.set_content(message.body)
     for attachment in message.attachments:
         maintype, _, subtype = attachment.content_type.partition("/")
-        found = attachment.local_file(settings)
-        if found is None:  # not rendered, or in no store this host reaches: said, not skipped
-            raise FileNotFoundError(f"the attachment {attachment.path} is in no store")
         email.add_attachment(
-            found.read_bytes(),
+            _attached(attachment, settings),
             maintype=maintype,
             subtype=subtype,
             filename=attachment.filename,
         )
     return email
+
+
+class AttachmentMissing(OSError):
+    """A message's attachment could not be read: that message is not sent (and is reported
+    so), the others are. `lasting` when the store has no such file (trying again will not
+    help), not when the store could not be reached."""
+
+    def __init__(self, reason: str, *, lasting: bool) -> None:
+        super().__init__(reason)
+        self.lasting = lasting
+
+
+def _attached(attachment: Attachment, settings: Settings) -> bytes:
+    try:
+        found = attachment.local_file(settings)
+        if found is not None:
+            return found.read_bytes()
+    except Exception as exc:  # the store unreachable, or its copy damaged: this message fails
+        reason = f"the attachment {attachment.filename} was not read: {exc}"
+        raise AttachmentMissing(reason, lasting=False) from exc
+    reason = f"the attachment {attachment.filename} is in no store"
+    raise AttachmentMissing(reason, lasting=True)
 
 
 @contextmanager
@@ -188,6 +207,8 @@ def mail_each(messages: Sequence[Message], settings: Settings) -> list[Failure |
                     results.append(None)
                 except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError) as exc:
                     results.append(Failure(str(exc), refused=True))
+                except AttachmentMissing as exc:  # this message alone; in no store: for good
+                    results.append(Failure(str(exc), refused=exc.lasting))
     except (smtplib.SMTPException, OSError) as exc:  # unreachable, or the connection dropped
         results += [Failure(str(exc), refused=False)] * (len(messages) - len(results))
     return results

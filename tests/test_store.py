@@ -37,7 +37,7 @@ from test_sign_in import Inbox
 from cbflow import notify, stages
 from cbflow.clock import FixedClock
 from cbflow.db import migrate, session_scope
-from cbflow.models import Application, Document, MagicLink, OutboxMessage, StoredFile
+from cbflow.models import Application, BoardPack, Document, MagicLink, OutboxMessage, StoredFile
 from cbflow.services.councils import load_register
 from cbflow.settings import Settings, get_settings
 from cbflow.store import BadKey, DatabaseStore, S3Store, Store, checked_key, get_store
@@ -208,6 +208,28 @@ def test_a_receipt_rendered_on_another_host_is_still_attached_to_its_email(
     assert message.attachments[0].note().startswith("[Attachment: receipt.pdf (PDF, ")
 
 
+@pytest.mark.parametrize("store_env", ["database"], indirect=True)
+def test_an_attachment_in_no_store_fails_its_own_message_only(
+    store_env: Settings,
+    smtp: tuple[Inbox, int],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    inbox, port = smtp
+    mail_by_smtp(monkeypatch, port)
+    lost = notify.Attachment("lost.pdf", store_env.documents_dir / "round" / "lost.pdf")
+    messages = [
+        notify.Message(to=PAT, subject="With a lost file", body=".", attachments=(lost,)),
+        notify.Message(to=KIM, subject="Plain", body="."),
+    ]
+
+    failed = notify.mail_all(messages, get_settings())
+
+    assert [(m.subject, "lost.pdf is in no store" in why) for m, why in failed] == [
+        ("With a lost file", True)
+    ]
+    assert [m["Subject"] for m in inbox.messages] == ["Plain"]
+
+
 @pytest.mark.parametrize("store_env", ["local", "database", "s3"], indirect=True)
 def test_an_upload_is_served_from_the_store_to_staff_only(
     store_env: Settings, portal: Callable[..., TestClient]
@@ -256,6 +278,26 @@ def test_an_upload_is_served_from_the_store_to_staff_only(
     assert again.status_code == 303
     with session_scope() as session:
         assert session.get(Application, application.id).eoi_answers["plan"]["sha256"] == digest  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("store_env", ["database", "s3"], indirect=True)
+def test_a_board_pack_made_on_another_host_is_served_to_staff_only(
+    store_env: Settings, portal: Callable[..., TestClient]
+) -> None:
+    stages.launch(example_text(), "round.yaml", now=LAUNCHED)
+    stages.board_pack(now=DURING_EOI)
+    with session_scope() as session:
+        pack = session.exec(select(BoardPack)).one()
+    local = store_env.documents_dir / pack.path
+    made = local.read_bytes()
+    local.unlink()
+    staff = portal(store_env, STAFF, "staff")
+    pat = portal(store_env, PAT, "applicant", "ESS")
+
+    served = staff.get(f"/staff/board/packs/{pack.id}")
+
+    assert served.status_code == 200 and served.content == made
+    assert pat.get(f"/staff/board/packs/{pack.id}").status_code == 403
 
 
 def test_a_document_whose_path_leaves_its_folder_is_never_served(
