@@ -364,6 +364,44 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
 
 
+class QueuedMail(SQLModel, table=True):
+    """A message to send by SMTP, queued in the transaction that records what it tells of and
+    sent by the stage's mail step once that has committed. The queue, not the step's memory,
+    holds it: a mail server that is down fails the step, and its retry (on any worker) sends
+    what is still unsent, each message once."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    # what queued it: a round's slug, or "programme" (the digests): the mail step of any stage
+    # of the round delivers what an earlier run of it left unsent
+    batch: str = Field(index=True, max_length=120)
+    to: str
+    subject: str
+    body: str
+    # [{"filename", "path", "content_type"}]: documents, read when the message is sent
+    attachments: list[dict[str, str]] = _list()
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+    # a sender holds the message until then (a sender that died lets it go when it passes)
+    claimed_until: datetime | None = _when()
+    sent_at: datetime | None = _when()
+    attempts: int = 0
+    error: str = ""  # the last refusal; a message refused outright is not tried again
+    refused: bool = False
+
+
+class StageStep(SQLModel, table=True):
+    """A step of a stage's flow run that finished, with what it returned: a retry of the run
+    (after a crash, on another worker, or from the Prefect UI) resumes after it instead of doing
+    it again. Kept for the Prefect runs only; the domain itself never reads them."""
+
+    __table_args__ = (UniqueConstraint("run", "step"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run: str = Field(index=True, max_length=64)  # the Prefect flow run's id
+    step: str = Field(max_length=200)
+    result: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
+    finished_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+
+
 class ProspectusVersion(SQLModel, table=True):
     """Every version of a round's prospectus, kept: version 1 as launched, then each amendment
     staff published, with what changed and why."""
@@ -527,3 +565,31 @@ class BoardPack(SQLModel, table=True):
     figures: dict[str, Any] = _json()
     created_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
     created_by: str
+
+
+class StoredFile(SQLModel, table=True):
+    """A rendered document or an uploaded file kept in the database (CBFLOW_STORE=database),
+    for a deployment whose hosts share only the database. The key is the file's path in the
+    data folder ("documents/<round>/<kind>/<name>.pdf", "uploads/<application>/<sha256>")."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, index=True, max_length=500)
+    size: int
+    sha256: str = Field(max_length=64)
+    content: bytes = Field(sa_column=Column(sa.LargeBinary, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(timezone=True), nullable=False))
+
+
+class SignInAsks(SQLModel, table=True):
+    """How many sign-in links one client address asked for in one minute, counted here so that
+    the portal's processes on every host share the limit (CBFLOW_SIGN_IN_ASKS_PER_MINUTE).
+    Minutes gone by are deleted."""
+
+    __table_args__ = (UniqueConstraint("client", "minute"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    client: str = Field(max_length=64)
+    minute: datetime = Field(
+        sa_column=Column(UTCDateTime(timezone=True), nullable=False, index=True)
+    )
+    asks: int = 0

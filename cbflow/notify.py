@@ -18,7 +18,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlmodel import Session
 
 from cbflow.models import OutboxMessage
-from cbflow.settings import Settings
+from cbflow.settings import Settings, get_settings
+from cbflow.store import get_store
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +32,22 @@ class Attachment:
     path: Path
     content_type: str = "application/pdf"
 
+    def local_file(self, settings: Settings | None = None) -> Path | None:
+        """The file on this host: where it was rendered or, when another host rendered it (a
+        stage retried on another worker), fetched from the store (cbflow.store)."""
+        if self.path.is_file():
+            return self.path
+        settings = settings or get_settings()
+        root = settings.documents_dir.resolve()
+        if not self.path.resolve().is_relative_to(root):
+            return None
+        key = self.path.resolve().relative_to(root).as_posix()
+        return get_store(settings).local_copy("documents", key)
+
     def note(self) -> str:
         """How the outbox shows it: the outbox keeps text, not files."""
-        size = self.path.stat().st_size if self.path.is_file() else 0
+        found = self.local_file()
+        size = found.stat().st_size if found is not None else 0
         kind = self.content_type.rpartition("/")[2].upper()
         return f"[Attachment: {self.filename} ({kind}, {max(1, round(size / 1024))} KB)]"
 
@@ -90,12 +104,34 @@ def _email(message: Message, settings: Settings) -> EmailMessage:
     for attachment in message.attachments:
         maintype, _, subtype = attachment.content_type.partition("/")
         email.add_attachment(
-            attachment.path.read_bytes(),
+            _attached(attachment, settings),
             maintype=maintype,
             subtype=subtype,
             filename=attachment.filename,
         )
     return email
+
+
+class AttachmentMissing(OSError):
+    """A message's attachment could not be read: that message is not sent (and is reported
+    so), the others are. `lasting` when the store has no such file (trying again will not
+    help), not when the store could not be reached."""
+
+    def __init__(self, reason: str, *, lasting: bool) -> None:
+        super().__init__(reason)
+        self.lasting = lasting
+
+
+def _attached(attachment: Attachment, settings: Settings) -> bytes:
+    try:
+        found = attachment.local_file(settings)
+        if found is not None:
+            return found.read_bytes()
+    except Exception as exc:  # the store unreachable, or its copy damaged: this message fails
+        reason = f"the attachment {attachment.filename} was not read: {exc}"
+        raise AttachmentMissing(reason, lasting=False) from exc
+    reason = f"the attachment {attachment.filename} is in no store"
+    raise AttachmentMissing(reason, lasting=True)
 
 
 @contextmanager
@@ -150,21 +186,38 @@ def send_all(
     return mail_all(messages, settings)
 
 
-def mail_all(messages: Sequence[Message], settings: Settings) -> list[tuple[Message, str]]:
+@dataclass(frozen=True)
+class Failure:
+    """Why a message was not sent: `refused` by the server (it will not take it: trying again
+    will not help), or not (the server could not be reached, or the connection dropped)."""
+
+    reason: str
+    refused: bool
+
+
+def mail_each(messages: Sequence[Message], settings: Settings) -> list[Failure | None]:
     """Send by SMTP over one connection. A message the server refuses does not stop the others.
-    Returns the ones not sent, each with the reason."""
-    if not messages:
-        return []
-    failed: list[tuple[Message, str]] = []
-    handled = 0  # messages sent or refused one by one
+    Returns, for each message in order, None when sent, or why not."""
+    results: list[Failure | None] = []
     try:
         with _smtp(settings) as smtp:
             for message in messages:
                 try:
                     smtp.send_message(_email(message, settings))
+                    results.append(None)
                 except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError) as exc:
-                    failed.append((message, str(exc)))
-                handled += 1
+                    results.append(Failure(str(exc), refused=True))
+                except AttachmentMissing as exc:  # this message alone; in no store: for good
+                    results.append(Failure(str(exc), refused=exc.lasting))
     except (smtplib.SMTPException, OSError) as exc:  # unreachable, or the connection dropped
-        failed += [(message, str(exc)) for message in messages[handled:]]
-    return failed
+        results += [Failure(str(exc), refused=False)] * (len(messages) - len(results))
+    return results
+
+
+def mail_all(messages: Sequence[Message], settings: Settings) -> list[tuple[Message, str]]:
+    """Send by SMTP over one connection (see `mail_each`). Returns the ones not sent, each with
+    the reason."""
+    if not messages:
+        return []
+    results = mail_each(messages, settings)
+    return [(m, f.reason) for m, f in zip(messages, results, strict=True) if f is not None]

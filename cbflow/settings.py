@@ -48,8 +48,9 @@ class Settings(BaseSettings):
     # many seconds counts as slow; each process writes its counts this often
     slow_request_seconds: float = 5
     availability_every_seconds: float = 10
-    # sign-in links asked for from one client address, per minute and portal process, beyond
-    # which nothing is sent (the answer is the same); 0: no limit, for a load test
+    # sign-in links asked for from one client address per minute, beyond which nothing is sent
+    # (the answer is the same); 0: no limit, for a load test. Counted in cbflow's database, so
+    # the portal's processes on every host share it
     sign_in_asks_per_minute: int = 30
     # e-mail: with no SMTP host, messages are kept in the outbox administrators read
     smtp_host: str = ""
@@ -68,6 +69,14 @@ class Settings(BaseSettings):
     # time zone, or "every N seconds"; each follow is sent its digest every
     # `replication.digest_every_days` of its round, when something is new
     digest_schedule: str = "0 8 * * *"
+    # the waits, in seconds, before each retry of a stage's steps that do I/O under Prefect (a
+    # batch of documents, the mail): "10,60,300" is three retries; empty, none
+    step_retry_seconds: str = "10,60,300"
+    # where rendered documents and uploaded files are kept (cbflow.store): "local" (the data
+    # folder), "database" (cbflow's database) or "s3://bucket/prefix" (an S3-compatible store,
+    # credentials from boto3's usual environment variables)
+    store: str = "local"
+    s3_endpoint_url: str = ""  # the S3-compatible server's address; empty: AWS
     # the Prefect process work pool `cbflow deploy` registers the deployments to, and that
     # `prefect worker start --pool NAME` takes their runs from, on any number of hosts
     work_pool: str = Field(default="cbflow", min_length=1)
@@ -83,6 +92,14 @@ class Settings(BaseSettings):
         from cbflow.workdays import parse_time_of_day
 
         parse_time_of_day(value)
+        return value.strip()
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        from cbflow.store import parse_setting
+
+        parse_setting(value)
         return value.strip()
 
     @property

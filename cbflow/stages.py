@@ -47,6 +47,7 @@ from cbflow.services import (
     deadlines,
     following,
     implementation,
+    mail,
     reminders,
     replication,
     rounds,
@@ -58,6 +59,8 @@ from cbflow.services.documents import Amendment, Issuer, Pending, record_rendere
 from cbflow.services.implementation import return_periods
 from cbflow.services.receipts import receipt_messages
 from cbflow.settings import Settings, get_settings
+from cbflow.steps import DIRECT, Steps
+from cbflow.store import get_store
 from cbflow.workdays import parse_time_of_day
 
 Progress = Callable[[int], None] | None
@@ -89,40 +92,90 @@ def issue(pendings: Sequence[Pending], now: datetime, progress: Progress = None)
     return paths
 
 
-def _outbox(
-    messages: Sequence[notify.Message], settings: Settings, session: Session, now: datetime
+Build = Callable[[Session, Round, Issuer], list[Pending]]
+
+
+def _documents(
+    steps: Steps, name: str, slug: str, now: datetime, build: Build, progress: Progress
+) -> list[Path]:
+    """The documents step: those `build` finds still to issue in the round (an issuer skips a
+    key already recorded), rendered and recorded a batch at a time."""
+
+    def plan() -> list[Pending]:
+        with session_scope() as session:
+            round_ = rounds.get_round(session, slug)
+            return build(session, round_, Issuer(session, round_, now))
+
+    def issue_batch(pendings: Sequence[Pending]) -> list[str]:
+        return [str(path) for path in issue(pendings, now, progress)]
+
+    return [Path(path) for path in steps.documents(name, plan, issue_batch)]
+
+
+def _queue(
+    messages: Sequence[notify.Message],
+    settings: Settings,
+    session: Session,
+    now: datetime,
+    batch: str,
 ) -> None:
-    """Without SMTP, the messages go into the outbox in the transaction that records what they
-    tell of, so a re-run, which finds it recorded, sends nothing again."""
+    """Keep the messages in the transaction that records what they tell of: in the outbox
+    without SMTP, in the mail queue with it (see services.mail). A re-run, which finds that
+    recorded, queues nothing again."""
+    mail.queue(messages, settings=settings, session=session, now=now, batch=batch)
+
+
+def _mail(outcome: Outcome, steps: Steps, settings: Settings, now: datetime, what: str) -> None:
+    """The mail step: send what the stage queued (and anything an earlier run of the round's
+    stages left unsent); count those sent, and note each refused and any still waiting."""
     if notify.uses_outbox(settings):
-        notify.send_all(messages, settings=settings, session=session, now=now)
-
-
-def _mail(
-    outcome: Outcome, messages: Sequence[notify.Message], settings: Settings, what: str
-) -> None:
-    """With SMTP, send the messages once their transaction has committed; count those sent and
-    note (and log) each one the server would not take."""
-    failed = [] if notify.uses_outbox(settings) else notify.mail_all(messages, settings)
-    if messages:
-        outcome.counts["e-mailed"] = len(messages) - len(failed)
-    for message, reason in failed:
-        note = f"the {what} to {message.to} was not sent: {reason}"
+        return
+    done = steps.mail("mail", lambda: mail.deliver(settings, outcome.round, now))
+    if done.sent:
+        outcome.counts["e-mailed"] = outcome.counts.get("e-mailed", 0) + done.sent
+    for to, reason in done.refused:
+        outcome.notes.append(f"the {what} to {to} was not sent: {reason}")
+    if done.waiting:
+        note = (
+            f"{done.waiting} messages wait to be sent: the mail server could not be reached "
+            f"({done.unreachable}); the next run of a stage of this round sends them"
+        )
         logger.warning("%s: %s", outcome.round, note)
         outcome.notes.append(note)
 
 
+def _outboxed(outcome: Outcome, messages: int, settings: Settings) -> None:
+    """Without SMTP the messages are in the outbox once the domain step has committed."""
+    if messages and notify.uses_outbox(settings):
+        outcome.counts["e-mailed"] = outcome.counts.get("e-mailed", 0) + messages
+
+
 def launch(
-    source: str, path: str, *, now: datetime, actor: str = SYSTEM, progress: Progress = None
+    source: str,
+    path: str,
+    *,
+    now: datetime,
+    actor: str = SYSTEM,
+    progress: Progress = None,
+    steps: Steps = DIRECT,
 ) -> Outcome:
-    with session_scope() as session:
-        round_, created = rounds.launch_round(
-            session, source=source, path=path, actor=actor, now=now
-        )
-        pendings = Issuer(session, round_, now).prospectus_document()
-        slug = round_.slug
+    def launch_round() -> list[Any]:
+        with session_scope() as session:
+            round_, created = rounds.launch_round(
+                session, source=source, path=path, actor=actor, now=now
+            )
+            return [round_.slug, created]
+
+    slug, created = steps.domain("launch the round", launch_round)
     outcome = Outcome(slug, "launch", {"created": int(created)})
-    outcome.documents = issue(pendings, now, progress)
+    outcome.documents = _documents(
+        steps,
+        "the prospectus",
+        slug,
+        now,
+        lambda session, round_, issuer: issuer.prospectus_document(),
+        progress,
+    )
     return outcome
 
 
@@ -135,6 +188,7 @@ def amend_prospectus(
     now: datetime,
     actor: str = SYSTEM,
     progress: Progress = None,
+    steps: Steps = DIRECT,
 ) -> Outcome:
     """Publish an amendment to the round's prospectus: the new version in force, its document
     (version N, with its list of changes; earlier versions' documents are kept), and an e-mail
@@ -142,124 +196,187 @@ def amend_prospectus(
     for it. The same file again publishes nothing new (a document not yet issued is issued).
     The caller reschedules the round's deadline runs (flows.deployments.schedule_round)."""
     settings = get_settings()
-    with session_scope() as session:
-        round_ = rounds.get_round(session, slug)
-        version, created = amendments.amend(
-            session, round_, source=source, path=path, reason=reason, actor=actor, now=now
-        )
+
+    def publish_amendment() -> list[int]:
+        with session_scope() as session:
+            round_ = rounds.get_round(session, slug)
+            version, created = amendments.amend(
+                session, round_, source=source, path=path, reason=reason, actor=actor, now=now
+            )
+            messages: list[notify.Message] = []
+            if created:
+                changes = amendments.changes_of(session, round_, version.version)
+                messages = amendments.messages(session, round_, version, changes, settings)
+                _queue(messages, settings, session, now, slug)
+            return [version.version, int(created), len(messages)]
+
+    number, created, messages = steps.domain("publish the amendment", publish_amendment)
+
+    def document(session: Session, round_: Round, issuer: Issuer) -> list[Pending]:
+        version = amendments.version_of(session, round_, number)
         amendment = (
             Amendment(version.version, version.published_at, version.changes)
-            if version.version > 1
+            if version is not None and version.version > 1
             else None
         )
-        pendings = Issuer(session, round_, now).prospectus_document(amendment)
-        messages: list[notify.Message] = []
-        if created:
-            changes = amendments.changes_of(session, round_, version.version)
-            messages = amendments.messages(session, round_, version, changes, settings)
-            _outbox(messages, settings, session, now)
-    outcome = Outcome(slug, "amendment", {"version": version.version, "new": int(created)})
-    outcome.documents = issue(pendings, now, progress)
-    _mail(outcome, messages, settings, "amendment e-mail")
+        return issuer.prospectus_document(amendment)
+
+    outcome = Outcome(slug, "amendment", {"version": number, "new": created})
+    outcome.documents = _documents(
+        steps, "the prospectus as amended", slug, now, document, progress
+    )
+    _outboxed(outcome, messages, settings)
+    _mail(outcome, steps, settings, now, "amendment e-mail")
     return outcome
 
 
-def issue_receipts(slug: str, *, now: datetime, progress: Progress = None) -> Outcome:
-    """Receipts for every EOI and bid submitted and not yet acknowledged, in one batch.
+def issue_receipts(
+    slug: str, *, now: datetime, progress: Progress = None, steps: Steps = DIRECT
+) -> Outcome:
+    """Receipts for every EOI and bid submitted and not yet acknowledged, in batches.
 
-    Each receipt issued for the first time is e-mailed to whoever submitted, the PDF attached.
-    Without SMTP the message goes into the outbox in the transaction that records the receipt;
-    with SMTP it is sent once that transaction has committed. Either way a re-run, which finds
-    the receipt recorded, never sends it again.
+    Each receipt issued for the first time is e-mailed to whoever submitted, the PDF attached:
+    the message is queued (or, without SMTP, put in the outbox) in the transaction that records
+    the receipt, and sent by the mail step after. A re-run, which finds the receipt recorded,
+    never queues it again; a message the mail server could not take waits for the next run.
     """
     settings = get_settings()
-    with session_scope() as session:
-        round_ = rounds.get_round(session, slug)
-        issuer = Issuer(session, round_, now)
+    messages = 0
+
+    def plan(session: Session, round_: Round, issuer: Issuer) -> list[Pending]:
         apps = rounds.applications_of(session, round_)
         pendings = issuer.receipts("eoi", [a for a in apps if a.eoi_submitted_at is not None])
         if issuer.prospectus.stages.bid:
             pendings += issuer.receipts("bid", [a for a in apps if a.bid_submitted_at is not None])
-    outcome = Outcome(slug, "receipts", {"receipts": len(pendings)})
-    if not pendings:
-        return outcome
-    outcome.documents = render_many([p.job for p in pendings], progress=progress)
-    with session_scope() as session:
-        recorded = record_rendered(session, pendings, now)
-        messages = receipt_messages(session, recorded, settings)
-        _outbox(messages, settings, session, now)
-    _mail(outcome, messages, settings, "receipt e-mail")
+        return pendings
+
+    def issue_batch(pendings: Sequence[Pending]) -> list[str]:
+        nonlocal messages
+        paths = render_many([p.job for p in pendings], progress=progress)
+        with session_scope() as session:
+            recorded = record_rendered(session, pendings, now)
+            composed = receipt_messages(session, recorded, settings)
+            _queue(composed, settings, session, now, slug)
+        messages += len(composed)
+        return [str(path) for path in paths]
+
+    def planned() -> list[Pending]:
+        with session_scope() as session:
+            round_ = rounds.get_round(session, slug)
+            return plan(session, round_, Issuer(session, round_, now))
+
+    documents = steps.documents("receipts", planned, issue_batch)
+    outcome = Outcome(slug, "receipts", {"receipts": len(documents)})
+    outcome.documents = [Path(path) for path in documents]
+    _outboxed(outcome, messages, settings)
+    _mail(outcome, steps, settings, now, "receipt e-mail")
     return outcome
 
 
 def extend_if_degraded(
-    slug: str, stage: deadlines.Stage, *, now: datetime, actor: str = SYSTEM
+    slug: str,
+    stage: deadlines.Stage,
+    *,
+    now: datetime,
+    actor: str = SYSTEM,
+    steps: Steps = DIRECT,
 ) -> Outcome | None:
     """At a stage's deadline, where the prospectus asks and the portal was degraded before it
     (see services.availability): extend the window for everyone instead of closing it, and
     tell every council with the form still to submit. Returns what it did, or None (nothing
     done: the deadline is to close as usual)."""
     settings = get_settings()
-    with session_scope() as session:
-        round_ = rounds.get_round(session, slug)
-        original = deadlines.stage_closes(session, round_, stage)
-        extension = availability.degraded_extension(session, round_, stage, now, actor)
-        if extension is None:
-            return None
-        messages = deadlines.everyone_told(session, round_, stage, extension, original, settings)
-        _outbox(messages, settings, session, now)
-        note = f"{stage} deadline extended for everyone: {extension.reason}"
+
+    def extend() -> list[Any] | None:
+        with session_scope() as session:
+            round_ = rounds.get_round(session, slug)
+            original = deadlines.stage_closes(session, round_, stage)
+            extension = availability.degraded_extension(session, round_, stage, now, actor)
+            if extension is None:
+                return None
+            messages = deadlines.everyone_told(
+                session, round_, stage, extension, original, settings
+            )
+            _queue(messages, settings, session, now, slug)
+            return [f"{stage} deadline extended for everyone: {extension.reason}", len(messages)]
+
+    label = "EOI" if stage == "eoi" else stage
+    done = steps.domain(f"extend the {label} deadline if the portal was degraded", extend)
+    if done is None:
+        return None
+    note, messages = done
     logger.warning("%s: %s", slug, note)
     outcome = Outcome(slug, f"{stage}-extended", notes=[note], timetable_changed=True)
-    _mail(outcome, messages, settings, "e-mail")
+    _outboxed(outcome, messages, settings)
+    _mail(outcome, steps, settings, now, "e-mail")
     return outcome
 
 
-def send_reminders(slug: str, *, now: datetime) -> Outcome:
+def send_reminders(slug: str, *, now: datetime, steps: Steps = DIRECT) -> Outcome:
     """E-mail the reminders due at `now` (see services.reminders): to the officers of every
     council whose EOI or bid is still a draft (and its certifier, where sign-off is awaited) and
-    to every assessor with scores unsubmitted. Each reminder is recorded with its message in the
-    outbox in one transaction (by SMTP: sent once it has committed), so a re-run sends nothing
-    again."""
+    to every assessor with scores unsubmitted. Each reminder is recorded with its message (in
+    the outbox, or queued for SMTP) in one transaction, so a re-run sends nothing again."""
     settings = get_settings()
-    with session_scope() as session:
-        round_ = rounds.get_round(session, slug)
-        rows, messages = reminders.send(session, round_, now, settings)
-        _outbox(messages, settings, session, now)
+
+    def remind() -> list[Any]:
+        with session_scope() as session:
+            round_ = rounds.get_round(session, slug)
+            rows, messages = reminders.send(session, round_, now, settings)
+            _queue(messages, settings, session, now, slug)
+            return [[row.stage for row in rows], len(messages)]
+
+    stages_reminded, messages = steps.domain("reminders due", remind)
     counts: dict[str, int] = {}
-    for row in rows:
-        counts[f"reminders ({row.stage})"] = counts.get(f"reminders ({row.stage})", 0) + 1
+    for stage in stages_reminded:
+        counts[f"reminders ({stage})"] = counts.get(f"reminders ({stage})", 0) + 1
     outcome = Outcome(slug, "reminders", counts)
-    _mail(outcome, messages, settings, "reminder")
+    _outboxed(outcome, messages, settings)
+    _mail(outcome, steps, settings, now, "reminder")
     return outcome
 
 
-def send_digests(*, now: datetime) -> Outcome:
+def send_digests(*, now: datetime, steps: Steps = DIRECT) -> Outcome:
     """E-mail each follower council's officers what is new at the places it follows, where its
-    digest is due (see services.following): recorded with the messages in the outbox in one
-    transaction (by SMTP: sent once it has committed), so a re-run sends nothing again."""
+    digest is due (see services.following): recorded with the messages (outbox or queue) in one
+    transaction, so a re-run sends nothing again."""
     settings = get_settings()
-    with session_scope() as session:
-        done = following.send_digests(session, now, settings)
-        _outbox(done.messages, settings, session, now)
-    outcome = Outcome("programme", "digests", {"follows with news": len(done.follows)})
-    _mail(outcome, done.messages, settings, "digest")
+
+    def digests() -> list[int]:
+        with session_scope() as session:
+            done = following.send_digests(session, now, settings)
+            _queue(done.messages, settings, session, now, BOARD)
+            return [len(done.follows), len(done.messages)]
+
+    follows, messages = steps.domain("digests due", digests)
+    outcome = Outcome(BOARD, "digests", {"follows with news": follows})
+    _outboxed(outcome, messages, settings)
+    _mail(outcome, steps, settings, now, "digest")
     return outcome
 
 
 def close_eoi(
-    slug: str, *, now: datetime, actor: str = SYSTEM, progress: Progress = None
+    slug: str,
+    *,
+    now: datetime,
+    actor: str = SYSTEM,
+    progress: Progress = None,
+    steps: Steps = DIRECT,
 ) -> Outcome:
     """Close expressions of interest and sift them, unless the portal's degraded minutes before
     the deadline extend it instead."""
-    extended = extend_if_degraded(slug, "eoi", now=now, actor=actor)
+    extended = extend_if_degraded(slug, "eoi", now=now, actor=actor, steps=steps)
     if extended is not None:
         return extended
-    with session_scope() as session:
-        round_ = rounds.get_round(session, slug)
-        counts = sift.close_eoi(session, round_=round_, actor=actor, now=now)
-    receipts = issue_receipts(slug, now=now, progress=progress)
-    outcome = Outcome(slug, "eoi-close", dict(counts), receipts.documents)
+
+    def close() -> dict[str, int]:
+        with session_scope() as session:
+            round_ = rounds.get_round(session, slug)
+            return dict(sift.close_eoi(session, round_=round_, actor=actor, now=now))
+
+    counts = steps.domain("close EOI and sift", close)
+    receipts = issue_receipts(slug, now=now, progress=progress, steps=steps)
+    outcome = Outcome(slug, "eoi-close", counts, receipts.documents, receipts.notes)
     return outcome
 
 
@@ -270,230 +387,338 @@ def invite_to_bid(
     chosen: Sequence[str] | None = None,
     actor: str = SYSTEM,
     progress: Progress = None,
+    steps: Steps = DIRECT,
 ) -> Outcome:
     """Confirm the shortlist (the references staff chose, or the proposed shortlist) and issue
     invitations and regret letters."""
-    with session_scope() as session:
-        round_ = rounds.get_round(session, slug)
-        if chosen is None:
-            picked = sift.propose_shortlist(session, round_=round_)
-        else:
-            picked = [
-                a for a in rounds.applications_of(session, round_) if a.reference in set(chosen)
-            ]
-        invited, regretted = sift.confirm_shortlist(
-            session, round_=round_, chosen=picked, actor=actor, now=now
-        )
-    with session_scope() as session:
-        round_ = rounds.get_round(session, slug)
-        issuer = Issuer(session, round_, now)
+
+    def confirm() -> list[int]:
+        with session_scope() as session:
+            round_ = rounds.get_round(session, slug)
+            if chosen is None:
+                picked = sift.propose_shortlist(session, round_=round_)
+            else:
+                picked = [
+                    a for a in rounds.applications_of(session, round_) if a.reference in set(chosen)
+                ]
+            invited, regretted = sift.confirm_shortlist(
+                session, round_=round_, chosen=picked, actor=actor, now=now
+            )
+            return [len(invited), len(regretted)]
+
+    invited, regretted = steps.domain("confirm the shortlist", confirm)
+
+    def letters(session: Session, round_: Round, issuer: Issuer) -> list[Pending]:
         pendings = issuer.invitations(
             rounds.applications_of(
                 session, round_, AppState.INVITED, AppState.BID_DRAFT, AppState.BID_SUBMITTED
             )
         )
-        pendings += issuer.regrets(sift.regretted(session, round_))
-    outcome = Outcome(slug, "invite", {"invited": len(invited), "not shortlisted": len(regretted)})
-    outcome.documents = issue(pendings, now, progress)
+        return pendings + issuer.regrets(sift.regretted(session, round_))
+
+    outcome = Outcome(slug, "invite", {"invited": invited, "not shortlisted": regretted})
+    outcome.documents = _documents(
+        steps, "invitations and regret letters", slug, now, letters, progress
+    )
     return outcome
 
 
 def close_bids(
-    slug: str, *, now: datetime, actor: str = SYSTEM, progress: Progress = None
+    slug: str,
+    *,
+    now: datetime,
+    actor: str = SYSTEM,
+    progress: Progress = None,
+    steps: Steps = DIRECT,
 ) -> Outcome:
     """Close bids, unless the portal's degraded minutes before the deadline extend it instead."""
-    extended = extend_if_degraded(slug, "bid", now=now, actor=actor)
+    extended = extend_if_degraded(slug, "bid", now=now, actor=actor, steps=steps)
     if extended is not None:
         return extended
-    with session_scope() as session:
-        round_ = rounds.get_round(session, slug)
-        submitted = sift.close_bids(session, round_=round_, actor=actor, now=now)
-    receipts = issue_receipts(slug, now=now, progress=progress)
-    return Outcome(slug, "bids-close", {"bids": submitted}, receipts.documents)
+
+    def close() -> int:
+        with session_scope() as session:
+            round_ = rounds.get_round(session, slug)
+            return sift.close_bids(session, round_=round_, actor=actor, now=now)
+
+    submitted = steps.domain("close bids", close)
+    receipts = issue_receipts(slug, now=now, progress=progress, steps=steps)
+    return Outcome(slug, "bids-close", {"bids": submitted}, receipts.documents, receipts.notes)
 
 
-def assign_assessors(slug: str, *, now: datetime, actor: str = SYSTEM) -> Outcome:
-    with session_scope() as session:
-        round_ = rounds.get_round(session, slug)
-        assessors = list(
-            session.exec(select(User).where(User.role == "assessor").order_by(col(User.id)))
-        )
-        assigned = assessment.assign_assessors(
-            session, round_=round_, assessors=assessors, actor=actor, now=now
-        )
+def _assessors(session: Session) -> list[User]:
+    return list(session.exec(select(User).where(User.role == "assessor").order_by(col(User.id))))
+
+
+def assign_assessors(
+    slug: str, *, now: datetime, actor: str = SYSTEM, steps: Steps = DIRECT
+) -> Outcome:
+    def assign() -> list[int]:
+        with session_scope() as session:
+            round_ = rounds.get_round(session, slug)
+            assessors = _assessors(session)
+            assigned = assessment.assign_assessors(
+                session, round_=round_, assessors=assessors, actor=actor, now=now
+            )
+            return [len(assigned), len(assessors)]
+
+    applications, assessors = steps.domain("assign assessors", assign)
     return Outcome(
-        slug, "assessment-assign", {"applications": len(assigned), "assessors": len(assessors)}
+        slug, "assessment-assign", {"applications": applications, "assessors": assessors}
     )
 
 
-def open_moderation(slug: str, *, now: datetime, actor: str = SYSTEM) -> Outcome:
-    with session_scope() as session:
-        round_ = rounds.get_round(session, slug)
-        tasks = assessment.open_moderation(session, round_=round_, actor=actor, now=now)
-    return Outcome(slug, "moderation", {"open moderation tasks": len(tasks)})
+def open_moderation(
+    slug: str, *, now: datetime, actor: str = SYSTEM, steps: Steps = DIRECT
+) -> Outcome:
+    def moderation() -> int:
+        with session_scope() as session:
+            round_ = rounds.get_round(session, slug)
+            return len(assessment.open_moderation(session, round_=round_, actor=actor, now=now))
+
+    tasks = steps.domain("open moderation", moderation)
+    return Outcome(slug, "moderation", {"open moderation tasks": tasks})
 
 
 def finalise_assessment(
-    slug: str, *, now: datetime, actor: str = SYSTEM, progress: Progress = None
+    slug: str,
+    *,
+    now: datetime,
+    actor: str = SYSTEM,
+    progress: Progress = None,
+    steps: Steps = DIRECT,
 ) -> Outcome:
-    with session_scope() as session:
-        round_ = rounds.get_round(session, slug)
-        ranked = assessment.finalise(session, round_=round_, actor=actor, now=now)
-        assessors = list(
-            session.exec(select(User).where(User.role == "assessor").order_by(col(User.id)))
-        )
-        pendings = Issuer(session, round_, now).assessment_documents(ranked, assessors)
-    outcome = Outcome(slug, "assessment-finalise", {"ranked": len(ranked)})
-    outcome.documents = issue(pendings, now, progress)
+    def finalise() -> int:
+        with session_scope() as session:
+            round_ = rounds.get_round(session, slug)
+            return len(assessment.finalise(session, round_=round_, actor=actor, now=now))
+
+    ranked = steps.domain("totals and ranking", finalise)
+
+    def summary(session: Session, round_: Round, issuer: Issuer) -> list[Pending]:
+        return issuer.assessment_documents(assessment.results(session, round_), _assessors(session))
+
+    outcome = Outcome(slug, "assessment-finalise", {"ranked": ranked})
+    outcome.documents = _documents(
+        steps, "assessment summary and moderation pack", slug, now, summary, progress
+    )
     return outcome
 
 
-def decide(slug: str, *, now: datetime, actor: str = SYSTEM, progress: Progress = None) -> Outcome:
-    with session_scope() as session:
-        round_ = rounds.get_round(session, slug)
-        decisions = selection.decide(session, round_=round_, actor=actor, now=now)
-        # each selected place's model, version 1: its plan as selected
-        first = replication.first_versions(session, round_=round_, actor=actor, now=now)
-    with session_scope() as session:
-        round_ = rounds.get_round(session, slug)
+def decide(
+    slug: str,
+    *,
+    now: datetime,
+    actor: str = SYSTEM,
+    progress: Progress = None,
+    steps: Steps = DIRECT,
+) -> Outcome:
+    def select_places() -> dict[str, int]:
+        with session_scope() as session:
+            round_ = rounds.get_round(session, slug)
+            decisions = selection.decide(session, round_=round_, actor=actor, now=now)
+            # each selected place's model, version 1: its plan as selected
+            first = replication.first_versions(session, round_=round_, actor=actor, now=now)
+        counts: dict[str, int] = {}
+        for d in decisions:
+            counts[d.outcome.value] = counts.get(d.outcome.value, 0) + 1
+        if first:
+            counts["model versions"] = len(first)
+        return counts
+
+    counts = steps.domain("selection and decisions", select_places)
+
+    def letters(session: Session, round_: Round, issuer: Issuer) -> list[Pending]:
         decided = [a for a in rounds.applications_of(session, round_) if a.decided_at is not None]
-        issuer = Issuer(session, round_, now)
         pendings = issuer.decisions(decided) + issuer.grant_offers(
             a for a in decided if a.state == AppState.SELECTED
         )
-        pendings += issuer.replication_packs(replication.published_models(session, round_))
-    counts: dict[str, int] = {}
-    for d in decisions:
-        counts[d.outcome.value] = counts.get(d.outcome.value, 0) + 1
-    if first:
-        counts["model versions"] = len(first)
+        return pendings + issuer.replication_packs(replication.published_models(session, round_))
+
     outcome = Outcome(slug, "decisions", counts)
-    outcome.documents = issue(pendings, now, progress)
+    outcome.documents = _documents(
+        steps, "decision letters, grant offers and model packs", slug, now, letters, progress
+    )
     return outcome
 
 
-def start_implementation(slug: str, *, now: datetime, actor: str = SYSTEM) -> Outcome:
-    with session_scope() as session:
-        round_ = rounds.get_round(session, slug)
-        # a place selected since the decisions (a reserve promoted) has its version 1 too
-        replication.first_versions(session, round_=round_, actor=actor, now=now)
-        started = implementation.start_implementation(session, round_=round_, actor=actor, now=now)
+def start_implementation(
+    slug: str, *, now: datetime, actor: str = SYSTEM, steps: Steps = DIRECT
+) -> Outcome:
+    def start() -> int:
+        with session_scope() as session:
+            round_ = rounds.get_round(session, slug)
+            # a place selected since the decisions (a reserve promoted) has its version 1 too
+            replication.first_versions(session, round_=round_, actor=actor, now=now)
+            return implementation.start_implementation(session, round_=round_, actor=actor, now=now)
+
+    started = steps.domain("start implementation", start)
     return Outcome(slug, "implementation-start", {"places": started})
 
 
 def returns_cycle(
-    slug: str, *, now: datetime, actor: str = SYSTEM, progress: Progress = None
+    slug: str,
+    *,
+    now: datetime,
+    actor: str = SYSTEM,
+    progress: Progress = None,
+    steps: Steps = DIRECT,
 ) -> Outcome:
     """Chase overdue returns (one reminder each) and issue each place's progress report."""
-    with session_scope() as session:
-        round_ = rounds.get_round(session, slug)
-        chased = implementation.chase_overdue(session, round_=round_, actor=actor, now=now)
-        issuer = Issuer(session, round_, now)
-        pendings = issuer.chasers(chased) + issuer.progress_reports(
-            rounds.applications_of(session, round_, AppState.IMPLEMENTING)
-        )
+
+    def chase() -> int:
+        with session_scope() as session:
+            round_ = rounds.get_round(session, slug)
+            return len(implementation.chase_overdue(session, round_=round_, actor=actor, now=now))
+
+    chased = steps.domain("chase overdue returns", chase)
+
+    def reports(session: Session, round_: Round, issuer: Issuer) -> list[Pending]:
+        places = rounds.applications_of(session, round_, AppState.IMPLEMENTING)
+        # every chased return has its chaser (an issuer skips those issued before)
+        overdue = [
+            record_
+            for place in places
+            for record_ in implementation.returns_of(session, place)
+            if record_.chased_at is not None
+        ]
+        pendings = issuer.chasers(overdue) + issuer.progress_reports(places)
         # the pack of each version of a model published since (at a milestone, in the portal)
-        pendings += issuer.replication_packs(replication.published_models(session, round_))
-    outcome = Outcome(slug, RETURNS_CYCLE.name, {"chased": len(chased)})
-    outcome.documents = issue(pendings, now, progress)
+        return pendings + issuer.replication_packs(replication.published_models(session, round_))
+
+    outcome = Outcome(slug, RETURNS_CYCLE.name, {"chased": chased})
+    outcome.documents = _documents(
+        steps, "chasers, progress reports and model packs", slug, now, reports, progress
+    )
     return outcome
 
 
-def complete(slug: str, *, now: datetime, actor: str = SYSTEM) -> Outcome:
-    with session_scope() as session:
-        round_ = rounds.get_round(session, slug)
-        done = implementation.complete(session, round_=round_, actor=actor, now=now)
+def complete(slug: str, *, now: datetime, actor: str = SYSTEM, steps: Steps = DIRECT) -> Outcome:
+    def finish() -> int:
+        with session_scope() as session:
+            round_ = rounds.get_round(session, slug)
+            return implementation.complete(session, round_=round_, actor=actor, now=now)
+
+    done = steps.domain("complete the round", finish)
     return Outcome(slug, "complete", {"completed": done})
 
 
 def publish(
-    reference: str, *, now: datetime, actor: str = SYSTEM, progress: Progress = None
+    reference: str,
+    *,
+    now: datetime,
+    actor: str = SYSTEM,
+    progress: Progress = None,
+    steps: Steps = DIRECT,
 ) -> Outcome:
     """Publish a place's model (a completed place's final version), issue the pack of each of
     its versions not yet issued, and tell the councils that adopted an earlier version."""
     settings = get_settings()
-    with session_scope() as session:
-        application = session.exec(
-            select(Application).where(Application.reference == reference)
-        ).one()
-        model, created = replication.publish_model(
-            session, application=application, actor=actor, now=now
-        )
-        round_ = session.get(Round, application.round_id)
-        assert round_ is not None and application.id is not None
-        versions = replication.versions_of(session, application.id)
-        pendings = Issuer(session, round_, now).replication_packs(versions)
-        slug = round_.slug
-        # the councils that adopted an earlier version hear of this one
-        messages = replication.newer_messages(session, model, settings) if created else []
-        _outbox(messages, settings, session, now)
-    outcome = Outcome(slug, "publish", {"version": model.version})
-    outcome.documents = issue(pendings, now, progress)
-    _mail(outcome, messages, settings, "new version e-mail")
+
+    def publish_model() -> list[Any]:
+        with session_scope() as session:
+            application = session.exec(
+                select(Application).where(Application.reference == reference)
+            ).one()
+            round_ = session.get(Round, application.round_id)
+            assert round_ is not None and application.id is not None
+            model, created = replication.publish_model(
+                session, application=application, actor=actor, now=now
+            )
+            # the councils that adopted an earlier version hear of this one
+            messages = replication.newer_messages(session, model, settings) if created else []
+            _queue(messages, settings, session, now, round_.slug)
+            return [round_.slug, model.version, application.id, len(messages)]
+
+    slug, version, application_id, messages = steps.domain("publish the model", publish_model)
+
+    def packs(session: Session, round_: Round, issuer: Issuer) -> list[Pending]:
+        return issuer.replication_packs(replication.versions_of(session, application_id))
+
+    outcome = Outcome(slug, "publish", {"version": version})
+    outcome.documents = _documents(steps, "model packs", slug, now, packs, progress)
+    _outboxed(outcome, messages, settings)
+    _mail(outcome, steps, settings, now, "new version e-mail")
     return outcome
 
 
-def adopt(model_id: int, council_code: str, *, now: datetime, actor: str = SYSTEM) -> Outcome:
+def adopt(
+    model_id: int,
+    council_code: str,
+    *,
+    now: datetime,
+    actor: str = SYSTEM,
+    steps: Steps = DIRECT,
+) -> Outcome:
     """A council adopts a published model: through the rolling adoption route while the model's
     round keeps it open (a light form pre-filled with the carried-over answers), otherwise into
     the first round open for expressions of interest that takes the council (a later wave).
     Never into a round whose windows have closed, where the application could never be
     submitted: with neither open, nothing is started (CbflowError, saying why)."""
-    with session_scope() as session:
-        model = session.get(PublishedModel, model_id)
-        council = session.get(Council, council_code)
-        if model is None or council is None:
-            raise NotFound(f"no published model {model_id} or no council {council_code!r}")
-        route_refused = adoption_route.route_refusal(session, model, council, now)
-        if route_refused is None:
-            application, created = adoption_route.start(
-                session, model_id=model_id, council_code=council_code, actor=actor, now=now
-            )
-        else:
-            offered = replication.adoption_rounds(session, model, council, now)
-            if not offered:
-                raise CbflowError(
-                    f"{council.name} cannot adopt model {model_id} now: {route_refused}, and "
-                    "no round that takes it is open for expressions of interest"
+
+    def start() -> list[Any]:
+        with session_scope() as session:
+            model = session.get(PublishedModel, model_id)
+            council = session.get(Council, council_code)
+            if model is None or council is None:
+                raise NotFound(f"no published model {model_id} or no council {council_code!r}")
+            route_refused = adoption_route.route_refusal(session, model, council, now)
+            if route_refused is None:
+                application, created = adoption_route.start(
+                    session, model_id=model_id, council_code=council_code, actor=actor, now=now
                 )
-            application, created = replication.adopt_model(
-                session,
-                model_id=model_id,
-                council_code=council_code,
-                actor=actor,
-                now=now,
-                into=offered[0],
-            )
-        round_ = session.get(Round, application.round_id)
-        assert round_ is not None
-        carried = len(application.eoi_answers) + len(application.bid_answers)
-        outcome = Outcome(
-            round_.slug, "adopt", {"created": int(created), "answers carried over": carried}
-        )
-        outcome.notes.append(application.reference)
+            else:
+                offered = replication.adoption_rounds(session, model, council, now)
+                if not offered:
+                    raise CbflowError(
+                        f"{council.name} cannot adopt model {model_id} now: {route_refused}, "
+                        "and no round that takes it is open for expressions of interest"
+                    )
+                application, created = replication.adopt_model(
+                    session,
+                    model_id=model_id,
+                    council_code=council_code,
+                    actor=actor,
+                    now=now,
+                    into=offered[0],
+                )
+            round_ = session.get(Round, application.round_id)
+            assert round_ is not None
+            carried = len(application.eoi_answers) + len(application.bid_answers)
+            return [round_.slug, int(created), carried, application.reference]
+
+    slug, created, carried, reference = steps.domain("adopt the model", start)
+    outcome = Outcome(slug, "adopt", {"created": created, "answers carried over": carried})
+    outcome.notes.append(reference)
     return outcome
 
 
-def clarifications_due(slug: str, *, now: datetime, actor: str = SYSTEM) -> Outcome:
+def clarifications_due(
+    slug: str, *, now: datetime, actor: str = SYSTEM, steps: Steps = DIRECT
+) -> Outcome:
     """Remind the councils of the round's clarification requests whose reminder is due (once
-    each), and lapse those past their date to answer by, mailing the councils' officers.
-    Without SMTP the mail goes into the outbox in the same transaction; with SMTP it is sent
-    once that has committed. Run again, it does and sends nothing more."""
+    each), and lapse those past their date to answer by, mailing the councils' officers. The
+    mail is kept (outbox, or queue for SMTP) in the same transaction and sent by the mail step.
+    Run again, it does and sends nothing more."""
     settings = get_settings()
-    with session_scope() as session:
-        round_ = rounds.get_round(session, slug)
-        done = clarifications.due(session, round_=round_, now=now, actor=actor)
-        messages = [
-            message
-            for kind, found in (("reminder", done.reminded), ("lapsed", done.lapsed))
-            for clarification in found
-            for message in clarifications.messages(session, settings, clarification, kind)
-        ]
-        _outbox(messages, settings, session, now)
-    outcome = Outcome(
-        slug, "clarifications", {"reminded": len(done.reminded), "lapsed": len(done.lapsed)}
-    )
-    _mail(outcome, messages, settings, "e-mail")
+
+    def due() -> list[int]:
+        with session_scope() as session:
+            round_ = rounds.get_round(session, slug)
+            done = clarifications.due(session, round_=round_, now=now, actor=actor)
+            messages = [
+                message
+                for kind, found in (("reminder", done.reminded), ("lapsed", done.lapsed))
+                for clarification in found
+                for message in clarifications.messages(session, settings, clarification, kind)
+            ]
+            _queue(messages, settings, session, now, slug)
+            return [len(done.reminded), len(done.lapsed), len(messages)]
+
+    reminded, lapsed, messages = steps.domain("clarification requests due", due)
+    outcome = Outcome(slug, "clarifications", {"reminded": reminded, "lapsed": lapsed})
+    _outboxed(outcome, messages, settings)
+    _mail(outcome, steps, settings, now, "e-mail")
     return outcome
 
 
@@ -632,7 +857,9 @@ def schedule_generation(session: Session, round_: Round) -> int:
 BOARD = "programme"  # what a board pack's outcome is about: every round, not one
 
 
-def board_pack(key: str = "", *, now: datetime, actor: str = SYSTEM) -> Outcome:
+def board_pack(
+    key: str = "", *, now: datetime, actor: str = SYSTEM, steps: Steps = DIRECT
+) -> Outcome:
     """The programme board's pack: the figures across every round as they stand at `now`, as a
     PDF, kept with them as a `BoardPack`. The key ("2026-12": the month's scheduled pack, in
     the portal's time zone, when none is given) makes a run again issue nothing new."""
@@ -640,38 +867,52 @@ def board_pack(key: str = "", *, now: datetime, actor: str = SYSTEM) -> Outcome:
     zone = ZoneInfo(settings.timezone)
     key = key or board.scheduled_key(now, zone)
     outcome = Outcome(BOARD, BOARD_PACK.name, {"issued": 0})
-    with session_scope() as session:
-        if session.exec(select(BoardPack).where(BoardPack.key == key)).first() is not None:
-            outcome.notes.append(f"the pack {key} was issued before")
-            return outcome
-        figures = board.figures(session, now)
-        context = board.pack_context(session, figures, key, zone)
-    relative = board.pack_file(key)
-    path = render_pdf(board.PACK_TEMPLATE, context, settings.documents_dir / relative)
-    try:
+
+    def plan() -> list[str]:
         with session_scope() as session:
-            pack = BoardPack(
-                key=key,
-                path=relative,
-                figures=board.stored(figures),
-                created_at=now,
-                created_by=actor,
-            )
-            session.add(pack)
-            session.flush()
-            assert pack.id is not None
-            record(
-                session,
-                entity="board_pack",
-                entity_id=pack.id,
-                action="issued",
-                actor=actor,
-                now=now,
-                reason=f"The programme board's pack {key}, across {len(figures.rounds)} rounds.",
-            )
-    except IntegrityError:  # another run issued this key a moment before: theirs stands
-        outcome.notes.append(f"the pack {key} was issued by another run")
-        return outcome
-    outcome.counts = {"issued": 1, "rounds": len(figures.rounds)}
-    outcome.notes.append(f"{key}: {path.name}")
+            issued = session.exec(select(BoardPack).where(BoardPack.key == key)).first()
+        return [] if issued is not None else [key]
+
+    def issue_pack(keys: Sequence[str]) -> list[str]:
+        with session_scope() as session:
+            figures = board.figures(session, now)
+            context = board.pack_context(session, figures, key, zone)
+        relative = board.pack_file(key)
+        path = render_pdf(board.PACK_TEMPLATE, context, settings.documents_dir / relative)
+        get_store().keep("documents", relative, path)  # served by the portal on any host
+        try:
+            with session_scope() as session:
+                pack = BoardPack(
+                    key=key,
+                    path=relative,
+                    figures=board.stored(figures),
+                    created_at=now,
+                    created_by=actor,
+                )
+                session.add(pack)
+                session.flush()
+                assert pack.id is not None
+                record(
+                    session,
+                    entity="board_pack",
+                    entity_id=pack.id,
+                    action="issued",
+                    actor=actor,
+                    now=now,
+                    reason=(
+                        f"The programme board's pack {key}, across {len(figures.rounds)} rounds."
+                    ),
+                )
+        except IntegrityError:  # another run issued this key a moment before: theirs stands
+            return []
+        outcome.counts = {"issued": 1, "rounds": len(figures.rounds)}
+        return [str(path)]
+
+    issued = steps.documents("the board pack", plan, issue_pack)
+    if issued:
+        outcome.notes.append(f"{key}: {Path(issued[0]).name}")
+        if outcome.counts["issued"] == 0:  # issued by an earlier attempt of this run
+            outcome.counts["issued"] = 1
+    else:
+        outcome.notes.append(f"the pack {key} was issued before")
     return outcome

@@ -1,10 +1,12 @@
 """The stage events as Prefect flows, so administrators watch every step in the Prefect UI.
 
 Each flow runs the domain event from `cbflow.stages` in a worker thread (the work is blocking:
-database and rendering), then attaches one artifact listing what it did and linking every
-document it issued. Flows are async because a Prefect sync flow costs about a second of
-bookkeeping, an async one about a tenth. `now` is the injectable clock: left out, it is the
-system's time; the demo and tests pass the round's own dates.
+database and rendering), its steps as task runs (flows.steps: the domain step, the documents in
+batches, the mail; a retried run resumes after the steps it finished), then attaches one
+artifact listing what it did and linking every document it issued. Flows are async because a
+Prefect sync flow costs about a second of bookkeeping, an async one about a tenth. `now` is the
+injectable clock: left out, it is the system's time; the demo and tests pass the round's own
+dates.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from prefect import Flow, flow, get_run_logger
+from prefect import Flow, flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 from sqlmodel import col, select
 
 from cbflow import stages
@@ -50,8 +53,10 @@ from cbflow.flowlist import (
 )
 from cbflow.lifeline import end_with_parent
 from cbflow.models import Document
+from cbflow.services import checkpoints
 from cbflow.settings import get_settings
 from cbflow.stages import SYSTEM, Outcome, documents_summary
+from flows.steps import TaskSteps
 
 __all__ = ["documents_summary"]
 
@@ -71,6 +76,11 @@ async def _deadline(event: str, slug: str, now: datetime | None) -> datetime:
         return now
     from prefect.runtime import flow_run
 
+    # a retried run acts at the moment its first attempt did
+    run = str(flow_run.id)
+    done, moment = await asyncio.to_thread(checkpoints.finished, run, MOMENT)
+    if done:
+        return datetime.fromisoformat(moment)
     scheduled: datetime = flow_run.scheduled_start_time
     current = datetime.now(UTC)
     while current < scheduled:
@@ -79,7 +89,11 @@ async def _deadline(event: str, slug: str, now: datetime | None) -> datetime:
     late = await asyncio.to_thread(stages.record_late_run, slug, event, scheduled, current)
     if late is not None:
         get_run_logger().warning("%s: %s", slug, late)
+    await asyncio.to_thread(checkpoints.record, run, MOMENT, current.isoformat())
     return current
+
+
+MOMENT = "the moment it acts at"  # a deadline run's first step, kept for its retries
 
 
 # how far ahead of a run's `now` the run may be started and still wait for it (the receipts
@@ -128,6 +142,7 @@ def _document_ids(paths: Sequence[Path]) -> dict[Path, int]:
     return found
 
 
+@task(name="artifact", task_run_name="artifact", cache_policy=NO_CACHE, persist_result=False)
 async def _report(outcome: Outcome) -> Outcome:
     """Log what the stage did and attach one markdown artifact to its flow run: its counts, and
     a link on the portal to every document it issued. Persists nothing in cbflow's database."""
@@ -159,12 +174,21 @@ async def _report(outcome: Outcome) -> Outcome:
     return outcome
 
 
+def _run_id() -> str:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id)
+
+
 async def _run(event: Callable[..., Outcome], *args: Any, **kwargs: Any) -> Outcome:
+    """Run the stage event's steps as task runs of this flow run (see flows.steps: a retry of
+    the run resumes after the steps it finished), then report what it did."""
     if os.environ.get("PREFECT__DEPLOYMENT_NAME"):
         # a process of its own, started by the flow runner: it ends (reported crashed by
         # Prefect's engine) when the runner ends, rather than run on with nobody watching
         end_with_parent(signal.SIGTERM)
-    outcome = await asyncio.to_thread(event, *args, **kwargs)
+    steps = TaskSteps(_run_id(), get_settings())
+    outcome = await asyncio.to_thread(event, *args, steps=steps, **kwargs)
     if outcome.timetable_changed:
         await _reschedule(outcome)
     return await _report(outcome)

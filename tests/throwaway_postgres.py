@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,8 +33,18 @@ def _free_port() -> int:
 
 
 @contextmanager
-def server(max_connections: int = 100) -> Iterator[str]:
-    """A running server's URL, without a database name."""
+def server(
+    max_connections: int = 100,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    wrap: Sequence[str] = (),
+    allow: str = "",
+) -> Iterator[str]:
+    """A running server's URL, without a database name. By default on a free loopback port of
+    this machine; `wrap` runs its commands another way (in a network namespace: `ip netns exec
+    NS`), `host` and `port` are the address it listens on there, and `allow` a network
+    (10.1.2.0/24) whose hosts may connect without a password."""
     found = binaries()
     if found is None:
         raise Unavailable("PostgreSQL is not installed (apt-get install postgresql)")
@@ -45,11 +55,27 @@ def server(max_connections: int = 100) -> Iterator[str]:
     if os.geteuid() == 0:  # initdb refuses to run as root
         shutil.chown(folder, "postgres", "postgres")
         as_postgres = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-    options = f"-h 127.0.0.1 -p {port} -k {folder} -F -c max_connections={max_connections}"
+    if port is None:
+        port = _free_port()
+    options = f"-h {host} -p {port} -k {folder} -F -c max_connections={max_connections}"
     try:
+        initdb = [
+            str(found / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+        ]
+        done = subprocess.run([*as_postgres, *initdb], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise Unavailable(f"initdb failed:\n{done.stdout}\n{done.stderr}")
+        if allow:
+            with (data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {allow} trust\n")
         for command in (
-            [str(found / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"],
             [
                 str(found / "pg_ctl"),
                 "-D",
@@ -62,17 +88,15 @@ def server(max_connections: int = 100) -> Iterator[str]:
                 "start",
             ],
         ):
-            done = subprocess.run([*as_postgres, *command], capture_output=True, text=True)
+            done = subprocess.run([*wrap, *as_postgres, *command], capture_output=True, text=True)
             if done.returncode != 0:
                 raise Unavailable(
                     f"starting PostgreSQL failed: {' '.join(command)}\n{done.stdout}\n{done.stderr}"
                 )
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+        yield f"postgresql+psycopg://postgres@{host}:{port}"
     finally:
-        subprocess.run(
-            [*as_postgres, str(found / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True,
-        )
+        stop = [str(found / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]
+        subprocess.run([*wrap, *as_postgres, *stop], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from markupsafe import Markup
 from sqlmodel import Session, col, select
 
+from cbflow import store
 from cbflow.charts import assessor_charts, bar_chart, frontier_chart, line_chart
 from cbflow.formatting import (
     date_filter,
@@ -1005,8 +1006,10 @@ def receipt_key(reference: str, stage: Stage, version: int) -> str:
 def record_rendered(session: Session, pendings: Sequence[Pending], now: datetime) -> list[Pending]:
     """Record documents whose files now exist; a key already recorded is skipped. Returns the
     ones recorded now (issued for the first time), each under the prospectus version it was made
-    under."""
+    under. Each file is kept in the store (cbflow.store) as it is recorded, so that a portal or
+    a worker on another host reaches it."""
     root = get_settings().documents_dir
+    kept = store.get_store()
     known = set(
         session.exec(select(Document.key).where(col(Document.key).in_([p.key for p in pendings])))
     )
@@ -1014,6 +1017,9 @@ def record_rendered(session: Session, pendings: Sequence[Pending], now: datetime
     for pending in pendings:
         if pending.key in known or not pending.job.out_path.exists():
             continue
+        relative = _relative(pending.job.out_path, root)
+        if not relative.is_absolute():  # every host reaches it: kept with its record
+            kept.keep("documents", relative.as_posix(), pending.job.out_path, session)
         session.add(
             Document(
                 key=pending.key,
@@ -1021,7 +1027,7 @@ def record_rendered(session: Session, pendings: Sequence[Pending], now: datetime
                 application_id=pending.application_id,
                 kind=pending.kind,
                 title=pending.title,
-                path=str(_relative(pending.job.out_path, root)),
+                path=str(relative),
                 created_at=now,
                 prospectus_version=pending.prospectus_version,
             )

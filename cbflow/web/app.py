@@ -155,7 +155,9 @@ def create_app(
     app.state.pages = renderer
     env.globals["session_idle_seconds"] = int(timeout.idle_limit(settings).total_seconds())
     app.state.receipt_batches = ReceiptBatches(settings)
-    app.state.sign_in_asks = auth.AsksPerClient(settings.sign_in_asks_per_minute)
+    app.state.sign_in_asks = auth.AsksPerClient(
+        settings.sign_in_asks_per_minute, settings.resolved_database_url
+    )
     # innermost of the three: its answer to a post that is too large is a page of the session
     app.add_middleware(BoundedRequests)
     app.add_middleware(

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
-from collections import deque
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlmodel import Session
+from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col
 
 from cbflow import demo_people
+from cbflow.db import session_scope
 from cbflow.forms import email_error
-from cbflow.models import User
+from cbflow.models import SignInAsks, User
 from cbflow.services import accounts
 from cbflow.settings import Settings
 from cbflow.web import timeout
@@ -134,28 +136,44 @@ def require_role(*roles: str) -> Any:
 
 
 class AsksPerClient:
-    """At most `most` sign-in asks from one client address in any `within` seconds (no limit
-    if `most` is 0), counted by this process; further asks get the same answer and send
-    nothing. Generous, because a council's staff may all reach the portal from one address."""
+    """At most `most` sign-in asks from one client address in a minute of the clock (no limit
+    if `most` is 0); further asks get the same answer and send nothing. Generous, because a
+    council's staff may all reach the portal from one address.
 
-    def __init__(self, most: int, within: float = 60.0, clients: int = 10_000) -> None:
-        self.most, self.within, self.clients = most, within, clients
-        self._asks: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+    Counted in cbflow's database (`SignInAsks`), so that the portal's processes on every host
+    share one count: an upsert that adds one and returns the total, atomic on PostgreSQL (ON
+    CONFLICT) and on SQLite (one writer at a time). The first ask a process sees in each new
+    minute deletes the minutes gone by."""
+
+    def __init__(self, most: int, database_url: str | None = None) -> None:
+        self.most, self.database_url = most, database_url
+        self._pruned: datetime | None = None
 
     def allow(self, client: str, now: float) -> bool:
+        """Count an ask from `client` at `now` (seconds since the epoch): whether it is within
+        the limit."""
         if self.most <= 0:
             return True
-        with self._lock:
-            if len(self._asks) >= self.clients:  # forget the clients that have gone quiet
-                self._asks = {c: q for c, q in self._asks.items() if q[-1] > now - self.within}
-            asks = self._asks.setdefault(client, deque())
-            while asks and asks[0] <= now - self.within:
-                asks.popleft()
-            if len(asks) >= self.most:
-                return False
-            asks.append(now)
-            return True
+        minute = datetime.fromtimestamp(now - now % 60, UTC)
+        with session_scope(self.database_url) as session:
+            postgres = session.get_bind().dialect.name == "postgresql"
+            insert = pg_insert if postgres else sqlite_insert
+            counted = (
+                insert(SignInAsks)
+                .values(client=client[:64], minute=minute, asks=1)
+                .on_conflict_do_update(
+                    index_elements=["client", "minute"], set_={"asks": col(SignInAsks.asks) + 1}
+                )
+                .returning(col(SignInAsks.asks))
+            )
+            asks = int(session.execute(counted).scalar_one())
+            if self._pruned != minute:
+                self._pruned = minute
+                gone = delete(SignInAsks).where(
+                    col(SignInAsks.minute) < minute - timedelta(minutes=1)
+                )
+                session.execute(gone)
+        return asks <= self.most
 
 
 @router.get("/sign-in")
@@ -198,7 +216,7 @@ def sign_in_request(
         client = request.client.host if request.client else ""
         limit: AsksPerClient = request.app.state.sign_in_asks
         message = None
-        if limit.allow(client, time.monotonic()):
+        if limit.allow(client, time.time()):
             message = accounts.send_sign_in_link(
                 session,
                 email=email,

@@ -30,6 +30,7 @@ from cbflow.web.applications import own_application
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, ShortField
 from cbflow.web.replication import Answer, DocumentLink, Milestone, Return
+from cbflow.web.stored import stored_file
 from cbflow.web.templating import path_for
 
 router = APIRouter(prefix="/pilots")
@@ -291,10 +292,7 @@ def pilot_document(
     found = next((d for d in shared if d.id == document_id), None)
     if found is None:
         raise HTTPException(status_code=404)
-    root = settings.documents_dir.resolve()
-    path = (root / found.path).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        raise HTTPException(status_code=404)
+    path = stored_file(settings, "documents", found.path, session)
     return FileResponse(path, media_type="application/pdf", filename=Path(found.path).name)
 
 

@@ -5,7 +5,6 @@ anyone else, and for an application that was not offered a grant)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Request
@@ -20,6 +19,7 @@ from cbflow.services.documents import money
 from cbflow.web.applications import own_application
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, ShortField
+from cbflow.web.stored import stored_file
 from cbflow.web.templating import path_for
 
 router = APIRouter(prefix="/applications")
@@ -123,9 +123,6 @@ def offer_letter(
     document = _letter(session, application)
     if document is None:
         raise HTTPException(status_code=404)
-    path = Path(document.path)
-    path = path if path.is_absolute() else settings.documents_dir / path
-    if not path.is_file():
-        raise HTTPException(status_code=404)
+    path = stored_file(settings, "documents", document.path, session)
     name = f"{application.reference.replace('/', '-')}-grant-offer.pdf"
     return FileResponse(path, media_type="application/pdf", filename=name)

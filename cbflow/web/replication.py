@@ -27,6 +27,7 @@ from cbflow.web.answers import answer_view, question_of
 from cbflow.web.applications import APP_STATES
 from cbflow.web.auth import require_role
 from cbflow.web.deps import ClockDep, PagesDep, SessionDep, SettingsDep, ShortField
+from cbflow.web.stored import stored_file
 from cbflow.web.templating import Pages, path_for
 from cbflow.web.versioning import VersionRow, version_rows
 
@@ -376,8 +377,5 @@ def model_document(
     found = next((d for d in _documents(session, model) if d.id == document_id), None)
     if found is None:
         raise HTTPException(status_code=404)
-    root = settings.documents_dir.resolve()
-    path = (root / found.path).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        raise HTTPException(status_code=404)
+    path = stored_file(settings, "documents", found.path, session)
     return FileResponse(path, media_type="application/pdf", filename=Path(found.path).name)

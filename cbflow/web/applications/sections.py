@@ -25,6 +25,7 @@ from cbflow.services import councils as councils_service
 from cbflow.services import drafts, partnerships
 from cbflow.services.applications import Stage
 from cbflow.services.drafts import EditConflict
+from cbflow.store import get_store
 from cbflow.web import forms_ui
 from cbflow.web.answers import conflict_view
 from cbflow.web.applications import partners
@@ -306,6 +307,11 @@ def _save_section(
         raise HTTPException(status_code=404)
     errors: dict[str, str] = {}
     files: set[str] = set()  # the file questions this post answers
+    uploads = get_store()
+
+    def in_store(digest: str) -> bool:
+        return uploads.exists("uploads", _upload_key(post, digest))
+
     for question in section.questions:
         if isinstance(question, FileQuestion):
             raw[question.id] = ctx.answers.get(question.id)
@@ -316,9 +322,15 @@ def _save_section(
                 except forms_ui.Unreadable as exc:
                     errors[question.id] = f"{question.label}: {exc}"
                     continue
-                raw[question.id] = forms_ui.store_upload(folder, upload)
+                saved = forms_ui.store_upload(folder, upload)
+                # in the store at once, in a transaction of its own: staff on another host
+                # may open it as soon as the answer that names it is saved
+                uploads.keep(
+                    "uploads", _upload_key(post, saved["sha256"]), folder / saved["sha256"]
+                )
+                raw[question.id] = saved
                 files.add(question.id)
-            elif (kept := forms_ui.kept_upload(posted, question.id, folder)) is not None:
+            elif (kept := forms_ui.kept_upload(posted, question.id, folder, in_store)) is not None:
                 raw[question.id] = kept
                 files.add(question.id)
     keep_theirs: set[str] = set()
@@ -458,3 +470,8 @@ def _next_section(ctx: Context, section: Section) -> Section | None:
     sections = ctx.form.sections
     index = sections.index(section)
     return sections[index + 1] if index + 1 < len(sections) else None
+
+
+def _upload_key(post: Post, digest: str) -> str:
+    """An upload's key in the store: the application's folder and the file's hash."""
+    return f"{post.application_id}/{digest}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -42,6 +41,7 @@ from cbflow.web.deps import (
     in_own_thread,
     mail_after,
 )
+from cbflow.web.stored import stored_file
 from cbflow.web.templating import Pages, path_for
 from cbflow.wording import opening
 
@@ -342,10 +342,7 @@ def receipt(
     document = _receipt(session, ctx, version)
     if document is None:
         raise HTTPException(status_code=404)
-    path = Path(document.path)
-    path = path if path.is_absolute() else settings.documents_dir / path
-    if not path.is_file():
-        raise HTTPException(status_code=404)
+    path = stored_file(settings, "documents", document.path, session)
     numbered = f"-v{version}" if version > 1 else ""
     name = f"{ctx.application.reference.replace('/', '-')}-{stage}-receipt{numbered}.pdf"
     return FileResponse(path, media_type="application/pdf", filename=name)

@@ -8,7 +8,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -121,9 +121,16 @@ async def read_uploads(form: FormData) -> dict[str, Upload]:
     return uploads
 
 
-def kept_upload(form: FormData, question_id: str, folder: Path) -> dict[str, Any] | None:
+def kept_upload(
+    form: FormData,
+    question_id: str,
+    folder: Path,
+    stored: Callable[[str], bool] | None = None,
+) -> dict[str, Any] | None:
     """An upload's record carried by a page that asks whose answer to keep, if it is one of the
-    application's stored files (a record naming anything else is ignored)."""
+    application's stored files (a record naming anything else is ignored). `stored` says
+    whether a hash is in the store (cbflow.store), which reaches files uploaded through another
+    host; without it, the application's folder here is looked in."""
     value = form.get(UPLOAD_FIELD + question_id)
     try:
         kept = json.loads(value) if isinstance(value, str) and value else None
@@ -134,6 +141,7 @@ def kept_upload(form: FormData, question_id: str, folder: Path) -> dict[str, Any
     digest = kept["sha256"]
     if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
         return None
-    if not (folder / digest).is_file() or not isinstance(kept["size"], int):
+    found = stored(digest) if stored is not None else (folder / digest).is_file()
+    if not found or not isinstance(kept["size"], int):
         return None
     return {"name": clean_text(str(kept["name"]))[:200], "size": kept["size"], "sha256": digest}

@@ -54,6 +54,7 @@ from cbflow.web.staff.shared import (
     round_or_404,
     stage_router,
 )
+from cbflow.web.stored import stored_file
 
 router = stage_router()
 
@@ -436,9 +437,7 @@ def application_file(
     record_ = next((f for f in _files(application) if f["sha256"] == sha256), None)
     if record_ is None:
         raise HTTPException(status_code=404)
-    path = settings.data_dir / "uploads" / str(application.id) / sha256
-    if not path.is_file():
-        raise HTTPException(status_code=404)
+    path = stored_file(settings, "uploads", f"{application.id}/{sha256}", session)
     return FileResponse(
         path,
         media_type="application/octet-stream",
@@ -454,10 +453,7 @@ def staff_document(
     found = session.get(Document, document_id)
     if found is None:
         raise HTTPException(status_code=404)
-    root = settings.documents_dir.resolve()
-    path = (root / found.path).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        raise HTTPException(status_code=404)
+    path = stored_file(settings, "documents", found.path, session)
     return FileResponse(path, media_type="application/pdf", filename=path.name)
 
 

@@ -23,6 +23,7 @@ from cbflow.web.deps import (
     ShortField,
 )
 from cbflow.web.staff.shared import DeskDep, Staff, new_nonce, stage_router
+from cbflow.web.stored import stored_file
 from cbflow.web.templating import path_for
 
 router = stage_router()
@@ -120,8 +121,5 @@ def board_pack_file(
     found = session.get(BoardPack, pack_id)
     if found is None:
         raise HTTPException(status_code=404)
-    root = settings.documents_dir.resolve()
-    path = (root / found.path).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        raise HTTPException(status_code=404)
+    path = stored_file(settings, "documents", found.path, session)
     return FileResponse(path, media_type="application/pdf", filename=path.name)
