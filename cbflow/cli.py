@@ -906,6 +906,71 @@ def serve(
             _stop(server, "the Prefect server")
 
 
+@app.command()
+def portal(
+    host: Annotated[
+        str,
+        typer.Option(
+            help="The address to listen on: 127.0.0.1 behind a reverse proxy on this host, "
+            "0.0.0.0 to be reached from others."
+        ),
+    ] = "127.0.0.1",
+) -> None:
+    """Run the portal alone, as a portal host of a set-up on several hosts does: its processes
+    (CBFLOW_PORTAL_WORKERS, one per core by default) on CBFLOW_PORTAL_PORT, watched and replaced
+    as under `cbflow serve`. The database must be migrated first (`cbflow init`); staff actions
+    start flow runs on the Prefect server PREFECT_API_URL names, which workers execute."""
+    from cbflow.web.app import govuk_frontend
+    from cbflow.web.worker import PortalProcesses
+
+    settings = get_settings()
+    if not settings.resolved_prefect_api_url:
+        _fail(
+            "set PREFECT_API_URL to the Prefect server the workers take runs from "
+            "(http://HOST:4200/api): staff actions start flow runs there"
+        )
+    _stop_on_signals()
+    try:
+        govuk_frontend(settings)  # the portal cannot run without it
+    except CbflowError as exc:
+        _fail(str(exc))
+    log_dir = settings.data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / "portal.log"
+    processes = PortalProcesses(
+        settings.portal_workers or os.cpu_count() or 1,
+        host,
+        settings.portal_port,
+        {**os.environ, **_prefect_environment()},
+        log,
+    )
+    address = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{settings.portal_port}"
+    try:
+        with _step(f"Starting the portal (log: {log})") as say:
+            processes.start()
+            _wait_healthy(
+                f"{address}/healthz",
+                processes.processes,
+                "the portal",
+                log,
+                waited=lambda seconds: say(f"{seconds:.0f} s"),
+            )
+        console.print(f"[bold]Portal: {settings.resolved_portal_base_url}[/] (listening on {host})")
+        while True:
+            for code in processes.replace_stopped():
+                _log_event(f"a portal process stopped (exit code {code}); started another")
+            for line in processes.replace_unanswering():
+                _log_event(f"{line} (see {log})")
+            time.sleep(1)
+    except CbflowError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        console.print("Stopping ...")
+    finally:
+        for process in processes.processes:
+            _stop(process, "the portal")
+
+
 def main() -> None:
     app()
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from datetime import UTC, datetime
@@ -172,3 +174,53 @@ def test_signing_in_through_the_portal_writes_no_token_to_its_log(
     assert "/admin/people" in written, "the access log is on: it records each request"
     assert token not in written
     assert written.count("/sign-in/[token]") == 3
+
+
+def test_cbflow_portal_serves_the_portal_alone_and_stops_cleanly(
+    cbflow_env: Settings, tmp_path: Path
+) -> None:
+    """A portal host's command: the portal's processes on the port, no Prefect server or worker
+    of its own (the flow runs go to the server PREFECT_API_URL names)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "CBFLOW_PORTAL_PORT": str(port),
+        "CBFLOW_PORTAL_WORKERS": "2",
+        "PREFECT_API_URL": "http://127.0.0.1:9/api",  # a server elsewhere, not needed to serve
+    }
+    log = tmp_path / "portal-command.log"
+    command = subprocess.Popen(
+        [sys.executable, "-m", "cbflow.cli", "portal"],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _healthy(port)
+        children = [
+            int(pid)
+            for pid in Path(f"/proc/{command.pid}/task/{command.pid}/children").read_text().split()
+        ]
+        assert len(children) == 2, "two portal processes, and nothing else"
+        command.send_signal(signal.SIGTERM)
+        assert command.wait(timeout=60) == 0
+        assert not any(Path(f"/proc/{pid}").exists() for pid in children)
+    finally:
+        if command.poll() is None:
+            command.kill()
+
+
+def test_cbflow_portal_without_a_prefect_server_says_which_setting_is_missing(
+    cbflow_env: Settings, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.pop("CBFLOW_PREFECT_API_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "cbflow.cli", "portal"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "set PREFECT_API_URL" in done.stdout + done.stderr
