@@ -241,7 +241,7 @@ def issue_receipts(
     never queues it again; a message the mail server could not take waits for the next run.
     """
     settings = get_settings()
-    messages = 0
+    queued: list[int] = []  # messages queued by each batch (batches may run side by side)
 
     def plan(session: Session, round_: Round, issuer: Issuer) -> list[Pending]:
         apps = rounds.applications_of(session, round_)
@@ -251,13 +251,12 @@ def issue_receipts(
         return pendings
 
     def issue_batch(pendings: Sequence[Pending]) -> list[str]:
-        nonlocal messages
         paths = render_many([p.job for p in pendings], progress=progress)
         with session_scope() as session:
             recorded = record_rendered(session, pendings, now)
             composed = receipt_messages(session, recorded, settings)
             _queue(composed, settings, session, now, slug)
-        messages += len(composed)
+        queued.append(len(composed))
         return [str(path) for path in paths]
 
     def planned() -> list[Pending]:
@@ -268,7 +267,7 @@ def issue_receipts(
     documents = steps.documents("receipts", planned, issue_batch)
     outcome = Outcome(slug, "receipts", {"receipts": len(documents)})
     outcome.documents = [Path(path) for path in documents]
-    _outboxed(outcome, messages, settings)
+    _outboxed(outcome, sum(queued), settings)
     _mail(outcome, steps, settings, now, "receipt e-mail")
     return outcome
 

@@ -17,12 +17,14 @@ record being written.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any, TypeVar, cast
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 
 from cbflow.services import checkpoints
 from cbflow.services.mail import Delivery
@@ -33,6 +35,7 @@ T = TypeVar("T")
 P = TypeVar("P")
 
 BATCH = 100  # documents per task run: a task run costs little, a document's bookkeeping a lot
+IN_FLIGHT = 2  # batches rendering at once
 
 
 class MailUnreachable(RuntimeError):
@@ -107,9 +110,11 @@ class TaskSteps(Steps):
         plan: Callable[[], Sequence[P]],
         issue: Callable[[Sequence[P]], list[str]],
     ) -> list[str]:
-        """Batches of BATCH documents, one task run each. On a retry the batches finished
-        before are not planned again (their documents are recorded) and count towards the
-        numbering; their paths come from the record, for the run's artifact."""
+        """Batches of BATCH documents, one task run each, two in flight at a time: the
+        rendering processes start on the next batch while one is being recorded, rather than
+        fall idle at the end of every batch. On a retry the batches finished before are not
+        planned again (their documents are recorded) and count towards the numbering; their
+        paths come from the record, for the run's artifact."""
         earlier = checkpoints.finished_like(self.run, f"{name} · ")
         paths: list[str] = [path for _, found in earlier for path in found]
         if earlier:
@@ -118,13 +123,33 @@ class TaskSteps(Steps):
             )
         pending = list(plan())
         total = len(paths) + len(pending)
-        for start in range(0, len(pending), BATCH):
-            batch = pending[start : start + BATCH]
-            first = len(paths) + 1
-            label = f"{name} · {first}-{first + len(batch) - 1} of {total}"
-            issued = _documents.with_options(task_run_name=label, **self._io())(issue, batch)
+        numbered = len(paths)
+        in_flight: deque[tuple[str, PrefectFuture[list[str]]]] = deque()
+
+        def finish() -> None:
+            label, future = in_flight.popleft()
+            issued = future.result()
             checkpoints.record(self.run, label, issued)
-            paths += issued
+            paths.extend(issued)
+
+        try:
+            for start in range(0, len(pending), BATCH):
+                batch = pending[start : start + BATCH]
+                label = f"{name} · {numbered + 1}-{numbered + len(batch)} of {total}"
+                numbered += len(batch)
+                task = _documents.with_options(task_run_name=label, **self._io())
+                in_flight.append((label, task.submit(issue, batch)))
+                if len(in_flight) == IN_FLIGHT:
+                    finish()
+            while in_flight:
+                finish()
+        except BaseException:
+            # the batch still in flight finishes (or fails) before the step fails, and is
+            # recorded if it finished: a retry then neither redoes nor loses it
+            for label, future in in_flight:
+                if future.wait() is None and future.state.is_completed():
+                    checkpoints.record(self.run, label, future.result())
+            raise
         return paths
 
     def mail(self, name: str, send: Callable[[], Delivery]) -> Delivery:
