@@ -182,9 +182,10 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def flow_runner(cbflow_env: Settings, prefect_api: str, tmp_path: Path) -> Iterator[Settings]:
-    """The runner `cbflow serve` starts (`python -m flows.deployments`), executing the flow runs
-    the portal creates against this test's data folder and database. Yields the settings the
-    portal uses to reach it."""
+    """A flow runner serving every deployment from one process (`python -m flows.deployments`),
+    executing the flow runs the portal creates against this test's data folder and database:
+    quicker to start than a work pool and its worker (`cbflow serve` starts those; see
+    tests/test_workers.py). Yields the settings the portal uses to reach it."""
     env = {
         **os.environ,
         "PREFECT_API_URL": prefect_api,
