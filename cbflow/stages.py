@@ -112,19 +112,6 @@ def _documents(
     return [Path(path) for path in steps.documents(name, plan, issue_batch)]
 
 
-def _queue(
-    messages: Sequence[notify.Message],
-    settings: Settings,
-    session: Session,
-    now: datetime,
-    batch: str,
-) -> None:
-    """Keep the messages in the transaction that records what they tell of: in the outbox
-    without SMTP, in the mail queue with it (see services.mail). A re-run, which finds that
-    recorded, queues nothing again."""
-    mail.queue(messages, settings=settings, session=session, now=now, batch=batch)
-
-
 def _mail(outcome: Outcome, steps: Steps, settings: Settings, now: datetime, what: str) -> None:
     """The mail step: send what the stage queued (and anything an earlier run of the round's
     stages left unsent); count those sent, and note each refused and any still waiting."""
@@ -207,7 +194,7 @@ def amend_prospectus(
             if created:
                 changes = amendments.changes_of(session, round_, version.version)
                 messages = amendments.messages(session, round_, version, changes, settings)
-                _queue(messages, settings, session, now, slug)
+                mail.queue(messages, settings=settings, session=session, now=now, batch=slug)
             return [version.version, int(created), len(messages)]
 
     number, created, messages = steps.domain("publish the amendment", publish_amendment)
@@ -255,7 +242,7 @@ def issue_receipts(
         with session_scope() as session:
             recorded = record_rendered(session, pendings, now)
             composed = receipt_messages(session, recorded, settings)
-            _queue(composed, settings, session, now, slug)
+            mail.queue(composed, settings=settings, session=session, now=now, batch=slug)
         queued.append(len(composed))
         return [str(path) for path in paths]
 
@@ -296,7 +283,7 @@ def extend_if_degraded(
             messages = deadlines.everyone_told(
                 session, round_, stage, extension, original, settings
             )
-            _queue(messages, settings, session, now, slug)
+            mail.queue(messages, settings=settings, session=session, now=now, batch=slug)
             return [f"{stage} deadline extended for everyone: {extension.reason}", len(messages)]
 
     label = "EOI" if stage == "eoi" else stage
@@ -322,7 +309,7 @@ def send_reminders(slug: str, *, now: datetime, steps: Steps = DIRECT) -> Outcom
         with session_scope() as session:
             round_ = rounds.get_round(session, slug)
             rows, messages = reminders.send(session, round_, now, settings)
-            _queue(messages, settings, session, now, slug)
+            mail.queue(messages, settings=settings, session=session, now=now, batch=slug)
             return [[row.stage for row in rows], len(messages)]
 
     stages_reminded, messages = steps.domain("reminders due", remind)
@@ -344,7 +331,7 @@ def send_digests(*, now: datetime, steps: Steps = DIRECT) -> Outcome:
     def digests() -> list[int]:
         with session_scope() as session:
             done = following.send_digests(session, now, settings)
-            _queue(done.messages, settings, session, now, BOARD)
+            mail.queue(done.messages, settings=settings, session=session, now=now, batch=BOARD)
             return [len(done.follows), len(done.messages)]
 
     follows, messages = steps.domain("digests due", digests)
@@ -626,7 +613,7 @@ def publish(
             )
             # the councils that adopted an earlier version hear of this one
             messages = replication.newer_messages(session, model, settings) if created else []
-            _queue(messages, settings, session, now, round_.slug)
+            mail.queue(messages, settings=settings, session=session, now=now, batch=round_.slug)
             return [round_.slug, model.version, application.id, len(messages)]
 
     slug, version, application_id, messages = steps.domain("publish the model", publish_model)
@@ -711,7 +698,7 @@ def clarifications_due(
                 for clarification in found
                 for message in clarifications.messages(session, settings, clarification, kind)
             ]
-            _queue(messages, settings, session, now, slug)
+            mail.queue(messages, settings=settings, session=session, now=now, batch=slug)
             return [len(done.reminded), len(done.lapsed), len(messages)]
 
     reminded, lapsed, messages = steps.domain("clarification requests due", due)
